@@ -1,0 +1,211 @@
+//! Data-plane counters: every exit of every program adds one packet to exactly one
+//! counter, named by (reason, tunnel kind, XDP action). The counters live in a per-CPU
+//! array indexed by [`counter_index`]; the control plane sums the CPUs.
+
+/// The XDP verdict a packet left with. The values are the kernel's `XDP_*` codes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Aborted = 0,
+    Drop = 1,
+    Pass = 2,
+    Tx = 3,
+    Redirect = 4,
+}
+
+impl Action {
+    pub const COUNT: u32 = 5;
+    pub const ALL: [Action; 5] = [
+        Action::Aborted,
+        Action::Drop,
+        Action::Pass,
+        Action::Tx,
+        Action::Redirect,
+    ];
+
+    /// Lower-case name, as used in `vdmm-ctl stats` and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Aborted => "aborted",
+            Action::Drop => "drop",
+            Action::Pass => "pass",
+            Action::Tx => "tx",
+            Action::Redirect => "redirect",
+        }
+    }
+}
+
+/// Which tunnel a packet belongs to: `Ip4in6` is an IPv4 packet inside an IPv6 header.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelKind {
+    /// Not a tunnel packet (or not yet known to be one).
+    None = 0,
+    Ip4in4 = 1,
+    Ip6in4 = 2,
+    Ip4in6 = 3,
+    Ip6in6 = 4,
+}
+
+impl TunnelKind {
+    pub const COUNT: u32 = 5;
+    pub const ALL: [TunnelKind; 5] = [
+        TunnelKind::None,
+        TunnelKind::Ip4in4,
+        TunnelKind::Ip6in4,
+        TunnelKind::Ip4in6,
+        TunnelKind::Ip6in6,
+    ];
+
+    /// The kind for an inner and an outer family (`true` = IPv6).
+    #[inline(always)]
+    pub const fn of(inner_v6: bool, outer_v6: bool) -> Self {
+        match (inner_v6, outer_v6) {
+            (false, false) => TunnelKind::Ip4in4,
+            (true, false) => TunnelKind::Ip6in4,
+            (false, true) => TunnelKind::Ip4in6,
+            (true, true) => TunnelKind::Ip6in6,
+        }
+    }
+
+    /// Name as used in `vdmm-ctl stats` and the `kind` metric label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TunnelKind::None => "none",
+            TunnelKind::Ip4in4 => "4in4",
+            TunnelKind::Ip6in4 => "6in4",
+            TunnelKind::Ip4in6 => "4in6",
+            TunnelKind::Ip6in6 => "6in6",
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $value:literal => $name:literal, )*) => {
+        /// Why a packet left the program the way it did.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant = $value, )*
+        }
+
+        impl Reason {
+            /// Every reason, in index order.
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )* ];
+
+            /// snake_case name, as used in `vdmm-ctl stats` and the `reason` metric label.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Reason::$variant => $name, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): left to the kernel.
+    NotIp = 0 => "not_ip",
+    /// 802.1Q / 802.1ad tagged frame: vdmm does not look inside VLANs; left to the kernel.
+    VlanTagged = 1 => "vlan_tagged",
+    /// Truncated or invalid header (Ethernet, IPv4 version/IHL/length, IPv6 length, inner
+    /// header of a tunnel packet that does not match the tunnel protocol).
+    Malformed = 2 => "malformed",
+    /// Nothing for vdmm to do (no binding, not a tunnel packet for a local endpoint):
+    /// left to the kernel.
+    NoMatch = 3 => "no_match",
+    /// Encapsulated toward a binding's locator.
+    Encap = 4 => "encap",
+    /// Decapsulated and forwarded.
+    Decap = 5 => "decap",
+    /// Tunnel packet for a local endpoint from a source that is not a configured peer
+    /// (an open decapsulator lets anyone inject packets behind it; CVE-2020-10136).
+    NotPeer = 6 => "not_peer",
+    /// Tunnel packet that is an IP fragment (the data plane does not reassemble).
+    OuterFragment = 7 => "outer_fragment",
+    /// IPv6 extension headers the data plane does not walk (too many, or a routing header
+    /// with segments left) in front of the tunnel header.
+    Ipv6ExtensionHeaders = 8 => "ipv6_extension_headers",
+    /// RFC 6040: outer header says CE but the inner packet is not ECN-capable.
+    EcnCeNotEct = 9 => "ecn_ce_not_ect",
+    /// Inner TTL / hop limit would reach zero: ICMP time exceeded sent (tx) or dropped.
+    TtlExpired = 10 => "ttl_expired",
+    /// Encapsulated packet larger than the egress MTU: ICMP fragmentation needed /
+    /// packet too big sent back (tx) or dropped.
+    TooBig = 11 => "too_big",
+    /// IPv4 without DF larger than the egress MTU after encapsulation: encapsulated with
+    /// the outer DF clear and passed to the kernel, which fragments the outer packet.
+    FragmentedByKernel = 12 => "fragmented_by_kernel",
+    /// `bpf_fib_lookup` has no neighbour entry for the next hop: passed to the kernel,
+    /// which resolves it and forwards the (already rewritten) packet.
+    FibNoNeighbour = 13 => "fib_no_neighbour",
+    /// No route, or a blackhole / unreachable / prohibit route.
+    FibUnreachable = 14 => "fib_unreachable",
+    /// The kernel would not forward (forwarding disabled on the interface, local
+    /// destination, unsupported route type): passed to the kernel.
+    FibNotForwarded = 15 => "fib_not_forwarded",
+    /// `bpf_xdp_adjust_head` / `bpf_xdp_adjust_tail` refused to resize the packet.
+    AdjustFailed = 16 => "adjust_failed",
+    /// ICMP error needed but no local address of that family to send it from.
+    NoIcmpSource = 17 => "no_icmp_source",
+}
+
+impl Reason {
+    /// Number of reasons (the counter array is sized by it).
+    pub const COUNT: u32 = Reason::ALL.len() as u32;
+}
+
+/// Number of entries in the counter array.
+pub const COUNTER_ENTRIES: u32 = Reason::COUNT * TunnelKind::COUNT * Action::COUNT;
+
+/// Index of the counter for one (reason, kind, action).
+#[inline(always)]
+pub const fn counter_index(reason: Reason, kind: TunnelKind, action: Action) -> u32 {
+    ((reason as u32) * TunnelKind::COUNT + kind as u32) * Action::COUNT + action as u32
+}
+
+/// The (reason, kind, action) of a counter index, for reading the array back.
+pub fn counter_labels(index: u32) -> Option<(Reason, TunnelKind, Action)> {
+    let action = *Action::ALL.get((index % Action::COUNT) as usize)?;
+    let rest = index / Action::COUNT;
+    let kind = *TunnelKind::ALL.get((rest % TunnelKind::COUNT) as usize)?;
+    let reason = *Reason::ALL.get((rest / TunnelKind::COUNT) as usize)?;
+    Some((reason, kind, action))
+}
+
+/// One counter: packets and bytes (the frame length the program saw on entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for CounterValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as u32, i as u32, "{}", r.name());
+        }
+    }
+
+    #[test]
+    fn counter_index_round_trips() {
+        for r in Reason::ALL {
+            for k in TunnelKind::ALL {
+                for a in Action::ALL {
+                    let i = counter_index(*r, k, a);
+                    assert!(i < COUNTER_ENTRIES);
+                    assert_eq!(counter_labels(i), Some((*r, k, a)));
+                }
+            }
+        }
+        assert_eq!(counter_labels(COUNTER_ENTRIES), None);
+    }
+}

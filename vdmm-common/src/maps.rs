@@ -1,0 +1,30 @@
+//! Names and sizes of the maps the data plane declares and the control plane pins under
+//! its pin directory (default `/sys/fs/bpf/vdmm`). Both sides use these constants, so a
+//! rename cannot split them. Names are at most 15 bytes (the kernel's limit).
+
+/// Per-CPU array of [`crate::CounterValue`], indexed by [`crate::counters::counter_index`].
+pub const COUNTERS: &str = "VDMM_COUNTERS";
+/// Hash map [`crate::IpAddrKey`] -> [`crate::tunnel::AddressFlags`]: local tunnel endpoints.
+pub const ENDPOINTS: &str = "VDMM_ENDPOINTS";
+/// Hash map [`crate::IpAddrKey`] -> [`crate::tunnel::AddressFlags`]: peers allowed to send
+/// tunnel packets to a local endpoint.
+pub const PEERS: &str = "VDMM_PEERS";
+/// LPM trie (IPv4 home prefix, `[u8; 4]`) -> [`crate::Binding`].
+pub const BINDINGS_V4: &str = "VDMM_BINDINGS4";
+/// LPM trie (IPv6 home prefix, `[u8; 16]`) -> [`crate::Binding`].
+pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
+/// Array with one [`crate::TunnelConfig`].
+pub const CONFIG: &str = "VDMM_CONFIG";
+
+/// Every map the control plane pins, in a stable order.
+pub const ALL: [&str; 6] = [COUNTERS, ENDPOINTS, PEERS, BINDINGS_V4, BINDINGS_V6, CONFIG];
+
+pub const MAX_ENDPOINTS: u32 = 64;
+pub const MAX_PEERS: u32 = 4096;
+/// Bindings per family. LPM tries allocate per entry, so the bound costs nothing unused.
+pub const MAX_BINDINGS: u32 = 1 << 20;
+
+/// The XDP program that does all of vdmm's packet work.
+pub const XDP_PROGRAM: &str = "vdmm_xdp";
+/// An XDP program that only returns `XDP_PASS`: the baseline benchmarks compare against.
+pub const EMPTY_PROGRAM: &str = "vdmm_empty";

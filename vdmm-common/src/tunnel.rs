@@ -1,0 +1,80 @@
+//! Map values of the tunnel data plane: bindings (home address or prefix -> locator) and
+//! the tunnel-wide configuration.
+
+use crate::IpAddrKey;
+
+/// A binding: packets whose destination falls in the home prefix (the LPM key) are
+/// encapsulated toward `locator`, with `source` as the outer source address. Both are of
+/// the same family, and that family picks the tunnel kind (the inner family is the
+/// packet's own).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Outer destination: the node the home address is currently reachable through.
+    pub locator: IpAddrKey,
+    /// Outer source: a local tunnel endpoint of the locator's family.
+    pub source: IpAddrKey,
+    /// `BINDING_OUTER_V4` when the locator is IPv4 (saves the data plane a compare).
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// [`Binding::flags`]: the outer header is IPv4.
+pub const BINDING_OUTER_V4: u32 = 1;
+
+impl Binding {
+    /// A binding from a locator and a source of the same family (checked by the caller).
+    pub fn new(locator: IpAddrKey, source: IpAddrKey) -> Self {
+        let flags = if locator.is_v4() { BINDING_OUTER_V4 } else { 0 };
+        Self {
+            locator,
+            source,
+            flags,
+            _reserved: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn outer_is_v4(&self) -> bool {
+        self.flags & BINDING_OUTER_V4 != 0
+    }
+}
+
+/// Default outer TTL / hop limit (RFC 2003 and RFC 2473 leave it to the encapsulator;
+/// 64 is the Linux default).
+pub const DEFAULT_OUTER_HOP_LIMIT: u8 = 64;
+
+/// Tunnel-wide settings, entry 0 of the config array. All-zero means defaults, so a freshly
+/// loaded program works before the control plane writes anything.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Outer TTL / hop limit; 0 means [`DEFAULT_OUTER_HOP_LIMIT`].
+    pub outer_hop_limit: u8,
+    pub _reserved: [u8; 3],
+    /// Source of ICMPv4 errors the data plane sends (time exceeded, fragmentation
+    /// needed); all-zero means none can be sent and such packets are dropped and counted.
+    pub icmp_source_v4: [u8; 4],
+    /// Source of ICMPv6 errors (time exceeded, packet too big); all-zero means none.
+    pub icmp_source_v6: [u8; 16],
+}
+
+impl TunnelConfig {
+    #[inline(always)]
+    pub fn hop_limit(&self) -> u8 {
+        if self.outer_hop_limit == 0 {
+            DEFAULT_OUTER_HOP_LIMIT
+        } else {
+            self.outer_hop_limit
+        }
+    }
+}
+
+/// Value of the endpoint and peer maps (the key is the address). Reserved for flags.
+pub type AddressFlags = u32;
+
+#[cfg(feature = "user")]
+mod user {
+    unsafe impl aya::Pod for super::Binding {}
+    unsafe impl aya::Pod for super::TunnelConfig {}
+}

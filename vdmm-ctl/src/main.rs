@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", vdmm_ctl::EBPF_OBJECT.len());
+}
