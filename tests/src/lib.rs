@@ -1,1 +1,4 @@
-//! Shared harness for vdmm's integration tests.
+//! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
+//! data plane.
+
+pub mod netns;
