@@ -1,1 +1,169 @@
-fn main() {}
+//! vdmm developer workflows, run as `cargo xtask <command>` from anywhere in the checkout.
+//!
+//! Every command except `setup` and `clean-lab` first runs the setup checks and installs
+//! what is missing, so a fresh machine needs no other step.
+
+mod lab;
+mod setup;
+mod workspace;
+
+use std::{ffi::OsString, process::Command, time::Instant};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use workspace::{Workspace, on_path, require_root, run};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "vdmm developer workflows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and tests need: nightly rust-src, bpf-linker (under
+    /// target/tools), Debian packages, bpffs at /sys/fs/bpf. Idempotent.
+    Setup,
+    /// Set up, build everything, and run every test (as root). Extra arguments go to
+    /// cargo-nextest (e.g. a test name filter).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, build, and run the lab demo in network namespaces (as root): traffic
+    /// through each of the four tunnel kinds. Extra arguments go to `vdmm-lab demo`.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, build in release, and run the benchmarks (as root): ns/packet through
+    /// BPF_PROG_TEST_RUN, and forwarding rate between namespaces.
+    Bench {
+        /// Only the ns/packet benchmark (vdmm-bench).
+        #[arg(long, conflicts_with = "forward_only")]
+        prog_only: bool,
+        /// Only the forwarding-rate benchmark (vdmm-lab bench-forward).
+        #[arg(long)]
+        forward_only: bool,
+    },
+    /// Delete what a crashed lab or test left: `vdmm*` namespaces and veths, /run/vdmm pins.
+    CleanLab,
+    /// rustfmt check and clippy (warnings are errors) on the host crates.
+    Lint,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let ws = Workspace::locate();
+    match cli.command {
+        Cmd::Setup => setup::ensure(&ws, true),
+        Cmd::Test { args } => test(&ws, &args),
+        Cmd::Demo { args } => demo(&ws, &args),
+        Cmd::Bench {
+            prog_only,
+            forward_only,
+        } => bench(&ws, !forward_only, !prog_only),
+        Cmd::CleanLab => lab::clean(),
+        Cmd::Lint => lint(&ws),
+    }
+}
+
+/// Host packages of the workspace: everything except `vdmm-ebpf`, which only builds for
+/// the BPF target (vdmm-ctl's build.rs does that).
+const HOST_PACKAGES: &[&str] = &["--workspace", "--exclude", "vdmm-ebpf"];
+
+fn test(ws: &Workspace, args: &[OsString]) -> Result<()> {
+    setup::ensure(ws, false)?;
+    let start = Instant::now();
+    // Binaries (vdmm-ctl, vdmm-lab, ...) and test binaries, so a build error shows up
+    // before anything runs.
+    run(ws.cargo(["build"]).args(HOST_PACKAGES).arg("--all-targets"))?;
+    eprintln!("xtask: built in {:.0} s", start.elapsed().as_secs_f64());
+    require_root("cargo xtask test")?;
+
+    let vdmm_ctl = ws.binary("debug", "vdmm-ctl");
+    if on_path("cargo-nextest") {
+        // nextest does not run doctests: run them first, so nextest's summary closes the run.
+        run(ws
+            .cargo(["test", "--doc"])
+            .args(HOST_PACKAGES)
+            .env("VDMM_CTL", &vdmm_ctl))?;
+        // Profile and parallelism limits (the netns group) live in .config/nextest.toml.
+        run(ws
+            .cargo(["nextest", "run", "--no-fail-fast"])
+            .args(HOST_PACKAGES)
+            .args(args)
+            .env("VDMM_CTL", &vdmm_ctl))
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        run(ws
+            .cargo(["test", "--no-fail-fast"])
+            .args(HOST_PACKAGES)
+            .args(args)
+            .env("VDMM_CTL", &vdmm_ctl))
+    }
+}
+
+fn demo(ws: &Workspace, args: &[OsString]) -> Result<()> {
+    setup::ensure(ws, false)?;
+    run(ws.cargo(["build", "-p", "vdmm-ctl", "-p", "vdmm-tests", "--bins"]))?;
+    require_root("cargo xtask demo")?;
+    let lab = existing_binary(ws, "debug", "vdmm-lab")?;
+    run(Command::new(lab)
+        .arg("demo")
+        .args(args)
+        .env("VDMM_CTL", ws.binary("debug", "vdmm-ctl")))
+}
+
+fn bench(ws: &Workspace, prog: bool, forward: bool) -> Result<()> {
+    setup::ensure(ws, false)?;
+    run(ws.cargo([
+        "build",
+        "--release",
+        "-p",
+        "vdmm-ctl",
+        "-p",
+        "vdmm-tests",
+        "--bins",
+    ]))?;
+    require_root("cargo xtask bench")?;
+    let vdmm_ctl = ws.binary("release", "vdmm-ctl");
+    if prog {
+        eprintln!("\n== ns/packet via BPF_PROG_TEST_RUN (vdmm-bench) ==");
+        run(Command::new(existing_binary(ws, "release", "vdmm-bench")?).env("VDMM_CTL", &vdmm_ctl))?;
+    }
+    if forward {
+        eprintln!("\n== forwarding rate between namespaces (vdmm-lab bench-forward) ==");
+        run(Command::new(existing_binary(ws, "release", "vdmm-lab")?)
+            .arg("bench-forward")
+            .env("VDMM_CTL", &vdmm_ctl))?;
+    }
+    Ok(())
+}
+
+fn lint(ws: &Workspace) -> Result<()> {
+    run(ws.cargo(["fmt", "--all", "--check"]))?;
+    setup::ensure(ws, false)?;
+    run(ws
+        .cargo(["clippy"])
+        .args(HOST_PACKAGES)
+        .args(["--all-targets", "--", "-D", "warnings"]))
+}
+
+/// A binary of the vdmm-tests package, with a clear error while it does not exist yet.
+fn existing_binary(ws: &Workspace, profile: &str, name: &str) -> Result<std::path::PathBuf> {
+    let path = ws.binary(profile, name);
+    if !path.is_file() {
+        bail!(
+            "{} was not built: the vdmm-tests package has no `{name}` binary yet",
+            path.display()
+        );
+    }
+    Ok(path)
+}
