@@ -47,6 +47,8 @@ pub fn ensure(ws: &Workspace, verbose: bool) -> Result<()> {
 
     if verbose || acted {
         eprintln!("setup: done in {:.1} s", start.elapsed().as_secs_f64());
+    } else {
+        eprintln!("setup: nothing missing (`cargo xtask setup` lists the checks)");
     }
     Ok(())
 }
