@@ -1,5 +1,25 @@
 //! vdmm control plane as a library: the `vdmm-ctl` binary is a thin command-line front end
-//! over it, and the integration tests use it to load and program the data plane.
+//! over it, and the integration tests (and the future daemon) use it to load and program
+//! the data plane.
+//!
+//! - [`pin`]: the pin directory on a bpffs and its layout;
+//! - [`loader`]: load, attach to / detach from interfaces, reset;
+//! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
+//! - [`addr`]: address and prefix parsing;
+//! - [`cli`] and [`commands`]: the command line;
+//! - [`error`]: the library's one-line errors.
+
+pub mod addr;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod loader;
+pub mod maps;
+pub mod netns;
+pub mod pin;
+pub mod table;
+
+pub use error::{Error, Result};
 
 /// The compiled eBPF object (all vdmm programs and maps), built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vdmm"));

@@ -1,0 +1,283 @@
+//! Parsing and checking the addresses and prefixes the command line and the library take:
+//! home prefixes (`HOME[/LEN]`, canonical only), locators, sources, endpoints and peers.
+//! Pure code, no I/O, so every rule here is unit tested.
+
+use std::{
+    cmp::Ordering,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+use crate::error::{Error, Result};
+
+/// An address family, named the way the messages name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// "IPv4" / "IPv6".
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// "ipv4" / "ipv6", as in JSON output.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    /// Bits in an address of this family.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
+
+/// Parses an IPv4 or IPv6 address.
+pub fn parse_addr(text: &str) -> Result<IpAddr> {
+    IpAddr::from_str(text.trim()).map_err(|_| Error::BadAddress(text.to_string()))
+}
+
+/// Checks that `addr` can be a tunnel endpoint, peer, locator or outer source: a unicast
+/// address that is not unspecified, loopback, multicast, broadcast or IPv4-mapped IPv6 (the
+/// maps store IPv4 as `::ffff:a.b.c.d`, so a mapped IPv6 address would alias an IPv4 one).
+pub fn check_tunnel_addr(what: &'static str, addr: IpAddr) -> Result<()> {
+    let bad = match addr {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => {
+            a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some()
+        }
+    };
+    if bad {
+        Err(Error::NotUnicast { what, addr })
+    } else {
+        Ok(())
+    }
+}
+
+/// A canonical IP prefix: no bits set after `len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    /// A prefix from an address and a length; errors when the length is out of range or
+    /// host bits are set (the error names the canonical prefix).
+    pub fn new(addr: IpAddr, len: u32) -> Result<Self> {
+        let text = format!("{addr}/{len}");
+        Self::checked(addr, len, &text)
+    }
+
+    fn checked(addr: IpAddr, len: u32, text: &str) -> Result<Self> {
+        let family = Family::of(&addr);
+        if len > family.bits() as u32 {
+            return Err(Error::PrefixLengthOutOfRange {
+                text: text.to_string(),
+                len,
+                max: family.bits(),
+                family: family.name(),
+            });
+        }
+        let len = len as u8;
+        let canonical = Prefix {
+            addr: mask(addr, len),
+            len,
+        };
+        if canonical.addr != addr {
+            return Err(Error::HostBitsSet {
+                text: text.to_string(),
+                canonical,
+            });
+        }
+        Ok(canonical)
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    pub fn family(&self) -> Family {
+        Family::of(&self.addr)
+    }
+
+    /// True for a single address (/32 or /128).
+    pub fn is_host(&self) -> bool {
+        self.len == self.family().bits()
+    }
+
+    /// True when `addr` falls inside this prefix.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        Family::of(&addr) == self.family() && mask(addr, self.len) == self.addr
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = Error;
+
+    /// `ADDR` (a host prefix) or `ADDR/LEN`.
+    fn from_str(text: &str) -> Result<Self> {
+        let t = text.trim();
+        let (addr_text, len_text) = match t.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (t, None),
+        };
+        let addr = IpAddr::from_str(addr_text).map_err(|_| Error::BadPrefix {
+            text: text.to_string(),
+            reason: format!("`{addr_text}` is not an IPv4 or IPv6 address"),
+        })?;
+        let len = match len_text {
+            None => Family::of(&addr).bits() as u32,
+            Some(l) => {
+                if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Error::BadPrefix {
+                        text: text.to_string(),
+                        reason: format!("`{l}` is not a prefix length"),
+                    });
+                }
+                // Long digit strings are out of range rather than unparsable.
+                l.parse::<u32>().unwrap_or(u32::MAX)
+            }
+        };
+        Self::checked(addr, len, text)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Ord for Prefix {
+    /// IPv4 before IPv6, then by address, then shorter prefixes first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.family(), self.addr, self.len).cmp(&(other.family(), other.addr, other.len))
+    }
+}
+
+impl PartialOrd for Prefix {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// `addr` with every bit after `len` cleared.
+fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+            IpAddr::V4(Ipv4Addr::from(bits & m))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+            IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Prefix> {
+        s.parse()
+    }
+
+    #[test]
+    fn host_address_without_length_is_a_host_prefix() {
+        let v4 = p("192.0.2.7").unwrap();
+        assert_eq!((v4.to_string().as_str(), v4.is_host()), ("192.0.2.7/32", true));
+        let v6 = p("2001:db8::7").unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::7/128");
+    }
+
+    #[test]
+    fn canonical_prefixes_parse() {
+        assert_eq!(p("10.1.0.0/16").unwrap().to_string(), "10.1.0.0/16");
+        assert_eq!(p("0.0.0.0/0").unwrap().prefix_len(), 0);
+        assert_eq!(p("::/0").unwrap().to_string(), "::/0");
+        assert_eq!(p(" 2001:db8:1::/48 ").unwrap().to_string(), "2001:db8:1::/48");
+    }
+
+    #[test]
+    fn host_bits_name_the_canonical_prefix() {
+        let e = p("10.1.2.3/16").unwrap_err();
+        assert!(matches!(e, Error::HostBitsSet { .. }));
+        assert!(e.to_string().contains("did you mean 10.1.0.0/16"), "{e}");
+        let e = p("2001:db8::1/64").unwrap_err();
+        assert!(e.to_string().contains("2001:db8::/64"), "{e}");
+    }
+
+    #[test]
+    fn lengths_out_of_range_are_refused() {
+        for s in ["10.0.0.0/33", "::/129", "10.0.0.0/99999999999999"] {
+            assert!(matches!(p(s).unwrap_err(), Error::PrefixLengthOutOfRange { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn malformed_prefixes_are_refused() {
+        for s in ["", "10.0.0", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/a", "fe80::1%eth0", "x/8"] {
+            assert!(matches!(p(s).unwrap_err(), Error::BadPrefix { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn contains_respects_family_and_length() {
+        let n = p("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.255.1".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(!n.contains("::a01:1".parse().unwrap()));
+        assert!(p("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ordering_is_v4_first_then_address_then_length() {
+        let mut v: Vec<Prefix> = ["2001:db8::/32", "10.0.0.0/16", "10.0.0.0/8", "9.0.0.0/8"]
+            .iter()
+            .map(|s| p(s).unwrap())
+            .collect();
+        v.sort();
+        let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        assert_eq!(s, ["9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"]);
+    }
+
+    #[test]
+    fn tunnel_addresses_must_be_unicast() {
+        for s in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "ff02::1", "::ffff:10.0.0.1"] {
+            let a = parse_addr(s).unwrap();
+            assert!(check_tunnel_addr("locator", a).is_err(), "{s}");
+        }
+        assert!(check_tunnel_addr("locator", parse_addr("192.0.2.1").unwrap()).is_ok());
+        assert!(check_tunnel_addr("locator", parse_addr("2001:db8::1").unwrap()).is_ok());
+        assert!(matches!(parse_addr("10.0.0.256"), Err(Error::BadAddress(_))));
+    }
+}

@@ -1,0 +1,245 @@
+//! The `vdmm-ctl` command line (clap derive). Addresses and prefixes are taken as text
+//! and parsed by [`crate::addr`], so bad input gets vdmm's one-line errors.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pin::DEFAULT_PIN_DIR;
+
+/// vdmm control plane: load the XDP tunnel data plane and program its tables.
+///
+/// vdmm is a distributed mobility management gateway. Its data plane (an XDP program)
+/// encapsulates packets addressed to a mobile node's home address or home prefix toward
+/// the node's current locator (IPv4-in-IPv4, IPv6-in-IPv4, IPv4-in-IPv6, IPv6-in-IPv6),
+/// and decapsulates tunnel packets arriving at a local tunnel endpoint from a known peer.
+/// Everything vdmm-ctl sets up is pinned under the pin directory and keeps working after
+/// vdmm-ctl exits.
+///
+/// Typical set-up of a gateway:
+///
+///   vdmm-ctl load --iface eth0
+///   vdmm-ctl endpoint add 192.0.2.1
+///   vdmm-ctl peer add 198.51.100.1
+///   vdmm-ctl binding add 10.1.0.0/16 --locator 198.51.100.1
+#[derive(Debug, Parser)]
+#[command(name = "vdmm-ctl", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    /// Directory on a bpffs holding vdmm's pinned maps, program and links. A bpffs is
+    /// mounted when needed: at /sys/fs/bpf for the default, on DIR itself otherwise. Use
+    /// one directory per gateway (e.g. /run/vdmm/NAME for network namespaces).
+    #[arg(long, global = true, env = "VDMM_PIN_DIR", default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// Run in this named network namespace (see `ip netns`): interface names are looked up
+    /// there, while the pin directory stays in the caller's mount namespace (prefer this to
+    /// `ip netns exec`, whose private mount namespace cannot keep a bpffs it mounts).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the data plane and attach it to an interface.
+    ///
+    /// Creates the maps (or reuses those pinned in the pin directory, so configuration
+    /// survives), loads and pins the XDP program (reusing a pinned one built from the same
+    /// code), and attaches it to IFACE through a pinned BPF link, so it keeps running after
+    /// vdmm-ctl exits. Without --iface, only creates the maps and the program: the tables
+    /// can then be filled before any interface is touched.
+    Load {
+        /// Interface whose received packets the data plane handles.
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+        /// XDP attach mode.
+        #[arg(long, value_enum, default_value_t = ModeArg::Native)]
+        mode: ModeArg,
+    },
+
+    /// Detach the data plane from an interface.
+    ///
+    /// Removes the interface's link pin. The maps and the program stay pinned even when no
+    /// interface is left: endpoints, peers, bindings, settings and counters survive until
+    /// `vdmm-ctl reset`.
+    Unload {
+        /// Interface to detach from.
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+    },
+
+    /// Show what is pinned in the pin directory and where the data plane is attached.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Remove everything vdmm pinned: detach from every interface and delete all
+    /// configuration and counters.
+    Reset,
+
+    /// Local tunnel endpoints: this gateway's addresses that tunnel packets are sent to.
+    ///
+    /// A tunnel packet (IP protocol 4 or 41) whose outer destination is a local endpoint
+    /// and whose outer source is a peer is decapsulated and forwarded. Endpoints are also
+    /// the outer source addresses of bindings. The first endpoint of a family becomes the
+    /// source of ICMP errors of that family (see `config`).
+    #[command(subcommand)]
+    Endpoint(AddrCommand),
+
+    /// Tunnel peers: the remote gateways allowed to send tunnel packets to this one.
+    ///
+    /// Tunnel packets from any other source are dropped and counted (reason not_peer): an
+    /// open decapsulator lets anyone inject packets behind it (CVE-2020-10136).
+    #[command(subcommand)]
+    Peer(AddrCommand),
+
+    /// Bindings: home address or prefix -> locator.
+    ///
+    /// Packets whose destination falls in a binding's home prefix (longest prefix match)
+    /// are encapsulated toward its locator, the address the mobile node is reachable
+    /// through now, with a local endpoint of the locator's family as the outer source.
+    /// The home prefix's family and the locator's family give the tunnel kind (4in4, 6in4,
+    /// 4in6, 6in6).
+    #[command(subcommand)]
+    Binding(BindingCommand),
+
+    /// Tunnel-wide settings: outer hop limit and the sources of ICMP errors.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Show the data plane's counters.
+    ///
+    /// Every packet the data plane sees is counted once, by reason (why it left the way it
+    /// did), tunnel kind and XDP action, summed over CPUs. Only non-zero counters are
+    /// shown.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// In the driver (fast; veth and most physical NICs).
+    Native,
+    /// In the generic network stack (any interface, slower).
+    Generic,
+}
+
+/// Commands over a set of addresses (endpoints, peers).
+#[derive(Debug, Subcommand)]
+pub enum AddrCommand {
+    /// Add an address (IPv4 or IPv6).
+    Add {
+        #[arg(value_name = "ADDR")]
+        addr: String,
+    },
+    /// Remove an address.
+    Del {
+        #[arg(value_name = "ADDR")]
+        addr: String,
+    },
+    /// List the addresses, IPv4 first.
+    List {
+        /// Print a JSON array of strings.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BindingCommand {
+    /// Bind a home address or prefix to a locator.
+    ///
+    /// HOME is an address (a /32 or /128 binding) or a canonical prefix (no bits set after
+    /// LEN). Refused when a binding for exactly this prefix exists, unless --replace.
+    Add {
+        /// Home address or prefix: ADDR or ADDR/LEN.
+        #[arg(value_name = "HOME[/LEN]")]
+        home: String,
+        /// Outer destination: where the mobile node is reachable now.
+        #[arg(long, value_name = "ADDR")]
+        locator: String,
+        /// Outer source: a local endpoint of the locator's family. Default: the lowest
+        /// such endpoint.
+        #[arg(long, value_name = "ADDR")]
+        source: Option<String>,
+        /// Replace an existing binding for the same prefix (a handover) instead of failing.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove the binding for exactly this home address or prefix.
+    Del {
+        #[arg(value_name = "HOME[/LEN]")]
+        home: String,
+    },
+    /// List the bindings, sorted by home prefix.
+    List {
+        /// Print a JSON array of {home, locator, source, outer, kind}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show the tunnel-wide settings.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change tunnel-wide settings; settings not named stay as they are.
+    Set(ConfigSetArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
+pub struct ConfigSetArgs {
+    /// TTL / hop limit of outer headers (1-255; 0 restores the default, 64).
+    #[arg(long, value_name = "N", group = "change")]
+    pub outer_hop_limit: Option<String>,
+    /// Source address of the ICMP errors the data plane sends (time exceeded, packet too
+    /// big) for that address's family. May be given once per family.
+    #[arg(long, value_name = "ADDR", group = "change")]
+    pub icmp_source: Vec<String>,
+    /// Clear the ICMP error source of a family: such errors are then dropped and counted
+    /// (reason no_icmp_source).
+    #[arg(long, value_enum, value_name = "FAMILY", group = "change")]
+    pub clear_icmp_source: Vec<FamilyArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_issue_commands() {
+        let c = Cli::try_parse_from(["vdmm-ctl", "--pin-dir", "/run/vdmm/x", "load", "--iface", "v0", "--mode", "generic"]).unwrap();
+        assert_eq!(c.pin_dir, PathBuf::from("/run/vdmm/x"));
+        assert!(matches!(c.command, Command::Load { mode: ModeArg::Generic, .. }));
+        let c = Cli::try_parse_from(["vdmm-ctl", "binding", "add", "10.0.0.0/8", "--locator", "192.0.2.1"]).unwrap();
+        assert!(matches!(c.command, Command::Binding(BindingCommand::Add { source: None, .. })));
+        assert!(Cli::try_parse_from(["vdmm-ctl", "config", "set"]).is_err());
+        let c = Cli::try_parse_from(["vdmm-ctl", "stats", "--json", "--pin-dir", "/x"]).unwrap();
+        assert!(matches!(c.command, Command::Stats { json: true }));
+    }
+}

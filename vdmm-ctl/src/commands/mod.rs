@@ -1,0 +1,57 @@
+//! One function per `vdmm-ctl` command: parse the arguments' text, call the library, and
+//! return what to print (so the output is testable). Errors are the library's one-line
+//! [`crate::error::Error`]s.
+
+pub mod binding;
+pub mod config;
+pub mod endpoint;
+pub mod lifecycle;
+pub mod peer;
+pub mod stats;
+
+use crate::{
+    cli::{Cli, Command},
+    error::Result,
+    netns,
+    pin::PinDir,
+};
+
+/// Runs a parsed command line and returns its output.
+pub fn run(cli: Cli) -> Result<String> {
+    if let Some(ns) = &cli.netns {
+        netns::enter(ns)?;
+    }
+    let pins = PinDir::new(cli.pin_dir);
+    match cli.command {
+        Command::Load { iface, mode } => lifecycle::load(&pins, iface.as_deref(), mode),
+        Command::Unload { iface } => lifecycle::unload(&pins, &iface),
+        Command::Status { json } => lifecycle::status(&pins, json),
+        Command::Reset => lifecycle::reset(&pins),
+        Command::Endpoint(c) => endpoint::run(&pins, c),
+        Command::Peer(c) => peer::run(&pins, c),
+        Command::Binding(c) => binding::run(&pins, c),
+        Command::Config(c) => config::run(&pins, c),
+        Command::Stats { json } => stats::run(&pins, json),
+    }
+}
+
+/// Formats a list of addresses: one per line, or a JSON array of strings.
+pub(crate) fn addr_list(addrs: &[std::net::IpAddr], json: bool) -> String {
+    if json {
+        let v: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        format!("{}\n", serde_json::Value::from(v))
+    } else {
+        addrs.iter().map(|a| format!("{a}\n")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addr_lists() {
+        let a = ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        assert_eq!(super::addr_list(&a, false), "192.0.2.1\n2001:db8::1\n");
+        assert_eq!(super::addr_list(&a, true), "[\"192.0.2.1\",\"2001:db8::1\"]\n");
+        assert_eq!(super::addr_list(&[], true), "[]\n");
+    }
+}
