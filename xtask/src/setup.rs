@@ -157,8 +157,8 @@ fn bpf_linker(ws: &Workspace, sysroot: &str) -> Result<Outcome> {
         .arg("--force")
         .arg("--root")
         .arg(ws.tools_root())
-        .arg("--target-dir")
-        .arg(ws.tools_root().join("build"))
+        // cargo install builds in a temporary directory it removes afterwards (~300 MB).
+        .env_remove("CARGO_TARGET_DIR")
         .env("LLVM_PREFIX", ws.llvm_prefix()))?;
     if output(Command::new(&linker).arg("--version")).is_none() {
         bail!("{} was installed but does not run", linker.display());
