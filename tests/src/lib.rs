@@ -1,4 +1,5 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
 //! data plane.
 
+pub mod lab;
 pub mod netns;

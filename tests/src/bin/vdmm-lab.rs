@@ -1,0 +1,554 @@
+//! `vdmm-lab`: the tunnel lab in network namespaces, as a command (needs root).
+//!
+//! - `vdmm-lab demo`: builds the lab (correspondent ── gwA ══ underlay ══ gwB ── host,
+//!   gateways programmed through `vdmm-ctl`), once with an IPv4 and once with an IPv6
+//!   underlay; for each of the four tunnel kinds sends pings, an exact UDP burst and a TCP
+//!   transfer from the correspondent to the host, and prints a table of what it saw:
+//!   packets sent and received, encap/decap counters of both gateways, what a capture on
+//!   the underlay contained, TCP throughput.
+//! - `vdmm-lab bench-forward`: 64-byte UDP from the correspondent (trafgen), counted at
+//!   the host, through the XDP tunnel gateways versus plain kernel IP forwarding (no XDP,
+//!   no tunnel) on the same topology in the same run; median packets/s of several runs,
+//!   the ratio, and PASS/FAIL against the target (>= 3x the kernel's).
+//! - `vdmm-lab cleanup`: removes namespaces and pin mounts a killed lab left behind.
+//!
+//! vdmm-ctl is taken from `$VDMM_CTL`, else from next to this executable.
+//!
+//! Exit codes: 0 success (demo: every check held; bench: PASS), 1 error (lab could not
+//! be built, or a demo check failed), 2 usage, 3 bench ran but missed its target,
+//! 130 interrupted (the lab is cleaned up first).
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use vdmm_tests::lab::{
+    self, CORR_IF, CORR_V4, Family, GWA_CORR_IF, Gw, HOST_IF, HOST_V4, Lab, LabOptions,
+    Plane, gwa_underlay, gwb_underlay, host_addr, kind_name,
+};
+
+#[derive(Parser)]
+#[command(name = "vdmm-lab", about = "vdmm tunnel lab in network namespaces (needs root)")]
+struct Cli {
+    /// vdmm-ctl binary (default: $VDMM_CTL, else next to this executable).
+    #[arg(long, global = true)]
+    ctl: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Underlay {
+    V4,
+    V6,
+    Both,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send traffic through each tunnel kind and print what was seen.
+    Demo {
+        /// Underlay families to build labs for.
+        #[arg(long, value_enum, default_value = "both")]
+        underlay: Underlay,
+        /// Pings per kind.
+        #[arg(long, default_value_t = 5)]
+        pings: u32,
+        /// UDP datagrams per kind (one direction, counted exactly).
+        #[arg(long, default_value_t = 100)]
+        udp: u64,
+        /// Bytes of the TCP transfer per kind.
+        #[arg(long, default_value_t = 10 * 1024 * 1024)]
+        tcp_bytes: u64,
+        /// Print every gateway counter that moved, per kind.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Forwarding rate: XDP tunnel gateways vs kernel IP forwarding (64-byte UDP).
+    BenchForward {
+        /// Measurements per plane (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// trafgen sender processes (CPUs).
+        #[arg(long, default_value_t = 1)]
+        senders: u32,
+        /// XDP attach mode for vdmm-ctl load.
+        #[arg(long, default_value = "native")]
+        mode: String,
+        /// Required ratio XDP / kernel for PASS.
+        #[arg(long, default_value_t = 3.0)]
+        target: f64,
+    },
+    /// Remove namespaces and pin mounts left by a lab that was killed.
+    Cleanup,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handlers();
+    let res = match cli.cmd {
+        Cmd::Demo {
+            underlay,
+            pings,
+            udp,
+            tcp_bytes,
+            verbose,
+        } => demo(cli.ctl, underlay, pings, udp, tcp_bytes, verbose),
+        Cmd::BenchForward {
+            runs,
+            seconds,
+            senders,
+            mode,
+            target,
+        } => bench_forward(cli.ctl, runs, seconds, senders, mode, target),
+        Cmd::Cleanup => lab::cleanup_leftovers().map(|removed| {
+            for r in &removed {
+                println!("removed {r}");
+            }
+            if removed.is_empty() {
+                println!("nothing to clean up");
+            }
+            Outcome::Ok
+        }),
+    };
+    match res {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::ChecksFailed) => ExitCode::from(1),
+        Ok(Outcome::TargetMissed) => ExitCode::from(3),
+        Err(e) => {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                eprintln!("vdmm-lab: interrupted; lab removed");
+                ExitCode::from(130)
+            } else {
+                eprintln!("vdmm-lab: error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Ok,
+    ChecksFailed,
+    TargetMissed,
+}
+
+// ---------------------------------------------------------------------------------------
+// demo
+// ---------------------------------------------------------------------------------------
+
+struct Row {
+    kind: &'static str,
+    ping: (u64, u64),
+    udp: (u64, u64),
+    /// (gwA encap, gwB decap) for corr -> host, (gwB encap, gwA decap) for host -> corr
+    forward: (u64, u64),
+    back: (u64, u64),
+    too_big: u64,
+    underlay: String,
+    leaks: usize,
+    tcp: Result<lab::TcpResult, String>,
+    problems: Vec<String>,
+}
+
+fn demo(
+    ctl: Option<PathBuf>,
+    underlay: Underlay,
+    pings: u32,
+    udp: u64,
+    tcp_bytes: u64,
+    verbose: bool,
+) -> Result<Outcome> {
+    let families: &[Family] = match underlay {
+        Underlay::V4 => &[Family::V4],
+        Underlay::V6 => &[Family::V6],
+        Underlay::Both => &Family::BOTH,
+    };
+    println!("vdmm tunnel lab: correspondent -- gwA == underlay == gwB -- host");
+    println!(
+        "  corr {} {}   host {} {}   underlay {}/{} (v4) {}/{} (v6)",
+        lab::CORR_V4,
+        lab::CORR_V6,
+        lab::HOST_V4,
+        lab::HOST_V6,
+        lab::GWA_UL_V4,
+        lab::GWB_UL_V4,
+        lab::GWA_UL_V6,
+        lab::GWB_UL_V6
+    );
+    let mut rows = vec![];
+    for &ul in families {
+        check_interrupt()?;
+        println!("\n== building the lab with an {ul} underlay ==");
+        let mut opts = LabOptions::tunnel(ul);
+        opts.ctl = ctl.clone();
+        let t = Instant::now();
+        let lab = Lab::build(opts)?;
+        println!(
+            "   built in {:.1}s: namespaces {}, {}, {}, {}; vdmm XDP on {}/{} and {}/{}",
+            t.elapsed().as_secs_f64(),
+            lab.corr.name(),
+            lab.gwa.name(),
+            lab.gwb.name(),
+            lab.host.name(),
+            lab::GWA_CORR_IF,
+            lab::GWA_UL_IF,
+            lab::GWB_HOST_IF,
+            lab::GWB_UL_IF
+        );
+        for (g, _) in [(Gw::A, 0), (Gw::B, 1)] {
+            if let Ok(b) = lab.ctl(g, &["binding", "list"]) {
+                println!("   {} bindings:", g.name());
+                for l in b.lines() {
+                    println!("     {l}");
+                }
+            }
+        }
+        for inner in Family::BOTH {
+            check_interrupt()?;
+            let kind = kind_name(inner, ul);
+            println!("-- {kind}: {inner} from {} to {} over the {ul} underlay", lab::corr_addr(inner), host_addr(inner));
+            let row = demo_kind(&lab, ul, inner, pings, udp, tcp_bytes, verbose)?;
+            rows.push(row);
+        }
+        println!("   removing the {ul}-underlay lab");
+    }
+    print_demo_table(&rows);
+    let failed: Vec<&Row> = rows.iter().filter(|r| !r.problems.is_empty()).collect();
+    if failed.is_empty() {
+        println!("\nall {} tunnel kinds carried ping, UDP and TCP; the underlay carried only tunnel packets.", rows.len());
+        Ok(Outcome::Ok)
+    } else {
+        println!("\nPROBLEMS:");
+        for r in failed {
+            for p in &r.problems {
+                println!("  {}: {p}", r.kind);
+            }
+        }
+        Ok(Outcome::ChecksFailed)
+    }
+}
+
+fn demo_kind(
+    lab: &Lab,
+    ul: Family,
+    inner: Family,
+    pings: u32,
+    udp: u64,
+    tcp_bytes: u64,
+    verbose: bool,
+) -> Result<Row> {
+    let kind = kind_name(inner, ul);
+    let dst = host_addr(inner);
+    let mut problems = vec![];
+    let capture = lab.capture_underlay(Gw::A)?;
+    let (a0, b0) = (lab.stats(Gw::A)?, lab.stats(Gw::B)?);
+
+    let p = lab::ping(&lab.corr, dst, pings, None)?;
+    if p.received != p.sent {
+        problems.push(format!("ping: {} of {} answered", p.received, p.sent));
+    }
+    check_interrupt()?;
+    let got = lab::udp_burst(&lab.corr, &lab.host, dst, udp, 64, Duration::from_micros(500))?;
+    if got != udp {
+        problems.push(format!("UDP: {got} of {udp} datagrams arrived"));
+    }
+    check_interrupt()?;
+    let tcp = lab::tcp_transfer(&lab.corr, &lab.host, dst, tcp_bytes, Duration::from_secs(15))
+        .map_err(|e| format!("{e:#}"));
+    match &tcp {
+        Ok(t) if t.bytes != tcp_bytes => {
+            problems.push(format!("TCP: {} of {tcp_bytes} bytes", t.bytes))
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(format!("TCP: {e}")),
+    }
+    check_interrupt()?;
+    let da = lab.stats(Gw::A)?.since(&a0).tunnel_only();
+    let db = lab.stats(Gw::B)?.since(&b0).tunnel_only();
+    let cap = capture.stop()?;
+    let leaks = cap
+        .not_tunnelled(&[gwa_underlay(ul), gwb_underlay(ul)])
+        .len();
+    if leaks > 0 {
+        problems.push(format!("{leaks} non-tunnel packets on the underlay ({})", cap.brief()));
+    }
+    let n = pings as u64;
+    let forward = (da.reason_kind("encap", kind), db.reason_kind("decap", kind));
+    let back = (db.reason_kind("encap", kind), da.reason_kind("decap", kind));
+    if forward.0 < n + udp || forward.1 < n + udp {
+        problems.push(format!(
+            "counters: corr->host encap {} / decap {}, expected at least {}",
+            forward.0,
+            forward.1,
+            n + udp
+        ));
+    }
+    let too_big = da.reason_kind("too_big", kind);
+    let drops: u64 = da
+        .0
+        .iter()
+        .chain(db.0.iter())
+        .filter(|((_, _, a), _)| a == "drop" || a == "aborted")
+        .map(|(_, v)| v.0)
+        .sum();
+    if drops > 0 {
+        problems.push(format!("{drops} tunnel packets dropped by the gateways"));
+    }
+    if verbose || !problems.is_empty() {
+        println!("   gwA counters that moved:\n{da}   gwB counters that moved:\n{db}");
+    }
+    Ok(Row {
+        kind,
+        ping: (p.sent, p.received),
+        udp: (udp, got),
+        forward,
+        back,
+        too_big,
+        underlay: cap.brief(),
+        leaks,
+        tcp,
+        problems,
+    })
+}
+
+fn print_demo_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<5} | {:>9} | {:>9} | {:>17} | {:>17} | {:>7} | {:>16} | {}",
+        "kind",
+        "ping",
+        "udp",
+        "c->h encap/decap",
+        "h->c encap/decap",
+        "too_big",
+        "TCP",
+        "underlay capture at gwA's port (frames)"
+    );
+    println!("{}", "-".repeat(140));
+    for r in rows {
+        let tcp = match &r.tcp {
+            Ok(t) => format!(
+                "{:.0} MiB {:.0} Mb/s",
+                t.bytes as f64 / (1024.0 * 1024.0),
+                t.mbit_per_s()
+            ),
+            Err(_) => "FAILED".to_string(),
+        };
+        println!(
+            "{:<5} | {:>9} | {:>9} | {:>17} | {:>17} | {:>7} | {:>16} | {}{}",
+            r.kind,
+            format!("{}/{}", r.ping.1, r.ping.0),
+            format!("{}/{}", r.udp.1, r.udp.0),
+            format!("{}/{}", r.forward.0, r.forward.1),
+            format!("{}/{}", r.back.0, r.back.1),
+            r.too_big,
+            tcp,
+            r.underlay,
+            if r.leaks > 0 { "  <- LEAKS" } else { "" }
+        );
+    }
+    println!(
+        "\nping/udp: received/sent. c->h: gwA encap / gwB decap (correspondent to host); \
+         h->c: gwB encap / gwA decap.\n\
+         too_big: gwA answered a too-large packet with ICMP fragmentation-needed/packet-too-big \
+         (path MTU discovery of the TCP sender).\n\
+         Capture frames are after GRO on the switch port, so TCP bursts may show as fewer, \
+         larger frames."
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// bench-forward
+// ---------------------------------------------------------------------------------------
+
+fn mac_of(ns: &vdmm_tests::netns::Netns, dev: &str) -> Result<String> {
+    let out = ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")])?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One measurement: trafgen floods for `seconds`; packets/s at the host (and offered).
+struct Sample {
+    host_pps: f64,
+    offered_pps: f64,
+    decap_pps: Option<f64>,
+}
+
+fn measure(lab: &Lab, cfg: &std::path::Path, seconds: f64, senders: u32) -> Result<Sample> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", lab.corr.name(), "trafgen", "-o", CORR_IF, "-c"])
+        .arg(cfg)
+        .args(["-P", &senders.to_string(), "-A", "-Q", "-C"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn trafgen")?;
+    let result = (|| {
+        // Let the flood reach a steady state before sampling.
+        thread::sleep(Duration::from_millis(700));
+        if let Some(st) = child.try_wait()? {
+            bail!("trafgen exited early ({st})");
+        }
+        let tunnel = lab.opts.plane == Plane::Tunnel;
+        let d0 = if tunnel { Some(lab.stats(Gw::B)?) } else { None };
+        let h0 = Lab::link_stats(&lab.host, HOST_IF)?;
+        let s0 = Lab::link_stats(&lab.corr, CORR_IF)?;
+        let t0 = Instant::now();
+        thread::sleep(Duration::from_secs_f64(seconds));
+        let h1 = Lab::link_stats(&lab.host, HOST_IF)?;
+        let s1 = Lab::link_stats(&lab.corr, CORR_IF)?;
+        let dt = t0.elapsed().as_secs_f64();
+        let decap_pps = match d0 {
+            Some(d0) => {
+                let d = lab.stats(Gw::B)?.since(&d0);
+                Some(d.reason_kind("decap", "4in4") as f64 / t0.elapsed().as_secs_f64())
+            }
+            None => None,
+        };
+        Ok(Sample {
+            host_pps: (h1.rx_packets - h0.rx_packets) as f64 / dt,
+            offered_pps: (s1.tx_packets - s0.tx_packets) as f64 / dt,
+            decap_pps,
+        })
+    })();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    result
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn bench_forward(
+    ctl: Option<PathBuf>,
+    runs: u32,
+    seconds: f64,
+    senders: u32,
+    mode: String,
+    target: f64,
+) -> Result<Outcome> {
+    if runs == 0 || seconds <= 0.0 {
+        bail!("--runs and --seconds must be positive");
+    }
+    println!(
+        "forwarding rate: 64-byte UDP frames (60 bytes + FCS) from the correspondent ({senders} trafgen \
+         process(es)), counted at the host's interface;\n\
+         tunnel = vdmm XDP ({mode}) on both interfaces of both gateways, IPv4 in IPv4 over a direct \
+         gateway-to-gateway veth;\n\
+         kernel = the same topology without XDP, plain IPv4 forwarding with routes (no tunnel).\n\
+         {runs} runs of {seconds}s each, alternating; medians compared."
+    );
+    let mk = |plane| -> Result<Lab> {
+        Lab::build(LabOptions {
+            underlay: Family::V4,
+            plane,
+            switch: false,
+            xdp_mode: Some(mode.clone()),
+            ctl: ctl.clone(),
+        })
+    };
+    let kernel_lab = mk(Plane::KernelRouting).context("building the kernel-forwarding lab")?;
+    let tunnel_lab = mk(Plane::Tunnel).context("building the XDP tunnel lab")?;
+    // Prove both paths deliver before timing them.
+    for (name, l) in [("kernel", &kernel_lab), ("tunnel", &tunnel_lab)] {
+        let got = lab::udp_burst(&l.corr, &l.host, IpAddr::V4(HOST_V4), 20, 18, Duration::ZERO)?;
+        if got != 20 {
+            bail!("{name} lab delivered {got} of 20 test datagrams; not benchmarking");
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("vdmm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg_for = |l: &Lab, name: &str| -> Result<PathBuf> {
+        let da = mac_of(&l.gwa, GWA_CORR_IF)?;
+        let sa = mac_of(&l.corr, CORR_IF)?;
+        // 14 Ethernet + 20 IPv4 + 8 UDP + 18 payload = 60 bytes (+ 4 FCS on a wire = 64).
+        let text = format!(
+            "{{ eth(da={da}, sa={sa}), ipv4(saddr={CORR_V4}, daddr={HOST_V4}, ttl=64, df), \
+             udp(sp=4000, dp=9), fill(0x00, 18) }}\n"
+        );
+        let p = dir.join(format!("{name}.cfg"));
+        std::fs::write(&p, text)?;
+        Ok(p)
+    };
+    let kcfg = cfg_for(&kernel_lab, "kernel")?;
+    let tcfg = cfg_for(&tunnel_lab, "tunnel")?;
+
+    let (mut k, mut x) = (vec![], vec![]);
+    println!(
+        "\n{:>3}  {:>14} {:>14}   {:>14} {:>14} {:>14}",
+        "run", "kernel pps", "(offered)", "tunnel pps", "(offered)", "(gwB decap/s)"
+    );
+    for r in 1..=runs {
+        check_interrupt()?;
+        let ks = measure(&kernel_lab, &kcfg, seconds, senders)?;
+        check_interrupt()?;
+        let xs = measure(&tunnel_lab, &tcfg, seconds, senders)?;
+        println!(
+            "{r:>3}  {:>14.0} {:>14.0}   {:>14.0} {:>14.0} {:>14.0}",
+            ks.host_pps,
+            ks.offered_pps,
+            xs.host_pps,
+            xs.offered_pps,
+            xs.decap_pps.unwrap_or(0.0)
+        );
+        k.push(ks.host_pps);
+        x.push(xs.host_pps);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (km, xm) = (median(&mut k), median(&mut x));
+    let ratio = if km > 0.0 { xm / km } else { f64::INFINITY };
+    let pass = ratio >= target;
+    println!("\n| path                              | median pps | ratio |");
+    println!("|-----------------------------------|-----------:|------:|");
+    println!("| kernel IPv4 forwarding (no XDP)   | {km:>10.0} |  1.00 |");
+    println!("| vdmm XDP tunnel (4in4 encap+decap)| {xm:>10.0} | {ratio:>5.2} |");
+    println!(
+        "\nresult: {} (target: tunnel >= {target:.1}x kernel; measured {ratio:.2}x)",
+        if pass { "PASS" } else { "FAIL" }
+    );
+    Ok(if pass { Outcome::Ok } else { Outcome::TargetMissed })
+}
+
