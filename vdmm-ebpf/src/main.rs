@@ -1,5 +1,25 @@
+//! The vdmm XDP data plane. Entry points only: each program classifies a frame, lets one
+//! module act on it, and counts the exit. Modules, by concern:
+//!
+//! - `packet`, `headers`: bounds-checked access to the frame and typed header views.
+//! - `checksum`: Internet checksum arithmetic (full and incremental).
+//! - `classify`: Ethernet and IP validation, and the choice of action.
+//! - `tunnel`: IP-in-IP decapsulation and encapsulation (all four kinds), RFC 6040 ECN.
+//! - `icmp_error`: ICMP / ICMPv6 errors (time exceeded, too big) built in place.
+//! - `forward`: `bpf_fib_lookup` and the XDP verdict for a rewritten packet.
+//! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
 #![no_std]
 #![no_main]
+
+mod checksum;
+mod classify;
+mod counters;
+mod forward;
+mod headers;
+mod icmp_error;
+mod maps;
+mod packet;
+mod tunnel;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
@@ -9,9 +29,15 @@ pub fn vdmm_empty(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// All of vdmm's packet work on an interface: decapsulation of tunnel packets from peers,
+/// encapsulation toward bindings, everything else passed to the kernel. Every exit is
+/// counted by (reason, tunnel kind, action).
 #[xdp]
-pub fn vdmm_xdp(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn vdmm_xdp(ctx: XdpContext) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let verdict = classify::process(&ctx);
+    counters::count(verdict, frame_len);
+    verdict.action()
 }
 
 #[cfg(not(test))]

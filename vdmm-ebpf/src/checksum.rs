@@ -1,0 +1,85 @@
+//! Internet checksum (RFC 1071) arithmetic: full sums over headers and packet regions,
+//! and incremental updates (RFC 1624) when a field changes.
+
+use aya_ebpf::helpers::generated::bpf_csum_diff;
+
+use crate::packet::{Frame, get16, put16};
+
+/// Folds a 32-bit running sum to 16 bits (end-around carry).
+#[inline(always)]
+pub fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// Adds `delta` (a 16-bit word in host order of the big-endian value) to the checksum
+/// at `p`, the way Linux `ip_decrease_ttl` does for a TTL decrement (`delta` = 0x0100).
+#[inline(always)]
+pub fn add16(p: *mut u8, delta: u16) {
+    let check = get16(p) as u32 + delta as u32;
+    put16(p, (check + (check >= 0xffff) as u32) as u16);
+}
+
+/// RFC 1624 equation 3: the checksum at `p` after a 16-bit word changed from `old` to
+/// `new`.
+#[inline(always)]
+pub fn replace16(p: *mut u8, old: u16, new: u16) {
+    let sum = (!get16(p)) as u32 + (!old) as u32 + new as u32;
+    put16(p, !fold(sum));
+}
+
+/// Checksum of a 20-byte IPv4 header whose checksum field is zero.
+#[inline(always)]
+pub fn ipv4_header(p: *const u8) -> u16 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 20 {
+        sum += get16(unsafe { p.add(i) }) as u32;
+        i += 2;
+    }
+    !fold(sum)
+}
+
+/// Ones'-complement sum (big-endian 16-bit words, not folded) of `len` bytes of the
+/// frame from `off`, at most `MAX` bytes; an odd last byte is padded with zero. Done in
+/// chunks of 256, 64 and 4 bytes with `bpf_csum_diff`, which keeps the verifier's work
+/// small; returns `None` if the region is not inside the frame.
+#[inline(always)]
+pub fn sum_region<const MAX: usize>(frame: &Frame, off: usize, len: usize) -> Option<u32> {
+    if len > MAX {
+        return None;
+    }
+    let mut native = 0u32; // running bpf_csum_diff sum, native (little-endian) words
+    let mut at = 0usize;
+    macro_rules! chunks {
+        ($size:literal, $times:expr) => {
+            let mut i = 0;
+            while i < $times {
+                if at + $size > len {
+                    break;
+                }
+                let p = frame.ptr(off + at, $size)?;
+                native = unsafe {
+                    bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, $size, native)
+                } as u32;
+                at += $size;
+                i += 1;
+            }
+        };
+    }
+    chunks!(256, MAX / 256);
+    chunks!(64, 3);
+    chunks!(4, 15);
+    // csum_diff summed little-endian words: fold, then swap to big-endian order.
+    let mut sum = fold(native).swap_bytes() as u32;
+    let rest = len - at;
+    if rest >= 2 {
+        sum += get16(frame.ptr(off + at, 2)?) as u32;
+        at += 2;
+    }
+    if rest & 1 == 1 {
+        sum += (unsafe { *frame.ptr(off + at, 1)? } as u32) << 8;
+    }
+    Some(sum)
+}

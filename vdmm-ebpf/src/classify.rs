@@ -1,0 +1,101 @@
+//! First look at a frame: Ethernet and IP header validation, then the choice of action:
+//! a tunnel packet for a local endpoint is decapsulated, a packet for a bound home
+//! address is encapsulated, anything else is left to the kernel.
+
+use aya_ebpf::programs::XdpContext;
+use vdmm_common::{Reason, TunnelKind};
+
+use crate::{
+    counters::Verdict,
+    headers::*,
+    maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
+    packet::{Frame, copy, key_v4, key_v6},
+    tunnel::{self, decap::NOT_A_TUNNEL},
+};
+use aya_ebpf::maps::lpm_trie::Key;
+
+/// Classifies the frame and acts on it.
+#[inline(always)]
+pub fn process(ctx: &XdpContext) -> Verdict {
+    let frame = Frame::new(ctx);
+    let Some(eth) = frame.ptr(0, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, TunnelKind::None);
+    };
+    match Eth(eth).ethertype() {
+        ETH_P_IP => ipv4(ctx, &frame),
+        ETH_P_IPV6 => ipv6(ctx, &frame),
+        ETH_P_8021Q | ETH_P_8021AD => Verdict::pass(Reason::VlanTagged),
+        _ => Verdict::pass(Reason::NotIp),
+    }
+}
+
+/// Validates an IPv4 header at `off`: version 4, IHL >= 5, header and total length
+/// inside the frame. Returns the header view and its total length.
+#[inline(always)]
+pub fn valid_ipv4(frame: &Frame, off: usize) -> Option<(Ipv4, usize)> {
+    let ip = Ipv4(frame.ptr(off, IPV4_HLEN)?);
+    let ihl = ip.ihl();
+    let total = ip.total_len() as usize;
+    if ip.version() != 4 || ihl < IPV4_HLEN || total < ihl || !frame.has(off, total) {
+        return None;
+    }
+    Some((ip, total))
+}
+
+/// Validates an IPv6 header at `off`: version 6, payload inside the frame. Returns the
+/// header view and its total length (header + payload).
+#[inline(always)]
+pub fn valid_ipv6(frame: &Frame, off: usize) -> Option<(Ipv6, usize)> {
+    let ip = Ipv6(frame.ptr(off, IPV6_HLEN)?);
+    let total = IPV6_HLEN + ip.payload_len() as usize;
+    if ip.version() != 6 || !frame.has(off, total) {
+        return None;
+    }
+    Some((ip, total))
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
+    let Some((ip, total)) = valid_ipv4(frame, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, TunnelKind::None);
+    };
+    let protocol = ip.protocol();
+    if (protocol == IPPROTO_IPIP || protocol == IPPROTO_IPV6)
+        && ENDPOINTS.get_ptr(key_v4(ip.dst_ptr())).is_some()
+    {
+        return tunnel::decap::from_ipv4(ctx.ctx);
+    }
+    let _ = total;
+    let mut key = Key::new(32, [0u8; 4]);
+    copy::<4>(&raw mut key.data as *mut u8, ip.dst_ptr());
+    match BINDINGS_V4.get(&key) {
+        Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding),
+        None => Verdict::pass(Reason::NoMatch),
+    }
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
+    let Some((ip, total)) = valid_ipv6(frame, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, TunnelKind::None);
+    };
+    let nh = ip.next_header();
+    let maybe_tunnel = matches!(
+        nh,
+        IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING
+            | IPPROTO_FRAGMENT
+    );
+    if maybe_tunnel && ENDPOINTS.get_ptr(key_v6(ip.dst_ptr())).is_some() {
+        let v = tunnel::decap::from_ipv6(ctx.ctx);
+        if v.0 != NOT_A_TUNNEL.0 {
+            return v;
+        }
+    }
+    let _ = total;
+    let mut key = Key::new(128, [0u8; 16]);
+    copy::<16>(&raw mut key.data as *mut u8, ip.dst_ptr());
+    match BINDINGS_V6.get(&key) {
+        Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding),
+        None => Verdict::pass(Reason::NoMatch),
+    }
+}

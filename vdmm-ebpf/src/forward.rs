@@ -1,0 +1,119 @@
+//! Forwarding a packet the data plane rewrote: `bpf_fib_lookup` for the egress
+//! interface and next-hop MAC, then `XDP_TX` (same interface) or `XDP_REDIRECT`. What the
+//! FIB cannot resolve goes to the kernel with its own reason.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
+        bpf_fib_lookup as FibParams,
+    },
+    helpers::generated::{bpf_fib_lookup, bpf_redirect},
+    programs::XdpContext,
+};
+use vdmm_common::{Action, Reason, TunnelKind};
+
+use crate::{
+    counters::Verdict,
+    headers::Eth,
+    packet::{Frame, copy, get_mac},
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// What the FIB said about a destination.
+pub enum Route {
+    /// Egress interface and the MACs to write.
+    Resolved { ifindex: u32, smac: u64, dmac: u64 },
+    /// Route found but the next hop has no neighbour entry yet.
+    NoNeighbour,
+    /// The packet (of the length asked about) exceeds the egress MTU, which is given.
+    TooBig { mtu: u16 },
+    /// No usable route (none, blackhole, unreachable, prohibit).
+    Unreachable,
+    /// The kernel would not forward it (forwarding off, local destination, ...).
+    NotForwarded,
+}
+
+/// Looks up the route for an IPv4 (`v6` false) or IPv6 destination, as the packet of
+/// `tot_len` bytes (IP header included) would take arriving on the ingress interface.
+/// `src` and `dst` point to the addresses (4 or 16 bytes, in packet or map memory).
+#[inline(always)]
+pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_len: u16) -> Route {
+    // SAFETY: plain-old-data kernel struct; all-zero is a valid initial state.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.ifindex = ctx.ingress_ifindex() as u32;
+    p.__bindgen_anon_1.tot_len = tot_len;
+    let psrc = &mut p.__bindgen_anon_3 as *mut _ as *mut u8;
+    let pdst = &mut p.__bindgen_anon_4 as *mut _ as *mut u8;
+    if v6 {
+        p.family = AF_INET6;
+        copy::<16>(psrc, src);
+        copy::<16>(pdst, dst);
+    } else {
+        p.family = AF_INET;
+        copy::<4>(psrc, src);
+        copy::<4>(pdst, dst);
+    }
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut _,
+            &mut p as *mut _,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    } as u32;
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => Route::Resolved {
+            ifindex: p.ifindex,
+            smac: get_mac(p.smac.as_ptr()),
+            dmac: get_mac(p.dmac.as_ptr()),
+        },
+        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig {
+            mtu: unsafe { p.__bindgen_anon_1.mtu_result },
+        },
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            Route::Unreachable
+        }
+        _ => Route::NotForwarded,
+    }
+}
+
+/// Sends a packet whose IP header starts right after its (already present) Ethernet
+/// header along a resolved route, writing the MACs and the given ethertype. Routes that
+/// did not resolve to a neighbour leave the Ethernet header as received (bar the
+/// ethertype) and pass the packet to the kernel.
+#[inline(always)]
+pub fn send(ctx: &XdpContext, route: &Route, ethertype: u16, reason: Reason, kind: TunnelKind) -> Verdict {
+    let frame = Frame::new(ctx);
+    let Some(eth) = frame.ptr(0, crate::headers::ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, kind);
+    };
+    let eth = Eth(eth);
+    match route {
+        Route::Resolved { ifindex, smac, dmac } => {
+            eth.write(*dmac, *smac, ethertype);
+            if *ifindex == ctx.ingress_ifindex() as u32 {
+                Verdict::new(Action::Tx, reason, kind)
+            } else {
+                let action = unsafe { bpf_redirect(*ifindex, 0) } as u32;
+                if action == Action::Redirect as u32 {
+                    Verdict::new(Action::Redirect, reason, kind)
+                } else {
+                    Verdict::new(Action::Aborted, reason, kind)
+                }
+            }
+        }
+        Route::NoNeighbour => {
+            eth.set_ethertype(ethertype);
+            Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind)
+        }
+        Route::Unreachable => Verdict::drop(Reason::FibUnreachable, kind),
+        Route::TooBig { .. } | Route::NotForwarded => {
+            eth.set_ethertype(ethertype);
+            Verdict::new(Action::Pass, Reason::FibNotForwarded, kind)
+        }
+    }
+}

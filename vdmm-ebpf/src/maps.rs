@@ -1,0 +1,46 @@
+//! The maps of the data plane. Layouts and names come from `vdmm_common`; all maps are
+//! pinned by name so that the control plane finds them under its pin directory and a
+//! reloaded program reuses them.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+};
+use vdmm_common::{
+    Binding, CounterValue, IpAddrKey, TunnelConfig, counters::COUNTER_ENTRIES, maps as names,
+    tunnel::AddressFlags,
+};
+
+#[map(name = "VDMM_COUNTERS")]
+pub static COUNTERS: PerCpuArray<CounterValue> = PerCpuArray::pinned(COUNTER_ENTRIES, 0);
+
+#[map(name = "VDMM_ENDPOINTS")]
+pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> =
+    HashMap::pinned(names::MAX_ENDPOINTS, 0);
+
+#[map(name = "VDMM_PEERS")]
+pub static PEERS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::MAX_PEERS, 0);
+
+#[map(name = "VDMM_BINDINGS4")]
+pub static BINDINGS_V4: LpmTrie<[u8; 4], Binding> = LpmTrie::pinned(names::MAX_BINDINGS, 0);
+
+#[map(name = "VDMM_BINDINGS6")]
+pub static BINDINGS_V6: LpmTrie<[u8; 16], Binding> = LpmTrie::pinned(names::MAX_BINDINGS, 0);
+
+#[map(name = "VDMM_CONFIG")]
+pub static CONFIG: Array<TunnelConfig> = Array::pinned(1, 0);
+
+/// Outer TTL / hop limit from the configuration (default if none was written).
+#[inline(always)]
+pub fn outer_hop_limit() -> u8 {
+    match CONFIG.get(0) {
+        Some(c) => c.hop_limit(),
+        None => vdmm_common::tunnel::DEFAULT_OUTER_HOP_LIMIT,
+    }
+}
+
+/// The configuration entry (an array slot always exists; all-zero means defaults).
+#[inline(always)]
+pub fn config() -> Option<&'static TunnelConfig> {
+    CONFIG.get(0)
+}

@@ -1,0 +1,201 @@
+//! Decapsulation of tunnel packets addressed to a local endpoint. Only configured peers
+//! may send them (an open decapsulator lets anyone inject packets behind it,
+//! CVE-2020-10136); fragments are not reassembled; the inner packet is validated, its
+//! ECN combined per RFC 6040 and its TTL / hop limit decremented before it is forwarded.
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
+use vdmm_common::{Action, Reason, TunnelKind};
+
+use super::{Inner, ecn};
+use crate::{
+    classify::{valid_ipv4, valid_ipv6},
+    counters::Verdict,
+    forward::{self, Route},
+    headers::*,
+    maps::PEERS,
+    packet::{Frame, frame_len, key_v4, key_v6},
+};
+
+/// IPv6 extension headers walked in front of the tunnel header.
+const MAX_EXTENSION_HEADERS: usize = 4;
+
+/// A tunnel packet with an IPv4 outer header (protocol 4 or 41) for a local endpoint.
+/// A BPF subprogram of its own (keeps the verifier's work and the stack per call small).
+#[inline(never)]
+pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
+    let ctx = &XdpContext::new(ctx);
+    let frame = &Frame::new(ctx);
+    let Some((outer, _)) = valid_ipv4(frame, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, TunnelKind::None);
+    };
+    let inner_v6 = outer.protocol() == IPPROTO_IPV6;
+    let kind = TunnelKind::of(inner_v6, false);
+    if outer.is_fragment() {
+        return Verdict::drop(Reason::OuterFragment, kind);
+    }
+    if PEERS.get_ptr(key_v4(outer.src_ptr())).is_none() {
+        return Verdict::drop(Reason::NotPeer, kind);
+    }
+    let ihl = outer.ihl();
+    let payload = outer.total_len() as usize - ihl;
+    if inner_v6 {
+        finish::<true>(ctx, frame, ETH_HLEN + ihl, payload, outer.tos(), kind)
+    } else {
+        finish::<false>(ctx, frame, ETH_HLEN + ihl, payload, outer.tos(), kind)
+    }
+}
+
+/// What [`from_ipv6`] returns for a packet that turns out not to be a tunnel packet.
+pub const NOT_A_TUNNEL: Verdict = Verdict(u32::MAX);
+
+/// A packet with an IPv6 outer header for a local endpoint. Returns [`NOT_A_TUNNEL`] when
+/// it turns out not to be a tunnel packet (after the extension headers comes something
+/// else). A BPF subprogram of its own.
+#[inline(never)]
+pub fn from_ipv6(ctx: *mut xdp_md) -> Verdict {
+    match from_ipv6_inner(ctx) {
+        Some(v) => v,
+        None => NOT_A_TUNNEL,
+    }
+}
+
+#[inline(always)]
+fn from_ipv6_inner(ctx: *mut xdp_md) -> Option<Verdict> {
+    let ctx = &XdpContext::new(ctx);
+    let frame = &Frame::new(ctx);
+    let Some((outer, _)) = valid_ipv6(frame, ETH_HLEN) else {
+        return Some(Verdict::drop(Reason::Malformed, TunnelKind::None));
+    };
+    let mut nh = outer.next_header();
+    let mut off = ETH_HLEN + IPV6_HLEN;
+    let mut i = 0;
+    while i < MAX_EXTENSION_HEADERS {
+        match nh {
+            IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING => {
+                let Some(p) = frame.ptr(off, 8) else {
+                    return Some(Verdict::drop(Reason::Malformed, TunnelKind::None));
+                };
+                let (next, len, segments_left) = unsafe { (*p, *p.add(1), *p.add(3)) };
+                if nh == IPPROTO_ROUTING && segments_left != 0 {
+                    // Not the final destination: a routing header still steering the
+                    // packet elsewhere is not ours to decapsulate.
+                    return Some(Verdict::drop(Reason::Ipv6ExtensionHeaders, TunnelKind::None));
+                }
+                nh = next;
+                off += (len as usize + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let Some(p) = frame.ptr(off, 8) else {
+                    return Some(Verdict::drop(Reason::Malformed, TunnelKind::None));
+                };
+                let next = unsafe { *p };
+                if next == IPPROTO_IPIP || next == IPPROTO_IPV6 {
+                    let kind = TunnelKind::of(next == IPPROTO_IPV6, true);
+                    return Some(Verdict::drop(Reason::OuterFragment, kind));
+                }
+                return None;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    let inner_v6 = match nh {
+        IPPROTO_IPIP => false,
+        IPPROTO_IPV6 => true,
+        IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT => {
+            return Some(Verdict::drop(Reason::Ipv6ExtensionHeaders, TunnelKind::None));
+        }
+        _ => return None,
+    };
+    let kind = TunnelKind::of(inner_v6, true);
+    if PEERS.get_ptr(key_v6(outer.src_ptr())).is_none() {
+        return Some(Verdict::drop(Reason::NotPeer, kind));
+    }
+    let end = ETH_HLEN + IPV6_HLEN + outer.payload_len() as usize;
+    if off > end {
+        return Some(Verdict::drop(Reason::Malformed, kind));
+    }
+    let tc = outer.traffic_class();
+    Some(if inner_v6 {
+        finish::<true>(ctx, frame, off, end - off, tc, kind)
+    } else {
+        finish::<false>(ctx, frame, off, end - off, tc, kind)
+    })
+}
+
+/// Validates the inner packet at `off` (carried in `payload` bytes of outer payload),
+/// applies RFC 6040 and the TTL decrement, strips everything in front of it and forwards.
+/// One copy per inner family, so the verifier sees each family's bounds checks on its own
+/// path.
+#[inline(always)]
+fn finish<const INNER_V6: bool>(
+    ctx: &XdpContext,
+    frame: &Frame,
+    off: usize,
+    payload: usize,
+    outer_tc: u8,
+    kind: TunnelKind,
+) -> Verdict {
+    let inner_v6 = INNER_V6;
+    let parsed = if inner_v6 {
+        valid_ipv6(frame, off).map(|(ip, len)| (Inner::V6(ip), len))
+    } else {
+        valid_ipv4(frame, off).map(|(ip, len)| (Inner::V4(ip), len))
+    };
+    let Some((inner, inner_len)) = parsed else {
+        return Verdict::drop(Reason::Malformed, kind);
+    };
+    if inner_len > payload {
+        return Verdict::drop(Reason::Malformed, kind);
+    }
+    let tc = inner.traffic_class();
+    let Some(ecn) = ecn::decapsulate(outer_tc & 3, tc & 3) else {
+        return Verdict::drop(Reason::EcnCeNotEct, kind);
+    };
+    if inner.hop_limit() <= 1 {
+        return Verdict::drop(Reason::TtlExpired, kind);
+    }
+    let (src, dst) = match inner {
+        Inner::V4(ip) => (ip.src_ptr(), ip.dst_ptr()),
+        Inner::V6(ip) => (ip.src_ptr(), ip.dst_ptr()),
+    };
+    let route = forward::lookup(ctx, inner_v6, src, dst, inner_len as u16);
+    if let Route::Unreachable = route {
+        return Verdict::drop(Reason::FibUnreachable, kind);
+    }
+    if ecn != tc & 3 {
+        inner.set_traffic_class((tc & !3) | ecn);
+    }
+    inner.decrement_hop_limit();
+
+    // The received MACs stay: the kernel needs the frame addressed to this host when the
+    // packet is passed up, and `forward::send` rewrites them on the fast path.
+    let Some(old) = frame.ptr(0, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, kind);
+    };
+    let (dmac, smac) = (Eth(old).dst(), Eth(old).src());
+    let strip = off - ETH_HLEN;
+    let excess = frame_len(ctx) - off - inner_len;
+    if excess > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(excess as i32)) } != 0 {
+        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
+    }
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, strip as i32) } != 0 {
+        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
+    }
+    let ethertype = if inner_v6 { ETH_P_IPV6 } else { ETH_P_IP };
+    let frame = Frame::new(ctx);
+    let Some(eth) = frame.ptr(0, ETH_HLEN) else {
+        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
+    };
+    Eth(eth).write(dmac, smac, ethertype);
+    if let Route::TooBig { .. } = route {
+        // Larger than the egress MTU: the kernel fragments it or sends the ICMP error
+        // toward the inner source.
+        return Verdict::new(Action::Pass, Reason::TooBig, kind);
+    }
+    forward::send(ctx, &route, ethertype, Reason::Decap, kind)
+}
