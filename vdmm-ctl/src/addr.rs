@@ -60,6 +60,13 @@ pub fn parse_addr(text: &str) -> Result<IpAddr> {
 /// address that is not unspecified, loopback, multicast, broadcast or IPv4-mapped IPv6 (the
 /// maps store IPv4 as `::ffff:a.b.c.d`, so a mapped IPv6 address would alias an IPv4 one).
 pub fn check_tunnel_addr(what: &'static str, addr: IpAddr) -> Result<()> {
+    if let IpAddr::V6(a) = addr
+        && let Some(v4) = a.to_ipv4_mapped()
+    {
+        return Err(Error::Conflict(format!(
+            "{what} {addr} is an IPv4-mapped IPv6 address; write it as the IPv4 address {v4}"
+        )));
+    }
     let bad = match addr {
         IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
         IpAddr::V6(a) => {

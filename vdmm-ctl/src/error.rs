@@ -126,6 +126,18 @@ pub enum Error {
     #[error("cannot enter network namespace {name}: {source}")]
     Netns { name: String, source: io::Error },
 
+    /// The verifier (or the kernel) refused the program; `summary` is the verifier's last
+    /// verdict line.
+    #[error(
+        "the kernel refused to load {program} ({reason}): {summary} \
+         (set VDMM_VERIFIER_LOG=1 to print the whole verifier log)"
+    )]
+    Verifier {
+        program: &'static str,
+        reason: String,
+        summary: String,
+    },
+
     #[error("the eBPF object has no XDP program `{0}`")]
     MissingProgram(&'static str),
 

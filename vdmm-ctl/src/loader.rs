@@ -203,8 +203,7 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
         .ok_or(Error::MissingProgram(names::XDP_PROGRAM))?
         .try_into()
         .map_err(|e| Error::ebpf(format!("{} is not an XDP program", names::XDP_PROGRAM), e))?;
-    prog.load()
-        .map_err(|e| Error::ebpf(format!("the kernel refused to load {}", names::XDP_PROGRAM), e))?;
+    prog.load().map_err(load_error)?;
 
     let prog_path = pins.program();
     if !prog_path.exists() {
@@ -244,6 +243,43 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
     })
 }
 
+/// A one-line error for a refused program load; the whole verifier log goes to stderr when
+/// `VDMM_VERIFIER_LOG` is set.
+fn load_error(e: ProgramError) -> Error {
+    let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    else {
+        return Error::ebpf(format!("cannot load {}", names::XDP_PROGRAM), e);
+    };
+    let log = verifier_log.to_string();
+    if std::env::var_os("VDMM_VERIFIER_LOG").is_some() {
+        eprintln!("{log}");
+    }
+    Error::Verifier {
+        program: names::XDP_PROGRAM,
+        reason: io_error.to_string(),
+        summary: verifier_summary(&log),
+    }
+}
+
+/// The verifier's verdict: the last log line that is not statistics.
+fn verifier_summary(log: &str) -> String {
+    log.lines()
+        .map(str::trim)
+        .rev()
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with(':')
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+        })
+        .unwrap_or("no verifier output")
+        .to_string()
+}
+
 /// What identifies a loaded program for reuse: its tag and the maps it uses.
 fn fingerprint(prog: &Xdp) -> Result<(u64, Vec<u32>)> {
     let info = prog
@@ -260,6 +296,14 @@ fn fingerprint(prog: &Xdp) -> Result<(u64, Vec<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifier_summary_is_the_verdict_line() {
+        let log = "0: (61) r7 = *(u32 *)(r1 +4)\n38: (4f) r6 |= r0\nR6 pointer |= pointer prohibited\n\
+                   verification time 774 usec\nstack depth 40+0\nprocessed 201 insns (limit 1000000)\n";
+        assert_eq!(verifier_summary(log), "R6 pointer |= pointer prohibited");
+        assert_eq!(verifier_summary(""), "no verifier output");
+    }
 
     #[test]
     fn unknown_interfaces_are_refused_before_anything_happens() {

@@ -122,18 +122,23 @@ impl PinDir {
         Ok(mounted)
     }
 
-    /// Removes every pin in the directory (maps, program, links: detaching the program
+    /// True for the names vdmm pins here (maps, program, links); other files (such as the
+    /// kernel's `maps.debug` in a bpffs root) are left alone.
+    pub fn is_ours(name: &str) -> bool {
+        vdmm_common::maps::ALL.contains(&name) || name == PROGRAM_PIN || name.starts_with(LINK_PIN_PREFIX)
+    }
+
+    /// Removes every vdmm pin in the directory (maps, program, links: detaching the program
     /// everywhere and dropping all configuration and counters), then the directory itself
-    /// unless it is a mount point. Returns the names removed.
+    /// when it is empty and not a mount point. Returns the names removed.
     pub fn reset(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         // Links first, so no interface runs a program whose maps are being removed.
-        let mut names = self.entries()?;
+        let mut names: Vec<String> = self.entries()?.into_iter().filter(|n| Self::is_ours(n)).collect();
         names.sort_by_key(|n| !n.starts_with(LINK_PIN_PREFIX));
         for name in names {
             let path = self.dir.join(&name);
-            let r = if path.is_dir() { fs::remove_dir(&path) } else { fs::remove_file(&path) };
-            r.map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+            fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
             removed.push(name);
         }
         if self.dir.is_dir() && !is_mount_point(&self.dir) {

@@ -28,6 +28,9 @@ fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> S
     }
     match r.program {
         ProgramState::Loaded => out.push_str(&format!("loaded the data plane into {}\n", pins.path().display())),
+        ProgramState::Reused if iface.is_none() => {
+            out.push_str(&format!("the data plane is already loaded in {}\n", pins.path().display()))
+        }
         ProgramState::Reused => {}
         ProgramState::Upgraded { interfaces } => out.push_str(&format!(
             "replaced the pinned program with this build's (switched {interfaces} interface(s))\n"
@@ -99,7 +102,7 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     out.push_str(&format!("program: {}\n", if program { "pinned" } else { "not pinned" }));
     let list: Vec<String> = ifaces
         .iter()
-        .map(|i| if missing.contains(&i.as_str()) { format!("{i} (interface gone)") } else { i.clone() })
+        .map(|i| if missing.contains(&i.as_str()) { format!("{i} (no such interface in this network namespace)") } else { i.clone() })
         .collect();
     out.push_str(&format!(
         "attached to: {}\n",
