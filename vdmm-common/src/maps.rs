@@ -4,6 +4,8 @@
 
 /// Per-CPU array of [`crate::CounterValue`], indexed by [`crate::counters::counter_index`].
 pub const COUNTERS: &str = "VDMM_COUNTERS";
+/// Per-CPU array of [`crate::CounterValue`] like [`COUNTERS`], for the TC egress slow path.
+pub const TC_COUNTERS: &str = "VDMM_TC_STATS";
 /// Hash map [`crate::IpAddrKey`] -> [`crate::tunnel::AddressFlags`]: local tunnel endpoints.
 pub const ENDPOINTS: &str = "VDMM_ENDPOINTS";
 /// Hash map [`crate::IpAddrKey`] -> [`crate::tunnel::AddressFlags`]: peers allowed to send
@@ -17,7 +19,15 @@ pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
 pub const CONFIG: &str = "VDMM_CONFIG";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 6] = [COUNTERS, ENDPOINTS, PEERS, BINDINGS_V4, BINDINGS_V6, CONFIG];
+pub const ALL: [&str; 7] = [
+    COUNTERS,
+    TC_COUNTERS,
+    ENDPOINTS,
+    PEERS,
+    BINDINGS_V4,
+    BINDINGS_V6,
+    CONFIG,
+];
 
 pub const MAX_ENDPOINTS: u32 = 64;
 pub const MAX_PEERS: u32 = 4096;
@@ -28,3 +38,6 @@ pub const MAX_BINDINGS: u32 = 1 << 20;
 pub const XDP_PROGRAM: &str = "vdmm_xdp";
 /// An XDP program that only returns `XDP_PASS`: the baseline benchmarks compare against.
 pub const EMPTY_PROGRAM: &str = "vdmm_empty";
+/// The TC egress program (clsact egress) that encapsulates what the kernel forwards or
+/// originates toward a bound home address: the slow path behind [`XDP_PROGRAM`].
+pub const TC_EGRESS_PROGRAM: &str = "vdmm_tc_egress";

@@ -4,7 +4,7 @@
 
 use vdmm_common::{Action, CounterValue, Reason, TunnelKind, counters::counter_index};
 
-use crate::maps::COUNTERS;
+use aya_ebpf::maps::PerCpuArray;
 
 /// What happens to a packet and why: the XDP action and the counter it is counted in,
 /// packed into one word so that it passes through BPF subprogram calls as a scalar.
@@ -35,10 +35,11 @@ impl Verdict {
     }
 }
 
-/// Adds one packet of `bytes` to the verdict's counter.
+/// Adds one packet of `bytes` to the verdict's counter in `map` (the XDP or the TC
+/// program's counters).
 #[inline(always)]
-pub fn count(v: Verdict, bytes: u64) {
-    if let Some(c) = COUNTERS.get_ptr_mut(v.counter()) {
+pub fn count(map: &PerCpuArray<CounterValue>, v: Verdict, bytes: u64) {
+    if let Some(c) = map.get_ptr_mut(v.counter()) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         let c: &mut CounterValue = unsafe { &mut *c };
         c.packets += 1;

@@ -15,8 +15,7 @@ use vdmm_common::{Action, Reason, TunnelKind};
 
 use crate::{
     counters::Verdict,
-    headers::Eth,
-    packet::{Frame, copy, get_mac},
+    packet::{copy, get_mac},
 };
 
 const AF_INET: u8 = 2;
@@ -81,39 +80,16 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
     }
 }
 
-/// Sends a packet whose IP header starts right after its (already present) Ethernet
-/// header along a resolved route, writing the MACs and the given ethertype. Routes that
-/// did not resolve to a neighbour leave the Ethernet header as received (bar the
-/// ethertype) and pass the packet to the kernel.
+/// The verdict for a frame whose Ethernet header is already written for `ifindex`:
+/// `XDP_TX` back out of the ingress interface, or `XDP_REDIRECT` to another.
 #[inline(always)]
-pub fn send(ctx: &XdpContext, route: &Route, ethertype: u16, reason: Reason, kind: TunnelKind) -> Verdict {
-    let frame = Frame::new(ctx);
-    let Some(eth) = frame.ptr(0, crate::headers::ETH_HLEN) else {
-        return Verdict::drop(Reason::Malformed, kind);
-    };
-    let eth = Eth(eth);
-    match route {
-        Route::Resolved { ifindex, smac, dmac } => {
-            eth.write(*dmac, *smac, ethertype);
-            if *ifindex == ctx.ingress_ifindex() as u32 {
-                Verdict::new(Action::Tx, reason, kind)
-            } else {
-                let action = unsafe { bpf_redirect(*ifindex, 0) } as u32;
-                if action == Action::Redirect as u32 {
-                    Verdict::new(Action::Redirect, reason, kind)
-                } else {
-                    Verdict::new(Action::Aborted, reason, kind)
-                }
-            }
-        }
-        Route::NoNeighbour => {
-            eth.set_ethertype(ethertype);
-            Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind)
-        }
-        Route::Unreachable => Verdict::drop(Reason::FibUnreachable, kind),
-        Route::TooBig { .. } | Route::NotForwarded => {
-            eth.set_ethertype(ethertype);
-            Verdict::new(Action::Pass, Reason::FibNotForwarded, kind)
-        }
+pub fn out(ctx: &XdpContext, ifindex: u32, reason: Reason, kind: TunnelKind) -> Verdict {
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        return Verdict::new(Action::Tx, reason, kind);
+    }
+    if unsafe { bpf_redirect(ifindex, 0) } as u32 == Action::Redirect as u32 {
+        Verdict::new(Action::Redirect, reason, kind)
+    } else {
+        Verdict::new(Action::Aborted, reason, kind)
     }
 }

@@ -7,6 +7,7 @@
 //! - `tunnel`: IP-in-IP decapsulation and encapsulation (all four kinds), RFC 6040 ECN.
 //! - `icmp_error`: ICMP / ICMPv6 errors (time exceeded, too big) built in place.
 //! - `forward`: `bpf_fib_lookup` and the XDP verdict for a rewritten packet.
+//! - `slow_path`: TC egress encapsulation of what the kernel forwards or originates.
 //! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
 #![no_std]
 #![no_main]
@@ -19,9 +20,15 @@ mod headers;
 mod icmp_error;
 mod maps;
 mod packet;
+mod slow_path;
 mod tunnel;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use vdmm_common::Action;
 
 /// Baseline for benchmarks: returns `XDP_PASS` and touches nothing.
 #[xdp]
@@ -36,8 +43,23 @@ pub fn vdmm_empty(_ctx: XdpContext) -> u32 {
 pub fn vdmm_xdp(ctx: XdpContext) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let verdict = classify::process(&ctx);
-    counters::count(verdict, frame_len);
+    counters::count(&maps::COUNTERS, verdict, frame_len);
     verdict.action()
+}
+
+/// Slow path on clsact egress: encapsulates packets the kernel sends toward a bound home
+/// address (see `slow_path`). Counted like the XDP program, in its own counter array;
+/// `pass` there means `TC_ACT_OK`, `drop` `TC_ACT_SHOT`.
+#[classifier]
+pub fn vdmm_tc_egress(ctx: TcContext) -> i32 {
+    let len = ctx.len() as u64;
+    let verdict = slow_path::egress(&ctx);
+    counters::count(&maps::TC_COUNTERS, verdict, len);
+    if verdict.action() == Action::Drop as u32 {
+        TC_ACT_SHOT as i32
+    } else {
+        TC_ACT_OK as i32
+    }
 }
 
 #[cfg(not(test))]

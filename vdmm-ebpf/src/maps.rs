@@ -14,6 +14,9 @@ use vdmm_common::{
 #[map(name = "VDMM_COUNTERS")]
 pub static COUNTERS: PerCpuArray<CounterValue> = PerCpuArray::pinned(COUNTER_ENTRIES, 0);
 
+#[map(name = "VDMM_TC_STATS")]
+pub static TC_COUNTERS: PerCpuArray<CounterValue> = PerCpuArray::pinned(COUNTER_ENTRIES, 0);
+
 #[map(name = "VDMM_ENDPOINTS")]
 pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> =
     HashMap::pinned(names::MAX_ENDPOINTS, 0);

@@ -172,8 +172,6 @@ fn finish<const INNER_V6: bool>(
     }
     inner.decrement_hop_limit();
 
-    // The received MACs stay: the kernel needs the frame addressed to this host when the
-    // packet is passed up, and `forward::send` rewrites them on the fast path.
     let Some(old) = frame.ptr(0, ETH_HLEN) else {
         return Verdict::drop(Reason::Malformed, kind);
     };
@@ -191,11 +189,23 @@ fn finish<const INNER_V6: bool>(
     let Some(eth) = frame.ptr(0, ETH_HLEN) else {
         return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
     };
-    Eth(eth).write(dmac, smac, ethertype);
-    if let Route::TooBig { .. } = route {
-        // Larger than the egress MTU: the kernel fragments it or sends the ICMP error
-        // toward the inner source.
-        return Verdict::new(Action::Pass, Reason::TooBig, kind);
+    match route {
+        Route::Resolved { ifindex, smac, dmac } => {
+            Eth(eth).write(dmac, smac, ethertype);
+            forward::out(ctx, ifindex, Reason::Decap, kind)
+        }
+        _ => {
+            // The received MACs stay, so the kernel takes the frame as addressed to
+            // this host and forwards the inner packet itself.
+            Eth(eth).write(dmac, smac, ethertype);
+            let reason = match route {
+                // Larger than the egress MTU: the kernel fragments it or sends the ICMP
+                // error toward the inner source.
+                Route::TooBig { .. } => Reason::TooBig,
+                Route::NoNeighbour => Reason::FibNoNeighbour,
+                _ => Reason::FibNotForwarded,
+            };
+            Verdict::new(Action::Pass, reason, kind)
+        }
     }
-    forward::send(ctx, &route, ethertype, Reason::Decap, kind)
 }

@@ -24,7 +24,7 @@ use crate::{
     headers::*,
     icmp_error::{self, IcmpError},
     maps::outer_hop_limit,
-    packet::{Frame, copy, frame_len, get32},
+    packet::{Frame, frame_len, get32},
 };
 
 /// Smallest MTU an IPv6 link may have (RFC 8200 5).
@@ -73,35 +73,36 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
     let source = unsafe { binding.source.addr.as_ptr().add(at) };
     let locator = unsafe { binding.locator.addr.as_ptr().add(at) };
     let route = forward::lookup(ctx, outer_v6, source, locator, outer_len as u16);
-    let mut reason = Reason::Encap;
-    let mut outer_df = inner_df;
-    match route {
+    let (ifindex, smac, dmac) = match route {
+        Route::Resolved { ifindex, smac, dmac } => (ifindex, smac, dmac),
         Route::TooBig { mtu } => {
-            if !inner_df && !outer_v6 {
-                // RFC 2003 5.1: the outer packet may be fragmented; the kernel does it.
-                reason = Reason::FragmentedByKernel;
-                outer_df = false;
-            } else {
-                let room = (mtu as u32).saturating_sub(hdr as u32);
-                let mtu = if inner_v6 && room < IPV6_MIN_MTU { IPV6_MIN_MTU } else { room };
-                return icmp_error::reply(
-                    ctx,
-                    inner,
-                    inner_len,
-                    IcmpError::TooBig { mtu },
-                    Reason::TooBig,
-                    kind,
-                );
+            if !inner_df {
+                // IPv4 without DF may be fragmented (RFC 2003 5.1, RFC 2473 7.1): the
+                // kernel fragments it along its route for the home prefix and the TC
+                // egress program encapsulates every fragment, so the decapsulator gets
+                // whole tunnel packets.
+                return Verdict::new(Action::Pass, Reason::FragmentedByKernel, kind);
             }
+            let room = (mtu as u32).saturating_sub(hdr as u32);
+            let mtu = if inner_v6 && room < IPV6_MIN_MTU { IPV6_MIN_MTU } else { room };
+            return icmp_error::reply(
+                ctx,
+                inner,
+                inner_len,
+                IcmpError::TooBig { mtu },
+                Reason::TooBig,
+                kind,
+            );
         }
+        // The kernel resolves the neighbour; its route for the home prefix and the TC
+        // egress program carry this packet (and the next ones, until it is resolved).
+        Route::NoNeighbour => return Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind),
         Route::Unreachable => return Verdict::drop(Reason::FibUnreachable, kind),
         Route::NotForwarded => return Verdict::new(Action::Pass, Reason::FibNotForwarded, kind),
-        Route::Resolved { .. } | Route::NoNeighbour => {}
-    }
+    };
 
     // Everything the outer header needs, read before the frame moves.
-    let traffic_class = inner.traffic_class();
-    let flow_label = if outer_v6 { flow_label(frame, &inner) } else { 0 };
+    let outer = OuterHeader::new(frame, &inner, inner_len, binding);
     inner.decrement_hop_limit();
 
     // Drop Ethernet padding behind the inner packet, then open room for the outer header.
@@ -113,50 +114,82 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
         return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
     }
     let frame = Frame::new(ctx);
-    // The received Ethernet header is now `hdr` bytes in; copy it to the front (MACs as
-    // received: `forward::send` rewrites them when the FIB resolved the next hop).
     let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN) else {
         return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
     };
-    let Some(old_eth) = frame.ptr(hdr, ETH_HLEN) else {
-        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
-    };
-    copy::<12>(p, old_eth);
-    let outer = unsafe { p.add(ETH_HLEN) };
-    let protocol = if inner_v6 { IPPROTO_IPV6 } else { IPPROTO_IPIP };
-    let ethertype = if outer_v6 { ETH_P_IPV6 } else { ETH_P_IP };
-    Eth(p).set_ethertype(ethertype);
-    if outer_v6 {
-        Ipv6(outer).write(
-            traffic_class,
-            flow_label,
-            inner_len as u16,
-            protocol,
-            outer_hop_limit(),
-            source,
-            locator,
-        );
-    } else {
-        let (id, frag_word) = if outer_df {
-            (0, IP_DF)
-        } else {
-            (unsafe { bpf_get_prandom_u32() } as u16, 0)
+    let ethertype = outer.write(unsafe { p.add(ETH_HLEN) }, binding);
+    Eth(p).write(dmac, smac, ethertype);
+    forward::out(ctx, ifindex, Reason::Encap, kind)
+}
+
+/// The outer header for one packet, computed from the inner packet before the frame is
+/// resized. Shared by the XDP fast path and the TC slow path.
+pub struct OuterHeader {
+    traffic_class: u8,
+    flow_label: u32,
+    inner_len: u16,
+    protocol: u8,
+    outer_v6: bool,
+    dont_fragment: bool,
+}
+
+impl OuterHeader {
+    /// Copies DSCP and ECN (RFC 6040 normal mode), DF for IPv4 inner packets (RFC 2003
+    /// 3.1; always set for IPv6 inner), and hashes the flow label (RFC 6438).
+    #[inline(always)]
+    pub fn new(frame: &Frame, inner: &Inner, inner_len: usize, binding: &Binding) -> Self {
+        let outer_v6 = !binding.outer_is_v4();
+        let (protocol, dont_fragment) = match inner {
+            Inner::V4(ip) => (IPPROTO_IPIP, ip.dont_fragment()),
+            Inner::V6(_) => (IPPROTO_IPV6, true),
         };
-        Ipv4(outer).write(
-            traffic_class,
-            outer_len as u16,
-            id,
-            frag_word,
-            outer_hop_limit(),
+        Self {
+            traffic_class: inner.traffic_class(),
+            flow_label: if outer_v6 { flow_label(frame, inner) } else { 0 },
+            inner_len: inner_len as u16,
             protocol,
-            source,
-            locator,
-        );
+            outer_v6,
+            dont_fragment,
+        }
     }
-    if reason == Reason::FragmentedByKernel {
-        return Verdict::new(Action::Pass, reason, kind);
+
+    /// Writes the outer IP header at `p` (room for it checked by the caller) and returns
+    /// the ethertype for the frame.
+    #[inline(always)]
+    pub fn write(&self, p: *mut u8, binding: &Binding) -> u16 {
+        let hop_limit = outer_hop_limit();
+        if self.outer_v6 {
+            Ipv6(p).write(
+                self.traffic_class,
+                self.flow_label,
+                self.inner_len,
+                self.protocol,
+                hop_limit,
+                binding.source.addr.as_ptr(),
+                binding.locator.addr.as_ptr(),
+            );
+            ETH_P_IPV6
+        } else {
+            // RFC 6864: the identification only matters for packets that may be
+            // fragmented.
+            let (id, frag_word) = if self.dont_fragment {
+                (0, IP_DF)
+            } else {
+                (unsafe { bpf_get_prandom_u32() } as u16, 0)
+            };
+            Ipv4(p).write(
+                self.traffic_class,
+                self.inner_len + IPV4_HLEN as u16,
+                id,
+                frag_word,
+                hop_limit,
+                self.protocol,
+                unsafe { binding.source.addr.as_ptr().add(12) },
+                unsafe { binding.locator.addr.as_ptr().add(12) },
+            );
+            ETH_P_IP
+        }
     }
-    forward::send(ctx, &route, ethertype, Reason::Encap, kind)
 }
 
 /// RFC 6438 flow label of the inner packet: addresses, protocol and, for unfragmented TCP

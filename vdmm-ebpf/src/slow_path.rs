@@ -1,0 +1,111 @@
+//! TC egress slow path: encapsulates what the kernel itself sends toward a bound home
+//! address. The XDP fast path hands the kernel the packets it cannot finish (IPv4 without
+//! DF that must be fragmented, next hops without a neighbour entry); the kernel routes
+//! them along its route for the home prefix (via the locator, with the tunnel overhead
+//! taken off the MTU), fragments and resolves neighbours as needed, and this program adds
+//! the outer header on the way out. Packets the gateway originates itself take the same
+//! path. The kernel has already decremented the TTL.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, __sk_buff,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+    },
+    helpers::generated::bpf_check_mtu,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use vdmm_common::{Action, Binding, Reason, TunnelKind};
+
+use crate::{
+    counters::Verdict,
+    headers::*,
+    maps::{BINDINGS_V4, BINDINGS_V6},
+    packet::{Frame, copy},
+    tunnel::{Inner, encap::OuterHeader},
+};
+
+/// Classifies an outgoing frame and encapsulates it when its destination is bound.
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> Verdict {
+    // Make the headers linear for direct access (a short packet simply stays short).
+    let _ = ctx.pull_data((ETH_HLEN + IPV6_HLEN) as u32);
+    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let Some(eth) = frame.ptr(0, ETH_HLEN) else {
+        return Verdict::pass(Reason::NotIp);
+    };
+    match Eth(eth).ethertype() {
+        ETH_P_IP => {
+            let Some(ip) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+                return Verdict::drop(Reason::Malformed, TunnelKind::None);
+            };
+            let mut key = Key::new(32, [0u8; 4]);
+            copy::<4>(&raw mut key.data as *mut u8, Ipv4(ip).dst_ptr());
+            match BINDINGS_V4.get(&key) {
+                Some(b) => encapsulate::<false>(ctx.skb.skb, b),
+                None => Verdict::pass(Reason::NoMatch),
+            }
+        }
+        ETH_P_IPV6 => {
+            let Some(ip) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
+                return Verdict::drop(Reason::Malformed, TunnelKind::None);
+            };
+            let mut key = Key::new(128, [0u8; 16]);
+            copy::<16>(&raw mut key.data as *mut u8, Ipv6(ip).dst_ptr());
+            match BINDINGS_V6.get(&key) {
+                Some(b) => encapsulate::<true>(ctx.skb.skb, b),
+                None => Verdict::pass(Reason::NoMatch),
+            }
+        }
+        _ => Verdict::pass(Reason::NotIp),
+    }
+}
+
+/// Adds the outer header for `binding` in front of the IP packet. One BPF subprogram per
+/// inner family.
+#[inline(never)]
+fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Binding) -> Verdict {
+    let ctx = &TcContext::new(skb);
+    // SAFETY: a map value pointer from a successful look-up.
+    let binding = unsafe { &*binding };
+    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let outer_v6 = !binding.outer_is_v4();
+    let kind = TunnelKind::of(INNER_V6, outer_v6);
+    let (inner, inner_len) = if INNER_V6 {
+        let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
+            return Verdict::drop(Reason::Malformed, kind);
+        };
+        let ip = Ipv6(p);
+        (Inner::V6(ip), IPV6_HLEN + ip.payload_len() as usize)
+    } else {
+        let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+            return Verdict::drop(Reason::Malformed, kind);
+        };
+        let ip = Ipv4(p);
+        (Inner::V4(ip), ip.total_len() as usize)
+    };
+    let hdr = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
+    // The kernel sized the packet for its route; if that route does not leave room for
+    // the outer header, the packet cannot go out whole.
+    let mut mtu_len = 0u32;
+    if unsafe { bpf_check_mtu(skb as *mut _, 0, &mut mtu_len, hdr as i32, 0) } != 0 {
+        return Verdict::drop(Reason::TooBig, kind);
+    }
+    let outer = OuterHeader::new(&frame, &inner, inner_len, binding);
+    let flags = if outer_v6 {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+    } else {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    };
+    if ctx.adjust_room(hdr as i32, BPF_ADJ_ROOM_MAC, flags as u64).is_err() {
+        return Verdict::drop(Reason::AdjustFailed, kind);
+    }
+    let _ = ctx.pull_data((ETH_HLEN + IPV6_HLEN) as u32);
+    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN) else {
+        return Verdict::drop(Reason::AdjustFailed, kind);
+    };
+    let ethertype = outer.write(unsafe { p.add(ETH_HLEN) }, binding);
+    Eth(p).set_ethertype(ethertype);
+    Verdict::new(Action::Pass, Reason::Encap, kind)
+}
