@@ -209,6 +209,12 @@ pub struct ConfigSetArgs {
     /// big) for that address's family. May be given once per family.
     #[arg(long, value_name = "ADDR", group = "change")]
     pub icmp_source: Vec<String>,
+    /// Source of ICMPv4 errors (same as --icmp-source with an IPv4 address).
+    #[arg(long, value_name = "ADDR", group = "change")]
+    pub icmp_source_v4: Option<String>,
+    /// Source of ICMPv6 errors (same as --icmp-source with an IPv6 address).
+    #[arg(long, value_name = "ADDR", group = "change")]
+    pub icmp_source_v6: Option<String>,
     /// Clear the ICMP error source of a family: such errors are then dropped and counted
     /// (reason no_icmp_source).
     #[arg(long, value_enum, value_name = "FAMILY", group = "change")]

@@ -19,6 +19,9 @@ pub mod netns;
 pub mod pin;
 pub mod table;
 
+#[cfg(test)]
+mod kernel_tests;
+
 pub use error::{Error, Result};
 
 /// The compiled eBPF object (all vdmm programs and maps), built by `build.rs`.

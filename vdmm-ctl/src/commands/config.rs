@@ -31,11 +31,26 @@ fn parse_change(args: &ConfigSetArgs) -> Result<ConfigChange> {
             })
         })
         .transpose()?;
-    let icmp_sources = args
+    let mut icmp_sources = args
         .icmp_source
         .iter()
         .map(|t| parse_addr(t))
         .collect::<Result<Vec<_>>>()?;
+    for (text, family, option) in [
+        (&args.icmp_source_v4, Family::V4, "--icmp-source-v4"),
+        (&args.icmp_source_v6, Family::V6, "--icmp-source-v6"),
+    ] {
+        if let Some(t) = text {
+            let addr = parse_addr(t)?;
+            if Family::of(&addr) != family {
+                return Err(Error::Conflict(format!(
+                    "{option} takes an {} address, not {addr}",
+                    family.name()
+                )));
+            }
+            icmp_sources.push(addr);
+        }
+    }
     let clear_icmp_sources = args
         .clear_icmp_source
         .iter()
@@ -102,8 +117,26 @@ mod tests {
         let args = ConfigSetArgs {
             outer_hop_limit: Some("x".into()),
             icmp_source: vec![],
+            icmp_source_v4: None,
+            icmp_source_v6: None,
             clear_icmp_source: vec![],
         };
         assert!(parse_change(&args).is_err());
+        let args = ConfigSetArgs {
+            outer_hop_limit: None,
+            icmp_source: vec![],
+            icmp_source_v4: Some("2001:db8::1".into()),
+            icmp_source_v6: None,
+            clear_icmp_source: vec![],
+        };
+        assert!(matches!(parse_change(&args), Err(Error::Conflict(_))));
+        let args = ConfigSetArgs {
+            outer_hop_limit: None,
+            icmp_source: vec![],
+            icmp_source_v4: Some("192.0.2.1".into()),
+            icmp_source_v6: Some("2001:db8::1".into()),
+            clear_icmp_source: vec![],
+        };
+        assert_eq!(parse_change(&args).unwrap().icmp_sources.len(), 2);
     }
 }
