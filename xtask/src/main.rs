@@ -3,6 +3,7 @@
 //! Every command except `setup` and `clean-lab` first runs the setup checks and installs
 //! what is missing, so a fresh machine needs no other step.
 
+mod docs;
 mod lab;
 mod setup;
 mod workspace;
@@ -54,7 +55,14 @@ enum Cmd {
     },
     /// Delete what a crashed lab or test left: `vdmm*` namespaces and veths, /run/vdmm pins.
     CleanLab,
-    /// rustfmt check and clippy (warnings are errors) on the host crates.
+    /// Write docs/cli.md from the `--help` output of every vdmm-ctl command.
+    Docs {
+        /// Only check that docs/cli.md is up to date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// rustfmt check, clippy (warnings are errors) on the host crates, docs/cli.md
+    /// up to date.
     Lint,
 }
 
@@ -70,6 +78,10 @@ fn main() -> Result<()> {
             forward_only,
         } => bench(&ws, !forward_only, !prog_only),
         Cmd::CleanLab => lab::clean(),
+        Cmd::Docs { check } => {
+            setup::ensure(&ws, false)?;
+            docs::cli_doc(&ws, check)
+        }
         Cmd::Lint => lint(&ws),
     }
 }
@@ -153,7 +165,8 @@ fn lint(ws: &Workspace) -> Result<()> {
     run(ws
         .cargo(["clippy"])
         .args(HOST_PACKAGES)
-        .args(["--all-targets", "--", "-D", "warnings"]))
+        .args(["--all-targets", "--", "-D", "warnings"]))?;
+    docs::cli_doc(ws, true)
 }
 
 /// A binary of the vdmm-tests package, with a clear error while it does not exist yet.
