@@ -25,7 +25,7 @@ Conventions of every command:
 - Bad input (a malformed address, a locator and source of different families, an
   unknown interface, a binding that already exists, ...) gets a one-line error naming
   the problem and a non-zero exit status, and changes nothing.
-- It needs root (or CAP_BPF + CAP_NET_ADMIN): it creates and reads BPF maps.
+- It needs root: it mounts bpffs, creates and reads BPF maps, attaches XDP programs.
 - On one host with several gateways in network namespaces, give each its own pin
   directory outside /sys (`ip netns exec` remounts /sys) and name the namespace with
   `--netns NAME`, e.g. `vdmm-ctl --netns gw-a --pin-dir /run/vdmm/gw-a load --iface eth0`.
