@@ -3,3 +3,5 @@
 
 pub mod lab;
 pub mod netns;
+pub mod packet;
+pub mod testrun;
