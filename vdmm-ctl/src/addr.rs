@@ -68,9 +68,14 @@ pub fn check_tunnel_addr(what: &'static str, addr: IpAddr) -> Result<()> {
         )));
     }
     let bad = match addr {
-        IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+        }
         IpAddr::V6(a) => {
-            a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some()
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.to_ipv4_mapped().is_some()
         }
     };
     if bad {
@@ -199,12 +204,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len as u32)
+            };
             IpAddr::V4(Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len as u32)
+            };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -221,7 +234,10 @@ mod tests {
     #[test]
     fn host_address_without_length_is_a_host_prefix() {
         let v4 = p("192.0.2.7").unwrap();
-        assert_eq!((v4.to_string().as_str(), v4.is_host()), ("192.0.2.7/32", true));
+        assert_eq!(
+            (v4.to_string().as_str(), v4.is_host()),
+            ("192.0.2.7/32", true)
+        );
         let v6 = p("2001:db8::7").unwrap();
         assert_eq!(v6.to_string(), "2001:db8::7/128");
     }
@@ -231,7 +247,10 @@ mod tests {
         assert_eq!(p("10.1.0.0/16").unwrap().to_string(), "10.1.0.0/16");
         assert_eq!(p("0.0.0.0/0").unwrap().prefix_len(), 0);
         assert_eq!(p("::/0").unwrap().to_string(), "::/0");
-        assert_eq!(p(" 2001:db8:1::/48 ").unwrap().to_string(), "2001:db8:1::/48");
+        assert_eq!(
+            p(" 2001:db8:1::/48 ").unwrap().to_string(),
+            "2001:db8:1::/48"
+        );
     }
 
     #[test]
@@ -246,13 +265,24 @@ mod tests {
     #[test]
     fn lengths_out_of_range_are_refused() {
         for s in ["10.0.0.0/33", "::/129", "10.0.0.0/99999999999999"] {
-            assert!(matches!(p(s).unwrap_err(), Error::PrefixLengthOutOfRange { .. }), "{s}");
+            assert!(
+                matches!(p(s).unwrap_err(), Error::PrefixLengthOutOfRange { .. }),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn malformed_prefixes_are_refused() {
-        for s in ["", "10.0.0", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/a", "fe80::1%eth0", "x/8"] {
+        for s in [
+            "",
+            "10.0.0",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/a",
+            "fe80::1%eth0",
+            "x/8",
+        ] {
             assert!(matches!(p(s).unwrap_err(), Error::BadPrefix { .. }), "{s}");
         }
     }
@@ -274,17 +304,32 @@ mod tests {
             .collect();
         v.sort();
         let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-        assert_eq!(s, ["9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"]);
+        assert_eq!(
+            s,
+            ["9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"]
+        );
     }
 
     #[test]
     fn tunnel_addresses_must_be_unicast() {
-        for s in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "ff02::1", "::ffff:10.0.0.1"] {
+        for s in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
             let a = parse_addr(s).unwrap();
             assert!(check_tunnel_addr("locator", a).is_err(), "{s}");
         }
         assert!(check_tunnel_addr("locator", parse_addr("192.0.2.1").unwrap()).is_ok());
         assert!(check_tunnel_addr("locator", parse_addr("2001:db8::1").unwrap()).is_ok());
-        assert!(matches!(parse_addr("10.0.0.256"), Err(Error::BadAddress(_))));
+        assert!(matches!(
+            parse_addr("10.0.0.256"),
+            Err(Error::BadAddress(_))
+        ));
     }
 }

@@ -25,15 +25,18 @@ use crate::pin::DEFAULT_PIN_DIR;
 #[derive(Debug, Parser)]
 #[command(name = "vdmm-ctl", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
-    /// Directory on a bpffs holding vdmm's pinned maps, program and links. A bpffs is
-    /// mounted when needed: at /sys/fs/bpf for the default, on DIR itself otherwise. Use
-    /// one directory per gateway (e.g. /run/vdmm/NAME for network namespaces).
+    /// Where vdmm's maps, program and links are pinned (one directory per gateway).
+    ///
+    /// Must be on a bpffs; one is mounted when needed: at /sys/fs/bpf for a directory under
+    /// it, on DIR itself otherwise. Network-namespace labs use /run/vdmm/NAME.
     #[arg(long, global = true, env = "VDMM_PIN_DIR", default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
 
-    /// Run in this named network namespace (see `ip netns`): interface names are looked up
-    /// there, while the pin directory stays in the caller's mount namespace (prefer this to
-    /// `ip netns exec`, whose private mount namespace cannot keep a bpffs it mounts).
+    /// Work in this named network namespace (see `ip netns`).
+    ///
+    /// Interface names are looked up there, while the pin directory stays in the caller's
+    /// mount namespace. Prefer this to `ip netns exec`, whose private mount namespace loses
+    /// a bpffs mounted inside it (with that, mount the pin directory beforehand).
     #[arg(long, global = true, value_name = "NAME")]
     pub netns: Option<String>,
 
@@ -239,11 +242,38 @@ mod tests {
 
     #[test]
     fn parses_the_issue_commands() {
-        let c = Cli::try_parse_from(["vdmm-ctl", "--pin-dir", "/run/vdmm/x", "load", "--iface", "v0", "--mode", "generic"]).unwrap();
+        let c = Cli::try_parse_from([
+            "vdmm-ctl",
+            "--pin-dir",
+            "/run/vdmm/x",
+            "load",
+            "--iface",
+            "v0",
+            "--mode",
+            "generic",
+        ])
+        .unwrap();
         assert_eq!(c.pin_dir, PathBuf::from("/run/vdmm/x"));
-        assert!(matches!(c.command, Command::Load { mode: ModeArg::Generic, .. }));
-        let c = Cli::try_parse_from(["vdmm-ctl", "binding", "add", "10.0.0.0/8", "--locator", "192.0.2.1"]).unwrap();
-        assert!(matches!(c.command, Command::Binding(BindingCommand::Add { source: None, .. })));
+        assert!(matches!(
+            c.command,
+            Command::Load {
+                mode: ModeArg::Generic,
+                ..
+            }
+        ));
+        let c = Cli::try_parse_from([
+            "vdmm-ctl",
+            "binding",
+            "add",
+            "10.0.0.0/8",
+            "--locator",
+            "192.0.2.1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Binding(BindingCommand::Add { source: None, .. })
+        ));
         assert!(Cli::try_parse_from(["vdmm-ctl", "config", "set"]).is_err());
         let c = Cli::try_parse_from(["vdmm-ctl", "stats", "--json", "--pin-dir", "/x"]).unwrap();
         assert!(matches!(c.command, Command::Stats { json: true }));

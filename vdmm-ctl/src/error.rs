@@ -54,7 +54,9 @@ pub enum Error {
     #[error("{what} {addr} is not a usable unicast address")]
     NotUnicast { what: &'static str, addr: IpAddr },
 
-    #[error("a binding for {prefix} already exists (locator {locator}); delete it first or pass --replace")]
+    #[error(
+        "a binding for {prefix} already exists (locator {locator}); delete it first or pass --replace"
+    )]
     BindingExists { prefix: Prefix, locator: IpAddr },
 
     #[error("no binding for {0}")]
@@ -66,7 +68,9 @@ pub enum Error {
     #[error("{0} is not a local tunnel endpoint")]
     NoSuchEndpoint(IpAddr),
 
-    #[error("endpoint {addr} is the source of the binding {binding} (and {more} more); delete or change those bindings first")]
+    #[error(
+        "endpoint {addr} is the source of the binding {binding} (and {more} more); delete or change those bindings first"
+    )]
     EndpointInUse {
         addr: IpAddr,
         binding: Prefix,
@@ -93,7 +97,9 @@ pub enum Error {
     #[error("unknown interface `{0}`")]
     UnknownInterface(String),
 
-    #[error("vdmm is already loaded on {iface} (link pinned at {path}); run `vdmm-ctl unload --iface {iface}` first")]
+    #[error(
+        "vdmm is already loaded on {iface} (link pinned at {path}); run `vdmm-ctl unload --iface {iface}` first"
+    )]
     AlreadyLoaded { iface: String, path: PathBuf },
 
     #[error("vdmm is not loaded on {iface} (no link pinned at {path})")]

@@ -14,7 +14,11 @@ use crate::{
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A network namespace with a veth pair (`kt0`, `kt1`) and a pin directory, removed on
@@ -29,7 +33,9 @@ impl Scratch {
         let ns = format!("vdmmctl-kt-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "add", "kt0", "type", "veth", "peer", "name", "kt1"]);
+        ip(&[
+            "-n", &ns, "link", "add", "kt0", "type", "veth", "peer", "name", "kt1",
+        ]);
         ip(&["-n", &ns, "link", "set", "kt0", "up"]);
         ip(&["-n", &ns, "link", "set", "kt1", "up"]);
         let pins = PathBuf::from(format!("/run/vdmm/{ns}"));
@@ -67,13 +73,22 @@ fn load_program_unload_reset_in_a_namespace() {
         let pins = PinDir::new(&dir);
 
         assert!(matches!(Dataplane::open(&pins), Err(Error::NotLoaded(_))));
-        assert!(matches!(loader::load(&pins, "nosuch", Mode::Native), Err(Error::UnknownInterface(_))));
-        assert!(!dir.exists(), "an unknown interface must not create anything");
+        assert!(matches!(
+            loader::load(&pins, "nosuch", Mode::Native),
+            Err(Error::UnknownInterface(_))
+        ));
+        assert!(
+            !dir.exists(),
+            "an unknown interface must not create anything"
+        );
 
         let r = loader::load(&pins, "kt0", Mode::Native).unwrap();
         assert!(r.mounted_bpffs);
         assert_eq!(r.program, ProgramState::Loaded);
-        assert!(matches!(loader::load(&pins, "kt0", Mode::Native), Err(Error::AlreadyLoaded { .. })));
+        assert!(matches!(
+            loader::load(&pins, "kt0", Mode::Native),
+            Err(Error::AlreadyLoaded { .. })
+        ));
         let r = loader::load(&pins, "kt1", Mode::Generic).unwrap();
         assert_eq!(r.program, ProgramState::Reused);
         assert_eq!(pins.linked_interfaces().unwrap(), ["kt0", "kt1"]);
@@ -82,15 +97,28 @@ fn load_program_unload_reset_in_a_namespace() {
         dp.add_endpoint(a("192.0.2.1")).unwrap();
         dp.add_endpoint(a("2001:db8::1")).unwrap();
         dp.add_peer(a("192.0.2.2")).unwrap();
-        let b = dp.add_binding("10.1.0.0/16".parse().unwrap(), a("192.0.2.2"), None, false).unwrap();
+        let b = dp
+            .add_binding("10.1.0.0/16".parse().unwrap(), a("192.0.2.2"), None, false)
+            .unwrap();
         assert_eq!(b.source, a("192.0.2.1"));
-        dp.add_binding("2001:db8:5::/48".parse().unwrap(), a("192.0.2.2"), None, false).unwrap();
+        dp.add_binding(
+            "2001:db8:5::/48".parse().unwrap(),
+            a("192.0.2.2"),
+            None,
+            false,
+        )
+        .unwrap();
         let cfg = dp.config().unwrap();
         assert_eq!(cfg.icmp_source_v4, [192, 0, 2, 1]);
 
         // Refused requests leave every table as it was.
         let snapshot = |dp: &Dataplane| {
-            (dp.endpoints().unwrap(), dp.peers().unwrap(), dp.bindings().unwrap(), dp.config().unwrap())
+            (
+                dp.endpoints().unwrap(),
+                dp.peers().unwrap(),
+                dp.bindings().unwrap(),
+                dp.config().unwrap(),
+            )
         };
         let before = snapshot(&dp);
         assert!(matches!(
@@ -98,17 +126,35 @@ fn load_program_unload_reset_in_a_namespace() {
             Err(Error::BindingExists { .. })
         ));
         assert!(matches!(
-            dp.add_binding("10.2.0.0/16".parse().unwrap(), a("192.0.2.9"), Some(a("2001:db8::1")), false),
+            dp.add_binding(
+                "10.2.0.0/16".parse().unwrap(),
+                a("192.0.2.9"),
+                Some(a("2001:db8::1")),
+                false
+            ),
             Err(Error::FamilyMismatch { .. })
         ));
-        assert!(matches!(dp.del_endpoint(a("192.0.2.1")), Err(Error::EndpointInUse { .. })));
-        assert!(matches!(dp.del_binding("10.1.0.0/24".parse().unwrap()), Err(Error::NoSuchBinding(_))));
-        assert!(matches!(dp.del_peer(a("192.0.2.3")), Err(Error::NoSuchPeer(_))));
-        assert!(matches!(dp.add_peer(a("192.0.2.2")), Err(Error::PeerExists(_))));
+        assert!(matches!(
+            dp.del_endpoint(a("192.0.2.1")),
+            Err(Error::EndpointInUse { .. })
+        ));
+        assert!(matches!(
+            dp.del_binding("10.1.0.0/24".parse().unwrap()),
+            Err(Error::NoSuchBinding(_))
+        ));
+        assert!(matches!(
+            dp.del_peer(a("192.0.2.3")),
+            Err(Error::NoSuchPeer(_))
+        ));
+        assert!(matches!(
+            dp.add_peer(a("192.0.2.2")),
+            Err(Error::PeerExists(_))
+        ));
         assert_eq!(snapshot(&dp), before);
 
         // A handover replaces the locator; deleting the endpoint's last users frees it.
-        dp.add_binding("10.1.0.0/16".parse().unwrap(), a("192.0.2.3"), None, true).unwrap();
+        dp.add_binding("10.1.0.0/16".parse().unwrap(), a("192.0.2.3"), None, true)
+            .unwrap();
         assert_eq!(dp.bindings().unwrap()[0].locator, a("192.0.2.3"));
         dp.del_binding("10.1.0.0/16".parse().unwrap()).unwrap();
         dp.del_binding("2001:db8:5::/48".parse().unwrap()).unwrap();
@@ -117,10 +163,16 @@ fn load_program_unload_reset_in_a_namespace() {
         drop(dp);
 
         loader::unload(&pins, "kt0").unwrap();
-        assert!(matches!(loader::unload(&pins, "kt0"), Err(Error::NotLoadedOnInterface { .. })));
+        assert!(matches!(
+            loader::unload(&pins, "kt0"),
+            Err(Error::NotLoadedOnInterface { .. })
+        ));
         loader::unload(&pins, "kt1").unwrap();
         // Configuration survives the last unload.
-        assert_eq!(Dataplane::open(&pins).unwrap().peers().unwrap(), [a("192.0.2.2")]);
+        assert_eq!(
+            Dataplane::open(&pins).unwrap().peers().unwrap(),
+            [a("192.0.2.2")]
+        );
         let removed = loader::reset(&pins).unwrap();
         assert!(removed.contains(&"prog_vdmm_xdp".to_string()));
         assert!(matches!(Dataplane::open(&pins), Err(Error::NotLoaded(_))));

@@ -162,10 +162,13 @@ fn attach_error(iface: &str, mode: Mode, e: ProgramError) -> Error {
             "{iface} already has another XDP program attached (not through this pin directory); \
              detach it first (`ip link set dev {iface} xdp off`)"
         )),
-        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == Mode::Native => Error::Conflict(format!(
-            "{iface} does not support native XDP; try `--mode generic`"
-        )),
-        _ => Error::ebpf(format!("cannot attach XDP to {iface} ({} mode)", mode.name()), e),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == Mode::Native => Error::Conflict(
+            format!("{iface} does not support native XDP; try `--mode generic`"),
+        ),
+        _ => Error::ebpf(
+            format!("cannot attach XDP to {iface} ({} mode)", mode.name()),
+            e,
+        ),
     }
 }
 
@@ -207,8 +210,12 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
 
     let prog_path = pins.program();
     if !prog_path.exists() {
-        prog.pin(&prog_path)
-            .map_err(|e| Error::ebpf(format!("cannot pin the program at {}", prog_path.display()), e))?;
+        prog.pin(&prog_path).map_err(|e| {
+            Error::ebpf(
+                format!("cannot pin the program at {}", prog_path.display()),
+                e,
+            )
+        })?;
         return Ok(ProgramState::Loaded);
     }
 
@@ -226,8 +233,9 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
         let fd_link: FdLink = PinnedLink::from_pin(&path)
             .map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))?
             .into();
-        let link = XdpLink::try_from(fd_link)
-            .map_err(|e: LinkError| Error::ebpf(format!("{} is not an XDP link", path.display()), e))?;
+        let link = XdpLink::try_from(fd_link).map_err(|e: LinkError| {
+            Error::ebpf(format!("{} is not an XDP link", path.display()), e)
+        })?;
         let id = prog
             .attach_to_link(link)
             .map_err(|e| Error::ebpf(format!("cannot switch {iface} to the new program"), e))?;
@@ -236,8 +244,12 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
     }
     fs::remove_file(&prog_path)
         .map_err(|e| Error::io(format!("cannot remove {}", prog_path.display()), e))?;
-    prog.pin(&prog_path)
-        .map_err(|e| Error::ebpf(format!("cannot pin the program at {}", prog_path.display()), e))?;
+    prog.pin(&prog_path).map_err(|e| {
+        Error::ebpf(
+            format!("cannot pin the program at {}", prog_path.display()),
+            e,
+        )
+    })?;
     Ok(ProgramState::Upgraded {
         interfaces: ifaces.len(),
     })
@@ -308,7 +320,10 @@ mod tests {
     #[test]
     fn unknown_interfaces_are_refused_before_anything_happens() {
         for name in ["", "no-such-if0", "a/b", "x\0y"] {
-            assert!(matches!(if_index(name), Err(Error::UnknownInterface(_))), "{name:?}");
+            assert!(
+                matches!(if_index(name), Err(Error::UnknownInterface(_))),
+                "{name:?}"
+            );
         }
         assert!(if_index("lo").is_ok());
     }

@@ -135,7 +135,11 @@ pub fn apply_config_change(cfg: &TunnelConfig, change: &ConfigChange) -> Result<
 
 /// The outer source of a new binding: `source` when it is a local endpoint of the
 /// locator's family, else (when omitted) the lowest local endpoint of that family.
-pub fn resolve_source(endpoints: &[IpAddr], locator: IpAddr, source: Option<IpAddr>) -> Result<IpAddr> {
+pub fn resolve_source(
+    endpoints: &[IpAddr],
+    locator: IpAddr,
+    source: Option<IpAddr>,
+) -> Result<IpAddr> {
     check_tunnel_addr("locator", locator)?;
     let family = Family::of(&locator);
     match source {
@@ -198,7 +202,8 @@ where
     if !path.exists() {
         return Err(Error::NotLoaded(pins.path().to_path_buf()));
     }
-    let data = MapData::from_pin(&path).map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))?;
+    let data = MapData::from_pin(&path)
+        .map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))?;
     let layout = |e: MapError| Error::MapLayout {
         name,
         path: path.clone(),
@@ -384,12 +389,16 @@ impl Dataplane {
         let value = Binding::new(IpAddrKey::from(locator), IpAddrKey::from(source));
         let flags = if replace { BPF_ANY } else { BPF_NOEXIST };
         let r = match home.addr() {
-            IpAddr::V4(a) => self
-                .bindings4
-                .insert(&Key::new(home.prefix_len() as u32, a.octets()), value, flags),
-            IpAddr::V6(a) => self
-                .bindings6
-                .insert(&Key::new(home.prefix_len() as u32, a.octets()), value, flags),
+            IpAddr::V4(a) => self.bindings4.insert(
+                &Key::new(home.prefix_len() as u32, a.octets()),
+                value,
+                flags,
+            ),
+            IpAddr::V6(a) => self.bindings6.insert(
+                &Key::new(home.prefix_len() as u32, a.octets()),
+                value,
+                flags,
+            ),
         };
         if let Err(e) = r {
             return Err(match errno(&e) {
@@ -417,8 +426,12 @@ impl Dataplane {
     /// Removes the binding for exactly `home`.
     pub fn del_binding(&mut self, home: Prefix) -> Result<()> {
         let r = match home.addr() {
-            IpAddr::V4(a) => self.bindings4.remove(&Key::new(home.prefix_len() as u32, a.octets())),
-            IpAddr::V6(a) => self.bindings6.remove(&Key::new(home.prefix_len() as u32, a.octets())),
+            IpAddr::V4(a) => self
+                .bindings4
+                .remove(&Key::new(home.prefix_len() as u32, a.octets())),
+            IpAddr::V6(a) => self
+                .bindings6
+                .remove(&Key::new(home.prefix_len() as u32, a.octets())),
         };
         r.map_err(|e| match errno(&e) {
             Some(libc::ENOENT) => Error::NoSuchBinding(home),
@@ -459,9 +472,9 @@ impl Dataplane {
                 .counters
                 .get(&index, 0)
                 .map_err(|e| Error::ebpf("cannot read the counters", e))?;
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0u64, 0u64), |(p, b), v| (p.wrapping_add(v.packets), b.wrapping_add(v.bytes)));
+            let (packets, bytes) = per_cpu.iter().fold((0u64, 0u64), |(p, b), v| {
+                (p.wrapping_add(v.packets), b.wrapping_add(v.bytes))
+            });
             if packets == 0 && bytes == 0 {
                 continue;
             }
@@ -507,9 +520,20 @@ mod tests {
 
     #[test]
     fn source_defaults_to_lowest_endpoint_of_the_locator_family() {
-        let eps = [ip("2001:db8::9"), ip("192.0.2.9"), ip("192.0.2.3"), ip("2001:db8::2")];
-        assert_eq!(resolve_source(&eps, ip("198.51.100.1"), None).unwrap(), ip("192.0.2.3"));
-        assert_eq!(resolve_source(&eps, ip("2001:db8:1::1"), None).unwrap(), ip("2001:db8::2"));
+        let eps = [
+            ip("2001:db8::9"),
+            ip("192.0.2.9"),
+            ip("192.0.2.3"),
+            ip("2001:db8::2"),
+        ];
+        assert_eq!(
+            resolve_source(&eps, ip("198.51.100.1"), None).unwrap(),
+            ip("192.0.2.3")
+        );
+        assert_eq!(
+            resolve_source(&eps, ip("2001:db8:1::1"), None).unwrap(),
+            ip("2001:db8::2")
+        );
         assert_eq!(
             resolve_source(&eps, ip("198.51.100.1"), Some(ip("192.0.2.9"))).unwrap(),
             ip("192.0.2.9")
@@ -528,7 +552,10 @@ mod tests {
             Err(Error::SourceNotEndpoint(_))
         ));
         let e = resolve_source(&eps, ip("2001:db8::1"), None).unwrap_err();
-        assert!(matches!(e, Error::NoEndpointOfFamily { family: "IPv6", .. }), "{e}");
+        assert!(
+            matches!(e, Error::NoEndpointOfFamily { family: "IPv6", .. }),
+            "{e}"
+        );
         assert!(matches!(
             resolve_source(&eps, ip("224.0.0.1"), None),
             Err(Error::NotUnicast { .. })
@@ -542,7 +569,11 @@ mod tests {
             locator: ip("198.51.100.1"),
             source: ip(s),
         };
-        let bs = [b("10.0.0.0/8", "192.0.2.1"), b("10.1.0.0/16", "192.0.2.2"), b("10.2.0.0/16", "192.0.2.2")];
+        let bs = [
+            b("10.0.0.0/8", "192.0.2.1"),
+            b("10.1.0.0/16", "192.0.2.2"),
+            b("10.2.0.0/16", "192.0.2.2"),
+        ];
         assert!(check_endpoint_unused(&bs, ip("192.0.2.3")).is_ok());
         let e = check_endpoint_unused(&bs, ip("192.0.2.2")).unwrap_err();
         assert_eq!(
@@ -584,12 +615,24 @@ mod tests {
         .unwrap();
         assert_eq!(icmp_source(&cleared, Family::V4), None);
         assert_eq!(effective_hop_limit(&cleared), 32);
-        assert!(apply_config_change(&cfg, &ConfigChange { outer_hop_limit: Some(256), ..Default::default() }).is_err());
+        assert!(
+            apply_config_change(
+                &cfg,
+                &ConfigChange {
+                    outer_hop_limit: Some(256),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
         let twice = ConfigChange {
             icmp_sources: vec![ip("192.0.2.1"), ip("192.0.2.2")],
             ..Default::default()
         };
-        assert!(matches!(apply_config_change(&cfg, &twice), Err(Error::Conflict(_))));
+        assert!(matches!(
+            apply_config_change(&cfg, &twice),
+            Err(Error::Conflict(_))
+        ));
         assert_eq!(effective_hop_limit(&cfg), 64);
     }
 }

@@ -81,7 +81,8 @@ impl PinDir {
         };
         let mut names = Vec::new();
         for entry in rd {
-            let entry = entry.map_err(|e| Error::io(format!("cannot read {}", self.dir.display()), e))?;
+            let entry =
+                entry.map_err(|e| Error::io(format!("cannot read {}", self.dir.display()), e))?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
@@ -125,7 +126,9 @@ impl PinDir {
     /// True for the names vdmm pins here (maps, program, links); other files (such as the
     /// kernel's `maps.debug` in a bpffs root) are left alone.
     pub fn is_ours(name: &str) -> bool {
-        vdmm_common::maps::ALL.contains(&name) || name == PROGRAM_PIN || name.starts_with(LINK_PIN_PREFIX)
+        vdmm_common::maps::ALL.contains(&name)
+            || name == PROGRAM_PIN
+            || name.starts_with(LINK_PIN_PREFIX)
     }
 
     /// Removes every vdmm pin in the directory (maps, program, links: detaching the program
@@ -134,11 +137,16 @@ impl PinDir {
     pub fn reset(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         // Links first, so no interface runs a program whose maps are being removed.
-        let mut names: Vec<String> = self.entries()?.into_iter().filter(|n| Self::is_ours(n)).collect();
+        let mut names: Vec<String> = self
+            .entries()?
+            .into_iter()
+            .filter(|n| Self::is_ours(n))
+            .collect();
         names.sort_by_key(|n| !n.starts_with(LINK_PIN_PREFIX));
         for name in names {
             let path = self.dir.join(&name);
-            fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+            fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
             removed.push(name);
         }
         if self.dir.is_dir() && !is_mount_point(&self.dir) {
@@ -205,7 +213,9 @@ fn mount_bpffs(target: &Path) -> Result<()> {
 /// True when `path` is the root of a mount (its device differs from its parent's).
 fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(parent) = path.parent() else { return true };
+    let Some(parent) = path.parent() else {
+        return true;
+    };
     match (fs::metadata(path), fs::metadata(parent)) {
         (Ok(a), Ok(b)) => a.dev() != b.dev(),
         _ => false,
@@ -240,7 +250,10 @@ mod tests {
 
     #[test]
     fn nearest_existing_walks_up() {
-        assert_eq!(nearest_existing(Path::new("/proc/no/such/dir")), Path::new("/proc"));
+        assert_eq!(
+            nearest_existing(Path::new("/proc/no/such/dir")),
+            Path::new("/proc")
+        );
         assert_eq!(nearest_existing(Path::new("/")), Path::new("/"));
     }
 

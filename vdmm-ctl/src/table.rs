@@ -55,7 +55,11 @@ mod tests {
     #[test]
     fn columns_align() {
         let t = render(
-            &[("NAME", Align::Left), ("PACKETS", Align::Right), ("NOTE", Align::Left)],
+            &[
+                ("NAME", Align::Left),
+                ("PACKETS", Align::Right),
+                ("NOTE", Align::Left),
+            ],
             &[
                 vec!["encap".into(), "5".into(), "".into()],
                 vec!["not_peer".into(), "12345678".into(), "x".into()],

@@ -27,7 +27,9 @@ fn parse_change(args: &ConfigSetArgs) -> Result<ConfigChange> {
         .as_deref()
         .map(|t| {
             t.trim().parse::<u32>().map_err(|_| {
-                Error::Conflict(format!("invalid outer hop limit `{t}`: expected a number 0-255"))
+                Error::Conflict(format!(
+                    "invalid outer hop limit `{t}`: expected a number 0-255"
+                ))
             })
         })
         .transpose()?;
@@ -83,7 +85,11 @@ pub fn format(cfg: &TunnelConfig, json: bool) -> String {
         );
     }
     let unset = "unset (ICMP errors of this family are dropped)";
-    let default = if cfg.outer_hop_limit == 0 { " (default)" } else { "" };
+    let default = if cfg.outer_hop_limit == 0 {
+        " (default)"
+    } else {
+        ""
+    };
     format!(
         "outer hop limit: {}{default}\nICMP source IPv4: {}\nICMP source IPv6: {}\n",
         effective_hop_limit(cfg),

@@ -1,12 +1,6 @@
 //! `vdmm-ctl endpoint add|del|list`: the local tunnel endpoints.
 
-use crate::{
-    addr::parse_addr,
-    cli::AddrCommand,
-    error::Result,
-    maps::Dataplane,
-    pin::PinDir,
-};
+use crate::{addr::parse_addr, cli::AddrCommand, error::Result, maps::Dataplane, pin::PinDir};
 
 pub fn run(pins: &PinDir, cmd: AddrCommand) -> Result<String> {
     match cmd {
@@ -20,6 +14,8 @@ pub fn run(pins: &PinDir, cmd: AddrCommand) -> Result<String> {
             Dataplane::open(pins)?.del_endpoint(addr)?;
             Ok(String::new())
         }
-        AddrCommand::List { json } => Ok(super::addr_list(&Dataplane::open(pins)?.endpoints()?, json)),
+        AddrCommand::List { json } => {
+            Ok(super::addr_list(&Dataplane::open(pins)?.endpoints()?, json))
+        }
     }
 }

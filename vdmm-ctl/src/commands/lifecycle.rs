@@ -27,10 +27,14 @@ fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> S
         out.push_str(&format!("mounted a bpffs for {}\n", pins.path().display()));
     }
     match r.program {
-        ProgramState::Loaded => out.push_str(&format!("loaded the data plane into {}\n", pins.path().display())),
-        ProgramState::Reused if iface.is_none() => {
-            out.push_str(&format!("the data plane is already loaded in {}\n", pins.path().display()))
-        }
+        ProgramState::Loaded => out.push_str(&format!(
+            "loaded the data plane into {}\n",
+            pins.path().display()
+        )),
+        ProgramState::Reused if iface.is_none() => out.push_str(&format!(
+            "the data plane is already loaded in {}\n",
+            pins.path().display()
+        )),
         ProgramState::Reused => {}
         ProgramState::Upgraded { interfaces } => out.push_str(&format!(
             "replaced the pinned program with this build's (switched {interfaces} interface(s))\n"
@@ -60,13 +64,21 @@ pub fn reset(pins: &PinDir) -> Result<String> {
     Ok(if removed.is_empty() {
         format!("nothing pinned in {}\n", pins.path().display())
     } else {
-        format!("removed {} from {}\n", removed.join(", "), pins.path().display())
+        format!(
+            "removed {} from {}\n",
+            removed.join(", "),
+            pins.path().display()
+        )
     })
 }
 
 pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     let entries = pins.entries()?;
-    let maps: Vec<&str> = names::ALL.iter().copied().filter(|n| entries.iter().any(|e| e == n)).collect();
+    let maps: Vec<&str> = names::ALL
+        .iter()
+        .copied()
+        .filter(|n| entries.iter().any(|e| e == n))
+        .collect();
     let program = pins.program().exists();
     let ifaces = pins.linked_interfaces()?;
     let missing: Vec<&str> = ifaces
@@ -88,7 +100,11 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
         ));
     }
     let mut out = format!("pin directory: {}", pins.path().display());
-    out.push_str(if pins.is_on_bpffs() { "\n" } else { " (not on a bpffs)\n" });
+    out.push_str(if pins.is_on_bpffs() {
+        "\n"
+    } else {
+        " (not on a bpffs)\n"
+    });
     out.push_str(&format!(
         "maps: {}\n",
         if maps.len() == names::ALL.len() {
@@ -99,14 +115,27 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
             format!("only {}", maps.join(", "))
         }
     ));
-    out.push_str(&format!("program: {}\n", if program { "pinned" } else { "not pinned" }));
+    out.push_str(&format!(
+        "program: {}\n",
+        if program { "pinned" } else { "not pinned" }
+    ));
     let list: Vec<String> = ifaces
         .iter()
-        .map(|i| if missing.contains(&i.as_str()) { format!("{i} (no such interface in this network namespace)") } else { i.clone() })
+        .map(|i| {
+            if missing.contains(&i.as_str()) {
+                format!("{i} (no such interface in this network namespace)")
+            } else {
+                i.clone()
+            }
+        })
         .collect();
     out.push_str(&format!(
         "attached to: {}\n",
-        if list.is_empty() { "nothing".to_string() } else { list.join(", ") }
+        if list.is_empty() {
+            "nothing".to_string()
+        } else {
+            list.join(", ")
+        }
     ));
     Ok(out)
 }

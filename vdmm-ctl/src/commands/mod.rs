@@ -51,7 +51,10 @@ mod tests {
     fn addr_lists() {
         let a = ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
         assert_eq!(super::addr_list(&a, false), "192.0.2.1\n2001:db8::1\n");
-        assert_eq!(super::addr_list(&a, true), "[\"192.0.2.1\",\"2001:db8::1\"]\n");
+        assert_eq!(
+            super::addr_list(&a, true),
+            "[\"192.0.2.1\",\"2001:db8::1\"]\n"
+        );
         assert_eq!(super::addr_list(&[], true), "[]\n");
     }
 }

@@ -1,12 +1,6 @@
 //! `vdmm-ctl peer add|del|list`: the remote gateways allowed to send tunnel packets here.
 
-use crate::{
-    addr::parse_addr,
-    cli::AddrCommand,
-    error::Result,
-    maps::Dataplane,
-    pin::PinDir,
-};
+use crate::{addr::parse_addr, cli::AddrCommand, error::Result, maps::Dataplane, pin::PinDir};
 
 pub fn run(pins: &PinDir, cmd: AddrCommand) -> Result<String> {
     match cmd {
