@@ -7,7 +7,11 @@ mod docs;
 mod setup;
 mod workspace;
 
-use std::{ffi::OsString, process::Command, time::Instant};
+use std::{
+    ffi::OsString,
+    process::{Command, ExitCode},
+    time::Instant,
+};
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -66,10 +70,21 @@ enum Cmd {
     Lint,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run_command(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error only: a backtrace of xtask itself (RUST_BACKTRACE=1) helps nobody.
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(command: Cmd) -> Result<()> {
     let ws = Workspace::locate();
-    match cli.command {
+    match command {
         Cmd::Setup => setup::ensure(&ws, true),
         Cmd::Test { args } => test(&ws, &args),
         Cmd::Demo { args } => demo(&ws, &args),
