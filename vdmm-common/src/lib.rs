@@ -11,6 +11,7 @@ pub mod addr;
 pub mod counters;
 pub mod flow_hash;
 pub mod maps;
+pub mod translate;
 pub mod tunnel;
 
 pub use addr::IpAddrKey;

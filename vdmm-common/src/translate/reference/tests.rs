@@ -1,0 +1,1 @@
+//! Unit tests of the reference translator beyond the conformance vectors.
