@@ -25,10 +25,11 @@ pub struct TranslatorConfig {
     pub pool6: Option<Prefix6>,
     /// RFC 7757 explicit address mappings.
     pub eamt: Vec<EamEntry>,
-    /// RFC 6791: IPv4 source of translated ICMPv6 errors whose source has no mapping.
+    /// RFC 6791: IPv4 source of translated ICMPv6 errors whose source has no mapping
+    /// (when unset, `icmp_source_v4` is used; when both are unset they are dropped).
     pub rfc6791_v4: Option<[u8; 4]>,
     /// The same for ICMPv4 errors translated to ICMPv6 whose IPv4 source has no mapping
-    /// (only possible without pool6).
+    /// (only possible without pool6; falls back to `icmp_source_v6`).
     pub rfc6791_v6: Option<[u8; 16]>,
     /// RFC 7915 section 4 ("lowest-ipv6-mtu"): IPv4 packets without DF are fragmented so
     /// that the IPv6 packets are no larger than this (1280 unless the operator knows

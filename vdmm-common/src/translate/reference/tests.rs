@@ -402,6 +402,26 @@ fn ipv4_without_df_is_fragmented_to_the_lowest_ipv6_mtu() {
 }
 
 #[test]
+fn ipv4_fragments_are_refragmented_whatever_their_df() {
+    // Jool graybox "cf": a 1261-byte IPv4 fragment (MF, with or without DF) becomes
+    // two IPv6 fragments of 1280 and 57 bytes with the same identification.
+    for df in [false, true] {
+        let mut p = udp4(H4, H6_AS_V4, 64, &payload(1233));
+        set_v4_frag(&mut p, 4321, df, true, 0);
+        let mut c = cfg();
+        c.mtu_v6_nexthop = Some(1280);
+        let o = translate_4to6(&p, &c);
+        let f = o.packets().expect("fragments");
+        assert_eq!((f.len(), f[0].len(), f[1].len()), (2, 1280, 57), "df {df}");
+        assert_eq!(
+            &f[1][42..48],
+            &[0x04, 0xd1, 0, 0, 0x10, 0xe1],
+            "offset 1232, M, id 4321"
+        );
+    }
+}
+
+#[test]
 fn df_packet_larger_than_the_ipv6_next_hop() {
     let p = udp4(H4, H6_AS_V4, 64, &payload(1400));
     let mut c = cfg();
@@ -474,12 +494,15 @@ fn extension_headers() {
     // Segments left 0: skipped.
     let p = with(&[17, 0, 0, 0, 0, 0, 0, 0], 43);
     assert_checksums(one(&translate_6to4(&p, &cfg())));
-    // An extension header after the fragment header (5.1.1): dropped.
-    let p = with(&[60, 0, 0, 0, 1, 2, 3, 4, 17, 0, 1, 4, 0, 0, 0, 0], 44);
-    assert_eq!(
-        translate_6to4(&p, &cfg()),
-        Outcome::drop(XlatReason::ExtensionHeaders)
-    );
+    // An extension header after the fragment header (5.1.1): dropped, with the default
+    // ICMPv6 error of 5.4 holding the packet as received.
+    for ext in [60u8, 0, 43] {
+        let p = with(&[ext, 0, 0, 0, 1, 2, 3, 4, 17, 0, 0, 0, 0, 0, 0, 0], 44);
+        let (r, ty, code, _, reply) = icmp_reply(&translate_6to4(&p, &cfg()));
+        assert_eq!((r, ty, code), (XlatReason::ExtensionHeaders, 1, 1));
+        assert_eq!(&reply[48..], &p[..]);
+        assert_checksums(&reply);
+    }
 }
 
 #[test]
@@ -604,9 +627,12 @@ fn icmp6_errors_and_rfc6791() {
     assert_eq!(&out[28 + 12..28 + 20], &[198, 51, 100, 2, 192, 0, 2, 33]);
     assert_eq!(out[28 + 8], 60, "inner TTL not decremented");
     assert_checksums(out);
-    // Without RFC 6791 the error cannot be translated (and gets no answer).
+    // Without RFC 6791 the translator's own address; without either the error cannot be
+    // translated (and gets no answer).
     let mut c = cfg();
     c.rfc6791_v4 = None;
+    assert_eq!(&one(&translate_6to4(&p, &c))[12..16], &[192, 0, 2, 1]);
+    c.icmp_source_v4 = None;
     assert_eq!(
         translate_6to4(&p, &c),
         Outcome::drop(XlatReason::SourceUntranslatable)

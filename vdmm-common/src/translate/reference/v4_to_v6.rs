@@ -128,7 +128,7 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     // is refused with destination unreachable, administratively prohibited (4.4).
     let src6 = match cfg.map_4to6(&ip.src) {
         Some((a, _)) => a,
-        None => match cfg.rfc6791_v6 {
+        None => match cfg.rfc6791_v6.or(cfg.icmp_source_v6) {
             Some(a) if ip.is_icmp_error() => a,
             _ => {
                 return reply(
@@ -206,8 +206,10 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
 
     // Step 7: sizes (RFC 7915 section 4 introduction and 4.1).
     // A DF packet larger than the IPv6 next hop: fragmentation needed back to the
-    // sender, with the MTU the sender must use on the IPv4 side.
-    if ip.df && out_len as u64 > cfg.nexthop6() as u64 {
+    // sender, with the MTU the sender must use on the IPv4 side. A packet that is
+    // already a fragment is fragmented further whatever its DF says (the datagram is
+    // reassembled from fragments anyway; Jool's graybox test "cf" expects this).
+    if ip.df && !frag && out_len as u64 > cfg.nexthop6() as u64 {
         let mtu = icmp::frag_needed_mtu_for_ipv6_nexthop(cfg.nexthop6(), frag).to_be_bytes();
         return reply(
             cfg,
@@ -222,7 +224,7 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
         .lowest_ipv6_mtu
         .min(cfg.nexthop6())
         .max(icmp::IPV6_MIN_MTU);
-    if !ip.df && out_len as u64 > limit as u64 {
+    if (!ip.df || frag) && out_len as u64 > limit as u64 {
         let packets = fragment_ipv6(&hdr6, upper, &payload, ip.offset8, ip.mf, ip.id, limit);
         return Outcome::Translated {
             packets,

@@ -96,7 +96,11 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv6<'_>, Fail> {
         match nh {
             header::PROTO_HOPOPTS | header::PROTO_DSTOPTS | header::PROTO_ROUTING => {
                 if n == MAX_EXTENSION_HEADERS {
-                    return Err(Fail::silent(XlatReason::ExtensionHeaders));
+                    return Err(if inner {
+                        bad
+                    } else {
+                        Fail::icmp(XlatReason::ExtensionHeaders, 1, 1, [0; 4])
+                    });
                 }
                 if data.len() < off + 8 {
                     return Err(bad);
@@ -122,9 +126,15 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv6<'_>, Fail> {
                 nh = data[off];
                 off += 8;
                 // 5.1.1: an extension header (other than ESP) after the fragment header
-                // is not translated: "the packet SHOULD be dropped and logged".
+                // is not translated: "the packet SHOULD be dropped and logged", with the
+                // default ICMPv6 error of 5.4 (destination unreachable, administratively
+                // prohibited).
                 if header::is_ipv6_extension_header(nh) {
-                    return Err(Fail::silent(XlatReason::ExtensionHeaders));
+                    return Err(if inner {
+                        bad
+                    } else {
+                        Fail::icmp(XlatReason::ExtensionHeaders, 1, 1, [0; 4])
+                    });
                 }
                 break;
             }
@@ -178,6 +188,28 @@ fn reply(cfg: &TranslatorConfig, pkt: &[u8], ip: &Ipv6<'_>, f: Fail) -> Outcome 
     }
 }
 
+/// [`reply`] for a packet whose extension header chain is refused (the fixed header is
+/// valid). Such a packet is never an ICMPv6 error: its chain ends in an extension
+/// header, not in ICMPv6.
+fn reply_unparsed(cfg: &TranslatorConfig, pkt: &[u8], f: Fail) -> Outcome {
+    let Some((ty, code, rest)) = f.icmp else {
+        return Outcome::drop(f.reason);
+    };
+    let src: [u8; 16] = pkt[8..24].try_into().unwrap();
+    let end = (IPV6_HDR_LEN + be16(pkt, 4) as usize).min(pkt.len());
+    Outcome::Drop {
+        reason: f.reason,
+        icmp: Some(IcmpReply {
+            ty,
+            code,
+            rest,
+            packet: cfg
+                .icmp_source_v6
+                .map(|s| build_icmp6_error(s, src, ty, code, rest, &pkt[..end])),
+        }),
+    }
+}
+
 /// RFC 7915 5.1: source addresses that must not be translated (RFC 8200 / RFC 4291:
 /// unspecified, loopback, multicast).
 fn illegal_source(a: &[u8; 16]) -> bool {
@@ -191,7 +223,7 @@ pub fn translate_6to4(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     // Step 1: RFC 8200 header and extension header walk (RFC 7915 5.1, 5.1.1).
     let ip = match parse(pkt, false) {
         Ok(ip) => ip,
-        Err(f) => return Outcome::drop(f.reason),
+        Err(f) => return reply_unparsed(cfg, pkt, f),
     };
     if illegal_source(&ip.src) {
         return Outcome::drop(XlatReason::IllegalSource);
@@ -206,9 +238,11 @@ pub fn translate_6to4(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     // (a router in the IPv6 network) has no IPv4 mapping gets the configured address.
     // Anything else is refused: destination unreachable, administratively prohibited
     // (5.4).
+    // Without an RFC 6791 address the translator's own IPv4 address is used (RFC 6791
+    // section 4 leaves the pool optional; Linux would pick the egress address).
     let src4 = match cfg.map_6to4(&ip.src) {
         Some((a, _)) => a,
-        None => match cfg.rfc6791_v4 {
+        None => match cfg.rfc6791_v4.or(cfg.icmp_source_v4) {
             Some(a) if ip.is_icmp_error() => a,
             _ => {
                 return reply(
