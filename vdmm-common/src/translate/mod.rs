@@ -94,4 +94,7 @@ xlat_reasons! {
     /// Translated and fragmented (IPv4 without DF larger than the lowest IPv6 MTU, or
     /// IPv4 result larger than the next-hop MTU without DF).
     Fragmented = 15 => "xlat_fragmented",
+    /// ICMP error whose RFC 4884 length attribute is invalid (original datagram field
+    /// shorter than 128 bytes, or longer than the message).
+    IcmpExtension = 16 => "xlat_icmp_extension",
 }

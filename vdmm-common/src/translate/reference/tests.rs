@@ -5,7 +5,10 @@
 extern crate std;
 use std::vec::Vec;
 
-use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+use etherparse::{
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, NetHeaders, PacketBuilder, PacketHeaders,
+    TransportHeader,
+};
 
 use super::conformance::{load_cases, run_case, vectors_dir};
 use super::{Outcome, translate_4to6, translate_6to4};
@@ -93,6 +96,10 @@ fn icmp6(src: [u8; 16], dst: [u8; 16], ty: u8, code: u8, rest: [u8; 4], data: &[
 fn assert_checksums(p: &[u8]) {
     let h = PacketHeaders::from_ip_slice(p).expect("etherparse parses the output");
     let data = h.payload.slice();
+    // ICMP: etherparse rebuilds bytes 4..8 from the type it recognised (dropping e.g. an
+    // RFC 4884 length), so the raw header bytes are checked as an "unknown" type.
+    let raw = &p[p.len() - data.len() - 8..p.len() - data.len()];
+    let rest: [u8; 4] = raw[4..8].try_into().unwrap();
     match (&h.net, &h.transport) {
         (Some(NetHeaders::Ipv4(ip, _)), t) => {
             assert_eq!(
@@ -108,7 +115,15 @@ fn assert_checksums(p: &[u8]) {
                     assert_eq!(t.checksum, t.calc_checksum_ipv4(ip, data).unwrap())
                 }
                 Some(TransportHeader::Icmpv4(i)) => {
-                    let mut c = i.clone();
+                    let ty = Icmpv4Type::Unknown {
+                        type_u8: raw[0],
+                        code_u8: raw[1],
+                        bytes5to8: rest,
+                    };
+                    let mut c = Icmpv4Header {
+                        icmp_type: ty,
+                        checksum: 0,
+                    };
                     c.update_checksum(data);
                     assert_eq!(i.checksum, c.checksum, "ICMPv4 checksum");
                 }
@@ -123,7 +138,15 @@ fn assert_checksums(p: &[u8]) {
                 assert_eq!(t.checksum, t.calc_checksum_ipv6(ip, data).unwrap())
             }
             Some(TransportHeader::Icmpv6(i)) => {
-                let mut c = i.clone();
+                let ty = Icmpv6Type::Unknown {
+                    type_u8: raw[0],
+                    code_u8: raw[1],
+                    bytes5to8: rest,
+                };
+                let mut c = Icmpv6Header {
+                    icmp_type: ty,
+                    checksum: 0,
+                };
                 c.update_checksum(ip.source, ip.destination, data).unwrap();
                 assert_eq!(i.checksum, c.checksum, "ICMPv6 checksum");
             }
@@ -677,5 +700,80 @@ fn icmp_errors_are_truncated() {
         u16::from_be_bytes([out[52], out[53]]),
         1408,
         "inner Payload Length as sent"
+    );
+}
+
+/// An ICMP error body with an RFC 4884 extension: `inner` zero-padded to `padded`
+/// bytes, then `ext`.
+fn with_extension(inner: &[u8], padded: usize, ext: &[u8]) -> Vec<u8> {
+    let mut b = inner.to_vec();
+    b.resize(padded, 0);
+    b.extend_from_slice(ext);
+    b
+}
+
+/// An RFC 4884 extension structure: version 2 header (checksum not checked by the
+/// translator) and one 8-byte object.
+const EXT: [u8; 12] = [0x20, 0, 0, 0, 0, 8, 1, 1, 0xde, 0xad, 0xbe, 0xef];
+
+#[test]
+fn icmp_extensions_4to6() {
+    // Time exceeded, original datagram 100 bytes padded to 128 (length 32 words).
+    let inner = udp4(H6_AS_V4, H4, 63, &payload(72));
+    let body = with_extension(&inner, 128, &EXT);
+    let p = icmp4([203, 0, 113, 1], H6_AS_V4, 11, 0, [0, 32, 0, 0], &body);
+    let o = translate_4to6(&p, &cfg());
+    let out = one(&o);
+    // 128 bytes grow by 20 to 148, cut to a multiple of 8: 144 (18 words), then EXT.
+    assert_eq!((out[40], out[44]), (3, 18));
+    assert_eq!(out.len(), 40 + 8 + 144 + EXT.len());
+    assert_eq!(&out[out.len() - EXT.len()..], &EXT);
+    assert_eq!(&out[48 + 8..48 + 24], &h6(), "inner packet translated");
+    assert_checksums(out);
+    // Parameter problem becomes ICMPv6 parameter problem, which has no length: the
+    // extension is dropped.
+    let p = icmp4([203, 0, 113, 1], H6_AS_V4, 12, 0, [8, 32, 0, 0], &body);
+    let o = translate_4to6(&p, &cfg());
+    let out = one(&o);
+    assert_eq!(&out[40..48], &[4, 0, out[42], out[43], 0, 0, 0, 7]);
+    assert_eq!(out.len(), 40 + 8 + 148);
+    assert_checksums(out);
+    // A length attribute below 128 bytes is invalid.
+    let p = icmp4([203, 0, 113, 1], H6_AS_V4, 11, 0, [0, 20, 0, 0], &body);
+    assert_eq!(
+        translate_4to6(&p, &cfg()),
+        Outcome::drop(XlatReason::IcmpExtension)
+    );
+}
+
+#[test]
+fn icmp_extensions_6to4() {
+    // Destination unreachable, original datagram 128 bytes (16 words) and EXT.
+    let inner = udp6(h4_as_v6(), h6(), 60, &payload(52));
+    let body = with_extension(&inner, 128, &EXT);
+    let router = v6("2001:db8:1c0:2::9");
+    let p = icmp6(router, h4_as_v6(), 1, 4, [16, 0, 0, 0], &body);
+    let o = translate_6to4(&p, &cfg());
+    let out = one(&o);
+    // 128 bytes shrink by 20 to 108, padded back to 128 (32 words), then EXT.
+    assert_eq!((out[20], out[21], out[25]), (3, 3, 32));
+    assert_eq!(out.len(), 20 + 8 + 128 + EXT.len());
+    assert_eq!(&out[out.len() - EXT.len()..], &EXT);
+    assert_eq!(&out[28 + 12..28 + 20], &[198, 51, 100, 2, 192, 0, 2, 33]);
+    assert_checksums(out);
+    // An extension that cannot fit in 576 bytes beside 128 of datagram is dropped.
+    let big = [7u8; 480];
+    let body = with_extension(&inner, 128, &big);
+    let p = icmp6(router, h4_as_v6(), 3, 0, [16, 0, 0, 0], &body);
+    let o = translate_6to4(&p, &cfg());
+    let out = one(&o);
+    assert_eq!((out[20], out[25]), (11, 0));
+    assert_eq!(out.len(), 20 + 8 + 128);
+    assert_checksums(out);
+    // Length longer than the message: invalid.
+    let p = icmp6(router, h4_as_v6(), 1, 4, [200, 0, 0, 0], &body);
+    assert_eq!(
+        translate_6to4(&p, &cfg()),
+        Outcome::drop(XlatReason::IcmpExtension)
     );
 }

@@ -3,7 +3,10 @@
 extern crate alloc;
 use alloc::vec::Vec;
 
-use super::{Fail, IcmpReply, Outcome, be16, build_icmp4_error, fragment_ipv6, put16, sum_bytes};
+use super::{
+    Fail, IcmpReply, Outcome, attach_icmp_extension, be16, build_icmp4_error, fragment_ipv6, put16,
+    split_icmp_extension, sum_bytes,
+};
 use crate::translate::XlatReason;
 use crate::translate::checksum;
 use crate::translate::config::{TranslatorConfig, UdpZeroChecksum};
@@ -60,7 +63,9 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv4<'_>, XlatReason> {
         return Err(XlatReason::Malformed);
     }
     let end = if inner {
-        pkt.len().min(total_len as usize)
+        // Everything present: the original datagram field may hold more than the
+        // inner packet (padding), which is carried along like payload.
+        pkt.len()
     } else {
         if (total_len as usize) > pkt.len() {
             return Err(XlatReason::Malformed);
@@ -368,9 +373,17 @@ fn icmp_4to6(
             if checksum::fold(sum_bytes(0, payload)) != 0xffff {
                 return Err(Fail::silent(XlatReason::IcmpBadChecksum));
             }
+            // RFC 4884: destination unreachable, time exceeded and parameter problem
+            // may carry an extension after the original datagram (length in byte 5).
+            let attr = if matches!(ty, 3 | 11 | 12) {
+                payload[5]
+            } else {
+                0
+            };
+            let (orig, ext) = split_icmp_extension(&payload[8..], attr, 4)?;
             // 4.3: translate the packet in error, addresses and checksums included.
-            let inner_pkt = translate_inner(&payload[8..], cfg)?;
-            let (t6, c6, rest6) = match m {
+            let inner_pkt = translate_inner(orig, cfg)?;
+            let (t6, c6, mut rest6) = match m {
                 IcmpMapping::Error { ty, code, rest } => (ty, code, rest),
                 IcmpMapping::TooBig { ty, code } => {
                     // 4.2: MTU + 20, next hops, RFC 1191 plateau when the router said 0.
@@ -389,11 +402,19 @@ fn icmp_4to6(
                 }
                 IcmpMapping::Info { .. } | IcmpMapping::Drop(_) => unreachable!(),
             };
+            // ICMPv6 destination unreachable and time exceeded have a length attribute
+            // (byte 4, 64-bit words); the extension must fit the 1280-byte error.
+            let has_len = matches!(t6, icmp::ICMP6_DEST_UNREACH | icmp::ICMP6_TIME_EXCEEDED);
+            let room = icmp::IPV6_MIN_MTU as usize - IPV6_HDR_LEN - 8;
+            let (body, attr6) = attach_icmp_extension(inner_pkt, ext, room, 8, has_len);
+            if has_len {
+                rest6[0] = attr6;
+            }
             payload.truncate(8);
             payload[0] = t6;
             payload[1] = c6;
             payload[4..8].copy_from_slice(&rest6);
-            payload.extend_from_slice(&inner_pkt);
+            payload.extend_from_slice(&body);
             Ok(true)
         }
     }

@@ -4,8 +4,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use super::{
-    Fail, IcmpReply, Outcome, be16, build_icmp6_error, fragment_ipv4, next_ipv4_id, put16,
-    sum_bytes,
+    Fail, IcmpReply, Outcome, attach_icmp_extension, be16, build_icmp6_error, fragment_ipv4,
+    next_ipv4_id, put16, split_icmp_extension, sum_bytes,
 };
 use crate::translate::XlatReason;
 use crate::translate::checksum;
@@ -78,7 +78,9 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv6<'_>, Fail> {
     let payload_len = be16(pkt, 4);
     let end = IPV6_HDR_LEN + payload_len as usize;
     let data = if inner {
-        &pkt[..pkt.len().min(end)]
+        // Everything present: the original datagram field may hold more than the inner
+        // packet (padding), which is carried along like payload.
+        pkt
     } else {
         if end > pkt.len() {
             return Err(bad);
@@ -450,9 +452,13 @@ fn icmp_6to4(
             if checksum::fold(s) != 0xffff {
                 return Err(Fail::silent(XlatReason::IcmpBadChecksum));
             }
+            // RFC 4884: ICMPv6 destination unreachable and time exceeded may carry an
+            // extension after the original datagram (length in byte 4, 64-bit words).
+            let attr = if matches!(ty, 1 | 3) { payload[4] } else { 0 };
+            let (orig, ext) = split_icmp_extension(&payload[8..], attr, 8)?;
             // 5.3: translate the packet in error, addresses and checksums included.
-            let inner_pkt = translate_inner(&payload[8..], cfg)?;
-            let (t4, c4, rest4) = match m {
+            let inner_pkt = translate_inner(orig, cfg)?;
+            let (t4, c4, mut rest4) = match m {
                 IcmpMapping::Error { ty, code, rest } => (ty, code, rest),
                 IcmpMapping::TooBig { ty, code } => {
                     // 5.2: MTU - 20, bounded by the next hops.
@@ -466,11 +472,22 @@ fn icmp_6to4(
                 }
                 IcmpMapping::Info { .. } | IcmpMapping::Drop(_) => unreachable!(),
             };
+            // ICMPv4 destination unreachable, time exceeded and parameter problem have a
+            // length attribute (byte 5, 32-bit words); the extension must fit in 576.
+            let has_len = matches!(
+                t4,
+                icmp::ICMP4_DEST_UNREACH | icmp::ICMP4_TIME_EXCEEDED | icmp::ICMP4_PARAM_PROBLEM
+            );
+            let room = 576 - IPV4_HDR_LEN - 8;
+            let (body, attr4) = attach_icmp_extension(inner_pkt, ext, room, 4, has_len);
+            if has_len {
+                rest4[1] = attr4;
+            }
             payload.truncate(8);
             payload[0] = t4;
             payload[1] = c4;
             payload[4..8].copy_from_slice(&rest4);
-            payload.extend_from_slice(&inner_pkt);
+            payload.extend_from_slice(&body);
             Ok(true)
         }
     }
