@@ -191,7 +191,8 @@ pub enum MappedBy {
 
 /// RFC 7757 section 3.3 / RFC 7915 section 6, IPv4 -> IPv6: the longest EAMT match
 /// (`eam`, already selected, e.g. by an LPM lookup) if there is one, else the RFC 6052
-/// prefix if configured. `None`: the address has no IPv6 representation.
+/// prefix if configured and the address may be embedded ([`rfc6052::translatable_v4`]).
+/// `None`: the address has no IPv6 representation.
 #[inline(always)]
 pub const fn address_4to6(
     eam: Option<&EamEntry>,
@@ -204,6 +205,7 @@ pub const fn address_4to6(
         return Some((m, MappedBy::Eam));
     }
     if let Some(p) = pool6
+        && rfc6052::translatable_v4(p, a)
         && let Some(m) = rfc6052::embed(p, *a)
     {
         return Some((m, MappedBy::Rfc6052));
@@ -226,6 +228,7 @@ pub const fn address_6to4(
     }
     if let Some(p) = pool6
         && let Some(m) = rfc6052::extract(p, a)
+        && rfc6052::translatable_v4(p, &m)
     {
         return Some((m, MappedBy::Rfc6052));
     }
@@ -343,5 +346,15 @@ mod tests {
             Some(([198, 51, 100, 2], MappedBy::Rfc6052))
         );
         assert_eq!(address_6to4(None, Some(&pool6), &v6("2001:db8:4::1")), None);
+        // Loopback / multicast never map through the prefix, in either direction.
+        assert_eq!(address_4to6(None, Some(&pool6), &[127, 0, 0, 1]), None);
+        assert_eq!(
+            address_6to4(
+                None,
+                Some(&pool6),
+                &rfc6052::embed(&pool6, [224, 0, 0, 5]).unwrap()
+            ),
+            None
+        );
     }
 }

@@ -136,6 +136,41 @@ pub const fn extract(prefix: &Prefix6, a: &[u8; 16]) -> Option<[u8; 4]> {
     ])
 }
 
+/// The Well-Known Prefix 64:ff9b::/96 (RFC 6052 section 2.1).
+pub const WELL_KNOWN_PREFIX: [u8; 16] = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Whether `a` may be represented under `prefix` at all. Never: "this network"
+/// 0.0.0.0/8, loopback 127.0.0.0/8, link-local 169.254.0.0/16, multicast 224.0.0.0/4
+/// and reserved/broadcast 240.0.0.0/4 (RFC 6890: not forwardable or not global, a
+/// translator must not invent IPv6 twins for them). Under the Well-Known Prefix also
+/// not the other non-global ranges (RFC 6052 section 3.1): 10/8, 100.64/10, 172.16/12,
+/// 192.0.0/24, 192.168/16, 198.18/15. EAMT entries are explicit and not subject to this.
+#[inline(always)]
+pub const fn translatable_v4(prefix: &Prefix6, a: &[u8; 4]) -> bool {
+    let special = a[0] == 0 || a[0] == 127 || (a[0] == 169 && a[1] == 254) || a[0] >= 224;
+    if special {
+        return false;
+    }
+    let mut wkp = prefix.len == 96;
+    let mut i = 0;
+    while i < 12 {
+        if prefix.addr[i] != WELL_KNOWN_PREFIX[i] {
+            wkp = false;
+        }
+        i += 1;
+    }
+    if wkp {
+        let private = a[0] == 10
+            || (a[0] == 100 && a[1] & 0xc0 == 64)
+            || (a[0] == 172 && a[1] & 0xf0 == 16)
+            || (a[0] == 192 && a[1] == 0 && a[2] == 0)
+            || (a[0] == 192 && a[1] == 168)
+            || (a[0] == 198 && a[1] & 0xfe == 18);
+        return !private;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +220,41 @@ mod tests {
             extract(&p, &v6("2001:db8:1c0:2:21::")),
             Some([192, 0, 2, 33])
         );
+    }
+
+    #[test]
+    fn special_ipv4_addresses_are_not_embedded() {
+        let nsp = Prefix6::new(v6("2001:db8:100::"), 40).unwrap();
+        let wkp = Prefix6::new(v6("64:ff9b::"), 96).unwrap();
+        for a in [
+            [0, 1, 2, 3],
+            [127, 0, 0, 1],
+            [169, 254, 1, 1],
+            [224, 0, 0, 1],
+            [239, 1, 1, 1],
+            [255; 4],
+        ] {
+            assert!(!translatable_v4(&nsp, &a), "{a:?}");
+            assert!(!translatable_v4(&wkp, &a), "{a:?}");
+        }
+        for a in [
+            [10, 1, 1, 1],
+            [172, 16, 0, 1],
+            [192, 168, 1, 1],
+            [100, 64, 0, 1],
+            [198, 18, 0, 1],
+        ] {
+            assert!(
+                translatable_v4(&nsp, &a),
+                "{a:?} under a network-specific prefix"
+            );
+            assert!(
+                !translatable_v4(&wkp, &a),
+                "{a:?} under the well-known prefix"
+            );
+        }
+        assert!(translatable_v4(&wkp, &[192, 0, 2, 33]));
+        assert!(translatable_v4(&wkp, &[172, 32, 0, 1]));
     }
 
     #[test]
