@@ -14,6 +14,21 @@
 //!   over byte buffers, [`reference::translate_4to6`] and [`reference::translate_6to4`],
 //!   proven against the siit-pktgen conformance vectors. The data plane is compared with
 //!   it byte for byte.
+//!
+//! # Porting to XDP
+//!
+//! The reference runs these steps; the XDP program can follow them with the `no_std`
+//! functions named here (everything else is fixed-offset header surgery):
+//!
+//! | step | IPv4 -> IPv6 (RFC 7915 section 4) | IPv6 -> IPv4 (section 5) |
+//! |---|---|---|
+//! | parse | IHL, Total Length, header checksum | payload length, extension header walk (at most 8: hop-by-hop, destination options, routing; stop at fragment) |
+//! | destination (4.6 / 5.6) | LPM in the EAMT-by-IPv4 map, then [`eamt::address_4to6`]; `None` -> pass | LPM in the EAMT-by-IPv6 map, then [`eamt::address_6to4`]; `None` -> pass |
+//! | source | same; ICMP error without mapping -> RFC 6791 address; else drop + ICMP 3/13 | same; ICMPv6 error -> RFC 6791; else drop + ICMPv6 1/1 |
+//! | TTL | `<= 1` -> ICMP 11/0 | `<= 1` -> ICMPv6 3/0; routing header with segments left -> ICMPv6 4/0 |
+//! | transport | TCP/UDP: [`checksum::transport_4to6`] (UDP zero: compute or drop); echo: [`checksum::icmp_info_4to6`]; errors: [`icmp::icmp4_to_icmp6`], inner packet through the same steps, full checksum | [`checksum::transport_6to4`] + [`checksum::udp_mangle_zero`]; [`checksum::icmp_info_6to4`]; [`icmp::icmp6_to_icmp4`] |
+//! | header | [`header::build_ipv6_header`] (+ [`header::build_fragment_header`] for a fragment) | [`header::build_ipv4_header`], DF by [`header::df_for_translated_ipv4`] unless a fragment header gives ID/MF/offset |
+//! | size | DF and > next hop -> ICMP 3/4 ([`icmp::frag_needed_mtu_for_ipv6_nexthop`]); !DF (or a fragment) and > lowest IPv6 MTU -> fragments (slow path); ICMPv6 errors cut to 1280 | DF and > next hop -> ICMPv6 2/0 ([`icmp::ptb_mtu_for_ipv4_nexthop`]); ICMPv4 errors cut to 576 |
 
 pub mod checksum;
 pub mod eamt;

@@ -32,7 +32,8 @@ struct Ipv4<'a> {
     ihl: usize,
     /// Options (bytes 20..ihl).
     options: &'a [u8],
-    /// The payload bytes present (up to Total Length).
+    /// The payload bytes: up to Total Length for a packet, everything present for the
+    /// packet inside an ICMP error (cut short, or followed by padding).
     payload: &'a [u8],
 }
 
