@@ -199,13 +199,29 @@ fn clean_lab(ws: &Workspace) -> Result<()> {
 }
 
 fn lint(ws: &Workspace) -> Result<()> {
-    run(ws.cargo(["fmt", "--all", "--check"]))?;
     setup::ensure(ws, false)?;
-    run(ws
-        .cargo(["clippy"])
-        .args(HOST_PACKAGES)
-        .args(["--all-targets", "--", "-D", "warnings"]))?;
-    docs::cli_doc(ws, true)
+    // Every check runs; the failures are listed together at the end.
+    let checks = [
+        ("rustfmt", run(ws.cargo(["fmt", "--all", "--check"]))),
+        (
+            "clippy",
+            run(ws.cargo(["clippy"]).args(HOST_PACKAGES).args([
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])),
+        ),
+        ("docs/cli.md", docs::cli_doc(ws, true)),
+    ];
+    let failed: Vec<String> = checks
+        .into_iter()
+        .filter_map(|(name, result)| result.err().map(|e| format!("{name}: {e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("lint failed:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
 }
 
 /// A binary of the vdmm-tests package, with a clear error while it does not exist yet.
