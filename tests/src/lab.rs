@@ -40,8 +40,16 @@
 //! - `rp_filter=0` in the gateways: a decapsulated packet passed to the kernel arrives on
 //!   the underlay interface with an inner source the gateway has no route back to;
 //! - `accept_dad=0` everywhere (and `nodad` on addresses): IPv6 works at once;
-//! - GRO on every veth end: `XDP_REDIRECT`/`XDP_TX` into a veth is delivered only when the
-//!   receiving end runs NAPI, which GRO (or an XDP program) turns on;
+//! - NAPI on every veth end that receives frames a gateway redirects or transmits with
+//!   XDP: `XDP_REDIRECT` into a veth is delivered only when the receiving end runs NAPI,
+//!   which GRO or an XDP program turns on. GRO must be switched on while the link is UP:
+//!   on a down veth the change does not register the peer as a redirect target (kernel
+//!   6.18: redirects then fail with EOPNOTSUPP, `xdp_redirect_err err=-95`). `XDP_TX` is
+//!   stricter: veth only wakes the peer's NAPI for it when the peer has an XDP program, so
+//!   the correspondent, the host and the switch ports get a pass-only XDP program
+//!   (`vdmm_empty`, see [`attach_pass_program`]); the gateways' own interfaces run vdmm;
+//! - the switch ports have GRO and checksum offload off, so the underlay hands frames on
+//!   exactly as the gateways sent them (and the capture sees each frame);
 //! - tx checksum offload off on the correspondent and host (and rogue): XDP sees the
 //!   raw bytes, a CHECKSUM_PARTIAL packet would leave the tunnel with a wrong checksum;
 //! - neighbours warmed up (each gateway pings its neighbours) before anything is measured,
@@ -273,6 +281,9 @@ pub struct Lab {
     pub opts: LabOptions,
     pub ctl: PathBuf,
     pins: Vec<PathBuf>,
+    /// Pass-only XDP programs on the correspondent's and host's interfaces (see
+    /// [`attach_pass_program`]), with the bpffs their maps are pinned on.
+    napi_keepers: Vec<(aya::Ebpf, PathBuf)>,
     // Namespaces are declared last: they are dropped after `Drop::drop` unmounted the pins.
     pub corr: Netns,
     pub gwa: Netns,
@@ -386,10 +397,11 @@ impl Lab {
             .iter()
             .map(|ns| PathBuf::from("/run/vdmm").join(ns.name()))
             .collect();
-        let lab = Lab {
+        let mut lab = Lab {
             opts,
             ctl,
             pins,
+            napi_keepers: vec![],
             corr,
             gwa,
             gwb,
@@ -398,6 +410,18 @@ impl Lab {
             rogue,
         };
         lab.wire().context("building the lab's links and addresses")?;
+        let mut keep: Vec<(&Netns, &[&str])> = vec![(&lab.corr, &[CORR_IF]), (&lab.host, &[HOST_IF])];
+        if let Some(sw) = &lab.switch {
+            keep.push((sw, &[SWITCH_GWA_IF, SWITCH_GWB_IF, SWITCH_ROGUE_IF]));
+        }
+        let mut keepers = vec![];
+        for (ns, devs) in keep {
+            let pin = PathBuf::from("/run/vdmm").join(ns.name());
+            let keeper = attach_pass_program(ns, devs, &pin)
+                .with_context(|| format!("attaching a pass-only XDP program to {devs:?}"))?;
+            keepers.push((keeper, pin));
+        }
+        lab.napi_keepers = keepers;
         if lab.opts.plane == Plane::Tunnel {
             lab.program_gateways().context("programming the gateways with vdmm-ctl")?;
         } else {
@@ -463,15 +487,21 @@ impl Lab {
             ])?;
             for port in [SWITCH_GWA_IF, SWITCH_GWB_IF, SWITCH_ROGUE_IF] {
                 sw.ip(&["link", "set", port, "master", BRIDGE_IF])?;
-                ethtool(sw, port, &["gro", "on"])?;
                 up(sw, port)?;
+                // No GRO and no checksum offload on the switch: it must hand every frame
+                // on unchanged. (With GRO, tunnelled TCP segments are coalesced, then
+                // re-segmented towards gwB with CHECKSUM_PARTIAL inner checksums that XDP
+                // never completes: the host then drops them as bad checksums.) NAPI for
+                // the frames gwA/gwB redirect into these ports comes from a pass-only XDP
+                // program instead (attached in `build`).
+                ethtool(sw, port, &["gro", "off", "tx", "off"])?;
             }
             up(sw, BRIDGE_IF)?;
-            ethtool(rogue, ROGUE_IF, &["gro", "on", "tx", "off"])?;
             for f in Family::BOTH {
                 addr(rogue, ROGUE_IF, rogue_underlay(f), prefix_len(f))?;
             }
             up(rogue, ROGUE_IF)?;
+            ethtool(rogue, ROGUE_IF, &["gro", "on", "tx", "off"])?;
         } else {
             veth(&self.gwa, GWA_UL_IF, &self.gwb, GWB_UL_IF)?;
         }
@@ -515,11 +545,15 @@ impl Lab {
             ),
         ];
         for (ns, dev, addrs, features) in links {
-            ethtool(ns, dev, features)?;
             for (a, len) in addrs {
                 addr(ns, dev, a, len)?;
             }
             up(ns, dev)?;
+            // GRO only after the link is up: veth ignores a GRO change on a down device
+            // for the purpose of NAPI, and then never marks its peer as an XDP redirect
+            // target (redirects into the peer fail with EOPNOTSUPP, xdp_redirect_err
+            // err=-95, and the frames are dropped).
+            ethtool(ns, dev, features)?;
         }
         self.corr.ip(&["route", "add", "default", "via", &GWA_INNER_V4.to_string()])?;
         self.corr.ip(&["-6", "route", "add", "default", "via", &GWA_INNER_V6.to_string()])?;
@@ -624,15 +658,17 @@ impl Lab {
                 self.ctl(g, &["binding", "add", p, "--locator", &peer, "--source", &me])?;
             }
             // Source of the ICMP errors (fragmentation needed / packet too big, time
-            // exceeded) the data plane sends back to the inner side.
+            // exceeded) the data plane sends back to the inner side: the gateway's inner
+            // addresses. vdmm-ctl's default (the first endpoint of each family) leaves the
+            // family without an endpoint (IPv6 on an IPv4 underlay) without a source.
             self.ctl(
                 g,
                 &[
                     "config",
                     "set",
-                    "--icmp-source-v4",
+                    "--icmp-source",
                     &icmp4.to_string(),
-                    "--icmp-source-v6",
+                    "--icmp-source",
                     &icmp6.to_string(),
                 ],
             )?;
@@ -689,7 +725,43 @@ impl Drop for Lab {
                 unmount_pin_dir(dir);
             }
         }
+        for (ebpf, dir) in self.napi_keepers.drain(..) {
+            drop(ebpf);
+            unmount_pin_dir(&dir);
+        }
     }
+}
+
+/// Attaches vdmm's pass-only XDP program (`vdmm_empty`) to `devs` in `ns` (native mode),
+/// with the object's maps pinned on a private bpffs at `pin`. Detached when the returned
+/// object is dropped.
+///
+/// Why: a veth delivers `XDP_TX` frames to its peer's queue but, on kernel 6.18, only
+/// schedules the peer's NAPI when the peer has an XDP program; with GRO alone the frames
+/// wait in the queue until other traffic happens to wake it (a lone ICMP time-exceeded
+/// or fragmentation-needed the data plane sends back never arrives). `XDP_REDIRECT` does
+/// not have this problem. Real NICs do not either: this only makes veth behave like one.
+pub fn attach_pass_program(ns: &Netns, devs: &[&str], pin: &Path) -> Result<aya::Ebpf> {
+    mount_pin_dir(pin)?;
+    let devs: Vec<String> = devs.iter().map(|d| d.to_string()).collect();
+    let pin = pin.to_owned();
+    join(in_netns(ns, move || {
+        let mut ebpf = aya::EbpfLoader::new()
+            .default_map_pin_directory(&pin)
+            .load(vdmm_ctl::EBPF_OBJECT)
+            .context("load the vdmm eBPF object")?;
+        let name = vdmm_common::maps::EMPTY_PROGRAM;
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no program {name} in the eBPF object"))?
+            .try_into()?;
+        prog.load()?;
+        for dev in &devs {
+            prog.attach(dev, aya::programs::XdpMode::Driver)
+                .with_context(|| format!("attach {name} to {dev}"))?;
+        }
+        Ok(ebpf)
+    }))
 }
 
 /// Removes leftovers of labs that died without cleaning up (namespaces named

@@ -99,13 +99,13 @@ fn traffic(underlay: Family, inner: Family) {
 
     // --- inner TTL: a packet that would expire gets ICMP time exceeded from gwA ----------
     let a0 = lab.stats(Gw::A).unwrap();
-    let out = lab
-        .corr
-        .exec("ping", &["-n", "-c", "1", "-W", "1", "-t", "1", &dst.to_string()]);
-    let text = match &out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Err(e) => format!("{e:#}"),
-    };
+    // ping exits 1 (no reply); its report is on stdout.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.corr.name(), "ping", "-n", "-c", "1", "-W", "1", "-t", "1"])
+        .arg(dst.to_string())
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let da = lab.stats(Gw::A).unwrap().since(&a0);
     let expired: u64 = da
         .0

@@ -89,6 +89,12 @@ enum Cmd {
         #[arg(long, default_value_t = 3.0)]
         target: f64,
     },
+    /// Build the tunnel lab and keep it until Ctrl-C (for poking at it by hand).
+    Up {
+        /// Underlay family.
+        #[arg(long, value_enum, default_value = "v4")]
+        underlay: Underlay,
+    },
     /// Remove namespaces and pin mounts left by a lab that was killed.
     Cleanup,
 }
@@ -134,6 +140,7 @@ fn main() -> ExitCode {
             mode,
             target,
         } => bench_forward(cli.ctl, runs, seconds, senders, mode, target),
+        Cmd::Up { underlay } => up(cli.ctl, underlay),
         Cmd::Cleanup => lab::cleanup_leftovers().map(|removed| {
             for r in &removed {
                 println!("removed {r}");
@@ -164,6 +171,46 @@ enum Outcome {
     Ok,
     ChecksFailed,
     TargetMissed,
+}
+
+fn up(ctl: Option<PathBuf>, underlay: Underlay) -> Result<Outcome> {
+    let ul = match underlay {
+        Underlay::V6 => Family::V6,
+        _ => Family::V4,
+    };
+    let mut opts = LabOptions::tunnel(ul);
+    opts.ctl = ctl;
+    let lab = Lab::build(opts)?;
+    println!("lab is up ({ul} underlay); Ctrl-C removes it");
+    for (role, ns) in [
+        ("correspondent", &lab.corr),
+        ("gwA", &lab.gwa),
+        ("gwB", &lab.gwb),
+        ("host", &lab.host),
+    ] {
+        println!("  {role:<14} ip netns exec {}", ns.name());
+    }
+    if let Some(sw) = &lab.switch {
+        println!("  {:<14} ip netns exec {}", "underlay", sw.name());
+    }
+    if let Some(r) = &lab.rogue {
+        println!("  {:<14} ip netns exec {}", "rogue", r.name());
+    }
+    for g in [Gw::A, Gw::B] {
+        println!(
+            "  {} vdmm-ctl: {} --pin-dir {} --netns {} stats",
+            g.name(),
+            lab.ctl.display(),
+            lab.pin_dir(g).display(),
+            lab.gw(g).name()
+        );
+    }
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(200));
+    }
+    drop(lab);
+    println!("lab removed");
+    Ok(Outcome::Ok)
 }
 
 // ---------------------------------------------------------------------------------------
