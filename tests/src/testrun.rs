@@ -25,7 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader, TestRun, TestRunOptions,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
-    programs::Xdp,
+    programs::{SchedClassifier, Xdp},
 };
 use vdmm_common::{
     Action, Binding, CounterValue, IpAddrKey, Reason, TunnelConfig, TunnelKind,
@@ -142,6 +142,14 @@ impl DataPlane {
             prog.load()
                 .with_context(|| format!("verifier rejected {name}"))?;
         }
+        // The TC egress slow path, when the object has one.
+        if let Some(p) = ebpf.program_mut(maps::TC_EGRESS_PROGRAM) {
+            let prog: &mut SchedClassifier = p.try_into().with_context(|| {
+                format!("program {} is not a classifier", maps::TC_EGRESS_PROGRAM)
+            })?;
+            prog.load()
+                .with_context(|| format!("verifier rejected {}", maps::TC_EGRESS_PROGRAM))?;
+        }
         Ok(Self {
             ebpf,
             _bpffs: bpffs,
@@ -216,9 +224,18 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Every counter, summed over the CPUs, indexed by `counter_index`.
+    /// Every counter of the XDP program, summed over the CPUs, indexed by `counter_index`.
     pub fn counters(&self) -> Result<Vec<CounterValue>> {
-        let m: PerCpuArray<_, CounterValue> = PerCpuArray::try_from(self.map(maps::COUNTERS)?)?;
+        self.counter_array(maps::COUNTERS)
+    }
+
+    /// Every counter of the TC egress program (same layout as [`Self::counters`]).
+    pub fn tc_counters(&self) -> Result<Vec<CounterValue>> {
+        self.counter_array(maps::TC_COUNTERS)
+    }
+
+    fn counter_array(&self, name: &str) -> Result<Vec<CounterValue>> {
+        let m: PerCpuArray<_, CounterValue> = PerCpuArray::try_from(self.map(name)?)?;
         let mut out = Vec::with_capacity(COUNTER_ENTRIES as usize);
         for i in 0..COUNTER_ENTRIES {
             let per_cpu = m.get(&i, 0).with_context(|| format!("counter {i}"))?;
@@ -275,6 +292,43 @@ impl DataPlane {
         let r = prog.test_run(opts).with_context(|| {
             format!(
                 "BPF_PROG_TEST_RUN {program} ({} byte frame, ifindex {ingress_ifindex})",
+                frame.len()
+            )
+        })?;
+        out.truncate(r.data_size_out as usize);
+        Ok(RunResult {
+            action: r.return_value,
+            data: out,
+            duration: r.duration,
+        })
+    }
+}
+
+impl DataPlane {
+    /// Runs the TC egress program (`vdmm_tc_egress`) once on `frame` as an skb leaving
+    /// through `ifindex`. The verdict is the TC code (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2).
+    pub fn run_tc(&self, frame: &[u8], ifindex: u32) -> Result<RunResult> {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(maps::TC_EGRESS_PROGRAM)
+            .ok_or_else(|| anyhow!("program {} missing", maps::TC_EGRESS_PROGRAM))?
+            .try_into()?;
+        // struct __sk_buff up to and including `ifindex` (offset 40); the kernel zero-fills
+        // the rest and accepts only a few fields, ifindex among them (it picks skb->dev).
+        let mut ctx = [0u8; 44];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; OUT_BUF];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: 1,
+            ..TestRunOptions::default()
+        };
+        let r = prog.test_run(opts).with_context(|| {
+            format!(
+                "BPF_PROG_TEST_RUN {} ({} byte frame, ifindex {ifindex})",
+                maps::TC_EGRESS_PROGRAM,
                 frame.len()
             )
         })?;

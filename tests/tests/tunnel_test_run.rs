@@ -99,6 +99,7 @@ struct Lab {
     _ns: Netns,
     dn0: u32,
     ul0: u32,
+    ul1: u32,
 }
 
 /// (home, prefix length, locator, outer source)
@@ -219,12 +220,14 @@ impl Lab {
         let entered = ns.enter()?;
         let dn0 = ifindex("dn0")?;
         let ul0 = ifindex("ul0")?;
+        let ul1 = ifindex("ul1")?;
         Ok(Lab {
             _entered: entered,
             dp,
             _ns: ns,
             dn0,
             ul0,
+            ul1,
         })
     }
 }
@@ -276,8 +279,19 @@ struct Outcome {
     out: Out,
 }
 
+/// Which program a case runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hook {
+    /// `vdmm_xdp`, `ingress` is the receiving interface.
+    Xdp,
+    /// `vdmm_tc_egress`, `ingress` is the interface the skb leaves through; TC_ACT_OK is
+    /// read as pass and TC_ACT_SHOT as drop (as its counters do).
+    TcEgress,
+}
+
 struct Case {
     name: String,
+    hook: Hook,
     ingress: u32,
     frame: Vec<u8>,
     /// Acceptable outcomes; almost always exactly one.
@@ -287,6 +301,7 @@ struct Case {
 fn case(name: impl Into<String>, ingress: u32, frame: Vec<u8>, o: Outcome) -> Case {
     Case {
         name: name.into(),
+        hook: Hook::Xdp,
         ingress,
         frame,
         outcomes: vec![o],
@@ -316,15 +331,28 @@ fn exact(frame: Vec<u8>) -> Out {
 
 /// Runs one case; Err describes everything that did not match.
 fn check(dp: &DataPlane, c: &Case) -> Result<(), String> {
-    let before = dp
-        .counters()
-        .map_err(|e| format!("reading counters: {e:#}"))?;
-    let r = dp
-        .run(&c.frame, c.ingress)
-        .map_err(|e| format!("test run failed: {e:#}"))?;
-    let after = dp
-        .counters()
-        .map_err(|e| format!("reading counters: {e:#}"))?;
+    let counters = || {
+        match c.hook {
+            Hook::Xdp => dp.counters(),
+            Hook::TcEgress => dp.tc_counters(),
+        }
+        .map_err(|e| format!("reading counters: {e:#}"))
+    };
+    let before = counters()?;
+    let mut r = match c.hook {
+        Hook::Xdp => dp.run(&c.frame, c.ingress),
+        Hook::TcEgress => dp.run_tc(&c.frame, c.ingress),
+    }
+    .map_err(|e| format!("test run failed: {e:#}"))?;
+    let after = counters()?;
+    if c.hook == Hook::TcEgress {
+        // TC_ACT_OK 0 -> pass, TC_ACT_SHOT 2 -> drop; anything else stays unknown.
+        r.action = match r.action {
+            0 => Action::Pass as u32,
+            2 => Action::Drop as u32,
+            other => 1000 + other,
+        };
+    }
     let delta = counter_delta(&before, &after);
     let delta_text = if delta.is_empty() {
         "no counter changed".to_string()
@@ -501,7 +529,18 @@ fn expected_flow_label(inner: &Ip) -> u32 {
 
 /// The encapsulated IP packet (outer header + forwarded inner) the spec demands.
 fn encap_packet(inner: &Ip, locator: &str, source: &str, hop_limit: u8) -> Vec<u8> {
-    let forwarded = inner.with_ttl(inner.ttl() - 1).bytes();
+    wrap_for(
+        inner,
+        &inner.with_ttl(inner.ttl() - 1).bytes(),
+        locator,
+        source,
+        hop_limit,
+    )
+}
+
+/// The outer header the spec demands for `inner` (its fields decide DSCP, ECN, DF and
+/// the flow label) in front of `forwarded` (the inner packet as it leaves).
+fn wrap_for(inner: &Ip, forwarded: &[u8], locator: &str, source: &str, hop_limit: u8) -> Vec<u8> {
     match (ip(locator), ip(source)) {
         (IpAddr::V4(l), IpAddr::V4(s)) => {
             let mut o = Outer4::new(s, l, inner.tunnel_proto());
@@ -512,14 +551,14 @@ fn encap_packet(inner: &Ip, locator: &str, source: &str, hop_limit: u8) -> Vec<u
             };
             o.id = 0;
             o.ttl = hop_limit;
-            o.wrap(&forwarded)
+            o.wrap(forwarded)
         }
         (IpAddr::V6(l), IpAddr::V6(s)) => {
             let mut o = Outer6::new(s, l, inner.tunnel_proto());
             o.tc = encap_tos(inner.tos());
             o.flow_label = expected_flow_label(inner);
             o.hop_limit = hop_limit;
-            o.wrap(&forwarded)
+            o.wrap(forwarded)
         }
         _ => panic!("test bug: locator {locator} and source {source} differ in family"),
     }
@@ -2559,6 +2598,189 @@ fn malformed_and_passthrough() {
         pass_unchanged(Reason::NoMatch),
     ));
     run_cases(&lab, "malformed_and_passthrough", cases);
+}
+
+// ---------------------------------------------------------------------------------------
+// TC egress slow path
+
+fn tc_case(name: impl Into<String>, egress: u32, frame: Vec<u8>, o: Outcome) -> Case {
+    let mut c = case(name, egress, frame, o);
+    c.hook = Hook::TcEgress;
+    c
+}
+
+/// `vdmm_tc_egress`: what the kernel sends toward a bound home address (packets XDP
+/// passed up for neighbour resolution or fragmentation, or the gateway's own) gets the
+/// outer header behind the Ethernet header the kernel built; nothing else changes (the
+/// kernel already decremented the TTL).
+#[test]
+fn tc_egress_slow_path() {
+    let lab = Lab::new("tc");
+    let mut cases = Vec::new();
+    let mut df_clear4 = udp4("10.9.1.5", 300);
+    df_clear4.df = false;
+    let mut df_clear46 = udp4("10.10.2.7", 300);
+    df_clear46.df = false;
+    let table: Vec<(Ip, &str, &str, &str)> = vec![
+        (
+            Ip::V4(udp4("10.9.1.5", 100)),
+            PEER4,
+            EP4,
+            "4in4 udp, /32 binding",
+        ),
+        (
+            Ip::V4(tcp4("10.9.1.6", 200)),
+            "192.0.2.3",
+            EP4,
+            "4in4 tcp, /16 binding (LPM)",
+        ),
+        (Ip::V6(udp6("fd00:9::5", 100)), PEER4, EP4, "6in4 udp"),
+        (
+            Ip::V6(udp6("fd00:9::6", 100).clone()),
+            "192.0.2.3",
+            EP4,
+            "6in4 udp, /32 binding (LPM)",
+        ),
+        (
+            Ip::V4(udp4("10.10.1.7", 100)),
+            "2001:db8:1::3",
+            EP6,
+            "4in6 udp, /24 binding (LPM)",
+        ),
+        (
+            Ip::V4(udp4("10.10.2.7", 100)).with_tos(0xb8 | CE),
+            PEER6,
+            EP6,
+            "4in6 EF + CE",
+        ),
+        (
+            Ip::V6(tcp6("fd00:10:2::7", 300)).with_tos(0x28 | ECT1),
+            PEER6,
+            EP6,
+            "6in6 tcp AF11 + ECT(1)",
+        ),
+        (
+            Ip::V4(df_clear4),
+            PEER4,
+            EP4,
+            "4in4 DF clear (outer DF clear, random ID)",
+        ),
+        (Ip::V4(df_clear46), PEER6, EP6, "4in6 DF clear"),
+        (
+            Ip::V4(udp4("10.9.1.5", 100)).with_ttl(1),
+            PEER4,
+            EP4,
+            "4in4 TTL 1 (the kernel's own packet)",
+        ),
+    ];
+    for (inner, loc, src, what) in table {
+        let bytes = inner.bytes();
+        let frame = ethernet(PEER_MAC, UL0_MAC, inner.ethertype(), &bytes);
+        let out = ethernet(
+            PEER_MAC,
+            UL0_MAC,
+            outer_ethertype(loc),
+            &wrap_for(&inner, &bytes, loc, src, 64),
+        );
+        let df = match &inner {
+            Ip::V4(p) => p.df,
+            Ip::V6(_) => true,
+        };
+        let ignore = if !ip(loc).is_ipv6() && !df {
+            random_id_ranges()
+        } else {
+            vec![]
+        };
+        cases.push(tc_case(
+            what,
+            lab.ul0,
+            frame,
+            outcome(
+                Action::Pass,
+                Reason::Encap,
+                kind_of(&inner, loc),
+                Out::Exact(out, ignore),
+            ),
+        ));
+    }
+    // MTU of the egress device (ul1, 1400) with the outer header: fits or dropped.
+    for (dst, loc, src, overhead) in [
+        ("10.20.1.1", "192.0.3.2", EP4_UL1, 20),
+        ("fd00:20::1", "192.0.3.2", EP4_UL1, 20),
+        ("10.21.1.1", "2001:db8:3::2", EP6_UL1, 40),
+        ("fd00:21::1", "2001:db8:3::2", EP6_UL1, 40),
+    ] {
+        let fits = sized(dst, UL1_MTU - overhead);
+        let kind = kind_of(&fits, loc);
+        let bytes = fits.bytes();
+        cases.push(tc_case(
+            format!(
+                "{}: {}-byte inner fits ul1 MTU {UL1_MTU}",
+                kind.name(),
+                bytes.len()
+            ),
+            lab.ul1,
+            ethernet(FAR_MAC, UL1_MAC, fits.ethertype(), &bytes),
+            outcome(
+                Action::Pass,
+                Reason::Encap,
+                kind,
+                exact(ethernet(
+                    FAR_MAC,
+                    UL1_MAC,
+                    outer_ethertype(loc),
+                    &wrap_for(&fits, &bytes, loc, src, 64),
+                )),
+            ),
+        ));
+        let big = sized(dst, UL1_MTU - overhead + 1);
+        cases.push(tc_case(
+            format!(
+                "{}: {}-byte inner over ul1 MTU {UL1_MTU}",
+                kind.name(),
+                UL1_MTU - overhead + 1
+            ),
+            lab.ul1,
+            ethernet(FAR_MAC, UL1_MAC, big.ethertype(), &big.bytes()),
+            drop(Reason::TooBig, kind),
+        ));
+    }
+    // Everything else leaves untouched.
+    cases.push(tc_case(
+        "IPv4 without a binding",
+        lab.ul0,
+        ethernet(PEER_MAC, UL0_MAC, ETH_P_IP, &udp4("10.99.0.1", 40).bytes()),
+        pass_unchanged(Reason::NoMatch),
+    ));
+    cases.push(tc_case(
+        "IPv6 without a binding",
+        lab.ul0,
+        ethernet(
+            PEER_MAC,
+            UL0_MAC,
+            ETH_P_IPV6,
+            &udp6("fd00:99::1", 40).bytes(),
+        ),
+        pass_unchanged(Reason::NoMatch),
+    ));
+    cases.push(tc_case(
+        "an outer packet the data plane built (to the locator)",
+        lab.ul0,
+        ethernet(
+            PEER_MAC,
+            UL0_MAC,
+            ETH_P_IP,
+            &encap_packet(&Ip::V4(udp4("10.9.1.5", 40)), PEER4, EP4, 64),
+        ),
+        pass_unchanged(Reason::NoMatch),
+    ));
+    cases.push(tc_case(
+        "ARP",
+        lab.ul0,
+        arp_request(UL0_MAC, v4(EP4), v4(PEER4)),
+        pass_unchanged(Reason::NotIp),
+    ));
+    run_cases(&lab, "tc_egress_slow_path", cases);
 }
 
 // ---------------------------------------------------------------------------------------
