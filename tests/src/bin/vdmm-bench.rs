@@ -541,8 +541,8 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
         );
         println!();
         println!(
-            "{:<22} {:>5} {:>6} {:<7} {:>9} {:>17} {:>7}  {}",
-            "path", "size", "frame", "method", "ns/pkt", "(min..max)", "x empty", "target"
+            "{:<22} {:>5} {:>6} {:<7} {:>9} {:>17} {:>7}  target",
+            "path", "size", "frame", "method", "ns/pkt", "(min..max)", "x empty"
         );
         for r in &rows {
             let verdict = if !r.tunnel {
