@@ -261,9 +261,15 @@ fn destination_without_mapping_is_passed() {
 fn special_ipv4_addresses_are_not_translated() {
     // Multicast / loopback have no RFC 6052 twin: not for the translator.
     let p = udp4(H4, [224, 0, 0, 5], 64, &payload(10));
-    assert_eq!(translate_4to6(&p, &cfg()), Outcome::Pass(XlatReason::NoMapping));
+    assert_eq!(
+        translate_4to6(&p, &cfg()),
+        Outcome::Pass(XlatReason::NoMapping)
+    );
     let p = udp4([127, 0, 0, 1], H6_AS_V4, 64, &payload(10));
-    assert_eq!(translate_4to6(&p, &cfg()).reason(), XlatReason::SourceUntranslatable);
+    assert_eq!(
+        translate_4to6(&p, &cfg()).reason(),
+        XlatReason::SourceUntranslatable
+    );
 }
 
 #[test]
