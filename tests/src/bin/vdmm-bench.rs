@@ -345,7 +345,7 @@ impl Method {
 
 /// Checks that one run takes the path's exit; returns whether `repeat = 2` takes it twice
 /// (so the kernel's repeat loop can time it).
-fn probe(gw: &Gateway, p: &Path) -> Result<bool> {
+fn probe(gw: &Gateway, p: &Path, verbose: bool) -> Result<bool> {
     let Some(exit) = p.exit else {
         let r = gw.dp.run_program(p.program, &p.frame, p.ingress, 2)?;
         if r.action != Action::Pass as u32 {
@@ -374,7 +374,21 @@ fn probe(gw: &Gateway, p: &Path) -> Result<bool> {
     let before = gw.dp.counters()?;
     gw.dp.run_program(p.program, &p.frame, p.ingress, 2)?;
     let delta = counter_delta(&before, &gw.dp.counters()?);
-    Ok(delta.len() == 1 && delta[0].0 == want && delta[0].1 == 2)
+    let ok = delta.len() == 1 && delta[0].0 == want && delta[0].1 == 2;
+    if !ok && verbose {
+        eprintln!(
+            "{} {} B: repeat = 2 counted [{}], not {} x2: timed as single runs",
+            p.name,
+            p.frame.len(),
+            delta
+                .iter()
+                .map(|d| format!("{} +{}", counter_name(d.0), d.1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            counter_name(want)
+        );
+    }
+    Ok(ok)
 }
 
 /// Mean ns per run of one measurement, checking afterwards that every run counted on the
@@ -474,7 +488,7 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
             empty_ns.insert(m, s);
         }
         for p in &ps {
-            let methods = match (probe(&gw, p)?, p.tunnel) {
+            let methods = match (probe(&gw, p, !o.json)?, p.tunnel) {
                 (true, true) => vec![Method::KernelRepeat],
                 (true, false) => vec![Method::KernelRepeat, Method::SingleRuns],
                 (false, _) => vec![Method::SingleRuns],
