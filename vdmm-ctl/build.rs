@@ -5,7 +5,9 @@ use std::{env, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
-    let workspace = manifest_dir.parent().expect("vdmm-ctl sits in the workspace");
+    let workspace = manifest_dir
+        .parent()
+        .expect("vdmm-ctl sits in the workspace");
     let tools = workspace.join("target/tools/bin");
     println!("cargo:rerun-if-changed={}", tools.display());
     if tools.is_dir() {

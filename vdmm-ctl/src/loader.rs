@@ -4,28 +4,37 @@
 //!
 //! - [`prepare`] creates (or reuses) the pinned maps and the pinned program, attaching
 //!   nothing; configuration can then be written before any traffic is touched.
-//! - [`load`] does that and attaches the program to one interface through a BPF link
-//!   pinned as `link_xdp_<iface>`.
-//! - [`unload`] removes that link pin, which detaches the program from the interface. The
+//! - [`load`] does that and attaches both programs to one interface through BPF links:
+//!   the XDP program (`link_xdp_<iface>`) and the TC egress slow path `vdmm_tc_egress`
+//!   (a tcx link on the interface's egress, `link_tc_<iface>`). If the second attach fails
+//!   the first is undone: an interface has both or neither.
+//! - [`unload`] removes those link pins, which detaches the programs from the interface. The
 //!   maps and the program stay pinned even when the last interface is unloaded, so the
 //!   configuration (endpoints, peers, bindings, settings) and the counters survive; a later
 //!   `load` picks them up. [`reset`] removes everything.
 //!
-//! Reusing the pinned program: aya 0.14 can open a pinned program (`Xdp::from_pin`), so a
-//! second `load` attaches the *same* program instead of keeping a second copy. To know that
-//! the pin was made by this build, `load` verifies the embedded object once more and compares
-//! the kernel's program tag (a hash of the instructions) and the maps it uses; the fresh copy
-//! is dropped when they match. When they differ (vdmm-ctl was rebuilt with a changed data
-//! plane), the new program replaces the pin and every attached interface is switched to it
-//! atomically (`bpf_link_update`), so all interfaces always run one program.
+//! Reusing the pinned programs: aya 0.14 can open a pinned program (`Xdp::from_pin`,
+//! `SchedClassifier::from_pin`), so a second `load` attaches the *same* programs instead of
+//! keeping second copies. To know that a pin was made by this build, `load` verifies the
+//! embedded object once more and compares the kernel's program tag (a hash of the
+//! instructions) and the maps it uses; the fresh copy is dropped when they match. When they
+//! differ (vdmm-ctl was rebuilt with a changed data plane), the new program replaces the pin
+//! and every attached interface is switched to it atomically (`bpf_link_update`), so all
+//! interfaces always run one program. This is done for the XDP program and the TC egress
+//! program alike.
 
-use std::{ffi::CString, fs, path::PathBuf};
+use std::{
+    ffi::CString,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     EbpfLoader,
     programs::{
-        ProgramError, Xdp, XdpMode,
+        LinkOrder, ProgramError, ProgramInfo, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
     },
 };
@@ -82,9 +91,14 @@ pub enum ProgramState {
 pub struct LoadReport {
     /// True when a bpffs had to be mounted for the pin directory.
     pub mounted_bpffs: bool,
+    /// The XDP program.
     pub program: ProgramState,
-    /// The link pin, when an interface was attached.
+    /// The TC egress program.
+    pub tc_program: ProgramState,
+    /// The XDP link pin, when an interface was attached to now.
     pub link: Option<PathBuf>,
+    /// The TC egress link pin, when an interface was attached to now.
+    pub tc_link: Option<PathBuf>,
 }
 
 /// The index of `iface` in the current network namespace.
@@ -109,27 +123,50 @@ pub fn prepare(pins: &PinDir) -> Result<LoadReport> {
     if names::ALL.iter().any(|n| pins.map(n).exists()) && Dataplane::is_pinned(pins) {
         Dataplane::open(pins)?;
     }
-    let program = ensure_program(pins)?;
+    let (program, tc_program) = ensure_programs(pins)?;
     Ok(LoadReport {
         mounted_bpffs,
         program,
+        tc_program,
         link: None,
+        tc_link: None,
     })
 }
 
-/// Attaches the data plane to `iface` (loading and pinning it first when needed). The
-/// interface is checked before anything is touched; an interface that already has our
-/// link is refused.
+/// Attaches the data plane to `iface` (loading and pinning it first when needed): the XDP
+/// program and the TC egress program, each through a pinned link. The interface is checked
+/// before anything is touched; an interface that already has both links is refused (one
+/// with only the XDP link, as left by an older vdmm-ctl, gets the TC link). If the TC
+/// attach fails, the XDP attach made here is undone.
 pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
     let index = if_index(iface)?;
-    let link_path = pins.link(iface);
-    if link_path.exists() {
+    let xdp_path = pins.link(iface);
+    let tc_path = pins.tc_link(iface);
+    if xdp_path.exists() && tc_path.exists() {
         return Err(Error::AlreadyLoaded {
             iface: iface.to_string(),
-            path: link_path,
+            path: xdp_path,
         });
     }
     let mut report = prepare(pins)?;
+    if !xdp_path.exists() {
+        attach_xdp(pins, iface, index, mode, &xdp_path)?;
+        report.link = Some(xdp_path.clone());
+    }
+    if !tc_path.exists() {
+        if let Err(e) = attach_tc(pins, iface, &tc_path) {
+            if report.link.take().is_some() {
+                // Removing the pin detaches the XDP program again.
+                let _ = fs::remove_file(&xdp_path);
+            }
+            return Err(e);
+        }
+        report.tc_link = Some(tc_path);
+    }
+    Ok(report)
+}
+
+fn attach_xdp(pins: &PinDir, iface: &str, index: u32, mode: Mode, link_path: &Path) -> Result<()> {
     let mut prog = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
         .map_err(|e| Error::ebpf(format!("cannot open {}", pins.program().display()), e))?;
     let link_id = prog
@@ -146,10 +183,41 @@ pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
     })?;
     // Dropping the returned PinnedLink closes our fd; the pin keeps the link attached.
     fd_link
-        .pin(&link_path)
+        .pin(link_path)
         .map_err(|e| Error::ebpf(format!("cannot pin the link at {}", link_path.display()), e))?;
-    report.link = Some(link_path);
-    Ok(report)
+    Ok(())
+}
+
+/// Attaches the TC egress program to `iface` as a tcx link (kernel 6.6 and later; no
+/// clsact qdisc needed), after any tcx program already there, and pins the link.
+fn attach_tc(pins: &PinDir, iface: &str, link_path: &Path) -> Result<()> {
+    let prog_path = pins.tc_program();
+    let mut prog = SchedClassifier::from_pin(&prog_path)
+        .map_err(|e| Error::ebpf(format!("cannot open {}", prog_path.display()), e))?;
+    let link_id = prog
+        .attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|e| {
+            Error::ebpf(
+                format!(
+                    "cannot attach {} to the egress of {iface} (tcx link)",
+                    names::TC_EGRESS_PROGRAM
+                ),
+                e,
+            )
+        })?;
+    let link = prog
+        .take_link(link_id)
+        .map_err(|e| Error::ebpf("cannot take the TC link", e))?;
+    let fd_link = FdLink::try_from(link)
+        .map_err(|e| Error::ebpf("the TC attachment is not a BPF link", e))?;
+    fd_link
+        .pin(link_path)
+        .map_err(|e| Error::ebpf(format!("cannot pin the link at {}", link_path.display()), e))?;
+    Ok(())
 }
 
 fn attach_error(iface: &str, mode: Mode, e: ProgramError) -> Error {
@@ -172,20 +240,23 @@ fn attach_error(iface: &str, mode: Mode, e: ProgramError) -> Error {
     }
 }
 
-/// Detaches the data plane from `iface` by removing its link pin. The maps and the program
-/// stay pinned (configuration and counters survive). An interface that no longer exists
-/// but still has a link pin is cleaned up too.
+/// Detaches the data plane from `iface` by removing its link pins (XDP, then TC egress).
+/// The maps and the programs stay pinned (configuration and counters survive). An
+/// interface that no longer exists but still has link pins is cleaned up too.
 pub fn unload(pins: &PinDir, iface: &str) -> Result<()> {
-    let link_path = pins.link(iface);
-    if !link_path.exists() {
+    let paths = [pins.link(iface), pins.tc_link(iface)];
+    if !paths.iter().any(|p| p.exists()) {
         if_index(iface)?;
         return Err(Error::NotLoadedOnInterface {
             iface: iface.to_string(),
-            path: link_path,
+            path: paths[0].clone(),
         });
     }
-    fs::remove_file(&link_path)
-        .map_err(|e| Error::io(format!("cannot remove {}", link_path.display()), e))
+    for path in paths.iter().filter(|p| p.exists()) {
+        fs::remove_file(path)
+            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Removes every pin under the directory: detaches the program from every interface and
@@ -194,46 +265,86 @@ pub fn reset(pins: &PinDir) -> Result<Vec<String>> {
     pins.reset()
 }
 
-/// Loads this build's program (maps pinned by name under `pins`) and makes the program pin
-/// point at an identical program; see the module documentation.
-fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
+/// Loads this build's programs (maps pinned by name under `pins`) and makes each program
+/// pin point at an identical program; see the module documentation. Both programs are
+/// loaded (verified) before any pin changes.
+fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState)> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins.path())
         .load(EBPF_OBJECT)
         .map_err(|e| Error::ebpf("cannot load the eBPF object", e))?;
-    let prog: &mut Xdp = ebpf
+    let xdp: &mut Xdp = ebpf
         .program_mut(names::XDP_PROGRAM)
         .ok_or(Error::MissingProgram(names::XDP_PROGRAM))?
         .try_into()
         .map_err(|e| Error::ebpf(format!("{} is not an XDP program", names::XDP_PROGRAM), e))?;
-    prog.load().map_err(load_error)?;
-
-    let prog_path = pins.program();
-    if !prog_path.exists() {
-        prog.pin(&prog_path).map_err(|e| {
+    xdp.load().map_err(|e| load_error(names::XDP_PROGRAM, e))?;
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_EGRESS_PROGRAM)
+        .ok_or(Error::MissingProgram(names::TC_EGRESS_PROGRAM))?
+        .try_into()
+        .map_err(|e| {
             Error::ebpf(
-                format!("cannot pin the program at {}", prog_path.display()),
+                format!("{} is not a TC program", names::TC_EGRESS_PROGRAM),
                 e,
             )
         })?;
+    tc.load()
+        .map_err(|e| load_error(names::TC_EGRESS_PROGRAM, e))?;
+
+    let xdp: &mut Xdp = ebpf
+        .program_mut(names::XDP_PROGRAM)
+        .expect("loaded above")
+        .try_into()
+        .expect("checked above");
+    let xdp_state = ensure_xdp_pin(pins, xdp)?;
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_EGRESS_PROGRAM)
+        .expect("loaded above")
+        .try_into()
+        .expect("checked above");
+    let tc_state = ensure_tc_pin(pins, tc)?;
+    Ok((xdp_state, tc_state))
+}
+
+fn pin_program(
+    path: &Path,
+    pin: impl FnOnce(&Path) -> Result<(), aya::pin::PinError>,
+) -> Result<()> {
+    pin(path).map_err(|e| Error::ebpf(format!("cannot pin the program at {}", path.display()), e))
+}
+
+fn replace_pin(
+    path: &Path,
+    pin: impl FnOnce(&Path) -> Result<(), aya::pin::PinError>,
+) -> Result<()> {
+    fs::remove_file(path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+    pin_program(path, pin)
+}
+
+fn open_link(path: &Path) -> Result<FdLink> {
+    Ok(PinnedLink::from_pin(path)
+        .map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))?
+        .into())
+}
+
+/// Pins `prog` as the XDP program, reusing an identical pinned one, or replacing a
+/// different one after switching every XDP link to `prog`.
+fn ensure_xdp_pin(pins: &PinDir, prog: &mut Xdp) -> Result<ProgramState> {
+    let prog_path = pins.program();
+    if !prog_path.exists() {
+        pin_program(&prog_path, |p| prog.pin(p))?;
         return Ok(ProgramState::Loaded);
     }
-
     let pinned = Xdp::from_pin(&prog_path, XdpAttachType::Interface)
         .map_err(|e| Error::ebpf(format!("cannot open {}", prog_path.display()), e))?;
-    if fingerprint(&pinned)? == fingerprint(prog)? {
+    if fingerprint(pinned.info())? == fingerprint(prog.info())? {
         return Ok(ProgramState::Reused);
     }
-
-    // A different program is pinned: switch every attached interface to this one, then
-    // replace the pin.
     let ifaces = pins.linked_interfaces()?;
     for iface in &ifaces {
         let path = pins.link(iface);
-        let fd_link: FdLink = PinnedLink::from_pin(&path)
-            .map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))?
-            .into();
-        let link = XdpLink::try_from(fd_link).map_err(|e: LinkError| {
+        let link = XdpLink::try_from(open_link(&path)?).map_err(|e: LinkError| {
             Error::ebpf(format!("{} is not an XDP link", path.display()), e)
         })?;
         let id = prog
@@ -242,14 +353,36 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
         // Forget the link (closing our fd) so dropping the program does not detach it.
         drop(prog.take_link(id));
     }
-    fs::remove_file(&prog_path)
-        .map_err(|e| Error::io(format!("cannot remove {}", prog_path.display()), e))?;
-    prog.pin(&prog_path).map_err(|e| {
-        Error::ebpf(
-            format!("cannot pin the program at {}", prog_path.display()),
-            e,
-        )
-    })?;
+    replace_pin(&prog_path, |p| prog.pin(p))?;
+    Ok(ProgramState::Upgraded {
+        interfaces: ifaces.len(),
+    })
+}
+
+/// [`ensure_xdp_pin`] for the TC egress program and its tcx links.
+fn ensure_tc_pin(pins: &PinDir, prog: &mut SchedClassifier) -> Result<ProgramState> {
+    let prog_path = pins.tc_program();
+    if !prog_path.exists() {
+        pin_program(&prog_path, |p| prog.pin(p))?;
+        return Ok(ProgramState::Loaded);
+    }
+    let pinned = SchedClassifier::from_pin(&prog_path)
+        .map_err(|e| Error::ebpf(format!("cannot open {}", prog_path.display()), e))?;
+    if fingerprint(pinned.info())? == fingerprint(prog.info())? {
+        return Ok(ProgramState::Reused);
+    }
+    let ifaces = pins.tc_linked_interfaces()?;
+    for iface in &ifaces {
+        let path = pins.tc_link(iface);
+        let link = SchedClassifierLink::try_from(open_link(&path)?).map_err(|e: LinkError| {
+            Error::ebpf(format!("{} is not a tcx link", path.display()), e)
+        })?;
+        let id = prog
+            .attach_to_link(link)
+            .map_err(|e| Error::ebpf(format!("cannot switch {iface} to the new TC program"), e))?;
+        drop(prog.take_link(id));
+    }
+    replace_pin(&prog_path, |p| prog.pin(p))?;
     Ok(ProgramState::Upgraded {
         interfaces: ifaces.len(),
     })
@@ -257,20 +390,20 @@ fn ensure_program(pins: &PinDir) -> Result<ProgramState> {
 
 /// A one-line error for a refused program load; the whole verifier log goes to stderr when
 /// `VDMM_VERIFIER_LOG` is set.
-fn load_error(e: ProgramError) -> Error {
+fn load_error(program: &'static str, e: ProgramError) -> Error {
     let ProgramError::LoadError {
         io_error,
         verifier_log,
     } = &e
     else {
-        return Error::ebpf(format!("cannot load {}", names::XDP_PROGRAM), e);
+        return Error::ebpf(format!("cannot load {program}"), e);
     };
     let log = verifier_log.to_string();
     if std::env::var_os("VDMM_VERIFIER_LOG").is_some() {
         eprintln!("{log}");
     }
     Error::Verifier {
-        program: names::XDP_PROGRAM,
+        program,
         reason: io_error.to_string(),
         summary: verifier_summary(&log),
     }
@@ -293,10 +426,8 @@ fn verifier_summary(log: &str) -> String {
 }
 
 /// What identifies a loaded program for reuse: its tag and the maps it uses.
-fn fingerprint(prog: &Xdp) -> Result<(u64, Vec<u32>)> {
-    let info = prog
-        .info()
-        .map_err(|e| Error::ebpf("cannot read program information", e))?;
+fn fingerprint(info: Result<ProgramInfo, ProgramError>) -> Result<(u64, Vec<u32>)> {
+    let info = info.map_err(|e| Error::ebpf("cannot read program information", e))?;
     let mut maps = info
         .map_ids()
         .map_err(|e| Error::ebpf("cannot read program information", e))?

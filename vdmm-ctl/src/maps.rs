@@ -57,9 +57,30 @@ impl BindingEntry {
     }
 }
 
+/// Which program a counter belongs to: each has its own per-CPU array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Program {
+    /// `vdmm_xdp` ([`names::COUNTERS`]): every packet received on an attached interface.
+    Xdp,
+    /// `vdmm_tc_egress` ([`names::TC_COUNTERS`]): every packet sent on an attached
+    /// interface (the slow path; `pass` is `TC_ACT_OK`, `drop` `TC_ACT_SHOT`).
+    Tc,
+}
+
+impl Program {
+    /// "xdp" / "tc", as in `vdmm-ctl stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Program::Xdp => "xdp",
+            Program::Tc => "tc",
+        }
+    }
+}
+
 /// One non-zero counter, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CounterRow {
+    pub program: Program,
     pub reason: Reason,
     pub kind: TunnelKind,
     pub action: Action,
@@ -190,6 +211,7 @@ pub struct Dataplane {
     bindings6: LpmTrie<MapData, [u8; 16], Binding>,
     config: Array<MapData, TunnelConfig>,
     counters: PerCpuArray<MapData, CounterValue>,
+    tc_counters: PerCpuArray<MapData, CounterValue>,
 }
 
 /// Opens one pinned map as a typed map, turning a wrong type or size into
@@ -236,6 +258,7 @@ impl Dataplane {
             bindings6: open_map(pins, names::BINDINGS_V6)?,
             config: open_map(pins, names::CONFIG)?,
             counters: open_map(pins, names::COUNTERS)?,
+            tc_counters: open_map(pins, names::TC_COUNTERS)?,
         };
         Ok(dp)
     }
@@ -463,15 +486,32 @@ impl Dataplane {
 
     // ----- counters -----
 
-    /// Every non-zero counter, summed over CPUs, in index order.
+    /// Every non-zero counter, summed over CPUs: the XDP program's, then the TC egress
+    /// program's, each in index order.
     pub fn counters(&self) -> Result<Vec<CounterRow>> {
         let mut rows = Vec::new();
-        let n = self.counters.len().min(COUNTER_ENTRIES);
+        for (program, array) in [
+            (Program::Xdp, &self.counters),
+            (Program::Tc, &self.tc_counters),
+        ] {
+            read_counters(program, array, &mut rows)?;
+        }
+        Ok(rows)
+    }
+}
+
+/// Appends the non-zero counters of one array to `rows`.
+fn read_counters(
+    program: Program,
+    array: &PerCpuArray<MapData, CounterValue>,
+    rows: &mut Vec<CounterRow>,
+) -> Result<()> {
+    {
+        let n = array.len().min(COUNTER_ENTRIES);
         for index in 0..n {
-            let per_cpu = self
-                .counters
-                .get(&index, 0)
-                .map_err(|e| Error::ebpf("cannot read the counters", e))?;
+            let per_cpu = array.get(&index, 0).map_err(|e| {
+                Error::ebpf(format!("cannot read the {} counters", program.name()), e)
+            })?;
             let (packets, bytes) = per_cpu.iter().fold((0u64, 0u64), |(p, b), v| {
                 (p.wrapping_add(v.packets), b.wrapping_add(v.bytes))
             });
@@ -480,6 +520,7 @@ impl Dataplane {
             }
             if let Some((reason, kind, action)) = counter_labels(index) {
                 rows.push(CounterRow {
+                    program,
                     reason,
                     kind,
                     action,
@@ -488,8 +529,8 @@ impl Dataplane {
                 });
             }
         }
-        Ok(rows)
     }
+    Ok(())
 }
 
 /// A [`BindingEntry`] from a trie key and value.

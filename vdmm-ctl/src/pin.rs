@@ -4,8 +4,10 @@
 //! - one file per map, named as in `vdmm_common::maps` (`VDMM_ENDPOINTS`, ...): the
 //!   configuration and the counters;
 //! - `prog_vdmm_xdp`: the loaded XDP program;
-//! - `link_xdp_<iface>`: one XDP link per interface the program is attached to. Removing
-//!   the file detaches the program from that interface.
+//! - `prog_vdmm_tc_egress`: the loaded TC egress program (the slow path);
+//! - `link_xdp_<iface>`, `link_tc_<iface>`: one XDP link and one TC egress (tcx) link per
+//!   interface the data plane is attached to. Removing a file detaches that program from
+//!   that interface.
 //!
 //! This module also mounts a bpffs when the directory is not on one.
 
@@ -27,8 +29,12 @@ pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// File name of the pinned XDP program.
 pub const PROGRAM_PIN: &str = "prog_vdmm_xdp";
-/// File name prefix of the per-interface link pins.
+/// File name prefix of the per-interface XDP link pins.
 pub const LINK_PIN_PREFIX: &str = "link_xdp_";
+/// File name of the pinned TC egress program.
+pub const TC_PROGRAM_PIN: &str = "prog_vdmm_tc_egress";
+/// File name prefix of the per-interface TC egress link pins.
+pub const TC_LINK_PIN_PREFIX: &str = "link_tc_";
 
 /// A pin directory (which may not exist yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,16 +61,35 @@ impl PinDir {
         self.dir.join(PROGRAM_PIN)
     }
 
-    /// Path of the link pin for `iface`.
+    /// Path of the XDP link pin for `iface`.
     pub fn link(&self, iface: &str) -> PathBuf {
         self.dir.join(format!("{LINK_PIN_PREFIX}{iface}"))
     }
 
-    /// Interfaces with a link pin, sorted.
+    /// Path of the pinned TC egress program.
+    pub fn tc_program(&self) -> PathBuf {
+        self.dir.join(TC_PROGRAM_PIN)
+    }
+
+    /// Path of the TC egress link pin for `iface`.
+    pub fn tc_link(&self, iface: &str) -> PathBuf {
+        self.dir.join(format!("{TC_LINK_PIN_PREFIX}{iface}"))
+    }
+
+    /// Interfaces with an XDP link pin, sorted.
     pub fn linked_interfaces(&self) -> Result<Vec<String>> {
+        self.with_prefix(LINK_PIN_PREFIX)
+    }
+
+    /// Interfaces with a TC egress link pin, sorted.
+    pub fn tc_linked_interfaces(&self) -> Result<Vec<String>> {
+        self.with_prefix(TC_LINK_PIN_PREFIX)
+    }
+
+    fn with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for name in self.entries()? {
-            if let Some(iface) = name.strip_prefix(LINK_PIN_PREFIX) {
+            if let Some(iface) = name.strip_prefix(prefix) {
                 out.push(iface.to_string());
             }
         }
@@ -128,7 +153,12 @@ impl PinDir {
     pub fn is_ours(name: &str) -> bool {
         vdmm_common::maps::ALL.contains(&name)
             || name == PROGRAM_PIN
-            || name.starts_with(LINK_PIN_PREFIX)
+            || name == TC_PROGRAM_PIN
+            || Self::is_link(name)
+    }
+
+    fn is_link(name: &str) -> bool {
+        name.starts_with(LINK_PIN_PREFIX) || name.starts_with(TC_LINK_PIN_PREFIX)
     }
 
     /// Removes every vdmm pin in the directory (maps, program, links: detaching the program
@@ -142,7 +172,7 @@ impl PinDir {
             .into_iter()
             .filter(|n| Self::is_ours(n))
             .collect();
-        names.sort_by_key(|n| !n.starts_with(LINK_PIN_PREFIX));
+        names.sort_by_key(|n| !Self::is_link(n));
         for name in names {
             let path = self.dir.join(&name);
             fs::remove_file(&path)
@@ -245,6 +275,20 @@ mod tests {
         let d = PinDir::new("/run/vdmm/gw");
         assert_eq!(d.program(), Path::new("/run/vdmm/gw/prog_vdmm_xdp"));
         assert_eq!(d.link("veth0"), Path::new("/run/vdmm/gw/link_xdp_veth0"));
+        assert_eq!(
+            d.tc_program(),
+            Path::new("/run/vdmm/gw/prog_vdmm_tc_egress")
+        );
+        assert_eq!(d.tc_link("veth0"), Path::new("/run/vdmm/gw/link_tc_veth0"));
+        for name in [
+            "prog_vdmm_tc_egress",
+            "link_tc_x",
+            "link_xdp_x",
+            "VDMM_TC_STATS",
+        ] {
+            assert!(PinDir::is_ours(name), "{name}");
+        }
+        assert!(!PinDir::is_ours("maps.debug"));
         assert_eq!(d.map("VDMM_CONFIG"), Path::new("/run/vdmm/gw/VDMM_CONFIG"));
     }
 
