@@ -49,9 +49,11 @@ pub enum Command {
     /// Load the data plane and attach it to an interface.
     ///
     /// Creates the maps (or reuses those pinned in the pin directory, so configuration
-    /// survives), loads and pins the XDP program (reusing a pinned one built from the same
-    /// code), and attaches it to IFACE through a pinned BPF link, so it keeps running after
-    /// vdmm-ctl exits. Without --iface, only creates the maps and the program: the tables
+    /// survives), loads and pins the programs (reusing pinned ones built from the same
+    /// code), and attaches them to IFACE through pinned BPF links, so they keep running
+    /// after vdmm-ctl exits: the XDP program on what IFACE receives, and the TC egress
+    /// program (the slow path, a tcx link) on what it sends. If either attach fails,
+    /// neither stays. Without --iface, only creates the maps and the programs: the tables
     /// can then be filled before any interface is touched.
     Load {
         /// Interface whose received packets the data plane handles.
@@ -64,9 +66,9 @@ pub enum Command {
 
     /// Detach the data plane from an interface.
     ///
-    /// Removes the interface's link pin. The maps and the program stay pinned even when no
-    /// interface is left: endpoints, peers, bindings, settings and counters survive until
-    /// `vdmm-ctl reset`.
+    /// Removes the interface's link pins (XDP and TC egress). The maps and the programs
+    /// stay pinned even when no interface is left: endpoints, peers, bindings (and their
+    /// kernel routes), settings and counters survive until `vdmm-ctl reset`.
     Unload {
         /// Interface to detach from.
         #[arg(long, value_name = "IFACE")]
@@ -82,6 +84,8 @@ pub enum Command {
 
     /// Remove everything vdmm pinned: detach from every interface and delete all
     /// configuration and counters.
+    ///
+    /// The kernel routes of the bindings (`binding add`) are removed first.
     Reset,
 
     /// Local tunnel endpoints: this gateway's addresses that tunnel packets are sent to.
@@ -116,9 +120,10 @@ pub enum Command {
 
     /// Show the data plane's counters.
     ///
-    /// Every packet the data plane sees is counted once, by reason (why it left the way it
-    /// did), tunnel kind and XDP action, summed over CPUs. Only non-zero counters are
-    /// shown.
+    /// Every packet a program sees is counted once, by program (xdp: received packets;
+    /// tc: sent packets, the slow path), reason (why it left the way it did), tunnel kind
+    /// and action (XDP action; for tc, pass is TC_ACT_OK and drop TC_ACT_SHOT), summed
+    /// over CPUs. Only non-zero counters are shown, with a total per program.
     Stats {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -158,10 +163,24 @@ pub enum AddrCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BindingCommand {
-    /// Bind a home address or prefix to a locator.
+    /// Bind a home address or prefix to a locator, and route the home prefix via it.
     ///
     /// HOME is an address (a /32 or /128 binding) or a canonical prefix (no bits set after
     /// LEN). Refused when a binding for exactly this prefix exists, unless --replace.
+    ///
+    /// Unless --no-route, also installs a kernel route for the slow path, as
+    /// `ip route replace HOME via LOCATOR dev DEV mtu MTU proto 118` would: DEV is the
+    /// interface of the kernel's route to the locator (its next hop is the gateway when
+    /// the locator is not on-link) and MTU that interface's MTU less the tunnel overhead
+    /// (20 for an IPv4 locator, 40 for IPv6). Why: XDP hands the kernel the packets it
+    /// cannot finish, IPv4 without DF that must be fragmented and packets whose next hop
+    /// has no neighbour entry yet; the kernel routes them along this route, fragments them
+    /// to its MTU, resolves the neighbour, and vdmm_tc_egress adds the outer header as they
+    /// leave. Traffic this host itself sends to the home prefix takes it too. An IPv6 home
+    /// over an IPv4 next hop gets no route (Linux cannot route IPv6 via IPv4; a note says
+    /// so). The route is installed in the network namespace vdmm-ctl runs in, marked with
+    /// protocol 118 (`ip route show proto 118`), replaced by --replace and removed by
+    /// `binding del` and `reset`. If it cannot be installed, the binding is not changed.
     Add {
         /// Home address or prefix: ADDR or ADDR/LEN.
         #[arg(value_name = "HOME[/LEN]")]
@@ -173,11 +192,16 @@ pub enum BindingCommand {
         /// such endpoint.
         #[arg(long, value_name = "ADDR")]
         source: Option<String>,
-        /// Replace an existing binding for the same prefix (a handover) instead of failing.
+        /// Replace an existing binding for the same prefix (a handover) instead of failing;
+        /// its route moves to the new locator.
         #[arg(long)]
         replace: bool,
+        /// Do not install the kernel route for the slow path (with --replace, the old
+        /// binding's route is removed).
+        #[arg(long)]
+        no_route: bool,
     },
-    /// Remove the binding for exactly this home address or prefix.
+    /// Remove the binding for exactly this home address or prefix, and its kernel route.
     Del {
         #[arg(value_name = "HOME[/LEN]")]
         home: String,

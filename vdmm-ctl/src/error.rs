@@ -126,6 +126,24 @@ pub enum Error {
     )]
     PrivateMountNamespace { dir: PathBuf },
 
+    /// `binding add` needs the kernel's route to the locator for the slow-path route.
+    #[error(
+        "no usable route to locator {locator}: {detail}; nothing was changed (add a route to \
+         the locator, or pass --no-route to bind without the slow-path route)"
+    )]
+    NoRouteToLocator { locator: IpAddr, detail: String },
+
+    /// The kernel refused the slow-path route of a binding; the binding was rolled back.
+    #[error(
+        "cannot install the kernel route `{route}`: {detail}; the binding was not changed \
+         (pass --no-route to bind without the slow-path route)"
+    )]
+    RouteInstall { route: String, detail: String },
+
+    /// The kernel refused to remove vdmm's route for a home prefix.
+    #[error("cannot remove the kernel route for {home}: {detail}")]
+    RouteRemove { home: Prefix, detail: String },
+
     #[error("cannot mount bpffs on {path}: {source}")]
     Mount { path: PathBuf, source: io::Error },
 
@@ -144,7 +162,7 @@ pub enum Error {
         summary: String,
     },
 
-    #[error("the eBPF object has no XDP program `{0}`")]
+    #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
 
     #[error("{context}: {source}")]

@@ -1,16 +1,58 @@
 //! Tests against the real kernel (root only; skipped otherwise): load the data plane into a
-//! throw-away network namespace with a pin directory of its own, program it through
-//! [`Dataplane`], check that refused requests change nothing, then unload and reset.
+//! throw-away network namespace with a pin directory of its own (XDP and TC egress links),
+//! program it through [`Dataplane`] and [`routes`] (bindings with their kernel routes),
+//! check that refused requests change nothing, then unload and reset.
 
 use std::{net::IpAddr, path::PathBuf, process::Command};
 
+use aya::programs::{SchedClassifier, TcAttachType};
+use vdmm_common::maps as names;
+
 use crate::{
+    addr::Prefix,
     error::Error,
     loader::{self, Mode, ProgramState},
     maps::Dataplane,
     netns,
     pin::PinDir,
+    routes::{self, InstalledRoute, Netlink, RouteOutcome, RoutePlan, SlowPathRoute},
 };
+
+/// Names of the tcx programs on `iface`'s egress.
+fn tc_egress_programs(iface: &str) -> Vec<String> {
+    let (_, progs) = SchedClassifier::query_tcx(iface, TcAttachType::Egress).unwrap();
+    progs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// vdmm's routes in the kernel (read back over netlink), as (home, via, mtu).
+fn vdmm_routes() -> Vec<(Prefix, Option<IpAddr>, Option<u32>)> {
+    Netlink::open()
+        .unwrap()
+        .vdmm_routes()
+        .unwrap()
+        .into_iter()
+        .map(|InstalledRoute { home, via, mtu, .. }| (home, via, mtu))
+        .collect()
+}
+
+/// True once `iface` has no tcx egress program. Unlinking a link pin drops the last
+/// reference from a kernel work item, so the detach may lag the unlink a little.
+fn tc_egress_detached(iface: &str) -> bool {
+    for _ in 0..100 {
+        if tc_egress_programs(iface).is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+fn p(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -38,6 +80,17 @@ impl Scratch {
         ]);
         ip(&["-n", &ns, "link", "set", "kt0", "up"]);
         ip(&["-n", &ns, "link", "set", "kt1", "up"]);
+        ip(&["-n", &ns, "addr", "add", "192.0.2.1/24", "dev", "kt0"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "2001:db8::1/64",
+            "dev",
+            "kt0",
+            "nodad",
+        ]);
         let pins = PathBuf::from(format!("/run/vdmm/{ns}"));
         Self { ns, pins }
     }
@@ -85,13 +138,21 @@ fn load_program_unload_reset_in_a_namespace() {
         let r = loader::load(&pins, "kt0", Mode::Native).unwrap();
         assert!(r.mounted_bpffs);
         assert_eq!(r.program, ProgramState::Loaded);
+        assert_eq!(r.tc_program, ProgramState::Loaded);
+        assert_eq!(r.tc_link, Some(pins.tc_link("kt0")));
+        assert!(pins.tc_program().exists());
+        assert!(pins.tc_link("kt0").exists());
+        assert_eq!(tc_egress_programs("kt0"), [names::TC_EGRESS_PROGRAM]);
         assert!(matches!(
             loader::load(&pins, "kt0", Mode::Native),
             Err(Error::AlreadyLoaded { .. })
         ));
         let r = loader::load(&pins, "kt1", Mode::Generic).unwrap();
         assert_eq!(r.program, ProgramState::Reused);
+        assert_eq!(r.tc_program, ProgramState::Reused);
         assert_eq!(pins.linked_interfaces().unwrap(), ["kt0", "kt1"]);
+        assert_eq!(pins.tc_linked_interfaces().unwrap(), ["kt0", "kt1"]);
+        assert_eq!(tc_egress_programs("kt1"), [names::TC_EGRESS_PROGRAM]);
 
         let mut dp = Dataplane::open(&pins).unwrap();
         dp.add_endpoint(a("192.0.2.1")).unwrap();
@@ -158,11 +219,107 @@ fn load_program_unload_reset_in_a_namespace() {
         assert_eq!(dp.bindings().unwrap()[0].locator, a("192.0.2.3"));
         dp.del_binding("10.1.0.0/16".parse().unwrap()).unwrap();
         dp.del_binding("2001:db8:5::/48".parse().unwrap()).unwrap();
+
+        // Bindings with their slow-path routes, all four kinds (kt0 has MTU 1500).
+        let bind = |dp: &mut Dataplane, home: &str, loc: &str| {
+            routes::bind(dp, p(home), a(loc), None, false, true)
+        };
+        for (home, loc) in [
+            ("10.7.0.0/24", "192.0.2.2"),
+            ("10.8.0.0/24", "2001:db8::2"),
+            ("2001:db8:7::/64", "2001:db8::2"),
+        ] {
+            let out = bind(&mut dp, home, loc).unwrap();
+            assert!(
+                matches!(out.route, RouteOutcome::Installed(_)),
+                "{home}: {out:?}"
+            );
+        }
+        let out = bind(&mut dp, "2001:db8:8::/64", "192.0.2.2").unwrap();
+        assert!(matches!(out.route, RouteOutcome::Unsupported(_)), "{out:?}");
+        let want = vec![
+            (p("10.7.0.0/24"), Some(a("192.0.2.2")), Some(1480)),
+            (p("10.8.0.0/24"), Some(a("2001:db8::2")), Some(1460)),
+            (p("2001:db8:7::/64"), Some(a("2001:db8::2")), Some(1460)),
+        ];
+        assert_eq!(vdmm_routes(), want);
+
+        // A route the kernel refuses leaves the binding map as it was, for a new binding
+        // and for a handover.
+        let before = snapshot(&dp);
+        let mut nl = Netlink::open().unwrap();
+        let bogus = |home: &str| {
+            Some(RoutePlan::Install(SlowPathRoute {
+                home: p(home),
+                via: a("192.0.2.9"),
+                oif: 999_999,
+                dev: "nosuch".into(),
+                mtu: 1400,
+            }))
+        };
+        for (home, replace) in [("10.9.0.0/24", false), ("10.7.0.0/24", true)] {
+            let e = routes::bind_with_plan(
+                &mut dp,
+                &mut nl,
+                p(home),
+                a("192.0.2.9"),
+                None,
+                replace,
+                bogus(home),
+            )
+            .unwrap_err();
+            assert!(matches!(e, Error::RouteInstall { .. }), "{e}");
+        }
+        assert_eq!(snapshot(&dp), before);
+        assert_eq!(vdmm_routes(), want);
+        // No route to the locator: refused before anything changes.
+        assert!(matches!(
+            bind(&mut dp, "10.10.0.0/24", "203.0.113.1"),
+            Err(Error::NoRouteToLocator { .. })
+        ));
+        assert!(matches!(
+            bind(&mut dp, "10.7.0.0/24", "192.0.2.3"),
+            Err(Error::BindingExists { .. })
+        ));
+        assert_eq!(snapshot(&dp), before);
+
+        // A handover moves the route; --no-route on a handover drops it; del removes it.
+        routes::bind(
+            &mut dp,
+            p("10.7.0.0/24"),
+            a("2001:db8::3"),
+            None,
+            true,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            vdmm_routes()[0],
+            (p("10.7.0.0/24"), Some(a("2001:db8::3")), Some(1460))
+        );
+        routes::bind(&mut dp, p("10.8.0.0/24"), a("192.0.2.3"), None, true, false).unwrap();
+        assert!(routes::unbind(&mut dp, p("10.7.0.0/24")).unwrap());
+        assert!(!routes::unbind(&mut dp, p("10.8.0.0/24")).unwrap());
+        assert!(matches!(
+            routes::unbind(&mut dp, p("10.8.0.0/24")),
+            Err(Error::NoSuchBinding(_))
+        ));
+        assert_eq!(
+            vdmm_routes(),
+            [(p("2001:db8:7::/64"), Some(a("2001:db8::2")), Some(1460))]
+        );
+        assert_eq!(routes::remove_all(&dp).unwrap(), [p("2001:db8:7::/64")]);
+        assert!(vdmm_routes().is_empty());
+        routes::unbind(&mut dp, p("2001:db8:7::/64")).unwrap();
+        routes::unbind(&mut dp, p("2001:db8:8::/64")).unwrap();
+
         dp.del_endpoint(a("192.0.2.1")).unwrap();
         assert_eq!(dp.config().unwrap().icmp_source_v4, [0; 4]);
         drop(dp);
 
         loader::unload(&pins, "kt0").unwrap();
+        assert!(!pins.tc_link("kt0").exists());
+        assert!(tc_egress_detached("kt0"));
         assert!(matches!(
             loader::unload(&pins, "kt0"),
             Err(Error::NotLoadedOnInterface { .. })
@@ -175,6 +332,8 @@ fn load_program_unload_reset_in_a_namespace() {
         );
         let removed = loader::reset(&pins).unwrap();
         assert!(removed.contains(&"prog_vdmm_xdp".to_string()));
+        assert!(removed.contains(&"prog_vdmm_tc_egress".to_string()));
+        assert!(tc_egress_detached("kt1"));
         assert!(matches!(Dataplane::open(&pins), Err(Error::NotLoaded(_))));
     })
     .join()

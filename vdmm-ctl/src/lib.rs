@@ -5,6 +5,7 @@
 //! - [`pin`]: the pin directory on a bpffs and its layout;
 //! - [`loader`]: load, attach to / detach from interfaces, reset;
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
+//! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
 //! - [`cli`] and [`commands`]: the command line;
 //! - [`error`]: the library's one-line errors.
@@ -17,6 +18,7 @@ pub mod loader;
 pub mod maps;
 pub mod netns;
 pub mod pin;
+pub mod routes;
 pub mod table;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::{
     error::Result,
     maps::{BindingEntry, Dataplane},
     pin::PinDir,
+    routes::{self, RouteOutcome},
     table::{Align, render},
 };
 
@@ -16,20 +17,35 @@ pub fn run(pins: &PinDir, cmd: BindingCommand) -> Result<String> {
             locator,
             source,
             replace,
+            no_route,
         } => {
             // Parse everything before opening the maps: bad input changes nothing.
             let home: Prefix = home.parse()?;
             let locator = parse_addr(&locator)?;
             let source = source.as_deref().map(parse_addr).transpose()?;
-            Dataplane::open(pins)?.add_binding(home, locator, source, replace)?;
-            Ok(String::new())
+            let mut dp = Dataplane::open(pins)?;
+            let outcome = routes::bind(&mut dp, home, locator, source, replace, !no_route)?;
+            Ok(describe_route(&outcome.route))
         }
         BindingCommand::Del { home } => {
             let home: Prefix = home.parse()?;
-            Dataplane::open(pins)?.del_binding(home)?;
-            Ok(String::new())
+            let removed = routes::unbind(&mut Dataplane::open(pins)?, home)?;
+            Ok(if removed {
+                format!("removed the kernel route for {home}\n")
+            } else {
+                String::new()
+            })
         }
         BindingCommand::List { json } => Ok(format_list(&Dataplane::open(pins)?.bindings()?, json)),
+    }
+}
+
+/// What `binding add` says about the route.
+pub fn describe_route(route: &RouteOutcome) -> String {
+    match route {
+        RouteOutcome::Installed(r) => format!("route {r}\n"),
+        RouteOutcome::Skipped => String::new(),
+        RouteOutcome::Unsupported(why) => format!("note: {why}\n"),
     }
 }
 

@@ -1,0 +1,688 @@
+//! Kernel routes for the slow path, over rtnetlink (synchronous; no `ip` is run).
+//!
+//! The XDP program hands the kernel the packets it cannot finish: IPv4 without DF that must
+//! be fragmented, and packets whose next hop has no neighbour entry yet. The kernel routes
+//! them along a route for the binding's home prefix *via the locator* with the MTU reduced
+//! by the tunnel overhead, fragments them to that MTU and resolves the neighbour, and
+//! `vdmm_tc_egress` adds the outer header on the way out. Traffic the gateway originates
+//! toward the home prefix takes the same route. So `binding add` installs, per binding,
+//! what `ip route replace HOME via LOCATOR dev DEV mtu MTU proto 118` would:
+//!
+//! - DEV is the interface of the kernel's route to the locator (`RTM_GETROUTE`), MTU that
+//!   interface's MTU less 20 (IPv4 locator) or 40 (IPv6 locator);
+//! - the gateway is the locator itself when it is on-link, else the next hop of the route
+//!   to the locator (the kernel only accepts on-link gateways), so the encapsulated packet
+//!   leaves with the right Ethernet destination;
+//! - an IPv4 home prefix over an IPv6 next hop uses `RTA_VIA` (`via inet6 ...`). The
+//!   reverse, an IPv6 route via an IPv4 next hop, is refused by Linux ("IPv6 does not
+//!   support RTA_VIA attribute", "IPv6 routes can not use an IPv4 nexthop"), so such a
+//!   binding (6in4 over an IPv4 next hop) gets no route: see [`RoutePlan::Unsupported`];
+//! - the route is in the main table with protocol [`RTPROT_VDMM`], which marks it as
+//!   vdmm's: `binding del` and `reset` remove only routes with that protocol.
+//!
+//! The netlink socket is opened in the network namespace of the calling thread, so routes
+//! land where `vdmm-ctl` runs (`--netns NAME` or `ip netns exec`).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage},
+    route::{
+        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+        RouteScope, RouteType, RouteVia,
+    },
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::{
+    addr::{Family, Prefix},
+    error::{Error, Result},
+    maps::{BindingEntry, Dataplane, resolve_source},
+};
+
+/// The routing protocol number (`rtm_protocol`) of vdmm's routes: 118 (0x76, ASCII `v`),
+/// unassigned in iproute2's `rt_protos`. `ip route show proto 118` lists them; add
+/// `118 vdmm` to `/etc/iproute2/rt_protos.d/vdmm.conf` to see the name instead.
+pub const RTPROT_VDMM: u8 = 0x76;
+
+/// Bytes an outer header of `outer` adds.
+pub const fn overhead(outer: Family) -> u32 {
+    match outer {
+        Family::V4 => 20,
+        Family::V6 => 40,
+    }
+}
+
+/// MTU of the slow-path route: the egress link's MTU less the tunnel overhead.
+pub fn route_mtu(link_mtu: u32, outer: Family) -> u32 {
+    link_mtu.saturating_sub(overhead(outer))
+}
+
+/// The route `binding add` installs for one binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowPathRoute {
+    /// The binding's home prefix (the route's destination).
+    pub home: Prefix,
+    /// Next hop: the locator when on-link, else the next hop toward it.
+    pub via: IpAddr,
+    /// Egress interface (that of the route to the locator).
+    pub oif: u32,
+    /// Its name, for messages.
+    pub dev: String,
+    /// Route MTU: link MTU less the tunnel overhead.
+    pub mtu: u32,
+}
+
+impl fmt::Display for SlowPathRoute {
+    /// The route as `ip route` writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inet = match (self.home.family(), Family::of(&self.via)) {
+            (Family::V4, Family::V6) => "inet6 ",
+            (Family::V6, Family::V4) => "inet ",
+            _ => "",
+        };
+        write!(
+            f,
+            "{} via {inet}{} dev {} mtu {} proto {RTPROT_VDMM}",
+            self.home, self.via, self.dev, self.mtu
+        )
+    }
+}
+
+/// What `binding add` does about the kernel route of a binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoutePlan {
+    /// Install (replace) this route.
+    Install(SlowPathRoute),
+    /// The kernel cannot express the route (an IPv6 home prefix via an IPv4 next hop):
+    /// the binding is made without one, and the reason is shown.
+    Unsupported(String),
+}
+
+/// The kernel's route to a locator, as far as the slow path needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathToLocator {
+    pub oif: u32,
+    /// Next hop, when the locator is not on-link.
+    pub gateway: Option<IpAddr>,
+}
+
+/// A route vdmm installed, read back from the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledRoute {
+    pub home: Prefix,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub mtu: Option<u32>,
+}
+
+/// An error the kernel answered a netlink request with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetlinkError {
+    /// Positive errno.
+    pub errno: i32,
+    /// The kernel's extended-ack message, if it gave one.
+    pub message: Option<String>,
+}
+
+impl fmt::Display for NetlinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let os = std::io::Error::from_raw_os_error(self.errno);
+        match &self.message {
+            Some(m) => write!(f, "{m} ({os})"),
+            None => write!(f, "{os}"),
+        }
+    }
+}
+
+impl std::error::Error for NetlinkError {}
+
+/// A synchronous rtnetlink socket in the calling thread's network namespace.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+fn io_err(context: &str, e: std::io::Error) -> Error {
+    Error::io(format!("netlink: {context}"), e)
+}
+
+impl Netlink {
+    pub fn open() -> Result<Self> {
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| io_err("cannot open a socket", e))?;
+        socket
+            .bind_auto()
+            .map_err(|e| io_err("cannot bind the socket", e))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| io_err("cannot connect the socket", e))?;
+        // Best effort: error strings from the kernel, and short error replies.
+        let _ = socket.set_ext_ack(true);
+        let _ = socket.set_cap_ack(true);
+        Ok(Self { socket, seq: 0 })
+    }
+
+    /// Sends one request and collects the replies: until the ACK (`NLM_F_ACK`), until
+    /// `NLMSG_DONE` (`NLM_F_DUMP`), or the first reply otherwise.
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, NetlinkError>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = seq;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        self.socket
+            .send(&buf, 0)
+            .map_err(|e| io_err("cannot send", e))?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(|e| io_err("cannot receive", e))?;
+            let mut off = 0;
+            while off + 16 <= data.len() {
+                let len = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+                if len < 16 || off + len > data.len() {
+                    break;
+                }
+                let chunk = &data[off..off + len];
+                off += (len + 3) & !3;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk)
+                    .map_err(|e| Error::Conflict(format!("netlink: cannot parse a reply: {e}")))?;
+                if reply.header.sequence_number != seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if flags & (NLM_F_ACK | NLM_F_DUMP) == 0 {
+                            return Ok(Ok(out));
+                        }
+                    }
+                    NetlinkPayload::Error(e) => {
+                        return Ok(match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(NetlinkError {
+                                errno: -code.get(),
+                                message: ext_ack_message(&e.header),
+                            }),
+                        });
+                    }
+                    NetlinkPayload::Done(_) => return Ok(Ok(out)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The kernel's route to `locator` (what `ip route get LOCATOR` shows).
+    pub fn path_to(&mut self, locator: IpAddr) -> Result<PathToLocator> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family(Family::of(&locator));
+        msg.header.destination_prefix_length = Family::of(&locator).bits();
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(locator)));
+        let no_route = |detail: String| Error::NoRouteToLocator { locator, detail };
+        let replies = self
+            .request(RouteNetlinkMessage::GetRoute(msg), 0)?
+            .map_err(|e| no_route(e.to_string()))?;
+        let Some(RouteNetlinkMessage::NewRoute(r)) = replies.into_iter().next() else {
+            return Err(no_route("the kernel sent no route".into()));
+        };
+        match r.header.kind {
+            RouteType::Unicast => {}
+            RouteType::Local => {
+                return Err(no_route("it is an address of this host".into()));
+            }
+            other => return Err(no_route(format!("the route to it is of type {other:?}"))),
+        }
+        let mut oif = None;
+        let mut gateway = None;
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some((*g).into()),
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some((*g).into()),
+                RouteAttribute::Via(RouteVia::Inet(g)) => gateway = Some((*g).into()),
+                RouteAttribute::Via(RouteVia::Inet6(g)) => gateway = Some((*g).into()),
+                _ => {}
+            }
+        }
+        let oif = oif.ok_or_else(|| no_route("the route to it names no interface".into()))?;
+        Ok(PathToLocator { oif, gateway })
+    }
+
+    /// Name and MTU of interface `index`.
+    pub fn link(&mut self, index: u32) -> Result<(String, u32)> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let replies = self
+            .request(RouteNetlinkMessage::GetLink(msg), 0)?
+            .map_err(|e| Error::Conflict(format!("cannot read interface {index}: {e}")))?;
+        let Some(RouteNetlinkMessage::NewLink(l)) = replies.into_iter().next() else {
+            return Err(Error::Conflict(format!(
+                "cannot read interface {index}: no answer"
+            )));
+        };
+        let mut name = format!("if{index}");
+        let mut mtu = None;
+        for a in l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name = n,
+                LinkAttribute::Mtu(m) => mtu = Some(m),
+                _ => {}
+            }
+        }
+        let mtu = mtu.ok_or_else(|| Error::Conflict(format!("interface {name} has no MTU")))?;
+        Ok((name, mtu))
+    }
+
+    /// The route for a binding of `home` to `locator`, from the kernel's route to the
+    /// locator and its interface's MTU.
+    pub fn plan(&mut self, home: Prefix, locator: IpAddr) -> Result<RoutePlan> {
+        let path = self.path_to(locator)?;
+        let via = path.gateway.unwrap_or(locator);
+        if home.family() == Family::V6 && Family::of(&via) == Family::V4 {
+            return Ok(RoutePlan::Unsupported(format!(
+                "no kernel route for {home}: Linux cannot route IPv6 via an IPv4 next hop \
+                 ({via}); IPv6 packets to it that XDP passes to the kernel (next hop without \
+                 a neighbour entry) and IPv6 traffic this host sends to it take the kernel's \
+                 other routes"
+            )));
+        }
+        let (dev, link_mtu) = self.link(path.oif)?;
+        Ok(RoutePlan::Install(SlowPathRoute {
+            home,
+            via,
+            oif: path.oif,
+            dev,
+            mtu: route_mtu(link_mtu, Family::of(&locator)),
+        }))
+    }
+
+    /// Installs (or replaces) `route`.
+    pub fn install(&mut self, route: &SlowPathRoute) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(route_message(route)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?
+        .map(drop)
+        .map_err(|e| Error::RouteInstall {
+            route: route.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Removes vdmm's route for exactly `home` (main table, protocol [`RTPROT_VDMM`]).
+    /// Returns false when there was none.
+    pub fn remove(&mut self, home: Prefix) -> Result<bool> {
+        let mut msg = RouteMessage::default();
+        msg.header = vdmm_header(home);
+        msg.header.scope = RouteScope::NoWhere;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(home.addr())));
+        match self.request(RouteNetlinkMessage::DelRoute(msg), NLM_F_ACK)? {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno == libc::ESRCH || e.errno == libc::ENOENT => Ok(false),
+            Err(e) => Err(Error::RouteRemove {
+                home,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Every route with protocol [`RTPROT_VDMM`] in the main table, IPv4 first.
+    pub fn vdmm_routes(&mut self) -> Result<Vec<InstalledRoute>> {
+        let mut out = Vec::new();
+        for f in [Family::V4, Family::V6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family(f);
+            let replies = self
+                .request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?
+                .map_err(|e| Error::Conflict(format!("cannot list the routes: {e}")))?;
+            for r in replies {
+                if let RouteNetlinkMessage::NewRoute(r) = r
+                    && let Some(route) = installed(&r)
+                {
+                    out.push(route);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What became of a binding's kernel route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteOutcome {
+    /// Installed (or replaced) this route.
+    Installed(SlowPathRoute),
+    /// `--no-route`: none installed (a route of a replaced binding was removed).
+    Skipped,
+    /// The kernel cannot express it (see [`RoutePlan::Unsupported`]); the reason.
+    Unsupported(String),
+}
+
+/// A binding made by [`bind`], with its route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindOutcome {
+    pub binding: BindingEntry,
+    pub route: RouteOutcome,
+}
+
+/// Binds `home` to `locator` (see [`Dataplane::add_binding`]) and installs its slow-path
+/// route unless `with_route` is false. Everything that can be checked is checked before
+/// anything changes; if the kernel then refuses the route, the binding map is put back as
+/// it was.
+pub fn bind(
+    dp: &mut Dataplane,
+    home: Prefix,
+    locator: IpAddr,
+    source: Option<IpAddr>,
+    replace: bool,
+    with_route: bool,
+) -> Result<BindOutcome> {
+    resolve_source(&dp.endpoints()?, locator, source)?;
+    if !replace && let Some(b) = dp.binding(&home)? {
+        return Err(Error::BindingExists {
+            prefix: home,
+            locator: b.locator,
+        });
+    }
+    let mut nl = Netlink::open()?;
+    let plan = if with_route {
+        Some(nl.plan(home, locator)?)
+    } else {
+        None
+    };
+    bind_with_plan(dp, &mut nl, home, locator, source, replace, plan)
+}
+
+/// [`bind`] with the route decided by the caller (`None`: no route), so a test can hand
+/// it a route the kernel refuses.
+pub fn bind_with_plan(
+    dp: &mut Dataplane,
+    nl: &mut Netlink,
+    home: Prefix,
+    locator: IpAddr,
+    source: Option<IpAddr>,
+    replace: bool,
+    plan: Option<RoutePlan>,
+) -> Result<BindOutcome> {
+    let previous = dp.binding(&home)?;
+    let binding = dp.add_binding(home, locator, source, replace)?;
+    let route = match plan {
+        Some(RoutePlan::Install(route)) => {
+            if let Err(e) = nl.install(&route) {
+                let undo = match previous {
+                    Some(p) => dp
+                        .add_binding(home, p.locator, Some(p.source), true)
+                        .map(drop),
+                    None => dp.del_binding(home),
+                };
+                return Err(match (e, undo) {
+                    (e, Ok(())) => e,
+                    (Error::RouteInstall { route, detail }, Err(u)) => Error::RouteInstall {
+                        route,
+                        detail: format!("{detail}; putting the binding back failed too: {u}"),
+                    },
+                    (e, Err(_)) => e,
+                });
+            }
+            RouteOutcome::Installed(route)
+        }
+        other => {
+            // A replaced binding's route points at the old locator: take it away.
+            if previous.is_some() {
+                nl.remove(home)?;
+            }
+            match other {
+                Some(RoutePlan::Unsupported(why)) => RouteOutcome::Unsupported(why),
+                _ => RouteOutcome::Skipped,
+            }
+        }
+    };
+    Ok(BindOutcome { binding, route })
+}
+
+/// Removes the binding for exactly `home` and vdmm's route for it (if any; a binding made
+/// with `--no-route` has none). The route goes first, so a refusal changes nothing.
+/// Returns whether a route was removed.
+pub fn unbind(dp: &mut Dataplane, home: Prefix) -> Result<bool> {
+    if dp.binding(&home)?.is_none() {
+        return Err(Error::NoSuchBinding(home));
+    }
+    let removed = Netlink::open()?.remove(home)?;
+    dp.del_binding(home)?;
+    Ok(removed)
+}
+
+/// Removes vdmm's routes for every binding in `dp` (as `reset` does before it drops the
+/// maps). Returns the home prefixes whose route was removed.
+pub fn remove_all(dp: &Dataplane) -> Result<Vec<Prefix>> {
+    let bindings = dp.bindings()?;
+    if bindings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut nl = Netlink::open()?;
+    let mut out = Vec::new();
+    for b in bindings {
+        if nl.remove(b.home)? {
+            out.push(b.home);
+        }
+    }
+    Ok(out)
+}
+
+fn family(f: Family) -> AddressFamily {
+    match f {
+        Family::V4 => AddressFamily::Inet,
+        Family::V6 => AddressFamily::Inet6,
+    }
+}
+
+fn vdmm_header(home: Prefix) -> RouteHeader {
+    RouteHeader {
+        address_family: family(home.family()),
+        destination_prefix_length: home.prefix_len(),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Other(RTPROT_VDMM),
+        ..Default::default()
+    }
+}
+
+/// The `RTM_NEWROUTE` body for `route` (pure, so unit tested).
+pub fn route_message(route: &SlowPathRoute) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header = vdmm_header(route.home);
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            route.home.addr(),
+        )));
+    let via = match (route.home.family(), route.via) {
+        (Family::V4, IpAddr::V6(g)) => RouteAttribute::Via(RouteVia::Inet6(g)),
+        (Family::V6, IpAddr::V4(g)) => RouteAttribute::Via(RouteVia::Inet(g)),
+        (_, g) => RouteAttribute::Gateway(RouteAddress::from(g)),
+    };
+    msg.attributes.push(via);
+    msg.attributes.push(RouteAttribute::Oif(route.oif));
+    msg.attributes
+        .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(route.mtu)]));
+    msg
+}
+
+/// A vdmm route from a dumped route message (None for other routes).
+fn installed(r: &RouteMessage) -> Option<InstalledRoute> {
+    if r.header.protocol != RouteProtocol::Other(RTPROT_VDMM) {
+        return None;
+    }
+    let mut dst: Option<IpAddr> = None;
+    let mut via = None;
+    let mut oif = None;
+    let mut mtu = None;
+    let mut table = r.header.table as u32;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some((*d).into()),
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some((*d).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some((*g).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => via = Some((*g).into()),
+            RouteAttribute::Via(RouteVia::Inet(g)) => via = Some((*g).into()),
+            RouteAttribute::Via(RouteVia::Inet6(g)) => via = Some((*g).into()),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Metrics(ms) => {
+                for m in ms {
+                    if let RouteMetric::Mtu(v) = m {
+                        mtu = Some(*v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if table != RouteHeader::RT_TABLE_MAIN as u32 {
+        return None;
+    }
+    let dst = dst.unwrap_or(match r.header.address_family {
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    });
+    let home = Prefix::new(dst, r.header.destination_prefix_length as u32).ok()?;
+    Some(InstalledRoute {
+        home,
+        via,
+        oif,
+        mtu,
+    })
+}
+
+/// The `NLMSGERR_ATTR_MSG` string of an extended ACK: `payload` is what follows the
+/// error code (the request's 16-byte header, as `NETLINK_CAP_ACK` trims it, then TLVs).
+pub fn ext_ack_message(payload: &[u8]) -> Option<String> {
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    let mut off = 16;
+    while off + 4 <= payload.len() {
+        let len = u16::from_ne_bytes([payload[off], payload[off + 1]]) as usize;
+        let kind = u16::from_ne_bytes([payload[off + 2], payload[off + 3]]) & 0x3fff;
+        if len < 4 || off + len > payload.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let v = &payload[off + 4..off + len];
+            let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+            let s = String::from_utf8_lossy(&v[..end]).trim().to_string();
+            return (!s.is_empty()).then_some(s);
+        }
+        off += (len + 3) & !3;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(home: &str, via: &str, mtu: u32) -> SlowPathRoute {
+        SlowPathRoute {
+            home: home.parse().unwrap(),
+            via: via.parse().unwrap(),
+            oif: 7,
+            dev: "ul".into(),
+            mtu,
+        }
+    }
+
+    #[test]
+    fn mtu_is_the_link_mtu_less_the_outer_header() {
+        assert_eq!(route_mtu(1500, Family::V4), 1480);
+        assert_eq!(route_mtu(1500, Family::V6), 1460);
+        assert_eq!(route_mtu(9000, Family::V6), 8960);
+        assert_eq!(route_mtu(10, Family::V6), 0);
+    }
+
+    #[test]
+    fn routes_print_like_ip_route() {
+        assert_eq!(
+            route("10.2.0.0/24", "192.0.2.2", 1480).to_string(),
+            "10.2.0.0/24 via 192.0.2.2 dev ul mtu 1480 proto 118"
+        );
+        assert_eq!(
+            route("10.2.0.0/24", "2001:db8:ff::2", 1460).to_string(),
+            "10.2.0.0/24 via inet6 2001:db8:ff::2 dev ul mtu 1460 proto 118"
+        );
+    }
+
+    #[test]
+    fn mixed_families_use_rta_via_and_same_families_a_gateway() {
+        let m = route_message(&route("10.2.0.0/24", "2001:db8:ff::2", 1460));
+        assert_eq!(m.header.address_family, AddressFamily::Inet);
+        assert_eq!(m.header.destination_prefix_length, 24);
+        assert_eq!(m.header.protocol, RouteProtocol::Other(RTPROT_VDMM));
+        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert!(m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
+            "2001:db8:ff::2".parse().unwrap()
+        ))));
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Metrics(vec![RouteMetric::Mtu(1460)]))
+        );
+        assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
+        let m = route_message(&route("2001:db8:2::/64", "2001:db8:ff::2", 1460));
+        assert_eq!(m.header.address_family, AddressFamily::Inet6);
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Gateway(RouteAddress::Inet6(
+                    "2001:db8:ff::2".parse().unwrap()
+                )))
+        );
+        // Read back as vdmm's own route.
+        let r = installed(&m).unwrap();
+        assert_eq!(r.home, "2001:db8:2::/64".parse().unwrap());
+        assert_eq!(r.mtu, Some(1460));
+        assert_eq!(r.via, Some("2001:db8:ff::2".parse().unwrap()));
+        let mut other = m.clone();
+        other.header.protocol = RouteProtocol::Static;
+        assert_eq!(installed(&other), None);
+    }
+
+    #[test]
+    fn extended_ack_message_is_found() {
+        let mut p = vec![0u8; 16];
+        let msg = b"Nexthop has invalid gateway\0";
+        let len = (4 + msg.len()) as u16;
+        p.extend_from_slice(&len.to_ne_bytes());
+        p.extend_from_slice(&1u16.to_ne_bytes());
+        p.extend_from_slice(msg);
+        assert_eq!(
+            ext_ack_message(&p).as_deref(),
+            Some("Nexthop has invalid gateway")
+        );
+        assert_eq!(ext_ack_message(&[0; 16]), None);
+        assert_eq!(ext_ack_message(&[]), None);
+        let e = NetlinkError {
+            errno: libc::ENETUNREACH,
+            message: None,
+        };
+        assert!(e.to_string().contains("unreachable"), "{e}");
+    }
+}
