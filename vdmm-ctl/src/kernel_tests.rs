@@ -3,7 +3,7 @@
 //! program it through [`Dataplane`] and [`routes`] (bindings with their kernel routes),
 //! check that refused requests change nothing, then unload and reset.
 
-use std::{net::IpAddr, path::PathBuf, process::Command};
+use std::{net::IpAddr, path::PathBuf, process::Command, sync::atomic::Ordering};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use vdmm_common::maps as names;
@@ -43,6 +43,21 @@ fn vdmm_routes() -> Vec<(Prefix, Option<IpAddr>, Option<u32>)> {
 fn tc_egress_detached(iface: &str) -> bool {
     for _ in 0..100 {
         if tc_egress_programs(iface).is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// True once `iface` has no XDP program (see [`tc_egress_detached`] for the wait).
+fn xdp_detached(iface: &str) -> bool {
+    for _ in 0..100 {
+        let out = Command::new("ip")
+            .args(["-d", "link", "show", "dev", iface])
+            .output()
+            .expect("run ip");
+        if !String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -135,8 +150,19 @@ fn load_program_unload_reset_in_a_namespace() {
             "an unknown interface must not create anything"
         );
 
+        // A failed TC attach undoes the XDP attach of the same load.
+        loader::FAIL_TC_ATTACH.store(true, Ordering::SeqCst);
+        let e = loader::load(&pins, "kt0", Mode::Native).unwrap_err();
+        loader::FAIL_TC_ATTACH.store(false, Ordering::SeqCst);
+        assert!(e.to_string().contains("TC attach"), "{e}");
+        assert!(!pins.link("kt0").exists());
+        assert!(!pins.tc_link("kt0").exists());
+        assert!(xdp_detached("kt0"));
+        loader::reset(&pins).unwrap();
+
         let r = loader::load(&pins, "kt0", Mode::Native).unwrap();
-        assert!(r.mounted_bpffs);
+        // The failed load above mounted the bpffs already.
+        assert!(!r.mounted_bpffs);
         assert_eq!(r.program, ProgramState::Loaded);
         assert_eq!(r.tc_program, ProgramState::Loaded);
         assert_eq!(r.tc_link, Some(pins.tc_link("kt0")));

@@ -188,9 +188,20 @@ fn attach_xdp(pins: &PinDir, iface: &str, index: u32, mode: Mode, link_path: &Pa
     Ok(())
 }
 
+/// Makes the next TC attaches fail (tests of the undo in [`load`]).
+#[cfg(test)]
+pub(crate) static FAIL_TC_ATTACH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Attaches the TC egress program to `iface` as a tcx link (kernel 6.6 and later; no
 /// clsact qdisc needed), after any tcx program already there, and pins the link.
 fn attach_tc(pins: &PinDir, iface: &str, link_path: &Path) -> Result<()> {
+    #[cfg(test)]
+    if FAIL_TC_ATTACH.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Conflict(format!(
+            "test: TC attach to {iface} refused"
+        )));
+    }
     let prog_path = pins.tc_program();
     let mut prog = SchedClassifier::from_pin(&prog_path)
         .map_err(|e| Error::ebpf(format!("cannot open {}", prog_path.display()), e))?;
