@@ -206,9 +206,10 @@ pub enum BindingCommand {
         #[arg(value_name = "HOME[/LEN]")]
         home: String,
     },
-    /// List the bindings, sorted by home prefix.
+    /// List the bindings, sorted by home prefix, with their kernel routes.
     List {
-        /// Print a JSON array of {home, locator, source, outer, kind}.
+        /// Print a JSON array of {home, locator, source, outer, kind, route}, route being
+        /// {via, mtu} or null.
         #[arg(long)]
         json: bool,
     },

@@ -6,7 +6,7 @@ use crate::{
     error::Result,
     maps::{BindingEntry, Dataplane},
     pin::PinDir,
-    routes::{self, RouteOutcome},
+    routes::{self, InstalledRoute, Netlink, RouteOutcome},
     table::{Align, render},
 };
 
@@ -36,7 +36,15 @@ pub fn run(pins: &PinDir, cmd: BindingCommand) -> Result<String> {
                 String::new()
             })
         }
-        BindingCommand::List { json } => Ok(format_list(&Dataplane::open(pins)?.bindings()?, json)),
+        BindingCommand::List { json } => {
+            let bindings = Dataplane::open(pins)?.bindings()?;
+            let routes = if bindings.is_empty() {
+                Vec::new()
+            } else {
+                Netlink::open()?.vdmm_routes()?
+            };
+            Ok(format_list(&bindings, &routes, json))
+        }
     }
 }
 
@@ -49,9 +57,11 @@ pub fn describe_route(route: &RouteOutcome) -> String {
     }
 }
 
-/// A table HOME LOCATOR SOURCE KIND, or a JSON array of
-/// `{home, locator, source, outer, kind}`.
-pub fn format_list(bindings: &[BindingEntry], json: bool) -> String {
+/// A table HOME LOCATOR SOURCE KIND ROUTE, or a JSON array of
+/// `{home, locator, source, outer, kind, route}` (`route`: `{via, mtu}` of vdmm's kernel
+/// route for the home prefix, or null when there is none).
+pub fn format_list(bindings: &[BindingEntry], routes: &[InstalledRoute], json: bool) -> String {
+    let route_of = |b: &BindingEntry| routes.iter().find(|r| r.home == b.home);
     if json {
         let v: Vec<serde_json::Value> = bindings
             .iter()
@@ -62,6 +72,10 @@ pub fn format_list(bindings: &[BindingEntry], json: bool) -> String {
                     "source": b.source.to_string(),
                     "outer": b.outer().key(),
                     "kind": b.kind().name(),
+                    "route": route_of(b).map(|r| serde_json::json!({
+                        "via": r.via.map(|v| v.to_string()),
+                        "mtu": r.mtu,
+                    })),
                 })
             })
             .collect();
@@ -75,6 +89,17 @@ pub fn format_list(bindings: &[BindingEntry], json: bool) -> String {
                 b.locator.to_string(),
                 b.source.to_string(),
                 b.kind().name().to_string(),
+                match route_of(b) {
+                    None => "none".to_string(),
+                    Some(r) => {
+                        let mut s = String::from("via ");
+                        s.push_str(&r.via.map_or("?".to_string(), |v| v.to_string()));
+                        if let Some(m) = r.mtu {
+                            s.push_str(&format!(" mtu {m}"));
+                        }
+                        s
+                    }
+                },
             ]
         })
         .collect();
@@ -84,6 +109,7 @@ pub fn format_list(bindings: &[BindingEntry], json: bool) -> String {
             ("LOCATOR", Align::Left),
             ("SOURCE", Align::Left),
             ("KIND", Align::Left),
+            ("ROUTE", Align::Left),
         ],
         &rows,
     )
@@ -107,16 +133,26 @@ mod tests {
             b("10.1.0.0/16", "192.0.2.2", "192.0.2.1"),
             b("2001:db8:1::/48", "192.0.2.2", "192.0.2.1"),
         ];
+        let routes = [InstalledRoute {
+            home: "10.1.0.0/16".parse().unwrap(),
+            via: Some("192.0.2.2".parse().unwrap()),
+            oif: Some(3),
+            mtu: Some(1480),
+        }];
         assert_eq!(
-            format_list(&bs, false),
-            "HOME             LOCATOR    SOURCE     KIND\n\
-             10.1.0.0/16      192.0.2.2  192.0.2.1  4in4\n\
-             2001:db8:1::/48  192.0.2.2  192.0.2.1  6in4\n"
+            format_list(&bs, &routes, false),
+            "HOME             LOCATOR    SOURCE     KIND  ROUTE\n\
+             10.1.0.0/16      192.0.2.2  192.0.2.1  4in4  via 192.0.2.2 mtu 1480\n\
+             2001:db8:1::/48  192.0.2.2  192.0.2.1  6in4  none\n"
         );
         assert_eq!(
-            format_list(&bs[..1], true),
-            "[{\"home\":\"10.1.0.0/16\",\"kind\":\"4in4\",\"locator\":\"192.0.2.2\",\"outer\":\"ipv4\",\"source\":\"192.0.2.1\"}]\n"
+            format_list(&bs, &routes, true),
+            "[{\"home\":\"10.1.0.0/16\",\"kind\":\"4in4\",\"locator\":\"192.0.2.2\",\"outer\":\"ipv4\",\"route\":{\"mtu\":1480,\"via\":\"192.0.2.2\"},\"source\":\"192.0.2.1\"},\
+             {\"home\":\"2001:db8:1::/48\",\"kind\":\"6in4\",\"locator\":\"192.0.2.2\",\"outer\":\"ipv4\",\"route\":null,\"source\":\"192.0.2.1\"}]\n"
         );
-        assert_eq!(format_list(&[], false), "HOME  LOCATOR  SOURCE  KIND\n");
+        assert_eq!(
+            format_list(&[], &[], false),
+            "HOME  LOCATOR  SOURCE  KIND  ROUTE\n"
+        );
     }
 }
