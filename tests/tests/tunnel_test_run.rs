@@ -2293,9 +2293,10 @@ fn fib_results() {
                 ..p.clone()
             }),
         };
-        // No neighbour for the inner destination.
+        // No neighbour for the inner destination: decapsulated and passed up with its TTL
+        // as received (the kernel's forwarding decrements it).
         let inner = with_dst(if inner_v6 { "fd00:1::99" } else { "10.1.0.99" });
-        let fwd = inner.with_ttl(inner.ttl() - 1);
+        let fwd = inner.clone();
         cases.push(case(
             format!("{k} decap: inner destination without neighbour"),
             lab.ul0,
@@ -2319,9 +2320,9 @@ fn fib_results() {
             tunnel_frame(osrc, odst, 0, &inner.bytes(), inner.tunnel_proto()),
             drop(Reason::FibUnreachable, kind),
         ));
-        // Inner destination is local: the kernel would not forward it.
+        // Inner destination is local: the kernel would not forward it (TTL untouched).
         let inner = with_dst(if inner_v6 { GW_DN6 } else { GW_DN4 });
-        let fwd = inner.with_ttl(inner.ttl() - 1);
+        let fwd = inner.clone();
         cases.push(case(
             format!("{k} decap: inner destination is a local address -> pass"),
             lab.ul0,

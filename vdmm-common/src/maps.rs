@@ -15,11 +15,15 @@ pub const PEERS: &str = "VDMM_PEERS";
 pub const BINDINGS_V4: &str = "VDMM_BINDINGS4";
 /// LPM trie (IPv6 home prefix, `[u8; 16]`) -> [`crate::Binding`].
 pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
+/// Per-CPU LRU hash [`crate::tunnel::RouteKey`] -> [`crate::tunnel::CachedRoute`]: routes
+/// `bpf_fib_lookup` resolved, reused for `ROUTE_CACHE_TTL_NS`.
+pub const ROUTES: &str = "VDMM_ROUTES";
+pub const MAX_CACHED_ROUTES: u32 = 16384;
 /// Array with one [`crate::TunnelConfig`].
 pub const CONFIG: &str = "VDMM_CONFIG";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -27,6 +31,7 @@ pub const ALL: [&str; 7] = [
     BINDINGS_V4,
     BINDINGS_V6,
     CONFIG,
+    ROUTES,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

@@ -70,6 +70,36 @@ impl TunnelConfig {
     }
 }
 
+/// Key of the per-CPU route cache: a destination as looked up from one ingress interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteKey {
+    pub ingress_ifindex: u32,
+    /// 4 or 6.
+    pub family: u32,
+    /// The destination: IPv4 in the first four bytes, the rest zero.
+    pub addr: [u8; 16],
+}
+
+/// A route `bpf_fib_lookup` resolved, kept for [`ROUTE_CACHE_TTL_NS`] so that the hot path
+/// does not pay for a FIB look-up (the most expensive step of a packet) every time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedRoute {
+    /// `bpf_ktime_get_coarse_ns` after which the entry is looked up again.
+    pub expires_ns: u64,
+    /// Source and destination MAC, low 48 bits.
+    pub smac: u64,
+    pub dmac: u64,
+    pub ifindex: u32,
+    /// Egress MTU the FIB reported (0: unknown).
+    pub mtu: u32,
+}
+
+/// How long a cached route is trusted: route and neighbour changes reach the fast path
+/// within this time.
+pub const ROUTE_CACHE_TTL_NS: u64 = 100_000_000;
+
 /// Value of the endpoint and peer maps (the key is the address). Reserved for flags.
 pub type AddressFlags = u32;
 
@@ -77,4 +107,6 @@ pub type AddressFlags = u32;
 mod user {
     unsafe impl aya::Pod for super::Binding {}
     unsafe impl aya::Pod for super::TunnelConfig {}
+    unsafe impl aya::Pod for super::RouteKey {}
+    unsafe impl aya::Pod for super::CachedRoute {}
 }

@@ -8,13 +8,17 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         bpf_fib_lookup as FibParams,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_redirect},
+    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
-use vdmm_common::{Action, Reason, TunnelKind};
+use vdmm_common::{
+    Action, Reason, TunnelKind,
+    tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey},
+};
 
 use crate::{
     counters::Verdict,
+    maps::ROUTES,
     packet::{copy, get_mac},
 };
 
@@ -38,8 +42,50 @@ pub enum Route {
 /// Looks up the route for an IPv4 (`v6` false) or IPv6 destination, as the packet of
 /// `tot_len` bytes (IP header included) would take arriving on the ingress interface.
 /// `src` and `dst` point to the addresses (4 or 16 bytes, in packet or map memory).
+/// Resolved routes are cached per CPU for `ROUTE_CACHE_TTL_NS` (keyed by ingress
+/// interface and destination; source-based policy routing is therefore not honoured
+/// within that time).
 #[inline(always)]
 pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_len: u16) -> Route {
+    let mut key = RouteKey {
+        ingress_ifindex: ctx.ingress_ifindex() as u32,
+        family: if v6 { 6 } else { 4 },
+        addr: [0; 16],
+    };
+    if v6 {
+        copy::<16>(key.addr.as_mut_ptr(), dst);
+    } else {
+        copy::<4>(key.addr.as_mut_ptr(), dst);
+    }
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(r) = ROUTES.get_ptr(&key) {
+        // SAFETY: map value of a successful look-up.
+        let r = unsafe { &*r };
+        if now < r.expires_ns {
+            if r.mtu != 0 && tot_len as u32 > r.mtu {
+                return Route::TooBig { mtu: r.mtu as u16 };
+            }
+            return Route::Resolved { ifindex: r.ifindex, smac: r.smac, dmac: r.dmac };
+        }
+    }
+    let (route, mtu) = fib_lookup(ctx, v6, src, dst, tot_len);
+    if let Route::Resolved { ifindex, smac, dmac } = route {
+        let cached = CachedRoute { expires_ns: now + ROUTE_CACHE_TTL_NS, smac, dmac, ifindex, mtu };
+        let _ = ROUTES.insert(&key, &cached, 0);
+    }
+    route
+}
+
+/// `bpf_fib_lookup` itself; with the route comes the egress MTU (the kernel reports it on
+/// success too).
+#[inline(always)]
+fn fib_lookup(
+    ctx: &XdpContext,
+    v6: bool,
+    src: *const u8,
+    dst: *const u8,
+    tot_len: u16,
+) -> (Route, u32) {
     // SAFETY: plain-old-data kernel struct; all-zero is a valid initial state.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     p.ifindex = ctx.ingress_ifindex() as u32;
@@ -63,21 +109,21 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
             0,
         )
     } as u32;
-    match rc {
+    let mtu = unsafe { p.__bindgen_anon_1.mtu_result };
+    let route = match rc {
         BPF_FIB_LKUP_RET_SUCCESS => Route::Resolved {
             ifindex: p.ifindex,
             smac: get_mac(p.smac.as_ptr()),
             dmac: get_mac(p.dmac.as_ptr()),
         },
         BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig {
-            mtu: unsafe { p.__bindgen_anon_1.mtu_result },
-        },
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig { mtu },
         BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
             Route::Unreachable
         }
         _ => Route::NotForwarded,
-    }
+    };
+    (route, mtu as u32)
 }
 
 /// The verdict for a frame whose Ethernet header is already written for `ifindex`:

@@ -4,11 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
 };
 use vdmm_common::{
     Binding, CounterValue, IpAddrKey, TunnelConfig, counters::COUNTER_ENTRIES, maps as names,
-    tunnel::AddressFlags,
+    tunnel::{AddressFlags, CachedRoute, RouteKey},
 };
 
 #[map(name = "VDMM_COUNTERS")]
@@ -29,6 +29,10 @@ pub static BINDINGS_V4: LpmTrie<[u8; 4], Binding> = LpmTrie::pinned(names::MAX_B
 
 #[map(name = "VDMM_BINDINGS6")]
 pub static BINDINGS_V6: LpmTrie<[u8; 16], Binding> = LpmTrie::pinned(names::MAX_BINDINGS, 0);
+
+#[map(name = "VDMM_ROUTES")]
+pub static ROUTES: LruPerCpuHashMap<RouteKey, CachedRoute> =
+    LruPerCpuHashMap::pinned(names::MAX_CACHED_ROUTES, 0);
 
 #[map(name = "VDMM_CONFIG")]
 pub static CONFIG: Array<TunnelConfig> = Array::pinned(1, 0);

@@ -170,7 +170,11 @@ fn finish<const INNER_V6: bool>(
     if ecn != tc & 3 {
         inner.set_traffic_class((tc & !3) | ecn);
     }
-    inner.decrement_hop_limit();
+    // Forwarded here: this router's TTL decrement. Passed up: the kernel's forwarding
+    // decrements it (once).
+    if let Route::Resolved { .. } = route {
+        inner.decrement_hop_limit();
+    }
 
     let Some(old) = frame.ptr(0, ETH_HLEN) else {
         return Verdict::drop(Reason::Malformed, kind);
