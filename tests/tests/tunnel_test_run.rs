@@ -284,8 +284,10 @@ struct Outcome {
 enum Hook {
     /// `vdmm_xdp`, `ingress` is the receiving interface.
     Xdp,
-    /// `vdmm_tc_egress`, `ingress` is the interface the skb leaves through; TC_ACT_OK is
-    /// read as pass and TC_ACT_SHOT as drop (as its counters do).
+    /// `vdmm_tc_egress`, `ingress` is the interface the skb leaves through (in production
+    /// `vdmm0`; the FIB look-up only needs an interface with forwarding on); TC_ACT_OK is
+    /// read as pass, TC_ACT_SHOT as drop and TC_ACT_REDIRECT as redirect (as its counters
+    /// do).
     TcEgress,
 }
 
@@ -346,10 +348,12 @@ fn check(dp: &DataPlane, c: &Case) -> Result<(), String> {
     .map_err(|e| format!("test run failed: {e:#}"))?;
     let after = counters()?;
     if c.hook == Hook::TcEgress {
-        // TC_ACT_OK 0 -> pass, TC_ACT_SHOT 2 -> drop; anything else stays unknown.
+        // TC_ACT_OK 0 -> pass, TC_ACT_SHOT 2 -> drop, TC_ACT_REDIRECT 7 -> redirect;
+        // anything else stays unknown.
         r.action = match r.action {
             0 => Action::Pass as u32,
             2 => Action::Drop as u32,
+            7 => Action::Redirect as u32,
             other => 1000 + other,
         };
     }
@@ -2612,8 +2616,9 @@ fn tc_case(name: impl Into<String>, egress: u32, frame: Vec<u8>, o: Outcome) -> 
 
 /// `vdmm_tc_egress`: what the kernel sends toward a bound home address (packets XDP
 /// passed up for neighbour resolution or fragmentation, or the gateway's own) gets the
-/// outer header behind the Ethernet header the kernel built; nothing else changes (the
-/// kernel already decremented the TTL).
+/// outer header behind the Ethernet header and is redirected toward the locator with
+/// `bpf_redirect_neigh` (which writes the MACs outside the test run); nothing else changes
+/// (the kernel already decremented the TTL). Too big for the locator's egress MTU: drop.
 #[test]
 fn tc_egress_slow_path() {
     let lab = Lab::new("tc");
@@ -2697,7 +2702,7 @@ fn tc_egress_slow_path() {
             lab.ul0,
             frame,
             outcome(
-                Action::Pass,
+                Action::Redirect,
                 Reason::Encap,
                 kind_of(&inner, loc),
                 Out::Exact(out, ignore),
@@ -2723,7 +2728,7 @@ fn tc_egress_slow_path() {
             lab.ul1,
             ethernet(FAR_MAC, UL1_MAC, fits.ethertype(), &bytes),
             outcome(
-                Action::Pass,
+                Action::Redirect,
                 Reason::Encap,
                 kind,
                 exact(ethernet(

@@ -2,6 +2,8 @@
 //! interface and next-hop MAC, then `XDP_TX` (same interface) or `XDP_REDIRECT`. What the
 //! FIB cannot resolve goes to the kernel with its own reason.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
@@ -29,8 +31,8 @@ const AF_INET6: u8 = 10;
 pub enum Route {
     /// Egress interface and the MACs to write.
     Resolved { ifindex: u32, smac: u64, dmac: u64 },
-    /// Route found but the next hop has no neighbour entry yet.
-    NoNeighbour,
+    /// Route found (egress interface given) but the next hop has no neighbour entry yet.
+    NoNeighbour { ifindex: u32 },
     /// The packet (of the length asked about) exceeds the egress MTU, which is given.
     TooBig { mtu: u16 },
     /// No usable route (none, blackhole, unreachable, prohibit).
@@ -68,7 +70,8 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
             return Route::Resolved { ifindex: r.ifindex, smac: r.smac, dmac: r.dmac };
         }
     }
-    let (route, mtu) = fib_lookup(ctx, v6, src, dst, tot_len);
+    let ingress = ctx.ingress_ifindex() as u32;
+    let (route, mtu) = fib_lookup(ctx.ctx as *mut c_void, ingress, v6, src, dst, tot_len);
     if let Route::Resolved { ifindex, smac, dmac } = route {
         let cached = CachedRoute { expires_ns: now + ROUTE_CACHE_TTL_NS, smac, dmac, ifindex, mtu };
         let _ = ROUTES.insert(&key, &cached, 0);
@@ -76,11 +79,13 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
     route
 }
 
-/// `bpf_fib_lookup` itself; with the route comes the egress MTU (the kernel reports it on
-/// success too).
+/// `bpf_fib_lookup` itself, from an XDP or a TC context (`ctx`), as a packet arriving on
+/// `ifindex` would be routed; with a resolved route comes the egress MTU (the kernel reports
+/// it on success too). `tot_len` 0 skips the MTU check.
 #[inline(always)]
-fn fib_lookup(
-    ctx: &XdpContext,
+pub fn fib_lookup(
+    ctx: *mut c_void,
+    ifindex: u32,
     v6: bool,
     src: *const u8,
     dst: *const u8,
@@ -88,7 +93,7 @@ fn fib_lookup(
 ) -> (Route, u32) {
     // SAFETY: plain-old-data kernel struct; all-zero is a valid initial state.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
-    p.ifindex = ctx.ingress_ifindex() as u32;
+    p.ifindex = ifindex;
     p.__bindgen_anon_1.tot_len = tot_len;
     let psrc = &mut p.__bindgen_anon_3 as *mut _ as *mut u8;
     let pdst = &mut p.__bindgen_anon_4 as *mut _ as *mut u8;
@@ -103,7 +108,7 @@ fn fib_lookup(
     }
     let rc = unsafe {
         bpf_fib_lookup(
-            ctx.ctx as *mut _,
+            ctx,
             &mut p as *mut _,
             core::mem::size_of::<FibParams>() as i32,
             0,
@@ -116,7 +121,7 @@ fn fib_lookup(
             smac: get_mac(p.smac.as_ptr()),
             dmac: get_mac(p.dmac.as_ptr()),
         },
-        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour { ifindex: p.ifindex },
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig { mtu },
         BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
             Route::Unreachable

@@ -8,6 +8,7 @@
 //! - `icmp_error`: ICMP / ICMPv6 errors (time exceeded, too big) built in place.
 //! - `forward`: `bpf_fib_lookup` and the XDP verdict for a rewritten packet.
 //! - `slow_path`: TC egress encapsulation of what the kernel forwards or originates.
+//! - `translate`: stateless IPv4/IPv6 translation (SIIT, RFC 7915 / 6052 / 7757 / 6791).
 //! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
 #![no_std]
 #![no_main]
@@ -21,10 +22,11 @@ mod icmp_error;
 mod maps;
 mod packet;
 mod slow_path;
+mod translate;
 mod tunnel;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -47,18 +49,19 @@ pub fn vdmm_xdp(ctx: XdpContext) -> u32 {
     verdict.action()
 }
 
-/// Slow path on clsact egress: encapsulates packets the kernel sends toward a bound home
-/// address (see `slow_path`). Counted like the XDP program, in its own counter array;
-/// `pass` there means `TC_ACT_OK`, `drop` `TC_ACT_SHOT`.
+/// Slow path on the clsact egress of the `vdmm0` device: encapsulates packets the kernel
+/// routes toward a bound home address and redirects them toward the locator (see
+/// `slow_path`). Counted like the XDP program, in its own counter array; there `pass`
+/// means `TC_ACT_OK`, `drop` `TC_ACT_SHOT`, `redirect` `TC_ACT_REDIRECT`.
 #[classifier]
 pub fn vdmm_tc_egress(ctx: TcContext) -> i32 {
     let len = ctx.len() as u64;
     let verdict = slow_path::egress(&ctx);
     counters::count(&maps::TC_COUNTERS, verdict, len);
-    if verdict.action() == Action::Drop as u32 {
-        TC_ACT_SHOT as i32
-    } else {
-        TC_ACT_OK as i32
+    match verdict.action() {
+        a if a == Action::Drop as u32 => TC_ACT_SHOT as i32,
+        a if a == Action::Redirect as u32 => TC_ACT_REDIRECT as i32,
+        _ => TC_ACT_OK as i32,
     }
 }
 

@@ -1,17 +1,23 @@
 //! TC egress slow path: encapsulates what the kernel itself sends toward a bound home
 //! address. The XDP fast path hands the kernel the packets it cannot finish (IPv4 without
-//! DF that must be fragmented, next hops without a neighbour entry); the kernel routes
-//! them along its route for the home prefix (via the locator, with the tunnel overhead
-//! taken off the MTU), fragments and resolves neighbours as needed, and this program adds
-//! the outer header on the way out. Packets the gateway originates itself take the same
-//! path. The kernel has already decremented the TTL.
+//! DF that must be fragmented, next hops without a neighbour entry). The control plane
+//! routes every home prefix into `vdmm0`, a NOARP dummy device, with the tunnel overhead
+//! taken off the route's MTU; the kernel forwards such packets there (fragmenting IPv4
+//! without DF to that MTU), this program adds the outer header on the device's egress and
+//! hands the tunnel packet to `bpf_redirect_neigh` toward the locator, which resolves the
+//! next hop's neighbour entry (queueing the packet meanwhile) for every tunnel kind.
+//! Packets the gateway originates itself take the same path. The kernel has already
+//! decremented the TTL.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, __sk_buff,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::generated::bpf_check_mtu,
+    bindings::TC_ACT_REDIRECT,
+    helpers::generated::{bpf_check_mtu, bpf_redirect_neigh},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -19,6 +25,7 @@ use vdmm_common::{Action, Binding, Reason, TunnelKind};
 
 use crate::{
     counters::Verdict,
+    forward::{self, Route},
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6},
     packet::{Frame, copy},
@@ -85,12 +92,6 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
         (Inner::V4(ip), ip.total_len() as usize)
     };
     let hdr = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-    // The kernel sized the packet for its route; if that route does not leave room for
-    // the outer header, the packet cannot go out whole.
-    let mut mtu_len = 0u32;
-    if unsafe { bpf_check_mtu(skb as *mut _, 0, &mut mtu_len, hdr as i32, 0) } != 0 {
-        return Verdict::drop(Reason::TooBig, kind);
-    }
     let outer = OuterHeader::new(&frame, &inner, inner_len, binding);
     let flags = if outer_v6 {
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
@@ -107,5 +108,28 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     };
     let ethertype = outer.write(unsafe { p.add(ETH_HLEN) }, binding);
     Eth(p).set_ethertype(ethertype);
-    Verdict::new(Action::Pass, Reason::Encap, kind)
+
+    // Out toward the locator: the FIB names the interface, the neighbour subsystem the
+    // MACs (resolving them if needed).
+    let at = if outer_v6 { 0 } else { 12 };
+    let (source, locator) = unsafe {
+        (binding.source.addr.as_ptr().add(at), binding.locator.addr.as_ptr().add(at))
+    };
+    let ifindex = unsafe { (*skb).ifindex };
+    let (route, _) = forward::fib_lookup(skb as *mut c_void, ifindex, outer_v6, source, locator, 0);
+    let egress = match route {
+        Route::Resolved { ifindex, .. } | Route::NoNeighbour { ifindex } => ifindex,
+        Route::Unreachable => return Verdict::drop(Reason::FibUnreachable, kind),
+        Route::TooBig { .. } | Route::NotForwarded => {
+            return Verdict::drop(Reason::FibNotForwarded, kind);
+        }
+    };
+    let mut mtu_len = 0u32;
+    if unsafe { bpf_check_mtu(skb as *mut _, egress, &mut mtu_len, 0, 0) } != 0 {
+        return Verdict::drop(Reason::TooBig, kind);
+    }
+    if unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) } as i64 != TC_ACT_REDIRECT as i64 {
+        return Verdict::drop(Reason::FibNotForwarded, kind);
+    }
+    Verdict::new(Action::Redirect, Reason::Encap, kind)
 }

@@ -206,7 +206,7 @@ fn finish<const INNER_V6: bool>(
                 // Larger than the egress MTU: the kernel fragments it or sends the ICMP
                 // error toward the inner source.
                 Route::TooBig { .. } => Reason::TooBig,
-                Route::NoNeighbour => Reason::FibNoNeighbour,
+                Route::NoNeighbour { .. } => Reason::FibNoNeighbour,
                 _ => Reason::FibNotForwarded,
             };
             Verdict::new(Action::Pass, reason, kind)

@@ -96,7 +96,7 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
         }
         // The kernel resolves the neighbour; its route for the home prefix and the TC
         // egress program carry this packet (and the next ones, until it is resolved).
-        Route::NoNeighbour => return Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind),
+        Route::NoNeighbour { .. } => return Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind),
         Route::Unreachable => return Verdict::drop(Reason::FibUnreachable, kind),
         Route::NotForwarded => return Verdict::new(Action::Pass, Reason::FibNotForwarded, kind),
     };
