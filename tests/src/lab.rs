@@ -79,6 +79,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::netns::{Netns, require_root, run};
 
+pub mod rawxdp;
+
 // ---------------------------------------------------------------------------------------
 // Addressing
 // ---------------------------------------------------------------------------------------
@@ -231,6 +233,13 @@ pub struct LabOptions {
     pub xdp_mode: Option<String>,
     /// Path of the vdmm-ctl binary; `None` = [`default_ctl_path`].
     pub ctl: Option<PathBuf>,
+    /// The host drops everything at XDP (a sink that costs the same whatever path
+    /// delivered the frames; benchmarks) instead of passing it to its stack.
+    pub sink_drop: bool,
+    /// Threaded NAPI on the veth ends that receive forwarded traffic (gwA's inner side,
+    /// gwB's underlay side, the host): their receive processing then runs in kernel
+    /// threads the scheduler can put on another CPU than the traffic source.
+    pub threaded_napi: bool,
 }
 
 impl LabOptions {
@@ -242,6 +251,8 @@ impl LabOptions {
             switch: true,
             xdp_mode: None,
             ctl: None,
+            sink_drop: false,
+            threaded_napi: false,
         }
     }
 }
@@ -284,6 +295,8 @@ pub struct Lab {
     /// Pass-only XDP programs on the correspondent's and host's interfaces (see
     /// [`attach_pass_program`]), with the bpffs their maps are pinned on.
     napi_keepers: Vec<(aya::Ebpf, PathBuf)>,
+    /// The host's XDP drop program and its link, with [`LabOptions::sink_drop`].
+    sink: Vec<std::os::fd::OwnedFd>,
     // Namespaces are declared last: they are dropped after `Drop::drop` unmounted the pins.
     pub corr: Netns,
     pub gwa: Netns,
@@ -402,6 +415,7 @@ impl Lab {
             ctl,
             pins,
             napi_keepers: vec![],
+            sink: vec![],
             corr,
             gwa,
             gwb,
@@ -410,7 +424,10 @@ impl Lab {
             rogue,
         };
         lab.wire().context("building the lab's links and addresses")?;
-        let mut keep: Vec<(&Netns, &[&str])> = vec![(&lab.corr, &[CORR_IF]), (&lab.host, &[HOST_IF])];
+        let mut keep: Vec<(&Netns, &[&str])> = vec![(&lab.corr, &[CORR_IF])];
+        if !lab.opts.sink_drop {
+            keep.push((&lab.host, &[HOST_IF]));
+        }
         if let Some(sw) = &lab.switch {
             keep.push((sw, &[SWITCH_GWA_IF, SWITCH_GWB_IF, SWITCH_ROGUE_IF]));
         }
@@ -427,7 +444,21 @@ impl Lab {
         } else {
             lab.route_plainly()?;
         }
+        if lab.opts.threaded_napi {
+            for (ns, dev) in [(&lab.gwa, GWA_CORR_IF), (&lab.gwb, GWB_UL_IF), (&lab.host, HOST_IF)] {
+                ns.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])
+                    .with_context(|| format!("threaded NAPI on {dev}"))?;
+            }
+        }
         lab.warm_up().context("warming up neighbour tables")?;
+        if lab.opts.sink_drop {
+            lab.sink = join(in_netns(&lab.host, || {
+                let prog = rawxdp::load_return_program(rawxdp::XDP_DROP, "lab_sink_drop")?;
+                let link = rawxdp::attach(&prog, rawxdp::ifindex(HOST_IF)?)?;
+                Ok(vec![prog, link])
+            }))
+            .context("attaching the XDP drop sink to the host")?;
+        }
         Ok(lab)
     }
 
