@@ -23,15 +23,19 @@
 //! ports see every frame; and a third namespace (`rogue`) on the same segment can send
 //! tunnel packets to gwB from an address that is not a peer.
 //!
-//! Routes: the gateways deliberately get NO route for the other side's inner prefixes.
-//! The data plane encapsulates by binding before the kernel routes anything, and the FIB
-//! look-ups it does are for the locator (connected underlay route) and, after
-//! decapsulation, for the inner destination on the gateway's own side (connected route).
-//! Without inner routes, any packet that XDP fails to encapsulate is refused by the
-//! gateway's kernel (ICMP network unreachable) instead of leaking onto the underlay in
-//! clear, so tests see a failure instead of a silent plaintext path.
-//! [`Plane::KernelRouting`] (the benchmark baseline) is the exception: no XDP, and plain
-//! routes for the inner prefixes through the underlay.
+//! Routes: the lab adds NO route for the other side's inner prefixes itself. The data
+//! plane encapsulates by binding before the kernel routes anything; the FIB look-ups it
+//! does are for the locator (connected underlay route) and, after decapsulation, for the
+//! inner destination on the gateway's own side (connected route). What XDP cannot finish
+//! (IPv4 without DF that must be fragmented, a next hop without a neighbour entry) it
+//! hands to the kernel unencapsulated; for that slow path `vdmm-ctl binding add` installs
+//! a route for the home prefix via the locator with the tunnel overhead taken off the
+//! MTU (proto 118; e.g. `10.2.0.0/24 via 192.0.2.2 dev gwa-u mtu 1480`), and vdmm's TC
+//! egress program encapsulates on the way out. Linux refuses an IPv6 route via an IPv4
+//! next hop, so an IPv4 underlay has no slow-path route for the IPv6 home prefix. The
+//! capture checks prove nothing leaves the gateway unencapsulated either way.
+//! [`Plane::KernelRouting`] (the benchmark baseline) is different: no vdmm at all, and
+//! plain routes for the inner prefixes through the underlay.
 //!
 //! Kernel settings the lab makes, and why:
 //! - forwarding on in the gateways (the data plane passes fib_no_neighbour and
@@ -107,7 +111,11 @@ impl Family {
     }
 
     pub fn of(addr: IpAddr) -> Family {
-        if addr.is_ipv4() { Family::V4 } else { Family::V6 }
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
     }
 }
 
@@ -334,7 +342,17 @@ fn unmount_pin_dir(dir: &Path) {
 
 fn veth(n1: &Netns, if1: &str, n2: &Netns, if2: &str) -> Result<()> {
     run(Command::new("ip").args([
-        "link", "add", if1, "netns", n1.name(), "type", "veth", "peer", "name", if2, "netns",
+        "link",
+        "add",
+        if1,
+        "netns",
+        n1.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        if2,
+        "netns",
         n2.name(),
     ]))?;
     Ok(())
@@ -373,7 +391,18 @@ fn ethtool(ns: &Netns, dev: &str, features: &[&str]) -> Result<()> {
 fn ping_once(ns: &Netns, to: IpAddr, tries: u32) -> Result<()> {
     for _ in 0..tries {
         let out = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "ping", "-n", "-q", "-c", "1", "-W", "1"])
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "1",
+                "-W",
+                "1",
+            ])
             .arg(to.to_string())
             .output()?;
         if out.status.success() {
@@ -423,7 +452,8 @@ impl Lab {
             switch,
             rogue,
         };
-        lab.wire().context("building the lab's links and addresses")?;
+        lab.wire()
+            .context("building the lab's links and addresses")?;
         let mut keep: Vec<(&Netns, &[&str])> = vec![(&lab.corr, &[CORR_IF])];
         if !lab.opts.sink_drop {
             keep.push((&lab.host, &[HOST_IF]));
@@ -440,14 +470,22 @@ impl Lab {
         }
         lab.napi_keepers = keepers;
         if lab.opts.plane == Plane::Tunnel {
-            lab.program_gateways().context("programming the gateways with vdmm-ctl")?;
+            lab.program_gateways()
+                .context("programming the gateways with vdmm-ctl")?;
         } else {
             lab.route_plainly()?;
         }
         if lab.opts.threaded_napi {
-            for (ns, dev) in [(&lab.gwa, GWA_CORR_IF), (&lab.gwb, GWB_UL_IF), (&lab.host, HOST_IF)] {
-                ns.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])
-                    .with_context(|| format!("threaded NAPI on {dev}"))?;
+            for (ns, dev) in [
+                (&lab.gwa, GWA_CORR_IF),
+                (&lab.gwb, GWB_UL_IF),
+                (&lab.host, HOST_IF),
+            ] {
+                ns.exec(
+                    "sh",
+                    &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")],
+                )
+                .with_context(|| format!("threaded NAPI on {dev}"))?;
             }
         }
         lab.warm_up().context("warming up neighbour tables")?;
@@ -513,7 +551,14 @@ impl Lab {
             veth(&self.gwb, GWB_UL_IF, sw, SWITCH_GWB_IF)?;
             veth(rogue, ROGUE_IF, sw, SWITCH_ROGUE_IF)?;
             sw.ip(&[
-                "link", "add", BRIDGE_IF, "type", "bridge", "stp_state", "0", "mcast_snooping",
+                "link",
+                "add",
+                BRIDGE_IF,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "mcast_snooping",
                 "0",
             ])?;
             for port in [SWITCH_GWA_IF, SWITCH_GWB_IF, SWITCH_ROGUE_IF] {
@@ -537,7 +582,8 @@ impl Lab {
             veth(&self.gwa, GWA_UL_IF, &self.gwb, GWB_UL_IF)?;
         }
         let ul = self.opts.underlay;
-        let links: [(&Netns, &str, Vec<(IpAddr, u8)>, &[&str]); 6] = [
+        type Link<'a> = (&'a Netns, &'a str, Vec<(IpAddr, u8)>, &'a [&'a str]);
+        let links: [Link; 6] = [
             (
                 &self.corr,
                 CORR_IF,
@@ -586,10 +632,26 @@ impl Lab {
             // err=-95, and the frames are dropped).
             ethtool(ns, dev, features)?;
         }
-        self.corr.ip(&["route", "add", "default", "via", &GWA_INNER_V4.to_string()])?;
-        self.corr.ip(&["-6", "route", "add", "default", "via", &GWA_INNER_V6.to_string()])?;
-        self.host.ip(&["route", "add", "default", "via", &GWB_INNER_V4.to_string()])?;
-        self.host.ip(&["-6", "route", "add", "default", "via", &GWB_INNER_V6.to_string()])?;
+        self.corr
+            .ip(&["route", "add", "default", "via", &GWA_INNER_V4.to_string()])?;
+        self.corr.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &GWA_INNER_V6.to_string(),
+        ])?;
+        self.host
+            .ip(&["route", "add", "default", "via", &GWB_INNER_V4.to_string()])?;
+        self.host.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &GWB_INNER_V6.to_string(),
+        ])?;
         Ok(())
     }
 
@@ -603,8 +665,16 @@ impl Lab {
             }
         };
         for (gw, prefixes, next) in [
-            (&self.gwa, [HOST_PREFIX_V4, HOST_PREFIX_V6], gwb_underlay(ul)),
-            (&self.gwb, [CORR_PREFIX_V4, CORR_PREFIX_V6], gwa_underlay(ul)),
+            (
+                &self.gwa,
+                [HOST_PREFIX_V4, HOST_PREFIX_V6],
+                gwb_underlay(ul),
+            ),
+            (
+                &self.gwb,
+                [CORR_PREFIX_V4, CORR_PREFIX_V6],
+                gwa_underlay(ul),
+            ),
         ] {
             for p in prefixes {
                 let mut args: Vec<String> = vec!["route".into(), "add".into(), p.into()];
@@ -686,7 +756,10 @@ impl Lab {
             self.ctl(g, &["endpoint", "add", &me])?;
             self.ctl(g, &["peer", "add", &peer])?;
             for p in prefixes {
-                self.ctl(g, &["binding", "add", p, "--locator", &peer, "--source", &me])?;
+                self.ctl(
+                    g,
+                    &["binding", "add", p, "--locator", &peer, "--source", &me],
+                )?;
             }
             // Source of the ICMP errors (fragmentation needed / packet too big, time
             // exceeded) the data plane sends back to the inner side: the gateway's inner
@@ -893,7 +966,10 @@ impl Counters {
         for (k, v) in &self.0 {
             let b = before.0.get(k).copied().unwrap_or((0, 0));
             if v.0 != b.0 || v.1 != b.1 {
-                d.insert(k.clone(), (v.0.saturating_sub(b.0), v.1.saturating_sub(b.1)));
+                d.insert(
+                    k.clone(),
+                    (v.0.saturating_sub(b.0), v.1.saturating_sub(b.1)),
+                );
             }
         }
         Counters(d)
@@ -1137,7 +1213,10 @@ pub fn tcp_transfer(
             for (i, b) in buf[..n].iter().enumerate() {
                 let want = ((got + i as u64) % 251) as u8;
                 if *b != want {
-                    bail!("TCP receiver: byte {} is {b:#x}, expected {want:#x}", got + i as u64);
+                    bail!(
+                        "TCP receiver: byte {} is {b:#x}, expected {want:#x}",
+                        got + i as u64
+                    );
                 }
             }
             got += n as u64;
@@ -1201,7 +1280,11 @@ pub fn send_raw_tunnel(ns: &Netns, outer_dst: IpAddr, inner: Vec<u8>, count: u32
     let inner_v6 = inner.first().is_some_and(|b| b >> 4 == 6);
     let proto = if inner_v6 { 41 } else { 4 };
     let h = in_netns(ns, move || {
-        let domain = if outer_dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let domain = if outer_dst.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
         let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, proto) };
         ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
         let res = (|| {
@@ -1287,7 +1370,18 @@ impl Capture {
         ));
         // `ip netns exec` execs tcpdump, so the child's pid is tcpdump's.
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "tcpdump", "-n", "-i", dev, "-s", "256", "-U"])
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "tcpdump",
+                "-n",
+                "-i",
+                dev,
+                "-s",
+                "256",
+                "-U",
+            ])
             .args(["--immediate-mode", "-w"])
             .arg(&file)
             .stdin(Stdio::null())
@@ -1473,7 +1567,11 @@ pub struct CaptureSummary {
 impl CaptureSummary {
     /// Reads a classic pcap file (what `tcpdump -w` writes), Ethernet link type.
     pub fn from_pcap(data: &[u8]) -> Result<CaptureSummary> {
-        ensure!(data.len() >= 24, "pcap file too short ({} bytes)", data.len());
+        ensure!(
+            data.len() >= 24,
+            "pcap file too short ({} bytes)",
+            data.len()
+        );
         let magic = u32::from_le_bytes(data[0..4].try_into()?);
         let le = match magic {
             0xa1b2_c3d4 | 0xa1b2_3c4d => true,
@@ -1482,10 +1580,17 @@ impl CaptureSummary {
         };
         let rd32 = |b: &[u8]| -> u32 {
             let a: [u8; 4] = b[..4].try_into().unwrap();
-            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
         };
         let linktype = rd32(&data[20..24]);
-        ensure!(linktype == 1, "pcap link type {linktype}, expected Ethernet (1)");
+        ensure!(
+            linktype == 1,
+            "pcap link type {linktype}, expected Ethernet (1)"
+        );
         let mut off = 24;
         let mut frames = vec![];
         while off + 16 <= data.len() {

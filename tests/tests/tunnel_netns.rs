@@ -66,7 +66,10 @@ fn traffic(underlay: Family, inner: Family) {
     );
     let n = PINGS as u64;
     // Requests: encap on gwA, decap on gwB; replies: encap on gwB, decap on gwA.
-    let both = expect(&[("encap", kind, "redirect", n), ("decap", kind, "redirect", n)]);
+    let both = expect(&[
+        ("encap", kind, "redirect", n),
+        ("decap", kind, "redirect", n),
+    ]);
     assert_eq!(da.packets(), both, "{kind}: gwA counters for {n} pings");
     assert_eq!(db.packets(), both, "{kind}: gwB counters for {n} pings");
 
@@ -85,7 +88,10 @@ fn traffic(underlay: Family, inner: Family) {
         lab.stats(Gw::A).unwrap().since(&a0).tunnel_only(),
         lab.stats(Gw::B).unwrap().since(&b0).tunnel_only(),
     );
-    assert_eq!(got, UDP_DATAGRAMS, "{kind}: UDP datagrams received\ngwA:\n{da}gwB:\n{db}");
+    assert_eq!(
+        got, UDP_DATAGRAMS,
+        "{kind}: UDP datagrams received\ngwA:\n{da}gwB:\n{db}"
+    );
     assert_eq!(
         da.packets(),
         expect(&[("encap", kind, "redirect", UDP_DATAGRAMS)]),
@@ -101,19 +107,33 @@ fn traffic(underlay: Family, inner: Family) {
     let a0 = lab.stats(Gw::A).unwrap();
     // ping exits 1 (no reply); its report is on stdout.
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.corr.name(), "ping", "-n", "-c", "1", "-W", "1", "-t", "1"])
+        .args([
+            "netns",
+            "exec",
+            lab.corr.name(),
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-t",
+            "1",
+        ])
         .arg(dst.to_string())
         .output()
         .expect("run ping");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let da = lab.stats(Gw::A).unwrap().since(&a0);
-    let expired: u64 = da
-        .0
-        .iter()
-        .filter(|((r, _, a), _)| r == "ttl_expired" && a == "tx")
-        .map(|(_, v)| v.0)
-        .sum();
-    assert_eq!(expired, 1, "{kind}: TTL 1 ping must cost one ttl_expired/tx on gwA\n{da}");
+    let expired: u64 =
+        da.0.iter()
+            .filter(|((r, _, a), _)| r == "ttl_expired" && a == "tx")
+            .map(|(_, v)| v.0)
+            .sum();
+    assert_eq!(
+        expired, 1,
+        "{kind}: TTL 1 ping must cost one ttl_expired/tx on gwA\n{da}"
+    );
     assert!(
         text.contains("exceeded"),
         "{kind}: ping -t 1 should report time exceeded from gwA, printed: {text}"
@@ -121,7 +141,13 @@ fn traffic(underlay: Family, inner: Family) {
 
     // --- TCP, 10 MiB, 1500-byte MTU everywhere: needs PMTUD through the data plane -----
     let (a0, b0) = (lab.stats(Gw::A).unwrap(), lab.stats(Gw::B).unwrap());
-    let tcp = lab::tcp_transfer(&lab.corr, &lab.host, dst, TCP_BYTES, Duration::from_secs(20));
+    let tcp = lab::tcp_transfer(
+        &lab.corr,
+        &lab.host,
+        dst,
+        TCP_BYTES,
+        Duration::from_secs(20),
+    );
     let (da, db) = (
         lab.stats(Gw::A).unwrap().since(&a0).tunnel_only(),
         lab.stats(Gw::B).unwrap().since(&b0).tunnel_only(),
@@ -143,12 +169,14 @@ fn traffic(underlay: Family, inner: Family) {
          gwA:\n{da}gwB:\n{db}"
     );
     for (gw, d) in [("gwA", &da), ("gwB", &db)] {
-        let drops: Vec<_> = d
-            .0
-            .iter()
-            .filter(|((_, _, a), v)| (a == "drop" || a == "aborted") && v.0 > 0)
-            .collect();
-        assert!(drops.is_empty(), "{kind}: {gw} dropped tunnel packets during TCP: {drops:?}");
+        let drops: Vec<_> =
+            d.0.iter()
+                .filter(|((_, _, a), v)| (a == "drop" || a == "aborted") && v.0 > 0)
+                .collect();
+        assert!(
+            drops.is_empty(),
+            "{kind}: {gw} dropped tunnel packets during TCP: {drops:?}"
+        );
     }
     let route = lab
         .corr
@@ -181,7 +209,10 @@ fn traffic(underlay: Family, inner: Family) {
         .into_iter()
         .filter(|(l, _)| ["4in4", "6in4", "4in6", "6in6"].contains(&l.as_str()) && l != kind)
         .collect();
-    assert!(other_kinds.is_empty(), "{kind}: other tunnel kinds on the underlay: {other_kinds:?}");
+    assert!(
+        other_kinds.is_empty(),
+        "{kind}: other tunnel kinds on the underlay: {other_kinds:?}"
+    );
     eprintln!(
         "{kind}: {n}/{n} pings, {UDP_DATAGRAMS} datagrams, {TCP_BYTES} TCP bytes at {:.0} Mbit/s; \
          underlay capture: {} (kernel drops {})",
@@ -209,7 +240,10 @@ fn non_peer(underlay: Family) {
         lab::send_raw_tunnel(rogue, gwb_underlay(underlay), packet.clone(), 5).unwrap();
         let (got, _) = lab::join(sink).unwrap();
         let db = lab.stats(Gw::B).unwrap().since(&b0).tunnel_only();
-        assert_eq!(got, 0, "{kind}: a tunnel packet from a non-peer reached the host\n{db}");
+        assert_eq!(
+            got, 0,
+            "{kind}: a tunnel packet from a non-peer reached the host\n{db}"
+        );
         assert_eq!(
             db.packets(),
             expect(&[("not_peer", kind, "drop", 5)]),
@@ -223,8 +257,15 @@ fn non_peer(underlay: Family) {
         lab::send_raw_tunnel(&lab.gwa, gwb_underlay(underlay), packet, 1).unwrap();
         let (got, _) = lab::join(sink).unwrap();
         let db = lab.stats(Gw::B).unwrap().since(&b0).tunnel_only();
-        assert_eq!(got, 1, "{kind}: the same packet from the peer gwA must arrive\n{db}");
-        assert_eq!(db.packets(), expect(&[("decap", kind, "redirect", 1)]), "{kind}: gwB");
+        assert_eq!(
+            got, 1,
+            "{kind}: the same packet from the peer gwA must arrive\n{db}"
+        );
+        assert_eq!(
+            db.packets(),
+            expect(&[("decap", kind, "redirect", 1)]),
+            "{kind}: gwB"
+        );
 
         let cap = capture.stop().unwrap();
         let from = |src: IpAddr| {
@@ -233,22 +274,37 @@ fn non_peer(underlay: Family) {
                 .filter(|f| matches!(f, lab::FrameClass::Tunnel { src: s, .. } if *s == src))
                 .count()
         };
-        assert_eq!(from(rogue_underlay(underlay)), 5, "{kind}: rogue frames at gwB's port");
-        assert_eq!(from(gwa_underlay(underlay)), 1, "{kind}: peer frames at gwB's port");
+        assert_eq!(
+            from(rogue_underlay(underlay)),
+            5,
+            "{kind}: rogue frames at gwB's port"
+        );
+        assert_eq!(
+            from(gwa_underlay(underlay)),
+            1,
+            "{kind}: peer frames at gwB's port"
+        );
     }
 }
 
 /// IPv4 without DF that does not fit once encapsulated: the issue asks for it to be
-/// fragmented where IPv4 allows it. With an IPv4 underlay the data plane hands the
-/// encapsulated packet (outer DF clear) to gwA's kernel to fragment
-/// (fragmented_by_kernel); the datagram must reach the host.
+/// fragmented where IPv4 allows it. The data plane hands the packet to gwA's kernel
+/// (fragmented_by_kernel), which fragments it along the slow-path route vdmm-ctl
+/// installed for the binding; the TC egress program encapsulates the fragments. The
+/// datagrams must reach the host.
 fn non_df_fragmentation(underlay: Family) {
     let lab = build(underlay);
     let kind = kind_name(Family::V4, underlay);
     let (a0, b0) = (lab.stats(Gw::A).unwrap(), lab.stats(Gw::B).unwrap());
     let port = lab::next_port();
-    let sink = lab::udp_sink(&lab.host, lab::HOST_V4.into(), port, 3, Duration::from_secs(2))
-        .unwrap();
+    let sink = lab::udp_sink(
+        &lab.host,
+        lab::HOST_V4.into(),
+        port,
+        3,
+        Duration::from_secs(2),
+    )
+    .unwrap();
     let sender = lab::in_netns(&lab.corr, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
         let off: libc::c_int = libc::IP_PMTUDISC_DONT;
@@ -262,7 +318,11 @@ fn non_df_fragmentation(underlay: Family) {
                 std::mem::size_of_val(&off) as _,
             )
         };
-        anyhow::ensure!(rc == 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+        anyhow::ensure!(
+            rc == 0,
+            "IP_MTU_DISCOVER: {}",
+            std::io::Error::last_os_error()
+        );
         // 1472 bytes of payload: a full 1500-byte inner packet, 1520 once encapsulated.
         for _ in 0..3 {
             s.send_to(&[0x42u8; 1472], (lab::HOST_V4, port))?;
@@ -281,6 +341,25 @@ fn non_df_fragmentation(underlay: Family) {
         (3, 3 * 1472),
         "{kind}: 3 non-DF 1500-byte datagrams must arrive (fragmented on the way)\n\
          gwA:\n{da}gwB:\n{db}"
+    );
+    // XDP hands each datagram to gwA's kernel (fragmented_by_kernel), which fragments the
+    // inner packet along vdmm's slow-path route (MTU 1480) into 2 fragments; each is
+    // encapsulated on the way out, so gwB decapsulates 6 whole (unfragmented) tunnel
+    // packets and the host reassembles.
+    assert_eq!(
+        da.get("fragmented_by_kernel", kind, "pass"),
+        3,
+        "{kind}: gwA\n{da}"
+    );
+    assert_eq!(
+        da.reason_kind("encap", kind),
+        6,
+        "{kind}: gwA slow-path encaps\n{da}"
+    );
+    assert_eq!(
+        db.packets(),
+        expect(&[("decap", kind, "redirect", 6)]),
+        "{kind}: gwB\n{db}"
     );
 }
 
@@ -317,4 +396,9 @@ fn ipv6_underlay_non_peer_dropped() {
 #[test]
 fn ipv4_underlay_non_df_fragmentation() {
     non_df_fragmentation(Family::V4);
+}
+
+#[test]
+fn ipv6_underlay_non_df_fragmentation() {
+    non_df_fragmentation(Family::V6);
 }

@@ -30,12 +30,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use vdmm_tests::lab::{
-    self, rawxdp, CORR_IF, CORR_V4, Family, GWA_CORR_IF, Gw, HOST_IF, HOST_V4, Lab, LabOptions,
-    Plane, gwa_underlay, gwb_underlay, host_addr, kind_name,
+    self, CORR_IF, CORR_V4, Family, GWA_CORR_IF, Gw, HOST_IF, HOST_V4, Lab, LabOptions, Plane,
+    gwa_underlay, gwb_underlay, host_addr, kind_name, rawxdp,
 };
 
 #[derive(Parser)]
-#[command(name = "vdmm-lab", about = "vdmm tunnel lab in network namespaces (needs root)")]
+#[command(
+    name = "vdmm-lab",
+    about = "vdmm tunnel lab in network namespaces (needs root)"
+)]
 struct Cli {
     /// vdmm-ctl binary (default: $VDMM_CTL, else next to this executable).
     #[arg(long, global = true)]
@@ -292,6 +295,7 @@ fn demo(
         lab::GWB_UL_V6
     );
     let mut rows = vec![];
+    let mut nonpeer: Vec<(String, bool)> = vec![];
     for &ul in families {
         check_interrupt()?;
         println!("\n== building the lab with an {ul} underlay ==");
@@ -319,22 +323,41 @@ fn demo(
                 }
             }
         }
+        nonpeer.push(demo_non_peer(&lab, ul)?);
         for inner in Family::BOTH {
             check_interrupt()?;
             let kind = kind_name(inner, ul);
-            println!("-- {kind}: {inner} from {} to {} over the {ul} underlay", lab::corr_addr(inner), host_addr(inner));
+            println!(
+                "-- {kind}: {inner} from {} to {} over the {ul} underlay",
+                lab::corr_addr(inner),
+                host_addr(inner)
+            );
             let row = demo_kind(&lab, ul, inner, pings, udp, tcp_bytes, verbose)?;
             rows.push(row);
         }
         println!("   removing the {ul}-underlay lab");
     }
     print_demo_table(&rows);
+    println!();
+    for (line, _) in &nonpeer {
+        println!("{line}");
+    }
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.problems.is_empty()).collect();
-    if failed.is_empty() {
-        println!("\nall {} tunnel kinds carried ping, UDP and TCP; the underlay carried only tunnel packets.", rows.len());
+    let nonpeer_ok = nonpeer.iter().all(|(_, ok)| *ok);
+    if failed.is_empty() && nonpeer_ok {
+        println!(
+            "\nall {} tunnel kinds carried ping, UDP and TCP; the underlay carried only tunnel \
+             packets; tunnel packets from a non-peer were dropped.",
+            rows.len()
+        );
         Ok(Outcome::Ok)
     } else {
         println!("\nPROBLEMS:");
+        for (line, ok) in &nonpeer {
+            if !ok {
+                println!("  {line}");
+            }
+        }
         for r in failed {
             for p in &r.problems {
                 println!("  {}: {p}", r.kind);
@@ -342,6 +365,34 @@ fn demo(
         }
         Ok(Outcome::ChecksFailed)
     }
+}
+
+/// A rogue on the underlay (not a peer) sends 5 IPv4-in-tunnel packets to gwB's endpoint;
+/// returns the line to print and whether gwB dropped all 5 as not_peer and none arrived.
+fn demo_non_peer(lab: &Lab, ul: Family) -> Result<(String, bool)> {
+    let Some(rogue) = lab.rogue.as_ref() else {
+        return Ok(("non-peer check skipped (no underlay switch)".into(), true));
+    };
+    let kind = kind_name(Family::V4, ul);
+    let port = lab::next_port();
+    let b0 = lab.stats(Gw::B)?;
+    let sink = lab::udp_sink(&lab.host, HOST_V4.into(), port, 1, Duration::from_secs(1))?;
+    let packet = lab::udp_packet(CORR_V4.into(), HOST_V4.into(), 40000, port, b"rogue");
+    lab::send_raw_tunnel(rogue, gwb_underlay(ul), packet, 5)?;
+    let (got, _) = lab::join(sink)?;
+    let db = lab.stats(Gw::B)?.since(&b0);
+    let dropped = db.get("not_peer", kind, "drop");
+    let ok = dropped == 5 && got == 0;
+    Ok((
+        format!(
+            "non-peer ({ul} underlay): rogue {} sent 5 {kind} packets to gwB {}: {dropped} dropped \
+             as not_peer, {got} reached the host{}",
+            lab::rogue_underlay(ul),
+            gwb_underlay(ul),
+            if ok { "" } else { "  <- WRONG" }
+        ),
+        ok,
+    ))
 }
 
 fn demo_kind(
@@ -364,13 +415,26 @@ fn demo_kind(
         problems.push(format!("ping: {} of {} answered", p.received, p.sent));
     }
     check_interrupt()?;
-    let got = lab::udp_burst(&lab.corr, &lab.host, dst, udp, 64, Duration::from_micros(500))?;
+    let got = lab::udp_burst(
+        &lab.corr,
+        &lab.host,
+        dst,
+        udp,
+        64,
+        Duration::from_micros(500),
+    )?;
     if got != udp {
         problems.push(format!("UDP: {got} of {udp} datagrams arrived"));
     }
     check_interrupt()?;
-    let tcp = lab::tcp_transfer(&lab.corr, &lab.host, dst, tcp_bytes, Duration::from_secs(15))
-        .map_err(|e| format!("{e:#}"));
+    let tcp = lab::tcp_transfer(
+        &lab.corr,
+        &lab.host,
+        dst,
+        tcp_bytes,
+        Duration::from_secs(15),
+    )
+    .map_err(|e| format!("{e:#}"));
     match &tcp {
         Ok(t) if t.bytes != tcp_bytes => {
             problems.push(format!("TCP: {} of {tcp_bytes} bytes", t.bytes))
@@ -386,7 +450,10 @@ fn demo_kind(
         .not_tunnelled(&[gwa_underlay(ul), gwb_underlay(ul)])
         .len();
     if leaks > 0 {
-        problems.push(format!("{leaks} non-tunnel packets on the underlay ({})", cap.brief()));
+        problems.push(format!(
+            "{leaks} non-tunnel packets on the underlay ({})",
+            cap.brief()
+        ));
     }
     let n = pings as u64;
     let forward = (da.reason_kind("encap", kind), db.reason_kind("decap", kind));
@@ -400,13 +467,12 @@ fn demo_kind(
         ));
     }
     let too_big = da.reason_kind("too_big", kind);
-    let drops: u64 = da
-        .0
-        .iter()
-        .chain(db.0.iter())
-        .filter(|((_, _, a), _)| a == "drop" || a == "aborted")
-        .map(|(_, v)| v.0)
-        .sum();
+    let drops: u64 =
+        da.0.iter()
+            .chain(db.0.iter())
+            .filter(|((_, _, a), _)| a == "drop" || a == "aborted")
+            .map(|(_, v)| v.0)
+            .sum();
     if drops > 0 {
         problems.push(format!("{drops} tunnel packets dropped by the gateways"));
     }
@@ -430,15 +496,8 @@ fn demo_kind(
 fn print_demo_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<5} | {:>9} | {:>9} | {:>17} | {:>17} | {:>7} | {:>16} | {}",
-        "kind",
-        "ping",
-        "udp",
-        "c->h encap/decap",
-        "h->c encap/decap",
-        "too_big",
-        "TCP",
-        "underlay capture at gwA's port (frames)"
+        "{:<5} | {:>9} | {:>9} | {:>17} | {:>17} | {:>7} | {:>16} | underlay capture at gwA's port (frames)",
+        "kind", "ping", "udp", "c->h encap/decap", "h->c encap/decap", "too_big", "TCP",
     );
     println!("{}", "-".repeat(140));
     for r in rows {
@@ -501,7 +560,11 @@ fn sample(lab: &Lab, warm: f64, seconds: f64, offered: &dyn Fn() -> Result<u64>)
     // Let the flood reach a steady state before sampling.
     thread::sleep(Duration::from_secs_f64(warm));
     let tunnel = lab.opts.plane == Plane::Tunnel;
-    let d0 = if tunnel { Some(lab.stats(Gw::B)?) } else { None };
+    let d0 = if tunnel {
+        Some(lab.stats(Gw::B)?)
+    } else {
+        None
+    };
     let h0 = Lab::link_stats(&lab.host, HOST_IF)?;
     let s0 = offered()?;
     let t0 = Instant::now();
@@ -560,7 +623,15 @@ fn measure_xdp(lab: &Lab, frame: &[u8], seconds: f64, senders: u32) -> Result<Sa
 
 fn measure_trafgen(lab: &Lab, cfg: &std::path::Path, seconds: f64, senders: u32) -> Result<Sample> {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", lab.corr.name(), "trafgen", "-o", CORR_IF, "-c"])
+        .args([
+            "netns",
+            "exec",
+            lab.corr.name(),
+            "trafgen",
+            "-o",
+            CORR_IF,
+            "-c",
+        ])
         .arg(cfg)
         .args(["-P", &senders.to_string(), "--no-sock-mem", "-Q", "-C"])
         .stdin(Stdio::null())
@@ -575,7 +646,9 @@ fn measure_trafgen(lab: &Lab, cfg: &std::path::Path, seconds: f64, senders: u32)
         if let Some(st) = child.try_wait()? {
             bail!("trafgen exited early ({st})");
         }
-        sample(lab, 0.6, seconds, &|| Ok(Lab::link_stats(&lab.corr, CORR_IF)?.tx_packets))
+        sample(lab, 0.6, seconds, &|| {
+            Ok(Lab::link_stats(&lab.corr, CORR_IF)?.tx_packets)
+        })
     })();
     let pgid = child.id() as i32;
     unsafe { libc::kill(-pgid, libc::SIGINT) };
@@ -605,7 +678,8 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
         .map(|h| u8::from_str_radix(h, 16))
         .collect::<Result<_, _>>()
         .with_context(|| format!("MAC address {s:?}"))?;
-    v.try_into().map_err(|_| anyhow::anyhow!("MAC address {s:?}"))
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("MAC address {s:?}"))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -714,7 +788,10 @@ fn bench_forward(
             .write(&mut f, &[0u8; 18])?;
         Ok(f)
     };
-    let (kcfg, tcfg) = (cfg_for(&kernel_lab, "kernel")?, cfg_for(&tunnel_lab, "tunnel")?);
+    let (kcfg, tcfg) = (
+        cfg_for(&kernel_lab, "kernel")?,
+        cfg_for(&tunnel_lab, "tunnel")?,
+    );
     let (kframe, tframe) = (frame_for(&kernel_lab)?, frame_for(&tunnel_lab)?);
     let (kflood, tflood) = match source {
         Source::Trafgen => (Flood::Trafgen(&kcfg), Flood::Trafgen(&tcfg)),
@@ -754,6 +831,9 @@ fn bench_forward(
         "\nresult: {} (target: tunnel >= {target:.1}x kernel; measured {ratio:.2}x)",
         if pass { "PASS" } else { "FAIL" }
     );
-    Ok(if pass { Outcome::Ok } else { Outcome::TargetMissed })
+    Ok(if pass {
+        Outcome::Ok
+    } else {
+        Outcome::TargetMissed
+    })
 }
-

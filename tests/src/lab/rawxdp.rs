@@ -67,7 +67,7 @@ pub fn load_return_program(action: u32, name: &str) -> Result<OwnedFd> {
 /// without being re-initialised, so frames the forwarding path rewrote in place (MAC
 /// addresses, TTL, pushed tunnel headers) would otherwise come round again.
 pub fn load_frame_tx_program(frame: &[u8], name: &str) -> Result<OwnedFd> {
-    if frame.len() % 4 != 0 || frame.len() > 128 {
+    if !frame.len().is_multiple_of(4) || frame.len() > 128 {
         bail!("generator frame must be a multiple of 4 bytes, at most 128");
     }
     let words = frame.len() / 4;
@@ -113,7 +113,8 @@ pub fn attach(prog: &OwnedFd, ifindex: u32) -> Result<OwnedFd> {
     put32(&mut attr, 4, ifindex);
     put32(&mut attr, 8, BPF_XDP);
     put32(&mut attr, 12, XDP_FLAGS_DRV_MODE);
-    let fd = bpf(BPF_LINK_CREATE, &mut attr).map_err(|e| anyhow::anyhow!("BPF_LINK_CREATE: {e}"))?;
+    let fd =
+        bpf(BPF_LINK_CREATE, &mut attr).map_err(|e| anyhow::anyhow!("BPF_LINK_CREATE: {e}"))?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
