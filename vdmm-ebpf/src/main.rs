@@ -22,7 +22,6 @@ mod icmp_error;
 mod maps;
 mod packet;
 mod slow_path;
-mod translate;
 mod tunnel;
 
 use aya_ebpf::{
