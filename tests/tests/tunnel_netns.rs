@@ -17,7 +17,10 @@
 //! only works when the data plane's ICMP fragmentation-needed / packet-too-big reaches the
 //! sender: PMTUD), and a capture on the underlay shows nothing but tunnel packets between
 //! the gateways (plus ARP/ND). Per underlay: tunnel packets from a non-peer are dropped,
-//! counted as not_peer and never reach the host, while the same packet from the peer does.
+//! counted as not_peer and never reach the host, while the same packet from the peer does;
+//! IPv4 without DF too big for the tunnel is fragmented and arrives. Per kind: with cold
+//! neighbour tables the first packets go through the kernel (fib_no_neighbour) and none
+//! is lost.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -401,4 +404,67 @@ fn ipv4_underlay_non_df_fragmentation() {
 #[test]
 fn ipv6_underlay_non_df_fragmentation() {
     non_df_fragmentation(Family::V6);
+}
+
+/// With the gateways' neighbour tables flushed, the data plane cannot finish the first
+/// packets itself (`bpf_fib_lookup` answers NO_NEIGH on gwA for the locator and on gwB for
+/// the host): it passes them to the kernel, which resolves the neighbour and forwards
+/// them (gwA: along vdmm's slow-path route, encapsulated by TC), counted as
+/// fib_no_neighbour. Nothing may be lost.
+fn neighbour_resolution(underlay: Family, inner: Family) {
+    let lab = build(underlay);
+    let kind = kind_name(inner, underlay);
+    for gw in [&lab.gwa, &lab.gwb] {
+        gw.ip(&["neigh", "flush", "all"]).unwrap();
+        gw.ip(&["-6", "neigh", "flush", "all"]).unwrap();
+    }
+    let (a0, b0) = (lab.stats(Gw::A).unwrap(), lab.stats(Gw::B).unwrap());
+    let got = lab::udp_burst(
+        &lab.corr,
+        &lab.host,
+        host_addr(inner),
+        20,
+        64,
+        Duration::from_millis(20),
+    )
+    .unwrap();
+    let (da, db) = (
+        lab.stats(Gw::A).unwrap().since(&a0).tunnel_only(),
+        lab.stats(Gw::B).unwrap().since(&b0).tunnel_only(),
+    );
+    let routes = lab
+        .gwa
+        .ip(&["-6", "route", "show", lab::HOST_PREFIX_V6])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        got, 20,
+        "{kind}: datagrams received with cold neighbour tables (gwA's kernel route for the \
+         IPv6 home prefix: {routes:?})\ngwA:\n{da}gwB:\n{db}"
+    );
+    assert!(
+        da.reason_kind("fib_no_neighbour", kind) >= 1
+            && db.reason_kind("fib_no_neighbour", kind) >= 1,
+        "{kind}: both gateways must have counted fib_no_neighbour\ngwA:\n{da}gwB:\n{db}"
+    );
+}
+
+#[test]
+fn ipv4_underlay_ipv4_inner_neighbour_resolution() {
+    neighbour_resolution(Family::V4, Family::V4);
+}
+
+#[test]
+fn ipv4_underlay_ipv6_inner_neighbour_resolution() {
+    neighbour_resolution(Family::V4, Family::V6);
+}
+
+#[test]
+fn ipv6_underlay_ipv4_inner_neighbour_resolution() {
+    neighbour_resolution(Family::V6, Family::V4);
+}
+
+#[test]
+fn ipv6_underlay_ipv6_inner_neighbour_resolution() {
+    neighbour_resolution(Family::V6, Family::V6);
 }
