@@ -45,16 +45,22 @@ pub enum TunnelKind {
     Ip6in4 = 2,
     Ip4in6 = 3,
     Ip6in6 = 4,
+    /// Stateless translation (SIIT, RFC 7915) of an IPv4 packet to IPv6.
+    Xlat4to6 = 5,
+    /// Stateless translation of an IPv6 packet to IPv4.
+    Xlat6to4 = 6,
 }
 
 impl TunnelKind {
-    pub const COUNT: u32 = 5;
-    pub const ALL: [TunnelKind; 5] = [
+    pub const COUNT: u32 = 7;
+    pub const ALL: [TunnelKind; 7] = [
         TunnelKind::None,
         TunnelKind::Ip4in4,
         TunnelKind::Ip6in4,
         TunnelKind::Ip4in6,
         TunnelKind::Ip6in6,
+        TunnelKind::Xlat4to6,
+        TunnelKind::Xlat6to4,
     ];
 
     /// The kind for an inner and an outer family (`true` = IPv6).
@@ -76,6 +82,8 @@ impl TunnelKind {
             TunnelKind::Ip6in4 => "6in4",
             TunnelKind::Ip4in6 => "4in6",
             TunnelKind::Ip6in6 => "6in6",
+            TunnelKind::Xlat4to6 => "xlat4to6",
+            TunnelKind::Xlat6to4 => "xlat6to4",
         }
     }
 }
@@ -148,6 +156,32 @@ reasons! {
     AdjustFailed = 16 => "adjust_failed",
     /// ICMP error needed but no local address of that family to send it from.
     NoIcmpSource = 17 => "no_icmp_source",
+    /// Translated (SIIT, RFC 7915; kind `xlat4to6` / `xlat6to4`) and forwarded. Exits of
+    /// translated packets the FIB cannot finish reuse the FIB reasons above with the
+    /// translation kind.
+    Translated = 18 => "translated",
+    /// IPv4 packet without DF (or an IPv4 fragment) whose translation exceeds the lowest
+    /// IPv6 MTU or the next hop's: it must be split into IPv6 fragments, which XDP cannot
+    /// do. Dropped for now (a slow path will fragment it).
+    XlatNeedsFragmentation = 19 => "xlat_needs_fragmentation",
+    /// The source address has no mapping (no EAMT entry, not under the RFC 6052 prefix,
+    /// or an address that must not be translated) and the packet is not an ICMP error
+    /// that could take the RFC 6791 address: dropped (RFC 7915 4.1, 5.1).
+    XlatSourceUntranslatable = 20 => "xlat_source_untranslatable",
+    /// ICMP message that cannot be translated: type/code without a counterpart
+    /// (RFC 7915 4.2, 5.2), a fragmented ICMP message, an error inside an error, an inner
+    /// packet without mappings, an RFC 4884 extension. Dropped.
+    XlatIcmpUntranslatable = 21 => "xlat_icmp_untranslatable",
+    /// ICMP error with a wrong checksum: its checksum would be recomputed, so it is
+    /// dropped rather than laundered.
+    XlatIcmpBadChecksum = 22 => "xlat_icmp_bad_checksum",
+    /// IPv4 UDP with checksum zero that cannot or may not get one (a fragment, or the
+    /// configuration says drop; RFC 7915 4.5).
+    XlatUdpZeroChecksum = 23 => "xlat_udp_zero_checksum",
+    /// Headers the translator does not pass on: an unexpired IPv4 source route option,
+    /// an IPv6 routing header with segments left, an extension header after the fragment
+    /// header, too many extension headers (RFC 7915 4.1, 5.1). Dropped.
+    XlatUnsupportedHeader = 24 => "xlat_unsupported_header",
 }
 
 impl Reason {
@@ -207,5 +241,27 @@ mod tests {
             }
         }
         assert_eq!(counter_labels(COUNTER_ENTRIES), None);
+    }
+
+    #[test]
+    fn kinds_are_indexed_in_order_with_unique_names() {
+        assert_eq!(TunnelKind::ALL.len() as u32, TunnelKind::COUNT);
+        for (i, k) in TunnelKind::ALL.iter().enumerate() {
+            assert_eq!(*k as u32, i as u32, "{}", k.name());
+            for other in &TunnelKind::ALL[..i] {
+                assert_ne!(other.name(), k.name());
+            }
+        }
+        assert_eq!(TunnelKind::Xlat4to6.name(), "xlat4to6");
+        assert_eq!(TunnelKind::Xlat6to4.name(), "xlat6to4");
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            for other in &Reason::ALL[..i] {
+                assert_ne!(other.name(), r.name());
+            }
+        }
     }
 }

@@ -22,8 +22,18 @@ pub const MAX_CACHED_ROUTES: u32 = 16384;
 /// Array with one [`crate::TunnelConfig`].
 pub const CONFIG: &str = "VDMM_CONFIG";
 
+/// Array with one [`crate::translate::maps::XlatConfig`]: the stateless translator's
+/// settings (RFC 6052 prefix, RFC 6791 address, lowest IPv6 MTU, flags).
+pub const XLAT_CONFIG: &str = "VDMM_XLAT_CFG";
+/// LPM trie (IPv4 prefix, `[u8; 4]`) -> [`crate::translate::EamEntry`]: RFC 7757 EAMT
+/// looked up by IPv4 address. See [`crate::translate::maps`].
+pub const EAMT_V4: &str = "VDMM_EAMT4";
+/// LPM trie (IPv6 prefix, `[u8; 16]`) -> [`crate::translate::EamEntry`]: the same EAMT
+/// looked up by IPv6 address.
+pub const EAMT_V6: &str = "VDMM_EAMT6";
+
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 11] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -32,12 +42,17 @@ pub const ALL: [&str; 8] = [
     BINDINGS_V6,
     CONFIG,
     ROUTES,
+    XLAT_CONFIG,
+    EAMT_V4,
+    EAMT_V6,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;
 pub const MAX_PEERS: u32 = 4096;
 /// Bindings per family. LPM tries allocate per entry, so the bound costs nothing unused.
 pub const MAX_BINDINGS: u32 = 1 << 20;
+/// EAMT entries per family (each entry is in both tries).
+pub const MAX_EAMT: u32 = 1 << 16;
 
 /// The XDP program that does all of vdmm's packet work.
 pub const XDP_PROGRAM: &str = "vdmm_xdp";

@@ -34,6 +34,7 @@ pub mod checksum;
 pub mod eamt;
 pub mod header;
 pub mod icmp;
+pub mod maps;
 pub mod rfc6052;
 
 #[cfg(any(feature = "std", test))]
