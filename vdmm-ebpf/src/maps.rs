@@ -51,3 +51,22 @@ pub fn outer_hop_limit() -> u8 {
 pub fn config() -> Option<&'static TunnelConfig> {
     CONFIG.get(0)
 }
+
+// Stateless translation (see `vdmm_common::translate::maps` for the contract).
+
+#[map(name = "VDMM_XLAT_CFG")]
+pub static XLAT_CONFIG: Array<vdmm_common::translate::maps::XlatConfig> = Array::pinned(1, 0);
+
+#[map(name = "VDMM_EAMT4")]
+pub static EAMT_V4: LpmTrie<[u8; 4], vdmm_common::translate::EamEntry> =
+    LpmTrie::pinned(names::MAX_EAMT, 0);
+
+#[map(name = "VDMM_EAMT6")]
+pub static EAMT_V6: LpmTrie<[u8; 16], vdmm_common::translate::EamEntry> =
+    LpmTrie::pinned(names::MAX_EAMT, 0);
+
+/// Per-CPU scratch space of the translator (old header fields and new addresses held
+/// across `bpf_xdp_adjust_head`); not pinned, nothing outside the program reads it.
+#[map(name = "VDMM_XLAT_TMP")]
+pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> =
+    PerCpuArray::with_max_entries(1, 0);

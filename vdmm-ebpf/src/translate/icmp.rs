@@ -1,0 +1,558 @@
+//! ICMP errors across the translator (RFC 7915 4.2/4.3 and 5.2/5.3): the outer message
+//! gets the other family's type, code and MTU / pointer, and the packet inside it (the
+//! one that caused the error) is translated too (addresses, header, its transport
+//! checksum), so traceroute and path MTU discovery work across the translator. The error
+//! is cut to 1280 bytes (ICMPv6, RFC 4443 2.4 (c)) / 576 bytes (ICMPv4, RFC 1812
+//! 4.3.2.3) and its checksum computed over what is sent. An incoming error with a wrong
+//! checksum is dropped rather than laundered. RFC 4884 extensions are not carried
+//! (such errors are dropped, `xlat_icmp_untranslatable`).
+//!
+//! Layout: everything in front of the inner packet's payload is rewritten; that payload
+//! stays where it is in memory and `bpf_xdp_adjust_head` opens or closes the room in
+//! front of it.
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
+use vdmm_common::{
+    Action, Reason, TunnelKind,
+    translate::{
+        checksum::{fold, udp_mangle_zero, update},
+        header::df_for_translated_ipv4,
+        icmp::{
+            IPV6_MIN_MTU, IcmpMapping, frag_needed_mtu_6to4, icmp4_is_error, icmp4_to_icmp6,
+            icmp6_is_error, icmp6_to_icmp4, ptb_mtu_4to6,
+        },
+        maps::{XLAT_RESET_TRAFFIC_CLASS, XlatConfig},
+    },
+};
+
+use super::{
+    ICMP_VERIFY_MAX, PROCEED, Scratch,
+    addr::{map_4to6, map_6to4, sum4, sum6},
+    sub,
+    v6_to_v4::Walk,
+};
+use crate::{
+    counters::Verdict,
+    forward,
+    headers::*,
+    packet::{Frame, frame_len, get16, get32, put16, put32},
+};
+
+const ICMP_HLEN: usize = 8;
+/// Largest translated ICMPv4 error (RFC 1812 4.3.2.3).
+const ICMP4_ERROR_MAX: usize = 576;
+/// ICMP message bytes summed after translation: 1280 - 40 and 576 - 20.
+const ICMP6_SUM_MAX: usize = IPV6_MIN_MTU as usize - IPV6_HLEN;
+const ICMP4_SUM_MAX: usize = ICMP4_ERROR_MAX - IPV4_HLEN;
+
+/// The outcome of the FIB (`sub::route` code) for a translated error, stored in `s`
+/// (forwarded, or passed to the kernel with the received MACs); `Some(verdict)` when it
+/// ends here.
+#[inline(always)]
+fn route_exit(code: u32, kind: TunnelKind, s: &mut Scratch, rx: *mut u8) -> Option<u32> {
+    let pass = |r: Reason| Verdict::new(Action::Pass, r, kind).0;
+    match code {
+        sub::ROUTE_RESOLVED => {
+            s.resolved = 1;
+            return None;
+        }
+        // An error of at most 576 / 1280 bytes: only an IPv4 link below 576 gets here; the
+        // kernel fragments it (no DF on translated errors).
+        sub::ROUTE_TOO_BIG => {
+            if kind != TunnelKind::Xlat6to4 {
+                return Some(Verdict::drop(Reason::XlatNeedsFragmentation, kind).0);
+            }
+            s.pass_verdict = pass(Reason::FragmentedByKernel);
+        }
+        sub::ROUTE_NO_NEIGHBOUR => s.pass_verdict = pass(Reason::FibNoNeighbour),
+        sub::ROUTE_NOT_FORWARDED => s.pass_verdict = pass(Reason::FibNotForwarded),
+        _ => return Some(Verdict::drop(Reason::FibUnreachable, kind).0),
+    }
+    s.resolved = 0;
+    s.dmac = Eth(rx).dst();
+    s.smac = Eth(rx).src();
+    None
+}
+
+/// RFC 7915 4.2 + 4.3: an ICMPv4 error (outer header valid, source and destination
+/// already mapped into `s.src6` / `s.dst6`, TTL checked) to ICMPv6.
+#[inline(never)]
+pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat4to6;
+    let drop = |r: Reason| Verdict::drop(r, KIND).0;
+    let ctx = &XdpContext::new(ctx);
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let ip = Ipv4(p);
+    let ihl = ip.ihl();
+    let total = ip.total_len() as usize;
+    if total < ihl + ICMP_HLEN + IPV4_HLEN {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let icmp_off = ETH_HLEN + ihl;
+    let icmp_len = total - ihl;
+    if sub::sum::<ICMP_VERIFY_MAX>(ctx.ctx, s, icmp_off as u32, icmp_len as u32) != 0 {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    if fold(s.sum) != 0xffff {
+        return drop(Reason::XlatIcmpBadChecksum);
+    }
+    let Some(h) = frame.ptr(icmp_off, ICMP_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let (ty, code) = unsafe { (*h, *h.add(1)) };
+    let rest = get32(unsafe { h.add(4) });
+    // RFC 4884 length attribute (destination unreachable, time exceeded, parameter
+    // problem): an extension follows the original datagram; not carried.
+    if matches!(ty, 3 | 11 | 12) && unsafe { *h.add(5) } != 0 {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+
+    // The packet in error (RFC 7915 4.3), cut short: lengths come from its header.
+    let in_off = icmp_off + ICMP_HLEN;
+    let Some(q) = frame.ptr(in_off, IPV4_HLEN) else {
+        return drop(Reason::XlatIcmpUntranslatable);
+    };
+    let inner = Ipv4(q);
+    let in_ihl = inner.ihl();
+    let in_total = inner.total_len();
+    if inner.version() != 4 || in_ihl < IPV4_HLEN || (in_total as usize) < in_ihl {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let in_fw = inner.frag_word();
+    let in_off8 = in_fw & IP_OFFSET;
+    let in_mf = in_fw & IP_MF != 0;
+    let in_frag = in_mf || in_off8 != 0;
+    let in_proto = inner.protocol();
+    let rest_off = in_off + in_ihl;
+    let end = ETH_HLEN + total;
+    if rest_off > end {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let rest_len = end - rest_off;
+    let mut in_type_code = 0u16;
+    let mut in_new_type_code = 0u16;
+    if in_proto == IPPROTO_ICMP && in_off8 == 0 && rest_len >= 1 {
+        let Some(t) = frame.ptr(rest_off, 2) else {
+            return drop(Reason::XlatIcmpUntranslatable);
+        };
+        in_type_code = get16(t);
+        let (t, c) = ((in_type_code >> 8) as u8, in_type_code as u8);
+        // Only one level of embedded header: no error inside an error.
+        if icmp4_is_error(t) {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        match icmp4_to_icmp6(t, c, [0; 4]) {
+            IcmpMapping::Info { ty, code } => in_new_type_code = ((ty as u16) << 8) | code as u16,
+            _ => return drop(Reason::XlatIcmpUntranslatable),
+        }
+    }
+    let isrc = inner.src_word();
+    let idst = inner.dst_word();
+    if !map_4to6(isrc, cfg, s.isrc6.as_mut_ptr()) || !map_4to6(idst, cfg, s.idst6.as_mut_ptr()) {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+
+    // RFC 7915 4.2: type, code, and the 4 bytes after the checksum.
+    let (t6, c6, rest6) = match icmp4_to_icmp6(ty, code, rest.to_be_bytes()) {
+        IcmpMapping::Error { ty, code, rest } => (ty, code, u32::from_be_bytes(rest)),
+        IcmpMapping::TooBig { ty, code } => {
+            let advertised = get16(unsafe { h.add(6) });
+            (ty, code, ptb_mtu_4to6(advertised, in_total, u32::MAX, u32::MAX))
+        }
+        _ => return drop(Reason::XlatIcmpUntranslatable),
+    };
+
+    let fh = if in_frag { 8 } else { 0 };
+    let new_total = IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh + rest_len;
+    let capped = if new_total > IPV6_MIN_MTU as usize { IPV6_MIN_MTU as usize } else { new_total };
+    let Some(rx) = frame.ptr(0, ETH_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let code = sub::route(ctx.ctx, s, 1, capped as u32);
+    if let Some(v) = route_exit(code, KIND, s, rx) {
+        return v;
+    }
+
+    // The inner transport header, in place (it does not move).
+    let old = sum4(isrc) + sum4(idst);
+    let new = sum6(s.isrc6.as_ptr()) + sum6(s.idst6.as_ptr());
+    if in_off8 == 0 {
+        match in_proto {
+            IPPROTO_TCP if rest_len >= 18 => {
+                if let Some(c) = frame.ptr(rest_off + 16, 2) {
+                    put16(c, update(get16(c), old, new));
+                }
+            }
+            IPPROTO_UDP if rest_len >= 8 => {
+                if let Some(c) = frame.ptr(rest_off + 6, 2) {
+                    let v = get16(c);
+                    // A zero checksum stays zero: the datagram is cut short.
+                    if v != 0 {
+                        put16(c, udp_mangle_zero(update(v, old, new)));
+                    }
+                }
+            }
+            IPPROTO_ICMP if rest_len >= 8 => {
+                if let Some(t) = frame.ptr(rest_off, 4) {
+                    let len = (in_total as usize - in_ihl) as u32;
+                    let pseudo = new + len + IPPROTO_ICMPV6 as u32;
+                    let c = update(
+                        get16(unsafe { t.add(2) }),
+                        in_type_code as u32,
+                        in_new_type_code as u32 + pseudo,
+                    );
+                    put16(t, in_new_type_code);
+                    put16(unsafe { t.add(2) }, c);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
+    s.in_tos = if reset { 0 } else { inner.tos() };
+    s.in_ttl = inner.ttl();
+    s.in_proto = if in_proto == IPPROTO_ICMP { IPPROTO_ICMPV6 } else { in_proto };
+    s.in_frag = in_frag as u8;
+    s.in_frag_word = (in_off8 << 3) | in_mf as u16;
+    s.in_id = get16(unsafe { q.add(4) }) as u32;
+    s.in_len = (in_total as usize - in_ihl + fh) as u16;
+    s.tos = if reset { 0 } else { ip.tos() };
+    s.hop = if s.resolved != 0 { ip.ttl() - 1 } else { ip.ttl() };
+    s.icmp_tc = ((t6 as u16) << 8) | c6 as u16;
+    s.icmp_rest = rest6;
+    s.old_hdr = (rest_off - ETH_HLEN) as u16;
+    s.total4 = capped as u16;
+    PROCEED
+}
+
+/// Resizes the frame around the inner payload and writes Ethernet, IPv6, ICMPv6 and the
+/// inner IPv6 (+ fragment) header from `s`, then the ICMPv6 checksum.
+#[inline(never)]
+pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat4to6;
+    let aborted = Verdict::new(Action::Aborted, Reason::AdjustFailed, KIND).0;
+    let ctx = &XdpContext::new(ctx);
+    let fh = if s.in_frag != 0 { 8 } else { 0 };
+    let capped = (s.total4 as usize) & 0x7ff;
+    // The headers in front of the inner payload become 40 + 8 + 40 (+ 8) bytes; then the
+    // end is cut to the 1280-byte limit (and any Ethernet padding).
+    let delta = (s.old_hdr as i32 & 0xfff) - (IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh) as i32;
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return aborted;
+    }
+    let have = frame_len(ctx);
+    let want = ETH_HLEN + capped;
+    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return aborted;
+    }
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN + ICMP_HLEN + IPV6_HLEN) else {
+        return aborted;
+    };
+    if capped < IPV6_HLEN + ICMP_HLEN + IPV6_HLEN {
+        return aborted;
+    }
+    let icmp_len = capped - IPV6_HLEN;
+    Ipv6(unsafe { p.add(ETH_HLEN) }).write(
+        s.tos,
+        0,
+        icmp_len as u16,
+        IPPROTO_ICMPV6,
+        s.hop,
+        s.src6.as_ptr(),
+        s.dst6.as_ptr(),
+    );
+    let icmp = unsafe { p.add(ETH_HLEN + IPV6_HLEN) };
+    put16(icmp, s.icmp_tc);
+    put16(unsafe { icmp.add(2) }, 0);
+    put32(unsafe { icmp.add(4) }, s.icmp_rest);
+    Ipv6(unsafe { icmp.add(ICMP_HLEN) }).write(
+        s.in_tos,
+        0,
+        s.in_len,
+        if s.in_frag != 0 { IPPROTO_FRAGMENT } else { s.in_proto },
+        s.in_ttl,
+        s.isrc6.as_ptr(),
+        s.idst6.as_ptr(),
+    );
+    if s.in_frag != 0 {
+        let Some(f) = frame.ptr(ETH_HLEN + IPV6_HLEN + ICMP_HLEN + IPV6_HLEN, 8) else {
+            return aborted;
+        };
+        unsafe {
+            *f = s.in_proto;
+            *f.add(1) = 0;
+        }
+        put16(unsafe { f.add(2) }, s.in_frag_word);
+        put32(unsafe { f.add(4) }, s.in_id);
+    }
+    if sub::sum::<ICMP6_SUM_MAX>(ctx.ctx, s as *const _ as *mut _, (ETH_HLEN + IPV6_HLEN) as u32, icmp_len as u32) != 0 {
+        return aborted;
+    }
+    let body = s.sum;
+    let frame = Frame::new(ctx);
+    let sum = body
+        + sum6(s.src6.as_ptr())
+        + sum6(s.dst6.as_ptr())
+        + icmp_len as u32
+        + IPPROTO_ICMPV6 as u32;
+    let Some(c) = frame.ptr(ETH_HLEN + IPV6_HLEN + 2, 2) else {
+        return aborted;
+    };
+    put16(c, !fold(sum));
+    let Some(e) = frame.ptr(0, ETH_HLEN) else {
+        return aborted;
+    };
+    Eth(e).write(s.dmac, s.smac, ETH_P_IPV6);
+    if s.resolved != 0 {
+        forward::out(ctx, s.ifindex, Reason::Translated, KIND).0
+    } else {
+        s.pass_verdict
+    }
+}
+
+/// RFC 7915 5.2 + 5.3: an ICMPv6 error (source and destination already mapped into
+/// `s.src4` / `s.dst4`, hop limit checked) to ICMPv4.
+#[inline(never)]
+pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat6to4;
+    let drop = |r: Reason| Verdict::drop(r, KIND).0;
+    let ctx = &XdpContext::new(ctx);
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let ip = Ipv6(p);
+    let end = ETH_HLEN + IPV6_HLEN + ip.payload_len() as usize;
+    if sub::walk_into(ctx.ctx, s, ip.next_header() as u32, (ETH_HLEN + IPV6_HLEN) as u32)
+        != sub::WALK_OK
+    {
+        return drop(Reason::Malformed);
+    }
+    let w = Walk::from_scratch(s);
+    let l4 = w.upper;
+    if l4 + ICMP_HLEN + IPV6_HLEN > end {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let icmp_len = end - l4;
+    let old_outer = sum6(ip.src_ptr()) + sum6(ip.dst_ptr());
+    if sub::sum::<ICMP_VERIFY_MAX>(ctx.ctx, s, l4 as u32, icmp_len as u32) != 0 {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    if fold(s.sum + old_outer + icmp_len as u32 + IPPROTO_ICMPV6 as u32) != 0xffff {
+        return drop(Reason::XlatIcmpBadChecksum);
+    }
+    let Some(h) = frame.ptr(l4, ICMP_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let (ty, code) = unsafe { (*h, *h.add(1)) };
+    let rest = get32(unsafe { h.add(4) });
+    // RFC 4884 length attribute (destination unreachable, time exceeded).
+    if matches!(ty, 1 | 3) && unsafe { *h.add(4) } != 0 {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+
+    // The packet in error (RFC 7915 5.3).
+    let in_off = l4 + ICMP_HLEN;
+    let Some(q) = frame.ptr(in_off, IPV6_HLEN) else {
+        return drop(Reason::XlatIcmpUntranslatable);
+    };
+    let inner = Ipv6(q);
+    if inner.version() != 6 {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    if sub::walk_into(ctx.ctx, s, inner.next_header() as u32, (in_off + IPV6_HLEN) as u32)
+        != sub::WALK_OK
+    {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let iw = Walk::from_scratch(s);
+    let rest_off = iw.upper;
+    if rest_off > end {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
+    let rest_len = end - rest_off;
+    let in_ext = rest_off - in_off - IPV6_HLEN;
+    let in_payload = inner.payload_len() as usize;
+    let in_upper_len = if in_payload > in_ext { in_payload - in_ext } else { 0 };
+    let in_first = iw.frag_word >> 3 == 0;
+    let in_more = iw.frag_word & 1 != 0;
+    let mut in_type_code = 0u16;
+    let mut in_new_type_code = 0u16;
+    if iw.proto == IPPROTO_ICMPV6 && in_first && rest_len >= 2 {
+        let Some(t) = frame.ptr(rest_off, 2) else {
+            return drop(Reason::XlatIcmpUntranslatable);
+        };
+        in_type_code = get16(t);
+        let (t, c) = ((in_type_code >> 8) as u8, in_type_code as u8);
+        if icmp6_is_error(t) {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        match icmp6_to_icmp4(t, c, [0; 4]) {
+            IcmpMapping::Info { ty, code } => in_new_type_code = ((ty as u16) << 8) | code as u16,
+            _ => return drop(Reason::XlatIcmpUntranslatable),
+        }
+    }
+    let (Some(isrc4), Some(idst4)) = (map_6to4(inner.src_ptr(), cfg), map_6to4(inner.dst_ptr(), cfg))
+    else {
+        return drop(Reason::XlatIcmpUntranslatable);
+    };
+    s.isrc4 = isrc4.to_be_bytes();
+    s.idst4 = idst4.to_be_bytes();
+
+    // RFC 7915 5.2: type, code, MTU / pointer.
+    let (t4, c4, rest4) = match icmp6_to_icmp4(ty, code, rest.to_be_bytes()) {
+        IcmpMapping::Error { ty, code, rest } => (ty, code, u32::from_be_bytes(rest)),
+        IcmpMapping::TooBig { ty, code } => {
+            (ty, code, frag_needed_mtu_6to4(rest, u32::MAX, u32::MAX) as u32)
+        }
+        _ => return drop(Reason::XlatIcmpUntranslatable),
+    };
+
+    let new_total = IPV4_HLEN + ICMP_HLEN + IPV4_HLEN + rest_len;
+    let capped = if new_total > ICMP4_ERROR_MAX { ICMP4_ERROR_MAX } else { new_total };
+    let Some(rx) = frame.ptr(0, ETH_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let code = sub::route(ctx.ctx, s, 0, capped as u32);
+    if let Some(v) = route_exit(code, KIND, s, rx) {
+        return v;
+    }
+
+    // The inner transport header, in place.
+    let old = sum6(inner.src_ptr()) + sum6(inner.dst_ptr());
+    let new = sum4(isrc4) + sum4(idst4);
+    if in_first {
+        match iw.proto {
+            IPPROTO_TCP if rest_len >= 18 => {
+                if let Some(c) = frame.ptr(rest_off + 16, 2) {
+                    put16(c, update(get16(c), old, new));
+                }
+            }
+            IPPROTO_UDP if rest_len >= 8 => {
+                if let Some(c) = frame.ptr(rest_off + 6, 2) {
+                    put16(c, udp_mangle_zero(update(get16(c), old, new)));
+                }
+            }
+            IPPROTO_ICMPV6 if rest_len >= 8 => {
+                if let Some(t) = frame.ptr(rest_off, 4) {
+                    let pseudo = old + in_upper_len as u32 + IPPROTO_ICMPV6 as u32;
+                    let c = update(
+                        get16(unsafe { t.add(2) }),
+                        in_type_code as u32 + pseudo,
+                        in_new_type_code as u32,
+                    );
+                    put16(t, in_new_type_code);
+                    put16(unsafe { t.add(2) }, c);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
+    let in_total = IPV4_HLEN + in_upper_len;
+    s.in_tos = if reset { 0 } else { inner.traffic_class() };
+    s.in_ttl = inner.hop_limit();
+    s.in_proto = if iw.proto == IPPROTO_ICMPV6 { IPPROTO_ICMP } else { iw.proto };
+    s.in_len = in_total as u16;
+    if iw.has_frag {
+        s.in_id = iw.frag_id & 0xffff;
+        s.in_frag_word = ((in_more as u16) << 13) | (iw.frag_word >> 3);
+    } else {
+        // The original identification is unknowable: zero (RFC 6864 4.1 for DF).
+        s.in_id = 0;
+        s.in_frag_word = if df_for_translated_ipv4(in_total as u32) { IP_DF } else { 0 };
+    }
+    s.tos = if reset { 0 } else { ip.traffic_class() };
+    s.hop = if s.resolved != 0 { ip.hop_limit() - 1 } else { ip.hop_limit() };
+    if w.has_frag {
+        s.id = w.frag_id & 0xffff;
+        s.frag_word = (((w.frag_word & 1) as u16) << 13) | (w.frag_word >> 3);
+    } else {
+        // At most 576 bytes: never DF (RFC 7915 5.1), so an identification of our own.
+        s.id = unsafe { bpf_get_prandom_u32() } & 0xffff;
+        s.frag_word = 0;
+    }
+    s.icmp_tc = ((t4 as u16) << 8) | c4 as u16;
+    s.icmp_rest = rest4;
+    s.old_hdr = (rest_off - ETH_HLEN) as u16;
+    s.total4 = capped as u16;
+    PROCEED
+}
+
+/// Resizes the frame around the inner payload and writes Ethernet, IPv4, ICMPv4 and the
+/// inner IPv4 header from `s`, then the ICMPv4 checksum.
+#[inline(never)]
+pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat6to4;
+    let aborted = Verdict::new(Action::Aborted, Reason::AdjustFailed, KIND).0;
+    let ctx = &XdpContext::new(ctx);
+    let capped = (s.total4 as usize) & 0x3ff;
+    let delta = (s.old_hdr as i32 & 0xfff) - (IPV4_HLEN + ICMP_HLEN + IPV4_HLEN) as i32;
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return aborted;
+    }
+    let have = frame_len(ctx);
+    let want = ETH_HLEN + capped;
+    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return aborted;
+    }
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(0, ETH_HLEN + IPV4_HLEN + ICMP_HLEN + IPV4_HLEN) else {
+        return aborted;
+    };
+    if capped < IPV4_HLEN + ICMP_HLEN + IPV4_HLEN {
+        return aborted;
+    }
+    let icmp = unsafe { p.add(ETH_HLEN + IPV4_HLEN) };
+    Ipv4(unsafe { icmp.add(ICMP_HLEN) }).write(
+        s.in_tos,
+        s.in_len,
+        s.in_id as u16,
+        s.in_frag_word,
+        s.in_ttl,
+        s.in_proto,
+        s.isrc4.as_ptr(),
+        s.idst4.as_ptr(),
+    );
+    put16(icmp, s.icmp_tc);
+    put16(unsafe { icmp.add(2) }, 0);
+    put32(unsafe { icmp.add(4) }, s.icmp_rest);
+    Ipv4(unsafe { p.add(ETH_HLEN) }).write(
+        s.tos,
+        capped as u16,
+        s.id as u16,
+        s.frag_word,
+        s.hop,
+        IPPROTO_ICMP,
+        s.src4.as_ptr(),
+        s.dst4.as_ptr(),
+    );
+    if sub::sum::<ICMP4_SUM_MAX>(ctx.ctx, s as *const _ as *mut _, (ETH_HLEN + IPV4_HLEN) as u32, (capped - IPV4_HLEN) as u32) != 0 {
+        return aborted;
+    }
+    let body = s.sum;
+    let frame = Frame::new(ctx);
+    let Some(c) = frame.ptr(ETH_HLEN + IPV4_HLEN + 2, 2) else {
+        return aborted;
+    };
+    put16(c, !fold(body));
+    let Some(e) = frame.ptr(0, ETH_HLEN) else {
+        return aborted;
+    };
+    Eth(e).write(s.dmac, s.smac, ETH_P_IP);
+    if s.resolved != 0 {
+        forward::out(ctx, s.ifindex, Reason::Translated, KIND).0
+    } else {
+        s.pass_verdict
+    }
+}

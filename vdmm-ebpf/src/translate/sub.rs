@@ -1,0 +1,133 @@
+//! The translator's heavy steps as BPF subprograms whose results go to the scratch map
+//! (`Scratch`): a checksum sum, the IPv6 extension header walk, a route look-up. Their
+//! internal paths (loop exits, FIB outcomes) end at their return with a small status
+//! code, and the caller reads the results back from map memory, whose contents the
+//! verifier does not track: the caller's paths join again instead of multiplying.
+
+use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
+
+use super::{Scratch, csum, v6_to_v4::walk};
+use crate::packet::{Frame, copy, get_mac};
+
+/// `s.sum` = unfolded sum of `len` bytes at `off` (at most `MAX`). 0 on success.
+#[inline(never)]
+pub fn sum<const MAX: usize>(ctx: *mut xdp_md, s: *mut Scratch, off: u32, len: u32) -> u32 {
+    let xdp = &XdpContext::new(ctx);
+    let frame = frame_of(ctx);
+    // SAFETY: the per-CPU scratch value.
+    let s = unsafe { &mut *s };
+    match csum::sum::<MAX>(xdp, &frame, off as usize & 0xfff, len as usize) {
+        Some(v) => {
+            s.sum = v;
+            0
+        }
+        None => 1,
+    }
+}
+
+/// The frame of `ctx`, read with volatile loads so that LLVM cannot turn the context
+/// argument of a subprogram into `data` / `data_end` arguments (argument promotion),
+/// which the verifier rejects (it forbids arithmetic on `data_end`).
+#[inline(always)]
+pub fn frame_of(ctx: *mut xdp_md) -> Frame {
+    unsafe {
+        Frame {
+            start: core::ptr::read_volatile(&(*ctx).data) as usize,
+            end: core::ptr::read_volatile(&(*ctx).data_end) as usize,
+        }
+    }
+}
+
+pub const WALK_OK: u32 = 0;
+pub const WALK_REFUSED: u32 = 1;
+pub const WALK_TRUNCATED: u32 = 2;
+
+/// The IPv6 extension header walk from `off` (next header `nh`) into `s.w_*`.
+#[inline(never)]
+pub fn walk_into(ctx: *mut xdp_md, s: *mut Scratch, nh: u32, off: u32) -> u32 {
+    let frame = frame_of(ctx);
+    // SAFETY: the per-CPU scratch value.
+    let s = unsafe { &mut *s };
+    match walk(&frame, nh as u8, off as usize & 0xfff) {
+        Some(Ok(w)) => {
+            s.w_proto = w.proto;
+            s.w_upper = w.upper as u16;
+            s.w_has_frag = w.has_frag as u8;
+            s.w_frag_word = w.frag_word;
+            s.w_frag_id = w.frag_id;
+            s.w_segments_left = w.segments_left as u8;
+            WALK_OK
+        }
+        Some(Err(())) => WALK_REFUSED,
+        None => WALK_TRUNCATED,
+    }
+}
+
+pub const ROUTE_RESOLVED: u32 = 0;
+pub const ROUTE_NO_NEIGHBOUR: u32 = 1;
+pub const ROUTE_TOO_BIG: u32 = 2;
+pub const ROUTE_UNREACHABLE: u32 = 3;
+pub const ROUTE_NOT_FORWARDED: u32 = 4;
+
+/// `bpf_fib_lookup` for `s.src6/dst6` (`v6`) or `s.src4/dst4`, a packet of `len` bytes
+/// arriving on the ingress interface, with the parameters in the scratch map (the stack
+/// is too small for them at the translator's call depth; the tunnel path's route cache
+/// is not used). Resolved: `s.ifindex`, `s.smac`, `s.dmac`; too big: `s.mtu`. Returns a
+/// `ROUTE_*` code.
+#[inline(never)]
+pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
+    use aya_ebpf::{
+        bindings::{
+            BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+            BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
+        },
+        helpers::generated::bpf_fib_lookup,
+    };
+    let xdp = &XdpContext::new(ctx);
+    // SAFETY: the per-CPU scratch value.
+    let s = unsafe { &mut *s };
+    let p = &mut s.fib as *mut _ as *mut u64;
+    let mut i = 0;
+    while i < core::mem::size_of::<aya_ebpf::bindings::bpf_fib_lookup>() / 8 {
+        unsafe { *p.add(i) = 0 };
+        i += 1;
+    }
+    s.fib.ifindex = xdp.ingress_ifindex() as u32;
+    s.fib.__bindgen_anon_1.tot_len = len as u16;
+    let psrc = &mut s.fib.__bindgen_anon_3 as *mut _ as *mut u8;
+    let pdst = &mut s.fib.__bindgen_anon_4 as *mut _ as *mut u8;
+    if v6 != 0 {
+        s.fib.family = 10;
+        copy::<16>(psrc, s.src6.as_ptr());
+        copy::<16>(pdst, s.dst6.as_ptr());
+    } else {
+        s.fib.family = 2;
+        copy::<4>(psrc, s.src4.as_ptr());
+        copy::<4>(pdst, s.dst4.as_ptr());
+    }
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx as *mut _,
+            &mut s.fib as *mut _,
+            core::mem::size_of::<aya_ebpf::bindings::bpf_fib_lookup>() as i32,
+            0,
+        )
+    } as u32;
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            s.ifindex = s.fib.ifindex;
+            s.smac = get_mac(s.fib.smac.as_ptr());
+            s.dmac = get_mac(s.fib.dmac.as_ptr());
+            ROUTE_RESOLVED
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => ROUTE_NO_NEIGHBOUR,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            s.mtu = unsafe { s.fib.__bindgen_anon_1.mtu_result } as u32;
+            ROUTE_TOO_BIG
+        }
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            ROUTE_UNREACHABLE
+        }
+        _ => ROUTE_NOT_FORWARDED,
+    }
+}

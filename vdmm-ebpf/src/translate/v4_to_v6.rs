@@ -1,0 +1,411 @@
+//! RFC 7915 section 4: IPv4 -> IPv6 in XDP.
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
+use vdmm_common::{
+    Action, Reason, TunnelKind,
+    translate::{
+        checksum::{fold, udp_mangle_zero, update},
+        icmp::{IcmpMapping, frag_needed_mtu_for_ipv6_nexthop, icmp4_is_error, icmp4_to_icmp6},
+        maps::{XLAT_RESET_TRAFFIC_CLASS, XLAT_UDP_ZERO_DROP, XlatConfig},
+    },
+};
+
+use super::{
+    FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_TIME_EXCEEDED, SEND_TOO_BIG, Scratch, UDP_SUM_MAX,
+    addr::{eam_4to6, map_4to6, pool6_4to6, sum4, sum6},
+    icmp, sub,
+};
+use crate::{
+    classify::valid_ipv4,
+    counters::Verdict,
+    forward,
+    headers::*,
+    icmp_error::{self, IcmpError},
+    maps::{XLAT_CONFIG, XLAT_SCRATCH, config},
+    packet::{Frame, frame_len, get16, put16, put32},
+    tunnel::Inner,
+};
+
+const KIND: TunnelKind = TunnelKind::Xlat4to6;
+
+#[inline(always)]
+fn drop(reason: Reason) -> Verdict {
+    Verdict::drop(reason, KIND)
+}
+
+#[inline(always)]
+fn aborted() -> Verdict {
+    Verdict::new(Action::Aborted, Reason::AdjustFailed, KIND)
+}
+
+/// An IPv4 packet that no tunnel or binding claimed: translated to IPv6 when its
+/// destination maps (see the module docs of `translate`), else `pass no_match`.
+#[inline(never)]
+pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
+    let Some(cfg) = XLAT_CONFIG.get(0) else {
+        return Verdict::pass(Reason::NoMatch);
+    };
+    let Some(s) = XLAT_SCRATCH.get_ptr_mut(0) else {
+        return Verdict::pass(Reason::NoMatch);
+    };
+    // SAFETY: per-CPU map value, this program is its only user on this CPU.
+    let s = unsafe { &mut *s };
+    // Each step a subprogram: this frame stays small (the stack is 512 bytes for the
+    // whole call chain).
+    let v = select(ctx, cfg, s);
+    if v != PROCEED {
+        return Verdict(v);
+    }
+    let mut v = prepare(ctx, cfg, s);
+    if v == PROCEED {
+        v = finish(ctx, s);
+    }
+    if v == SEND_TIME_EXCEEDED || v == SEND_TOO_BIG {
+        return Verdict(send_icmp(ctx, s, v));
+    }
+    if v == ICMP_ERROR {
+        let v = icmp::error_4to6(ctx, cfg, s);
+        if v != PROCEED {
+            return Verdict(v);
+        }
+        return Verdict(icmp::rewrite_4to6(ctx, s));
+    }
+    if v != PROCEED {
+        return Verdict(v);
+    }
+    rewrite(ctx, s)
+}
+
+/// RFC 7915 4.6 / RFC 7757: the destination must map; through the prefix only what the
+/// kernel would forward (not local, routed): Jool's "translate what is routed to the
+/// translator". [`PROCEED`] or `pass no_match` / `drop malformed`.
+#[inline(never)]
+fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
+    let _xdp = &XdpContext::new(ctx);
+    let frame = sub::frame_of(ctx);
+    let Some((ip, total)) = valid_ipv4(&frame, ETH_HLEN) else {
+        return Verdict::drop(Reason::Malformed, TunnelKind::None).0;
+    };
+    let dst = ip.dst_word();
+    s.src4 = ip.src_word().to_be_bytes();
+    s.dst4 = dst.to_be_bytes();
+    s.total = total as u16;
+    if !eam_4to6(dst, s.dst6.as_mut_ptr()) {
+        if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr())
+            || sub::route(ctx, s, 0, total as u32) == sub::ROUTE_NOT_FORWARDED
+        {
+            return Verdict::pass(Reason::NoMatch).0;
+        }
+    }
+    PROCEED
+}
+
+/// ICMP time exceeded / fragmentation needed about the received packet.
+#[inline(never)]
+fn send_icmp(ctx: *mut xdp_md, s: &Scratch, v: u32) -> u32 {
+    let xdp = &XdpContext::new(ctx);
+    let frame = Frame::new(xdp);
+    let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+        return drop(Reason::Malformed).0;
+    };
+    let (error, reason) = if v == SEND_TOO_BIG {
+        (IcmpError::TooBig { mtu: s.icmp_rest }, Reason::TooBig)
+    } else {
+        (IcmpError::TimeExceeded, Reason::TtlExpired)
+    };
+    icmp_error::reply(xdp, Inner::V4(Ipv4(p)), s.total as usize, error, reason, KIND).0
+}
+
+/// Every check and decision, and the transport checksum update in place; the new
+/// header's fields go to `s`. Returns [`PROCEED`] or a finished verdict.
+#[inline(never)]
+fn prepare(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let total = s.total as usize;
+    translate(ctx, cfg, s, total).0
+}
+
+#[inline(always)]
+fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) -> Verdict {
+    if total > 0xffff {
+        return drop(Reason::Malformed);
+    }
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+        return drop(Reason::Malformed);
+    };
+    let ip = Ipv4(p);
+    let ihl = ip.ihl();
+    // RFC 1812 5.2.2: a router verifies the header checksum.
+    if sub::sum::<60>(ctx.ctx, s, ETH_HLEN as u32, ihl as u32) != 0 || fold(s.sum) != 0xffff {
+        return drop(Reason::Malformed);
+    }
+    let src = ip.src_word();
+    let _dst = ip.dst_word();
+    let proto = ip.protocol();
+    let fw = ip.frag_word();
+    let offset8 = fw & IP_OFFSET;
+    let mf = fw & IP_MF != 0;
+    let df = fw & IP_DF != 0;
+    let frag = mf || offset8 != 0;
+    let l4 = ETH_HLEN + ihl;
+    if total < ihl {
+        return drop(Reason::Malformed);
+    }
+    let l4_len = total - ihl;
+
+    // ICMP: a fragmented message cannot be translated (the ICMPv6 checksum covers a
+    // pseudo-header with the whole length); an error is translated with its inner packet.
+    let mut icmp_ty = 0u8;
+    let mut icmp_code = 0u8;
+    if proto == IPPROTO_ICMP {
+        if frag {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        let Some(h) = frame.ptr(l4, 8) else {
+            return drop(Reason::Malformed);
+        };
+        icmp_ty = unsafe { *h };
+        icmp_code = unsafe { *h.add(1) };
+    }
+    let icmp_error = proto == IPPROTO_ICMP && icmp4_is_error(icmp_ty);
+
+    // RFC 7915 4.1 / 6: the source; an ICMP error from an unmapped router may use the
+    // RFC 6791 address.
+    if !map_4to6(src, cfg, s.src6.as_mut_ptr()) {
+        if !icmp_error || !rfc6791_v6(cfg, s) {
+            return drop(Reason::XlatSourceUntranslatable);
+        }
+    }
+    // RFC 7915 4.1: a router decrements the TTL; at zero, time exceeded.
+    if ip.ttl() <= 1 {
+        return Verdict(SEND_TIME_EXCEEDED);
+    }
+    // RFC 7915 4.1 (options ignored; an unexpired source route should be refused with
+    // ICMP 3/5): NOT DONE here: the option walk (data-dependent jumps over up to 40
+    // bytes) exceeded the verifier's budget. Options are dropped by the translation.
+    if icmp_error {
+        return Verdict(ICMP_ERROR);
+    }
+
+    // Transport, read-only checks first (the packet may still be answered with an ICMP
+    // error, which quotes it unchanged).
+    let mut udp_zero = false;
+    let mut new_type_code = 0u16;
+    if offset8 == 0 {
+        match proto {
+            IPPROTO_TCP => {
+                if l4_len < 18 {
+                    return drop(Reason::Malformed);
+                }
+            }
+            IPPROTO_UDP => {
+                let Some(u) = frame.ptr(l4, 8) else {
+                    return drop(Reason::Malformed);
+                };
+                if l4_len < 8 {
+                    return drop(Reason::Malformed);
+                }
+                if get16(unsafe { u.add(6) }) == 0 {
+                    // RFC 7915 4.5: compute it, unless configured to drop; a fragment
+                    // cannot be summed.
+                    if mf || cfg.flags & XLAT_UDP_ZERO_DROP != 0 || l4_len > UDP_SUM_MAX {
+                        return drop(Reason::XlatUdpZeroChecksum);
+                    }
+                    udp_zero = true;
+                }
+            }
+            IPPROTO_ICMP => match icmp4_to_icmp6(icmp_ty, icmp_code, [0; 4]) {
+                IcmpMapping::Info { ty, code } => {
+                    new_type_code = ((ty as u16) << 8) | code as u16;
+                }
+                _ => return drop(Reason::XlatIcmpUntranslatable),
+            },
+            _ => {}
+        }
+    }
+
+    // Sizes (RFC 7915 section 4): without DF, or as a fragment, the IPv6 packet must fit
+    // the lowest IPv6 MTU, or it would have to be fragmented.
+    let fh = if frag { 8 } else { 0 };
+    let out_len = IPV6_HLEN + fh + l4_len;
+    if (!df || frag) && out_len as u32 > cfg.lowest_mtu() {
+        return drop(Reason::XlatNeedsFragmentation);
+    }
+    // The rest is done by `finish`, from the scratch value.
+    s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 { 0 } else { ip.tos() };
+    s.hop = ip.ttl();
+    s.id = get16(unsafe { p.add(4) }) as u32;
+    s.next = proto;
+    s.frag = frag as u8;
+    s.frag_word = (offset8 << 3) | mf as u16;
+    s.flags = (df as u8 * FLAG_DF)
+        | (udp_zero as u8 * FLAG_UDP_ZERO)
+        | ((offset8 == 0) as u8 * FLAG_FIRST);
+    s.old_hdr = ihl as u16;
+    s.payload = l4_len as u16;
+    s.icmp_tc = new_type_code;
+    Verdict(PROCEED)
+}
+
+/// The route (RFC 7915 section 4 sizes), then the transport checksum update in place
+/// (RFC 7915 4.5, 4.2: the pseudo-header addresses change; ICMPv6 adds a pseudo-header
+/// ICMPv4 does not have) and the last header fields. [`PROCEED`], [`SEND_TOO_BIG`] or a
+/// finished verdict.
+#[inline(never)]
+fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
+    let xdp = &XdpContext::new(ctx);
+    let frag = s.frag != 0;
+    let df = s.flags & FLAG_DF != 0;
+    let ihl = s.old_hdr as usize & 0x3f;
+    let l4 = ETH_HLEN + ihl;
+    let l4_len = s.payload as usize;
+    let fh = if frag { 8 } else { 0 };
+    let out_len = IPV6_HLEN + fh + l4_len;
+    let pass = |r: Reason| Verdict::new(Action::Pass, r, KIND).0;
+    match sub::route(ctx, s, 1, out_len as u32) {
+        sub::ROUTE_RESOLVED => s.resolved = 1,
+        sub::ROUTE_TOO_BIG => {
+            if df && !frag {
+                s.icmp_rest = frag_needed_mtu_for_ipv6_nexthop(s.mtu, false) as u32;
+                return SEND_TOO_BIG;
+            }
+            return drop(Reason::XlatNeedsFragmentation).0;
+        }
+        sub::ROUTE_NO_NEIGHBOUR => {
+            s.resolved = 0;
+            s.pass_verdict = pass(Reason::FibNoNeighbour);
+        }
+        sub::ROUTE_NOT_FORWARDED => {
+            s.resolved = 0;
+            s.pass_verdict = pass(Reason::FibNotForwarded);
+        }
+        _ => return drop(Reason::FibUnreachable).0,
+    }
+
+    let old = sum4(u32::from_be_bytes(s.src4)) + sum4(u32::from_be_bytes(s.dst4));
+    let new = sum6(s.src6.as_ptr()) + sum6(s.dst6.as_ptr());
+    let frame = Frame::new(xdp);
+    if s.flags & FLAG_FIRST != 0 {
+        match s.next {
+            IPPROTO_TCP => {
+                let Some(c) = frame.ptr(l4 + 16, 2) else {
+                    return drop(Reason::Malformed).0;
+                };
+                put16(c, update(get16(c), old, new));
+            }
+            IPPROTO_UDP => {
+                if s.flags & FLAG_UDP_ZERO != 0 {
+                    if sub::sum::<UDP_SUM_MAX>(ctx, s, l4 as u32, l4_len as u32) != 0 {
+                        return drop(Reason::XlatUdpZeroChecksum).0;
+                    }
+                    let sum = s.sum + new + l4_len as u32 + IPPROTO_UDP as u32;
+                    let frame = Frame::new(xdp);
+                    let Some(c) = frame.ptr(l4 + 6, 2) else {
+                        return drop(Reason::Malformed).0;
+                    };
+                    put16(c, udp_mangle_zero(!fold(sum)));
+                } else {
+                    let Some(c) = frame.ptr(l4 + 6, 2) else {
+                        return drop(Reason::Malformed).0;
+                    };
+                    put16(c, udp_mangle_zero(update(get16(c), old, new)));
+                }
+            }
+            IPPROTO_ICMP => {
+                let Some(h) = frame.ptr(l4, 4) else {
+                    return drop(Reason::Malformed).0;
+                };
+                let old_tc = get16(h) as u32;
+                let pseudo = new + l4_len as u32 + IPPROTO_ICMPV6 as u32;
+                let c = update(get16(unsafe { h.add(2) }), old_tc, s.icmp_tc as u32 + pseudo);
+                put16(h, s.icmp_tc);
+                put16(unsafe { h.add(2) }, c);
+            }
+            _ => {}
+        }
+    }
+
+    // Passed to the kernel, the packet keeps its TTL: the kernel decrements it when it
+    // forwards.
+    let frame = Frame::new(xdp);
+    let Some(e) = frame.ptr(0, ETH_HLEN) else {
+        return drop(Reason::Malformed).0;
+    };
+    if s.resolved == 0 {
+        s.dmac = Eth(e).dst();
+        s.smac = Eth(e).src();
+    } else {
+        s.hop -= 1;
+    }
+    if s.next == IPPROTO_ICMP {
+        s.next = IPPROTO_ICMPV6;
+    }
+    PROCEED
+}
+
+/// Resizes the frame and writes Ethernet, IPv6 (and fragment) headers from `s`.
+#[inline(never)]
+fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
+    let ctx = &XdpContext::new(ctx);
+    let fh = if s.frag != 0 { 8 } else { 0 };
+    let want = ETH_HLEN + s.total as usize;
+    let have = frame_len(ctx);
+    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return aborted();
+    }
+    let delta = (s.old_hdr as i32 & 0xff) - (IPV6_HLEN + fh) as i32;
+    if delta != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return aborted();
+    }
+    let frame = Frame::new(ctx);
+    let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN) else {
+        return aborted();
+    };
+    Ipv6(unsafe { p.add(ETH_HLEN) }).write(
+        s.tos,
+        0,
+        (fh + s.payload as usize) as u16,
+        if s.frag != 0 { IPPROTO_FRAGMENT } else { s.next },
+        s.hop,
+        s.src6.as_ptr(),
+        s.dst6.as_ptr(),
+    );
+    if s.frag != 0 {
+        // RFC 7915 4.1: fragment header from the IPv4 fragment fields.
+        let Some(f) = frame.ptr(ETH_HLEN + IPV6_HLEN, 8) else {
+            return aborted();
+        };
+        unsafe {
+            *f = s.next;
+            *f.add(1) = 0;
+        }
+        put16(unsafe { f.add(2) }, s.frag_word);
+        put32(unsafe { f.add(4) }, s.id);
+    }
+    Eth(p).write(s.dmac, s.smac, ETH_P_IPV6);
+    if s.resolved != 0 {
+        forward::out(ctx, s.ifindex, Reason::Translated, KIND)
+    } else {
+        Verdict(s.pass_verdict)
+    }
+}
+
+/// RFC 6791 (here for IPv6): the source of a translated ICMP error from an unmapped
+/// IPv4 router: the configured address, else the tunnel config's ICMPv6 source.
+#[inline(always)]
+fn rfc6791_v6(cfg: &XlatConfig, s: &mut Scratch) -> bool {
+    let mut src = cfg.rfc6791_v6.as_ptr();
+    if cfg.rfc6791_v6 == [0u8; 16] {
+        match config() {
+            Some(t) if t.icmp_source_v6 != [0u8; 16] => src = t.icmp_source_v6.as_ptr(),
+            _ => return false,
+        }
+    }
+    crate::packet::copy::<16>(s.src6.as_mut_ptr(), src);
+    true
+}
