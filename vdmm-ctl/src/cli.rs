@@ -50,11 +50,22 @@ pub enum Command {
     ///
     /// Creates the maps (or reuses those pinned in the pin directory, so configuration
     /// survives), loads and pins the programs (reusing pinned ones built from the same
-    /// code), and attaches them to IFACE through pinned BPF links, so they keep running
-    /// after vdmm-ctl exits: the XDP program on what IFACE receives, and the TC egress
-    /// program (the slow path, a tcx link) on what it sends. If either attach fails,
-    /// neither stays. Without --iface, only creates the maps and the programs: the tables
-    /// can then be filled before any interface is touched.
+    /// code), sets up the slow path, and attaches the XDP program to what IFACE receives
+    /// through a pinned BPF link, so it keeps running after vdmm-ctl exits.
+    ///
+    /// The slow path: the device vdmm0 in the current network namespace (a dummy device,
+    /// or ifb where the kernel has no dummy driver; NOARP, mtu 65535, up, no IPv6
+    /// link-local address, IPv4 and IPv6 forwarding on), with the TC egress program
+    /// vdmm_tc_egress on its egress (a tcx link pinned as link_tc_vdmm0). `binding add`
+    /// routes home prefixes into vdmm0; the program encapsulates what the kernel sends
+    /// there and redirects it toward the locator. vdmm0 carries the alias "vdmm slow path,
+    /// pins DIR": load adopts a vdmm0 with this pin directory's alias and refuses any
+    /// other. Every load (with or without --iface) creates or repairs it.
+    ///
+    /// If a step fails, what this command did is undone (the device it created, the links
+    /// it attached, and, when the pin directory held nothing of vdmm's before, the maps
+    /// and programs). Without --iface, only the maps, the programs and the slow path are
+    /// set up: the tables can then be filled before any interface is touched.
     Load {
         /// Interface whose received packets the data plane handles.
         #[arg(long, value_name = "IFACE")]
@@ -66,16 +77,18 @@ pub enum Command {
 
     /// Detach the data plane from an interface.
     ///
-    /// Removes the interface's link pins (XDP and TC egress). The maps and the programs
-    /// stay pinned even when no interface is left: endpoints, peers, bindings (and their
-    /// kernel routes), settings and counters survive until `vdmm-ctl reset`.
+    /// Removes the interface's XDP link pin. The maps, the programs and the slow path
+    /// (vdmm0 with its TC egress link) stay even when no interface is left: endpoints,
+    /// peers, bindings (and their kernel routes into vdmm0), settings and counters survive
+    /// until `vdmm-ctl reset`.
     Unload {
         /// Interface to detach from.
         #[arg(long, value_name = "IFACE")]
         iface: String,
     },
 
-    /// Show what is pinned in the pin directory and where the data plane is attached.
+    /// Show what is pinned in the pin directory, where the XDP program is attached, and the
+    /// slow path (vdmm0: kind, MTU, flags, forwarding, its TC egress programs).
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -85,7 +98,9 @@ pub enum Command {
     /// Remove everything vdmm pinned: detach from every interface and delete all
     /// configuration and counters.
     ///
-    /// The kernel routes of the bindings (`binding add`) are removed first.
+    /// The kernel routes of the bindings (`binding add`) are removed first, then the pins
+    /// (which detaches the programs, vdmm0's TC link included), then vdmm0 itself when its
+    /// alias names this pin directory (a vdmm0 that vdmm-ctl did not create for it stays).
     Reset,
 
     /// Local tunnel endpoints: this gateway's addresses that tunnel packets are sent to.
@@ -163,24 +178,26 @@ pub enum AddrCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BindingCommand {
-    /// Bind a home address or prefix to a locator, and route the home prefix via it.
+    /// Bind a home address or prefix to a locator, and route the home prefix into the
+    /// slow path.
     ///
     /// HOME is an address (a /32 or /128 binding) or a canonical prefix (no bits set after
     /// LEN). Refused when a binding for exactly this prefix exists, unless --replace.
     ///
     /// Unless --no-route, also installs a kernel route for the slow path, as
-    /// `ip route replace HOME via LOCATOR dev DEV mtu MTU proto 118` would: DEV is the
-    /// interface of the kernel's route to the locator (its next hop is the gateway when
-    /// the locator is not on-link) and MTU that interface's MTU less the tunnel overhead
-    /// (20 for an IPv4 locator, 40 for IPv6). Why: XDP hands the kernel the packets it
-    /// cannot finish, IPv4 without DF that must be fragmented and packets whose next hop
-    /// has no neighbour entry yet; the kernel routes them along this route, fragments them
-    /// to its MTU, resolves the neighbour, and vdmm_tc_egress adds the outer header as they
-    /// leave. Traffic this host itself sends to the home prefix takes it too. An IPv6 home
-    /// over an IPv4 next hop gets no route (Linux cannot route IPv6 via IPv4; a note says
-    /// so). The route is installed in the network namespace vdmm-ctl runs in, marked with
-    /// protocol 118 (`ip route show proto 118`), replaced by --replace and removed by
-    /// `binding del` and `reset`. If it cannot be installed, the binding is not changed.
+    /// `ip route replace HOME dev vdmm0 mtu MTU proto 118` would (all four tunnel kinds):
+    /// MTU is the MTU of the interface the kernel routes the locator through (`ip route
+    /// get LOCATOR`) less the tunnel overhead (20 for an IPv4 locator, 40 for IPv6). Why:
+    /// XDP hands the kernel the packets it cannot finish, IPv4 without DF that must be
+    /// fragmented and packets whose next hop has no neighbour entry yet; the kernel routes
+    /// them into vdmm0, fragmenting them to the route's MTU (or answering "fragmentation
+    /// needed" / "packet too big"), and vdmm_tc_egress on vdmm0 adds the outer header and
+    /// sends the packet toward the locator, resolving its next hop's neighbour entry.
+    /// Traffic this host itself sends to the home prefix takes the same route. vdmm0 must
+    /// exist (`vdmm-ctl load` creates it). The route is installed in the network namespace
+    /// vdmm-ctl runs in, marked with protocol 118 (`ip route show proto 118`), replaced by
+    /// --replace and removed by `binding del` and `reset`. If it cannot be installed, the
+    /// binding is not changed.
     Add {
         /// Home address or prefix: ADDR or ADDR/LEN.
         #[arg(value_name = "HOME[/LEN]")]
@@ -193,7 +210,7 @@ pub enum BindingCommand {
         #[arg(long, value_name = "ADDR")]
         source: Option<String>,
         /// Replace an existing binding for the same prefix (a handover) instead of failing;
-        /// its route moves to the new locator.
+        /// its route's MTU follows the new locator.
         #[arg(long)]
         replace: bool,
         /// Do not install the kernel route for the slow path (with --replace, the old
@@ -207,9 +224,12 @@ pub enum BindingCommand {
         home: String,
     },
     /// List the bindings, sorted by home prefix, with their kernel routes.
+    ///
+    /// The ROUTE column shows vdmm's route for the home prefix, e.g. `vdmm0 mtu 1480`
+    /// (`via ADDR dev DEV mtu M` for a route an older vdmm-ctl made), or `none`.
     List {
         /// Print a JSON array of {home, locator, source, outer, kind, route}, route being
-        /// {via, mtu} or null.
+        /// {dev, via, mtu} (via null for routes into vdmm0) or null.
         #[arg(long)]
         json: bool,
     },

@@ -133,6 +133,17 @@ pub enum Error {
     )]
     NoRouteToLocator { locator: IpAddr, detail: String },
 
+    /// The slow path's device (`vdmm0`) could not be set up, or is not vdmm's.
+    #[error("{0}")]
+    Device(String),
+
+    /// `binding add` routes the home prefix into `vdmm0`, which `load` creates.
+    #[error(
+        "the slow-path device {0} does not exist in this network namespace; run `vdmm-ctl \
+         load` (it creates it), or pass --no-route to bind without the slow-path route"
+    )]
+    NoSlowPathDevice(&'static str),
+
     /// The kernel refused the slow-path route of a binding; the binding was rolled back.
     #[error(
         "cannot install the kernel route `{route}`: {detail}; the binding was not changed \

@@ -4,6 +4,7 @@
 //!
 //! - [`pin`]: the pin directory on a bpffs and its layout;
 //! - [`loader`]: load, attach to / detach from interfaces, reset;
+//! - [`device`]: `vdmm0`, the slow path's device (TC egress program, bindings' routes);
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
@@ -13,6 +14,7 @@
 pub mod addr;
 pub mod cli;
 pub mod commands;
+pub mod device;
 pub mod error;
 pub mod loader;
 pub mod maps;

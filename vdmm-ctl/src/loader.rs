@@ -2,16 +2,23 @@
 //! running after `vdmm-ctl` exits: everything lives as pins in the pin directory (see
 //! [`crate::pin`]).
 //!
-//! - [`prepare`] creates (or reuses) the pinned maps and the pinned program, attaching
-//!   nothing; configuration can then be written before any traffic is touched.
-//! - [`load`] does that and attaches both programs to one interface through BPF links:
-//!   the XDP program (`link_xdp_<iface>`) and the TC egress slow path `vdmm_tc_egress`
-//!   (a tcx link on the interface's egress, `link_tc_<iface>`). If the second attach fails
-//!   the first is undone: an interface has both or neither.
-//! - [`unload`] removes those link pins, which detaches the programs from the interface. The
-//!   maps and the program stay pinned even when the last interface is unloaded, so the
-//!   configuration (endpoints, peers, bindings, settings) and the counters survive; a later
-//!   `load` picks them up. [`reset`] removes everything.
+//! - [`prepare`] creates (or reuses) the pinned maps and programs, and the slow path: the
+//!   device `vdmm0` (see [`crate::device`]) with the TC egress program `vdmm_tc_egress` on
+//!   its egress (a tcx link, `link_tc_vdmm0`). No interface that receives traffic is
+//!   touched; configuration can be written before any traffic is.
+//! - [`load`] does that and attaches the XDP program to one interface through a BPF link
+//!   (`link_xdp_<iface>`). If a step fails, what this call did is undone: an XDP attach, a
+//!   TC link, a device it created, and, when the pin directory held nothing of vdmm's
+//!   before, the maps and programs it pinned.
+//! - [`unload`] removes an interface's XDP link pin, which detaches the program from it.
+//!   The maps, the programs, `vdmm0` and its TC link stay even when the last interface is
+//!   unloaded: the bindings' routes still lead into `vdmm0`, and the configuration
+//!   (endpoints, peers, bindings, settings) and the counters survive; a later `load` picks
+//!   them up. [`reset`] removes everything, `vdmm0` included.
+//!
+//! An older vdmm-ctl attached the TC program to the egress of every loaded interface
+//! (`link_tc_<iface>`); `load` removes such links once `vdmm0` has its own, and `unload`
+//! removes an interface's.
 //!
 //! Reusing the pinned programs: aya 0.14 can open a pinned program (`Xdp::from_pin`,
 //! `SchedClassifier::from_pin`), so a second `load` attaches the *same* programs instead of
@@ -43,6 +50,7 @@ use vdmm_common::maps as names;
 
 use crate::{
     EBPF_OBJECT,
+    device::{self, DEVICE},
     error::{Error, Result},
     maps::Dataplane,
     pin::PinDir,
@@ -97,8 +105,21 @@ pub struct LoadReport {
     pub tc_program: ProgramState,
     /// The XDP link pin, when an interface was attached to now.
     pub link: Option<PathBuf>,
-    /// The TC egress link pin, when an interface was attached to now.
+    /// The slow path's device as it is now, and whether this call created it.
+    pub device: device::Ensured,
+    /// The TC egress link pin of `vdmm0`, when it was attached now.
     pub tc_link: Option<PathBuf>,
+    /// Interfaces whose TC egress link (left by an older vdmm-ctl) was removed.
+    pub legacy_tc_removed: Vec<String>,
+}
+
+/// Outcome of [`reset`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetReport {
+    /// Names removed from the pin directory.
+    pub removed: Vec<String>,
+    /// True when `vdmm0` (this pin directory's) was deleted.
+    pub device_deleted: bool,
 }
 
 /// The index of `iface` in the current network namespace.
@@ -115,55 +136,155 @@ pub fn if_index(iface: &str) -> Result<u32> {
     }
 }
 
-/// Makes sure the maps and the program are pinned under `pins` (mounting a bpffs when
-/// needed), attaching nothing.
-pub fn prepare(pins: &PinDir) -> Result<LoadReport> {
-    let mounted_bpffs = pins.ensure_bpffs()?;
-    // Maps already pinned must have this build's layout; aya would silently reuse them.
-    if names::ALL.iter().any(|n| pins.map(n).exists()) && Dataplane::is_pinned(pins) {
-        Dataplane::open(pins)?;
-    }
-    let (program, tc_program) = ensure_programs(pins)?;
-    Ok(LoadReport {
-        mounted_bpffs,
-        program,
-        tc_program,
-        link: None,
-        tc_link: None,
-    })
+/// True when the pin directory holds anything of vdmm's.
+fn has_pins(pins: &PinDir) -> Result<bool> {
+    Ok(pins.entries()?.iter().any(|n| PinDir::is_ours(n)))
 }
 
-/// Attaches the data plane to `iface` (loading and pinning it first when needed): the XDP
-/// program and the TC egress program, each through a pinned link. The interface is checked
-/// before anything is touched; an interface that already has both links is refused (one
-/// with only the XDP link, as left by an older vdmm-ctl, gets the TC link). If the TC
-/// attach fails, the XDP attach made here is undone.
+/// Makes sure the maps and the programs are pinned under `pins` (mounting a bpffs when
+/// needed) and the slow path is in place (`vdmm0` with the TC egress program), attaching
+/// nothing to any other interface. On an error, the device and TC link made here are
+/// removed again, and so is everything pinned here when the directory held nothing of
+/// vdmm's before.
+pub fn prepare(pins: &PinDir) -> Result<LoadReport> {
+    let fresh = !has_pins(pins)?;
+    let mut report = prepare_unless_fresh_fails(pins, fresh)?;
+    report.legacy_tc_removed = remove_legacy_tc_links(pins)?;
+    Ok(report)
+}
+
+fn prepare_unless_fresh_fails(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
+    let result = (|| {
+        let mounted_bpffs = pins.ensure_bpffs()?;
+        // Maps already pinned must have this build's layout; aya would silently reuse them.
+        if names::ALL.iter().any(|n| pins.map(n).exists()) && Dataplane::is_pinned(pins) {
+            Dataplane::open(pins)?;
+        }
+        let (program, tc_program) = ensure_programs(pins)?;
+        let (device, tc_link) = ensure_slow_path(pins)?;
+        Ok(LoadReport {
+            mounted_bpffs,
+            program,
+            tc_program,
+            link: None,
+            device,
+            tc_link,
+            legacy_tc_removed: Vec::new(),
+        })
+    })();
+    if result.is_err() && fresh {
+        let _ = pins.reset();
+    }
+    result
+}
+
+/// Attaches the data plane to `iface` (loading and pinning it, and setting up the slow
+/// path, first when needed; see [`prepare`]): the XDP program, through a pinned link. The
+/// interface is checked before anything is touched; one that already has vdmm's XDP link
+/// is refused. If the attach fails, what [`prepare`] did here is undone too.
 pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
+    if iface == DEVICE {
+        return Err(Error::Conflict(format!(
+            "{DEVICE} is vdmm's slow-path device; attach XDP to the interfaces packets \
+             arrive on"
+        )));
+    }
     let index = if_index(iface)?;
     let xdp_path = pins.link(iface);
-    let tc_path = pins.tc_link(iface);
-    if xdp_path.exists() && tc_path.exists() {
+    if xdp_path.exists() {
         return Err(Error::AlreadyLoaded {
             iface: iface.to_string(),
             path: xdp_path,
         });
     }
-    let mut report = prepare(pins)?;
-    if !xdp_path.exists() {
-        attach_xdp(pins, iface, index, mode, &xdp_path)?;
-        report.link = Some(xdp_path.clone());
-    }
-    if !tc_path.exists() {
-        if let Err(e) = attach_tc(pins, iface, &tc_path) {
-            if report.link.take().is_some() {
-                // Removing the pin detaches the XDP program again.
-                let _ = fs::remove_file(&xdp_path);
-            }
-            return Err(e);
+    let fresh = !has_pins(pins)?;
+    let mut report = prepare_unless_fresh_fails(pins, fresh)?;
+    if let Err(e) = attach_xdp(pins, iface, index, mode, &xdp_path) {
+        undo_slow_path(&report);
+        if fresh {
+            let _ = pins.reset();
         }
-        report.tc_link = Some(tc_path);
+        return Err(e);
     }
+    report.link = Some(xdp_path);
+    report.legacy_tc_removed = remove_legacy_tc_links(pins)?;
     Ok(report)
+}
+
+/// Makes sure `vdmm0` exists and runs the TC egress program through the pinned link
+/// `link_tc_vdmm0` (re-attaching when the pin is stale: its link no longer feeds the
+/// device, e.g. because `vdmm0` was deleted and created again). Returns the device and the
+/// link pin when attached now. If the attach fails, a device created here is deleted.
+fn ensure_slow_path(pins: &PinDir) -> Result<(device::Ensured, Option<PathBuf>)> {
+    let dev = device::ensure(pins)?;
+    let path = pins.tc_link(DEVICE);
+    if path.exists() {
+        if !dev.created && tc_link_attached(&path, DEVICE)? {
+            return Ok((dev, None));
+        }
+        fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove the stale {}", path.display()), e))?;
+    }
+    if let Err(e) = attach_tc(pins, DEVICE, &path) {
+        if dev.created {
+            let _ = device::delete(dev.info.index);
+        }
+        return Err(e);
+    }
+    Ok((dev, Some(path)))
+}
+
+/// Undoes the slow-path part of a [`prepare`] that a later step of [`load`] failed after.
+fn undo_slow_path(report: &LoadReport) {
+    if let Some(path) = &report.tc_link {
+        let _ = fs::remove_file(path);
+    }
+    if report.device.created {
+        let _ = device::delete(report.device.info.index);
+    }
+}
+
+/// True when the tcx link pinned at `path` feeds `iface`'s egress: its program is among
+/// the interface's tcx egress programs. (A link whose interface was deleted stays pinned
+/// but attached to nothing.)
+pub fn tc_link_attached(path: &Path, iface: &str) -> Result<bool> {
+    let link = open_link(path)?;
+    let prog = link
+        .info()
+        .map_err(|e| Error::ebpf(format!("cannot read {}", path.display()), e))?
+        .program_id();
+    Ok(tc_egress_program_ids(iface)?.contains(&prog))
+}
+
+/// IDs of the tcx programs on `iface`'s egress (empty when there is no such interface).
+pub fn tc_egress_program_ids(iface: &str) -> Result<Vec<u32>> {
+    if if_index(iface).is_err() {
+        return Ok(Vec::new());
+    }
+    let (_, progs) = SchedClassifier::query_tcx(iface, TcAttachType::Egress)
+        .map_err(|e| Error::ebpf(format!("cannot list the TC egress programs of {iface}"), e))?;
+    Ok(progs.iter().map(|p| p.id()).collect())
+}
+
+/// Removes the TC egress links an older vdmm-ctl left on interfaces other than `vdmm0`.
+fn remove_legacy_tc_links(pins: &PinDir) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for iface in legacy_tc_interfaces(pins)? {
+        let path = pins.tc_link(&iface);
+        fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+        removed.push(iface);
+    }
+    Ok(removed)
+}
+
+/// Interfaces other than `vdmm0` with a TC egress link pin (left by an older vdmm-ctl).
+pub fn legacy_tc_interfaces(pins: &PinDir) -> Result<Vec<String>> {
+    Ok(pins
+        .tc_linked_interfaces()?
+        .into_iter()
+        .filter(|i| i != DEVICE)
+        .collect())
 }
 
 fn attach_xdp(pins: &PinDir, iface: &str, index: u32, mode: Mode, link_path: &Path) -> Result<()> {
@@ -193,9 +314,9 @@ fn attach_xdp(pins: &PinDir, iface: &str, index: u32, mode: Mode, link_path: &Pa
 pub(crate) static FAIL_TC_ATTACH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// Attaches the TC egress program to `iface` as a tcx link (kernel 6.6 and later; no
-/// clsact qdisc needed), after any tcx program already there, and pins the link.
-fn attach_tc(pins: &PinDir, iface: &str, link_path: &Path) -> Result<()> {
+/// Attaches the TC egress program to `iface` (`vdmm0`) as a tcx link (kernel 6.6 and
+/// later; no clsact qdisc needed), after any tcx program already there, and pins the link.
+pub(crate) fn attach_tc(pins: &PinDir, iface: &str, link_path: &Path) -> Result<()> {
     #[cfg(test)]
     if FAIL_TC_ATTACH.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Error::Conflict(format!(
@@ -251,10 +372,17 @@ fn attach_error(iface: &str, mode: Mode, e: ProgramError) -> Error {
     }
 }
 
-/// Detaches the data plane from `iface` by removing its link pins (XDP, then TC egress).
-/// The maps and the programs stay pinned (configuration and counters survive). An
-/// interface that no longer exists but still has link pins is cleaned up too.
+/// Detaches the data plane from `iface` by removing its XDP link pin (and a TC egress
+/// link pin an older vdmm-ctl left there). The maps, the programs and the slow path
+/// (`vdmm0` and its TC link) stay (configuration and counters survive). An interface that
+/// no longer exists but still has link pins is cleaned up too.
 pub fn unload(pins: &PinDir, iface: &str) -> Result<()> {
+    if iface == DEVICE {
+        return Err(Error::Conflict(format!(
+            "{DEVICE} is vdmm's slow-path device, not an interface vdmm is loaded on; it \
+             stays while bindings route into it, until `vdmm-ctl reset`"
+        )));
+    }
     let paths = [pins.link(iface), pins.tc_link(iface)];
     if !paths.iter().any(|p| p.exists()) {
         if_index(iface)?;
@@ -270,10 +398,20 @@ pub fn unload(pins: &PinDir, iface: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes every pin under the directory: detaches the program from every interface and
-/// drops all configuration and counters. Returns the names removed.
-pub fn reset(pins: &PinDir) -> Result<Vec<String>> {
-    pins.reset()
+/// Removes every pin under the directory (detaching the programs from every interface and
+/// from `vdmm0`, dropping all configuration and counters), then deletes `vdmm0` when it is
+/// this pin directory's device (see [`crate::device`]). Removing the bindings' kernel
+/// routes is the caller's job ([`crate::routes::remove_all`], while the bindings can still
+/// be read); deleting the device takes any left with it.
+pub fn reset(pins: &PinDir) -> Result<ResetReport> {
+    // The device's alias names the pin directory, which may vanish with its pins.
+    let alias = device::owner_alias(pins);
+    let removed = pins.reset()?;
+    let device_deleted = device::remove_owned_by(&alias)?;
+    Ok(ResetReport {
+        removed,
+        device_deleted,
+    })
 }
 
 /// Loads this build's programs (maps pinned by name under `pins`) and makes each program
@@ -382,7 +520,10 @@ fn ensure_tc_pin(pins: &PinDir, prog: &mut SchedClassifier) -> Result<ProgramSta
     if fingerprint(pinned.info())? == fingerprint(prog.info())? {
         return Ok(ProgramState::Reused);
     }
-    let ifaces = pins.tc_linked_interfaces()?;
+    let mut ifaces = pins.tc_linked_interfaces()?;
+    // A stale link (its interface is gone) cannot be switched; `vdmm0`'s is replaced by
+    // `ensure_slow_path`, an older vdmm-ctl's are removed.
+    ifaces.retain(|i| tc_link_attached(&pins.tc_link(i), i).unwrap_or(false));
     for iface in &ifaces {
         let path = pins.tc_link(iface);
         let link = SchedClassifierLink::try_from(open_link(&path)?).map_err(|e: LinkError| {

@@ -5,9 +5,12 @@
 //!   configuration and the counters;
 //! - `prog_vdmm_xdp`: the loaded XDP program;
 //! - `prog_vdmm_tc_egress`: the loaded TC egress program (the slow path);
-//! - `link_xdp_<iface>`, `link_tc_<iface>`: one XDP link and one TC egress (tcx) link per
-//!   interface the data plane is attached to. Removing a file detaches that program from
-//!   that interface.
+//! - `link_xdp_<iface>`: one XDP link per interface the data plane is attached to;
+//! - `link_tc_vdmm0`: the TC egress (tcx) link of the slow path's device `vdmm0` (see
+//!   [`crate::device`]); an older vdmm-ctl left `link_tc_<iface>` on every loaded
+//!   interface instead.
+//!
+//! Removing a link file detaches that program from that interface.
 //!
 //! This module also mounts a bpffs when the directory is not on one.
 
@@ -33,7 +36,7 @@ pub const PROGRAM_PIN: &str = "prog_vdmm_xdp";
 pub const LINK_PIN_PREFIX: &str = "link_xdp_";
 /// File name of the pinned TC egress program.
 pub const TC_PROGRAM_PIN: &str = "prog_vdmm_tc_egress";
-/// File name prefix of the per-interface TC egress link pins.
+/// File name prefix of the TC egress link pins (`link_tc_vdmm0`).
 pub const TC_LINK_PIN_PREFIX: &str = "link_tc_";
 
 /// A pin directory (which may not exist yet).
@@ -71,7 +74,7 @@ impl PinDir {
         self.dir.join(TC_PROGRAM_PIN)
     }
 
-    /// Path of the TC egress link pin for `iface`.
+    /// Path of the TC egress link pin for `iface` (`vdmm0`, or a legacy interface).
     pub fn tc_link(&self, iface: &str) -> PathBuf {
         self.dir.join(format!("{TC_LINK_PIN_PREFIX}{iface}"))
     }

@@ -2,21 +2,19 @@
 //!
 //! The XDP program hands the kernel the packets it cannot finish: IPv4 without DF that must
 //! be fragmented, and packets whose next hop has no neighbour entry yet. The kernel routes
-//! them along a route for the binding's home prefix *via the locator* with the MTU reduced
-//! by the tunnel overhead, fragments them to that MTU and resolves the neighbour, and
-//! `vdmm_tc_egress` adds the outer header on the way out. Traffic the gateway originates
+//! them along a route for the binding's home prefix into `vdmm0` (see [`crate::device`])
+//! with the MTU reduced by the tunnel overhead, fragmenting them to that MTU (or answering
+//! "fragmentation needed" / "packet too big"); `vdmm_tc_egress` on `vdmm0`'s egress adds
+//! the outer header and sends the tunnel packet toward the locator with
+//! `bpf_redirect_neigh`, which resolves the neighbour. Traffic the gateway originates
 //! toward the home prefix takes the same route. So `binding add` installs, per binding,
-//! what `ip route replace HOME via LOCATOR dev DEV mtu MTU proto 118` would:
+//! what `ip route replace HOME dev vdmm0 mtu MTU proto 118` would:
 //!
-//! - DEV is the interface of the kernel's route to the locator (`RTM_GETROUTE`), MTU that
-//!   interface's MTU less 20 (IPv4 locator) or 40 (IPv6 locator);
-//! - the gateway is the locator itself when it is on-link, else the next hop of the route
-//!   to the locator (the kernel only accepts on-link gateways), so the encapsulated packet
-//!   leaves with the right Ethernet destination;
-//! - an IPv4 home prefix over an IPv6 next hop uses `RTA_VIA` (`via inet6 ...`). The
-//!   reverse, an IPv6 route via an IPv4 next hop, is refused by Linux ("IPv6 does not
-//!   support RTA_VIA attribute", "IPv6 routes can not use an IPv4 nexthop"), so such a
-//!   binding (6in4 over an IPv4 next hop) gets no route: see [`RoutePlan::Unsupported`];
+//! - MTU is the MTU of the interface the kernel routes the locator through
+//!   (`RTM_GETROUTE`, as `ip route get LOCATOR`) less 20 (IPv4 locator) or 40 (IPv6
+//!   locator), fixed when the binding is made;
+//! - no next hop: a route into a NOARP device works for all four tunnel kinds, including
+//!   an IPv6 home over an IPv4 locator (Linux refuses an IPv6 route via an IPv4 next hop);
 //! - the route is in the main table with protocol [`RTPROT_VDMM`], which marks it as
 //!   vdmm's: `binding del` and `reset` remove only routes with that protocol.
 //!
@@ -44,6 +42,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::{
     addr::{Family, Prefix},
+    device::DEVICE,
     error::{Error, Result},
     maps::{BindingEntry, Dataplane, resolve_source},
 };
@@ -71,40 +70,26 @@ pub fn route_mtu(link_mtu: u32, outer: Family) -> u32 {
 pub struct SlowPathRoute {
     /// The binding's home prefix (the route's destination).
     pub home: Prefix,
-    /// Next hop: the locator when on-link, else the next hop toward it.
-    pub via: IpAddr,
-    /// Egress interface (that of the route to the locator).
+    /// The route's device: `vdmm0`'s index.
     pub oif: u32,
     /// Its name, for messages.
     pub dev: String,
-    /// Route MTU: link MTU less the tunnel overhead.
+    /// Route MTU: the MTU of the locator's egress interface less the tunnel overhead.
     pub mtu: u32,
+    /// The interface the kernel routes the locator through, and its MTU (for messages).
+    pub egress: String,
+    pub egress_mtu: u32,
 }
 
 impl fmt::Display for SlowPathRoute {
     /// The route as `ip route` writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inet = match (self.home.family(), Family::of(&self.via)) {
-            (Family::V4, Family::V6) => "inet6 ",
-            (Family::V6, Family::V4) => "inet ",
-            _ => "",
-        };
         write!(
             f,
-            "{} via {inet}{} dev {} mtu {} proto {RTPROT_VDMM}",
-            self.home, self.via, self.dev, self.mtu
+            "{} dev {} mtu {} proto {RTPROT_VDMM}",
+            self.home, self.dev, self.mtu
         )
     }
-}
-
-/// What `binding add` does about the kernel route of a binding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RoutePlan {
-    /// Install (replace) this route.
-    Install(SlowPathRoute),
-    /// The kernel cannot express the route (an IPv6 home prefix via an IPv4 next hop):
-    /// the binding is made without one, and the reason is shown.
-    Unsupported(String),
 }
 
 /// The kernel's route to a locator, as far as the slow path needs it.
@@ -119,8 +104,11 @@ pub struct PathToLocator {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledRoute {
     pub home: Prefix,
+    /// Next hop (routes made by an older vdmm-ctl; vdmm's routes now have none).
     pub via: Option<IpAddr>,
     pub oif: Option<u32>,
+    /// The name of interface `oif` (filled in by [`Netlink::vdmm_routes`]).
+    pub dev: Option<String>,
     pub mtu: Option<u32>,
 }
 
@@ -173,7 +161,7 @@ impl Netlink {
 
     /// Sends one request and collects the replies: until the ACK (`NLM_F_ACK`), until
     /// `NLMSG_DONE` (`NLM_F_DUMP`), or the first reply otherwise.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
@@ -294,27 +282,31 @@ impl Netlink {
         Ok((name, mtu))
     }
 
-    /// The route for a binding of `home` to `locator`, from the kernel's route to the
-    /// locator and its interface's MTU.
-    pub fn plan(&mut self, home: Prefix, locator: IpAddr) -> Result<RoutePlan> {
+    /// The route for a binding of `home` to `locator`: into `vdmm0`, with the MTU of the
+    /// interface the kernel routes the locator through less the tunnel overhead.
+    pub fn plan(&mut self, home: Prefix, locator: IpAddr) -> Result<SlowPathRoute> {
+        let slow = self
+            .link_by_name(DEVICE)?
+            .ok_or(Error::NoSlowPathDevice(DEVICE))?;
         let path = self.path_to(locator)?;
-        let via = path.gateway.unwrap_or(locator);
-        if home.family() == Family::V6 && Family::of(&via) == Family::V4 {
-            return Ok(RoutePlan::Unsupported(format!(
-                "no kernel route for {home}: Linux cannot route IPv6 via an IPv4 next hop \
-                 ({via}); IPv6 packets to it that XDP passes to the kernel (next hop without \
-                 a neighbour entry) and IPv6 traffic this host sends to it take the kernel's \
-                 other routes"
-            )));
+        if path.oif == slow.index {
+            return Err(Error::NoRouteToLocator {
+                locator,
+                detail: format!(
+                    "the kernel routes it into {DEVICE}, the slow path itself (is it inside \
+                     a bound home prefix?)"
+                ),
+            });
         }
-        let (dev, link_mtu) = self.link(path.oif)?;
-        Ok(RoutePlan::Install(SlowPathRoute {
+        let (egress, egress_mtu) = self.link(path.oif)?;
+        Ok(SlowPathRoute {
             home,
-            via,
-            oif: path.oif,
-            dev,
-            mtu: route_mtu(link_mtu, Family::of(&locator)),
-        }))
+            oif: slow.index,
+            dev: DEVICE.to_string(),
+            mtu: route_mtu(egress_mtu, Family::of(&locator)),
+            egress,
+            egress_mtu,
+        })
     }
 
     /// Installs (or replaces) `route`.
@@ -348,7 +340,8 @@ impl Netlink {
         }
     }
 
-    /// Every route with protocol [`RTPROT_VDMM`] in the main table, IPv4 first.
+    /// Every route with protocol [`RTPROT_VDMM`] in the main table, IPv4 first, with the
+    /// names of their interfaces.
     pub fn vdmm_routes(&mut self) -> Result<Vec<InstalledRoute>> {
         let mut out = Vec::new();
         for f in [Family::V4, Family::V6] {
@@ -365,6 +358,19 @@ impl Netlink {
                 }
             }
         }
+        let mut names: Vec<(u32, Option<String>)> = Vec::new();
+        for r in &mut out {
+            let Some(oif) = r.oif else { continue };
+            let name = match names.iter().find(|(i, _)| *i == oif) {
+                Some((_, n)) => n.clone(),
+                None => {
+                    let n = self.link(oif).ok().map(|(n, _)| n);
+                    names.push((oif, n.clone()));
+                    n
+                }
+            };
+            r.dev = name;
+        }
         Ok(out)
     }
 }
@@ -376,8 +382,6 @@ pub enum RouteOutcome {
     Installed(SlowPathRoute),
     /// `--no-route`: none installed (a route of a replaced binding was removed).
     Skipped,
-    /// The kernel cannot express it (see [`RoutePlan::Unsupported`]); the reason.
-    Unsupported(String),
 }
 
 /// A binding made by [`bind`], with its route.
@@ -424,12 +428,12 @@ pub fn bind_with_plan(
     locator: IpAddr,
     source: Option<IpAddr>,
     replace: bool,
-    plan: Option<RoutePlan>,
+    plan: Option<SlowPathRoute>,
 ) -> Result<BindOutcome> {
     let previous = dp.binding(&home)?;
     let binding = dp.add_binding(home, locator, source, replace)?;
     let route = match plan {
-        Some(RoutePlan::Install(route)) => {
+        Some(route) => {
             if let Err(e) = nl.install(&route) {
                 let undo = match previous {
                     Some(p) => dp
@@ -448,15 +452,12 @@ pub fn bind_with_plan(
             }
             RouteOutcome::Installed(route)
         }
-        other => {
-            // A replaced binding's route points at the old locator: take it away.
+        None => {
+            // A replaced binding's route was made for the old locator: take it away.
             if previous.is_some() {
                 nl.remove(home)?;
             }
-            match other {
-                Some(RoutePlan::Unsupported(why)) => RouteOutcome::Unsupported(why),
-                _ => RouteOutcome::Skipped,
-            }
+            RouteOutcome::Skipped
         }
     };
     Ok(BindOutcome { binding, route })
@@ -508,22 +509,17 @@ fn vdmm_header(home: Prefix) -> RouteHeader {
     }
 }
 
-/// The `RTM_NEWROUTE` body for `route` (pure, so unit tested).
+/// The `RTM_NEWROUTE` body for `route` (pure, so unit tested): a device route (scope
+/// link, no next hop), as `ip route` makes one.
 pub fn route_message(route: &SlowPathRoute) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header = vdmm_header(route.home);
-    msg.header.scope = RouteScope::Universe;
+    msg.header.scope = RouteScope::Link;
     msg.header.kind = RouteType::Unicast;
     msg.attributes
         .push(RouteAttribute::Destination(RouteAddress::from(
             route.home.addr(),
         )));
-    let via = match (route.home.family(), route.via) {
-        (Family::V4, IpAddr::V6(g)) => RouteAttribute::Via(RouteVia::Inet6(g)),
-        (Family::V6, IpAddr::V4(g)) => RouteAttribute::Via(RouteVia::Inet(g)),
-        (_, g) => RouteAttribute::Gateway(RouteAddress::from(g)),
-    };
-    msg.attributes.push(via);
     msg.attributes.push(RouteAttribute::Oif(route.oif));
     msg.attributes
         .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(route.mtu)]));
@@ -572,6 +568,7 @@ fn installed(r: &RouteMessage) -> Option<InstalledRoute> {
         home,
         via,
         oif,
+        dev: None,
         mtu,
     })
 }
@@ -602,13 +599,14 @@ pub fn ext_ack_message(payload: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn route(home: &str, via: &str, mtu: u32) -> SlowPathRoute {
+    fn route(home: &str, mtu: u32) -> SlowPathRoute {
         SlowPathRoute {
             home: home.parse().unwrap(),
-            via: via.parse().unwrap(),
             oif: 7,
-            dev: "ul".into(),
+            dev: "vdmm0".into(),
             mtu,
+            egress: "ul".into(),
+            egress_mtu: 1500,
         }
     }
 
@@ -623,46 +621,45 @@ mod tests {
     #[test]
     fn routes_print_like_ip_route() {
         assert_eq!(
-            route("10.2.0.0/24", "192.0.2.2", 1480).to_string(),
-            "10.2.0.0/24 via 192.0.2.2 dev ul mtu 1480 proto 118"
+            route("10.2.0.0/24", 1480).to_string(),
+            "10.2.0.0/24 dev vdmm0 mtu 1480 proto 118"
         );
         assert_eq!(
-            route("10.2.0.0/24", "2001:db8:ff::2", 1460).to_string(),
-            "10.2.0.0/24 via inet6 2001:db8:ff::2 dev ul mtu 1460 proto 118"
+            route("2001:db8:2::/64", 1480).to_string(),
+            "2001:db8:2::/64 dev vdmm0 mtu 1480 proto 118"
         );
     }
 
     #[test]
-    fn mixed_families_use_rta_via_and_same_families_a_gateway() {
-        let m = route_message(&route("10.2.0.0/24", "2001:db8:ff::2", 1460));
-        assert_eq!(m.header.address_family, AddressFamily::Inet);
-        assert_eq!(m.header.destination_prefix_length, 24);
-        assert_eq!(m.header.protocol, RouteProtocol::Other(RTPROT_VDMM));
-        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
-        assert!(m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
-            "2001:db8:ff::2".parse().unwrap()
-        ))));
-        assert!(
-            m.attributes
-                .contains(&RouteAttribute::Metrics(vec![RouteMetric::Mtu(1460)]))
-        );
-        assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
-        let m = route_message(&route("2001:db8:2::/64", "2001:db8:ff::2", 1460));
-        assert_eq!(m.header.address_family, AddressFamily::Inet6);
-        assert!(
-            m.attributes
-                .contains(&RouteAttribute::Gateway(RouteAddress::Inet6(
-                    "2001:db8:ff::2".parse().unwrap()
-                )))
-        );
-        // Read back as vdmm's own route.
-        let r = installed(&m).unwrap();
-        assert_eq!(r.home, "2001:db8:2::/64".parse().unwrap());
-        assert_eq!(r.mtu, Some(1460));
-        assert_eq!(r.via, Some("2001:db8:ff::2".parse().unwrap()));
-        let mut other = m.clone();
-        other.header.protocol = RouteProtocol::Static;
-        assert_eq!(installed(&other), None);
+    fn routes_are_device_routes_without_a_next_hop() {
+        for (home, family, len) in [
+            ("10.2.0.0/24", AddressFamily::Inet, 24),
+            ("2001:db8:2::/64", AddressFamily::Inet6, 64),
+        ] {
+            let m = route_message(&route(home, 1460));
+            assert_eq!(m.header.address_family, family);
+            assert_eq!(m.header.destination_prefix_length, len);
+            assert_eq!(m.header.protocol, RouteProtocol::Other(RTPROT_VDMM));
+            assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+            assert_eq!(m.header.scope, RouteScope::Link);
+            assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
+            assert!(
+                m.attributes
+                    .contains(&RouteAttribute::Metrics(vec![RouteMetric::Mtu(1460)]))
+            );
+            assert!(
+                !m.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Via(_)))
+            );
+            // Read back as vdmm's own route.
+            let r = installed(&m).unwrap();
+            assert_eq!(r.home, home.parse().unwrap());
+            assert_eq!((r.oif, r.mtu, r.via), (Some(7), Some(1460), None));
+            let mut other = m.clone();
+            other.header.protocol = RouteProtocol::Static;
+            assert_eq!(installed(&other), None);
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `vdmm-ctl load|unload|status|reset`: the data plane's life in the kernel.
 
+use aya::programs::{SchedClassifier, TcAttachType};
 use vdmm_common::maps as names;
 
 use crate::{
     cli::ModeArg,
+    device,
     error::Result,
     loader::{self, LoadReport, Mode, ProgramState},
     maps::Dataplane,
@@ -51,27 +53,44 @@ fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> S
             }
         }
     }
-    if let Some(iface) = iface {
-        let mut parts = Vec::new();
-        if r.link.is_some() {
-            parts.push(format!("{} XDP", mode.name()));
-        }
-        if r.tc_link.is_some() {
-            parts.push("TC egress".to_string());
-        }
-        out.push_str(&format!("attached to {iface} ({})\n", parts.join(", ")));
+    let dev = &r.device.info;
+    if r.device.created {
+        out.push_str(&format!(
+            "created the slow-path device {} ({}, NOARP, mtu {}, forwarding on)\n",
+            device::DEVICE,
+            dev.kind.as_deref().unwrap_or("?"),
+            dev.mtu
+        ));
+    }
+    if r.tc_link.is_some() {
+        out.push_str(&format!(
+            "attached {} to the egress of {}\n",
+            names::TC_EGRESS_PROGRAM,
+            device::DEVICE
+        ));
+    }
+    if !r.legacy_tc_removed.is_empty() {
+        out.push_str(&format!(
+            "removed the TC egress link of {} (left by an older vdmm-ctl; the slow path now \
+             runs on {})\n",
+            r.legacy_tc_removed.join(", "),
+            device::DEVICE
+        ));
+    }
+    if let (Some(iface), Some(_)) = (iface, &r.link) {
+        out.push_str(&format!("attached to {iface} ({} XDP)\n", mode.name()));
     }
     out
 }
 
 pub fn unload(pins: &PinDir, iface: &str) -> Result<String> {
     loader::unload(pins, iface)?;
-    let mut left = pins.linked_interfaces()?;
-    left.extend(pins.tc_linked_interfaces()?);
-    Ok(if left.is_empty() {
+    Ok(if pins.linked_interfaces()?.is_empty() {
         format!(
-            "detached from {iface}; no interface left (configuration kept in {}; `vdmm-ctl reset` removes it)\n",
-            pins.path().display()
+            "detached from {iface}; no interface left (configuration kept in {}, and {} with \
+             the bindings' routes; `vdmm-ctl reset` removes them)\n",
+            pins.path().display(),
+            device::DEVICE
         )
     } else {
         format!("detached from {iface}\n")
@@ -97,17 +116,119 @@ pub fn reset(pins: &PinDir) -> Result<String> {
             )),
         }
     }
-    let removed = loader::reset(pins)?;
-    out.push_str(&if removed.is_empty() {
+    let r = loader::reset(pins)?;
+    out.push_str(&if r.removed.is_empty() {
         format!("nothing pinned in {}\n", pins.path().display())
     } else {
         format!(
             "removed {} from {}\n",
-            removed.join(", "),
+            r.removed.join(", "),
             pins.path().display()
         )
     });
+    if r.device_deleted {
+        out.push_str(&format!("deleted {}\n", device::DEVICE));
+    }
     Ok(out)
+}
+
+/// The slow path as `status` reports it.
+struct SlowPathStatus {
+    device: Option<device::DeviceInfo>,
+    ours: bool,
+    forwarding: device::Forwarding,
+    link_pinned: bool,
+    /// The pinned link feeds the device's egress.
+    attached: bool,
+    /// Names of every tcx program on the device's egress.
+    programs: Vec<String>,
+}
+
+impl SlowPathStatus {
+    fn read(pins: &PinDir) -> Result<Self> {
+        let device = device::find()?;
+        let path = pins.tc_link(device::DEVICE);
+        let link_pinned = path.exists();
+        let exists = device.is_some();
+        let attached = exists
+            && link_pinned
+            && loader::tc_link_attached(&path, device::DEVICE).unwrap_or(false);
+        let programs = if exists {
+            SchedClassifier::query_tcx(device::DEVICE, TcAttachType::Egress)
+                .map(|(_, ps)| {
+                    ps.iter()
+                        .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            ours: device.as_ref().is_some_and(|d| d.is_owned_by(pins)),
+            forwarding: device::forwarding(),
+            device,
+            link_pinned,
+            attached,
+            programs,
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "device": device::DEVICE,
+            "exists": self.device.is_some(),
+            "kind": self.device.as_ref().and_then(|d| d.kind.clone()),
+            "ifindex": self.device.as_ref().map(|d| d.index),
+            "mtu": self.device.as_ref().map(|d| d.mtu),
+            "up": self.device.as_ref().map(|d| d.up),
+            "noarp": self.device.as_ref().map(|d| d.noarp),
+            "owner": self.device.as_ref().and_then(|d| d.owner().map(str::to_string)),
+            "ours": self.ours,
+            "forwarding_ipv4": self.forwarding.v4,
+            "forwarding_ipv6": self.forwarding.v6,
+            "tc_link_pinned": self.link_pinned,
+            "tc_attached": self.attached,
+            "tc_programs": self.programs,
+        })
+    }
+
+    /// One line: the device and its TC attachment, with what is wrong.
+    fn text(&self) -> String {
+        let Some(d) = &self.device else {
+            return format!(
+                "slow path: {} missing (`vdmm-ctl load` creates it)",
+                device::DEVICE
+            );
+        };
+        let mut parts = vec![
+            d.kind.clone().unwrap_or_else(|| "no kind".into()),
+            format!("ifindex {}", d.index),
+            format!("mtu {}", d.mtu),
+            if d.up { "up" } else { "DOWN" }.to_string(),
+            if d.noarp {
+                "NOARP"
+            } else {
+                "ARP (should be NOARP)"
+            }
+            .to_string(),
+            self.forwarding.to_string(),
+        ];
+        match d.owner() {
+            _ if self.ours => {}
+            Some(other) => parts.push(format!("belongs to the pin directory {other}")),
+            None => parts.push("not created by vdmm".into()),
+        }
+        let tc = match (self.link_pinned, self.attached) {
+            (true, true) => format!("TC egress {} attached", self.programs.join(", ")),
+            (true, false) => {
+                "TC egress link pinned but not attached to it (`vdmm-ctl load` repairs it)"
+                    .to_string()
+            }
+            (false, _) => "no TC egress link (`vdmm-ctl load` attaches it)".to_string(),
+        };
+        format!("slow path: {} ({}); {tc}", device::DEVICE, parts.join(", "))
+    }
 }
 
 pub fn status(pins: &PinDir, json: bool) -> Result<String> {
@@ -120,15 +241,13 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     let program = pins.program().exists();
     let tc_program = pins.tc_program().exists();
     let ifaces = pins.linked_interfaces()?;
-    let tc_ifaces = pins.tc_linked_interfaces()?;
-    let mut all: Vec<&String> = ifaces.iter().chain(&tc_ifaces).collect();
-    all.sort();
-    all.dedup();
-    let missing: Vec<&str> = all
+    let legacy = loader::legacy_tc_interfaces(pins)?;
+    let missing: Vec<&str> = ifaces
         .iter()
         .filter(|i| loader::if_index(i).is_err())
         .map(|i| i.as_str())
         .collect();
+    let slow = SlowPathStatus::read(pins)?;
     if json {
         return Ok(format!(
             "{}\n",
@@ -139,8 +258,9 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
                 "program": program,
                 "tc_program": tc_program,
                 "interfaces": ifaces,
-                "tc_interfaces": tc_ifaces,
                 "missing_interfaces": missing,
+                "slow_path": slow.json(),
+                "legacy_tc_interfaces": legacy,
             })
         ));
     }
@@ -166,28 +286,31 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
         pinned(program),
         pinned(tc_program)
     ));
-    let list: Vec<String> = all
+    let list: Vec<String> = ifaces
         .iter()
         .map(|i| {
-            let hooks = match (ifaces.contains(i), tc_ifaces.contains(i)) {
-                (true, true) => "XDP + TC egress",
-                (true, false) => "XDP only; TC egress missing: unload and load again",
-                _ => "TC egress only; XDP missing: unload and load again",
-            };
             if missing.contains(&i.as_str()) {
-                format!("{i} ({hooks}; no such interface in this network namespace)")
+                format!("{i} (no such interface in this network namespace)")
             } else {
-                format!("{i} ({hooks})")
+                i.clone()
             }
         })
         .collect();
     out.push_str(&format!(
-        "attached to: {}\n",
+        "XDP attached to: {}\n",
         if list.is_empty() {
             "nothing".to_string()
         } else {
             list.join(", ")
         }
     ));
+    out.push_str(&slow.text());
+    out.push('\n');
+    if !legacy.is_empty() {
+        out.push_str(&format!(
+            "TC egress also on {} (left by an older vdmm-ctl; `vdmm-ctl load` removes it)\n",
+            legacy.join(", ")
+        ));
+    }
     Ok(out)
 }
