@@ -302,7 +302,9 @@ pub struct Lab {
     pins: Vec<PathBuf>,
     /// Pass-only XDP programs on the correspondent's and host's interfaces (see
     /// [`attach_pass_program`]), with the bpffs their maps are pinned on.
-    napi_keepers: Vec<(aya::Ebpf, PathBuf)>,
+    napi_keepers: Vec<aya::Ebpf>,
+    /// bpffs mounts of the pass-only programs' maps.
+    keeper_pins: Vec<PathBuf>,
     /// The host's XDP drop program and its link, with [`LabOptions::sink_drop`].
     sink: Vec<std::os::fd::OwnedFd>,
     // Namespaces are declared last: they are dropped after `Drop::drop` unmounted the pins.
@@ -444,6 +446,7 @@ impl Lab {
             ctl,
             pins,
             napi_keepers: vec![],
+            keeper_pins: vec![],
             sink: vec![],
             corr,
             gwa,
@@ -462,13 +465,25 @@ impl Lab {
             keep.push((sw, &[SWITCH_GWA_IF, SWITCH_GWB_IF, SWITCH_ROGUE_IF]));
         }
         let mut keepers = vec![];
+        let mut pins = vec![];
+        let mut failed = None;
         for (ns, devs) in keep {
             let pin = PathBuf::from("/run/vdmm").join(ns.name());
-            let keeper = attach_pass_program(ns, devs, &pin)
-                .with_context(|| format!("attaching a pass-only XDP program to {devs:?}"))?;
-            keepers.push((keeper, pin));
+            pins.push(pin.clone());
+            match attach_pass_program(ns, devs, &pin) {
+                Ok(k) => keepers.push(k),
+                Err(e) => {
+                    failed =
+                        Some(e.context(format!("attaching a pass-only XDP program to {devs:?}")));
+                    break;
+                }
+            }
         }
         lab.napi_keepers = keepers;
+        lab.keeper_pins = pins;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if lab.opts.plane == Plane::Tunnel {
             lab.program_gateways()
                 .context("programming the gateways with vdmm-ctl")?;
@@ -829,9 +844,9 @@ impl Drop for Lab {
                 unmount_pin_dir(dir);
             }
         }
-        for (ebpf, dir) in self.napi_keepers.drain(..) {
-            drop(ebpf);
-            unmount_pin_dir(&dir);
+        self.napi_keepers.clear();
+        for dir in &self.keeper_pins {
+            unmount_pin_dir(dir);
         }
     }
 }

@@ -235,6 +235,9 @@ fn up(ctl: Option<PathBuf>, underlay: Underlay, kernel: bool, direct: bool) -> R
         println!("  {:<14} ip netns exec {}", "rogue", r.name());
     }
     for g in [Gw::A, Gw::B] {
+        if lab.opts.plane != Plane::Tunnel {
+            break;
+        }
         println!(
             "  {} vdmm-ctl: {} --pin-dir {} --netns {} stats",
             g.name(),
