@@ -87,8 +87,11 @@ pub enum Command {
         iface: String,
     },
 
-    /// Show what is pinned in the pin directory, where the XDP program is attached, and the
-    /// slow path (vdmm0: kind, MTU, flags, forwarding, its TC egress programs).
+    /// Show what is pinned, where the XDP program is attached, and the slow path.
+    ///
+    /// The slow path is the device vdmm0 (kind, index, MTU, up, NOARP, forwarding, whose
+    /// it is) and its TC egress programs; anything wrong is named with the command that
+    /// repairs it.
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
