@@ -10,6 +10,7 @@ use crate::{
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
     packet::{Frame, copy, key_v4, key_v6},
+    translate,
     tunnel::{self, decap::NOT_A_TUNNEL},
 };
 use aya_ebpf::maps::lpm_trie::Key;
@@ -70,7 +71,8 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     copy::<4>(&raw mut key.data as *mut u8, ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding),
-        None => Verdict::pass(Reason::NoMatch),
+        // Stateless translation (pass no_match when the destination does not map).
+        None => translate::from_ipv4(ctx.ctx),
     }
 }
 
@@ -96,6 +98,6 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
     copy::<16>(&raw mut key.data as *mut u8, ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding),
-        None => Verdict::pass(Reason::NoMatch),
+        None => translate::from_ipv6(ctx.ctx),
     }
 }

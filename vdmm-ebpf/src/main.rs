@@ -22,9 +22,6 @@ mod icmp_error;
 mod maps;
 mod packet;
 mod slow_path;
-// Not hooked into `classify` yet: the translation paths still exceed the verifier's
-// 512-byte stack budget for the call chain (see the report of issue #3).
-#[allow(dead_code)]
 mod translate;
 mod tunnel;
 

@@ -13,7 +13,7 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use vdmm_common::{
@@ -30,7 +30,7 @@ use vdmm_common::{
 };
 
 use super::{
-    ICMP_VERIFY_MAX, PROCEED, Scratch,
+    FLAG_FIRST, ICMP_VERIFY_MAX, PROCEED, Scratch,
     addr::{map_4to6, map_6to4, sum4, sum6},
     sub,
     v6_to_v4::Walk,
@@ -78,6 +78,34 @@ fn route_exit(code: u32, kind: TunnelKind, s: &mut Scratch, rx: *mut u8) -> Opti
     None
 }
 
+/// Before `error_4to6` / `error_6to4`: the sum of the whole ICMP message (at
+/// `s.old_hdr` + 14, `s.payload` bytes) into `s.sum`, and for ICMPv6 the walk of the
+/// inner packet's extension headers into `s.w_*`. Done by the caller so that the error
+/// functions, whose frames are large, call no further subprogram (512 bytes of stack
+/// for the whole call chain). 0 when done.
+#[inline(never)]
+pub fn before_error(ctx: *mut xdp_md, s: *mut Scratch, v6: u32) -> u32 {
+    // SAFETY: the per-CPU scratch value.
+    let l4 = ETH_HLEN as u32 + (unsafe { (*s).old_hdr } as u32 & 0xfff);
+    let len = unsafe { (*s).payload } as u32;
+    if sub::sum::<ICMP_VERIFY_MAX>(ctx, s, l4, len) != 0 {
+        return 1;
+    }
+    if v6 == 0 {
+        return 0;
+    }
+    let frame = sub::frame_of(ctx);
+    let in_off = l4 as usize + ICMP_HLEN;
+    let Some(q) = frame.ptr(in_off, IPV6_HLEN) else {
+        return 1;
+    };
+    let nh = unsafe { *q.add(6) } as u32;
+    if sub::walk_into(ctx, s, nh, (in_off + IPV6_HLEN) as u32) != sub::WALK_OK {
+        return 1;
+    }
+    0
+}
+
 /// RFC 7915 4.2 + 4.3: an ICMPv4 error (outer header valid, source and destination
 /// already mapped into `s.src6` / `s.dst6`, TTL checked) to ICMPv6.
 #[inline(never)]
@@ -85,7 +113,7 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     const KIND: TunnelKind = TunnelKind::Xlat4to6;
     let drop = |r: Reason| Verdict::drop(r, KIND).0;
     let ctx = &XdpContext::new(ctx);
-    let frame = Frame::new(ctx);
+    let frame = sub::frame_of(ctx.ctx);
     let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
         return drop(Reason::Malformed);
     };
@@ -96,10 +124,7 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
         return drop(Reason::XlatIcmpUntranslatable);
     }
     let icmp_off = ETH_HLEN + ihl;
-    let icmp_len = total - ihl;
-    if sub::sum::<ICMP_VERIFY_MAX>(ctx.ctx, s, icmp_off as u32, icmp_len as u32) != 0 {
-        return drop(Reason::XlatIcmpUntranslatable);
-    }
+    // `s.sum`: the whole ICMP message, summed by the caller (`verify_sum`).
     if fold(s.sum) != 0xffff {
         return drop(Reason::XlatIcmpBadChecksum);
     }
@@ -172,19 +197,54 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     let fh = if in_frag { 8 } else { 0 };
     let new_total = IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh + rest_len;
     let capped = if new_total > IPV6_MIN_MTU as usize { IPV6_MIN_MTU as usize } else { new_total };
+    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
+    s.in_tos = if reset { 0 } else { inner.tos() };
+    s.in_ttl = inner.ttl();
+    s.next = in_proto;
+    s.in_proto = if in_proto == IPPROTO_ICMP { IPPROTO_ICMPV6 } else { in_proto };
+    s.in_frag = in_frag as u8;
+    s.in_frag_word = (in_off8 << 3) | in_mf as u16;
+    s.in_id = get16(unsafe { q.add(4) }) as u32;
+    s.in_len = (in_total as usize - in_ihl + fh) as u16;
+    s.in_upper = (in_total as usize - in_ihl) as u16;
+    s.in_tc_old = in_type_code;
+    s.in_tc_new = in_new_type_code;
+    s.isrc4 = isrc.to_be_bytes();
+    s.idst4 = idst.to_be_bytes();
+    s.flags = if in_off8 == 0 { FLAG_FIRST } else { 0 };
+    s.tos = if reset { 0 } else { ip.tos() };
+    s.hop = ip.ttl();
+    s.icmp_tc = ((t6 as u16) << 8) | c6 as u16;
+    s.icmp_rest = rest6;
+    s.old_hdr = (rest_off - ETH_HLEN) as u16;
+    s.payload = rest_len as u16;
+    s.total4 = capped as u16;
+    PROCEED
+}
+
+/// The route of a translated ICMPv6 error and the inner transport checksum (in place:
+/// it does not move). [`PROCEED`] or a finished verdict.
+#[inline(never)]
+pub fn finish_4to6(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat4to6;
+    let xdp = &XdpContext::new(ctx);
+    let code = sub::route(ctx, s, 1, s.total4 as u32);
+    let frame = Frame::new(xdp);
     let Some(rx) = frame.ptr(0, ETH_HLEN) else {
-        return drop(Reason::Malformed);
+        return Verdict::drop(Reason::Malformed, KIND).0;
     };
-    let code = sub::route(ctx.ctx, s, 1, capped as u32);
     if let Some(v) = route_exit(code, KIND, s, rx) {
         return v;
     }
-
-    // The inner transport header, in place (it does not move).
-    let old = sum4(isrc) + sum4(idst);
+    if s.resolved != 0 {
+        s.hop -= 1;
+    }
+    let rest_off = ETH_HLEN + (s.old_hdr as usize & 0xfff);
+    let rest_len = s.payload as usize;
+    let old = sum4(u32::from_be_bytes(s.isrc4)) + sum4(u32::from_be_bytes(s.idst4));
     let new = sum6(s.isrc6.as_ptr()) + sum6(s.idst6.as_ptr());
-    if in_off8 == 0 {
-        match in_proto {
+    if s.flags & FLAG_FIRST != 0 {
+        match s.next {
             IPPROTO_TCP if rest_len >= 18 => {
                 if let Some(c) = frame.ptr(rest_off + 16, 2) {
                     put16(c, update(get16(c), old, new));
@@ -201,35 +261,19 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
             }
             IPPROTO_ICMP if rest_len >= 8 => {
                 if let Some(t) = frame.ptr(rest_off, 4) {
-                    let len = (in_total as usize - in_ihl) as u32;
-                    let pseudo = new + len + IPPROTO_ICMPV6 as u32;
+                    let pseudo = new + s.in_upper as u32 + IPPROTO_ICMPV6 as u32;
                     let c = update(
                         get16(unsafe { t.add(2) }),
-                        in_type_code as u32,
-                        in_new_type_code as u32 + pseudo,
+                        s.in_tc_old as u32,
+                        s.in_tc_new as u32 + pseudo,
                     );
-                    put16(t, in_new_type_code);
+                    put16(t, s.in_tc_new);
                     put16(unsafe { t.add(2) }, c);
                 }
             }
             _ => {}
         }
     }
-
-    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
-    s.in_tos = if reset { 0 } else { inner.tos() };
-    s.in_ttl = inner.ttl();
-    s.in_proto = if in_proto == IPPROTO_ICMP { IPPROTO_ICMPV6 } else { in_proto };
-    s.in_frag = in_frag as u8;
-    s.in_frag_word = (in_off8 << 3) | in_mf as u16;
-    s.in_id = get16(unsafe { q.add(4) }) as u32;
-    s.in_len = (in_total as usize - in_ihl + fh) as u16;
-    s.tos = if reset { 0 } else { ip.tos() };
-    s.hop = if s.resolved != 0 { ip.ttl() - 1 } else { ip.ttl() };
-    s.icmp_tc = ((t6 as u16) << 8) | c6 as u16;
-    s.icmp_rest = rest6;
-    s.old_hdr = (rest_off - ETH_HLEN) as u16;
-    s.total4 = capped as u16;
     PROCEED
 }
 
@@ -326,27 +370,20 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     const KIND: TunnelKind = TunnelKind::Xlat6to4;
     let drop = |r: Reason| Verdict::drop(r, KIND).0;
     let ctx = &XdpContext::new(ctx);
-    let frame = Frame::new(ctx);
+    let frame = sub::frame_of(ctx.ctx);
     let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
         return drop(Reason::Malformed);
     };
     let ip = Ipv6(p);
     let end = ETH_HLEN + IPV6_HLEN + ip.payload_len() as usize;
-    if sub::walk_into(ctx.ctx, s, ip.next_header() as u32, (ETH_HLEN + IPV6_HLEN) as u32)
-        != sub::WALK_OK
-    {
-        return drop(Reason::Malformed);
-    }
-    let w = Walk::from_scratch(s);
-    let l4 = w.upper;
+    // The caller did the outer walk (`s.old_hdr`, outer id / fragment word in `s`), the
+    // checksum sum (`s.sum`) and the inner walk (`s.w_*`).
+    let l4 = ETH_HLEN + (s.old_hdr as usize & 0xfff);
     if l4 + ICMP_HLEN + IPV6_HLEN > end {
         return drop(Reason::XlatIcmpUntranslatable);
     }
     let icmp_len = end - l4;
     let old_outer = sum6(ip.src_ptr()) + sum6(ip.dst_ptr());
-    if sub::sum::<ICMP_VERIFY_MAX>(ctx.ctx, s, l4 as u32, icmp_len as u32) != 0 {
-        return drop(Reason::XlatIcmpUntranslatable);
-    }
     if fold(s.sum + old_outer + icmp_len as u32 + IPPROTO_ICMPV6 as u32) != 0xffff {
         return drop(Reason::XlatIcmpBadChecksum);
     }
@@ -367,11 +404,6 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     };
     let inner = Ipv6(q);
     if inner.version() != 6 {
-        return drop(Reason::XlatIcmpUntranslatable);
-    }
-    if sub::walk_into(ctx.ctx, s, inner.next_header() as u32, (in_off + IPV6_HLEN) as u32)
-        != sub::WALK_OK
-    {
         return drop(Reason::XlatIcmpUntranslatable);
     }
     let iw = Walk::from_scratch(s);
@@ -419,19 +451,59 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
 
     let new_total = IPV4_HLEN + ICMP_HLEN + IPV4_HLEN + rest_len;
     let capped = if new_total > ICMP4_ERROR_MAX { ICMP4_ERROR_MAX } else { new_total };
+    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
+    let in_total = IPV4_HLEN + in_upper_len;
+    s.sum = sum6(inner.src_ptr()) + sum6(inner.dst_ptr());
+    s.in_tos = if reset { 0 } else { inner.traffic_class() };
+    s.in_ttl = inner.hop_limit();
+    s.next = iw.proto;
+    s.in_proto = if iw.proto == IPPROTO_ICMPV6 { IPPROTO_ICMP } else { iw.proto };
+    s.in_len = in_total as u16;
+    s.in_upper = in_upper_len as u16;
+    s.in_tc_old = in_type_code;
+    s.in_tc_new = in_new_type_code;
+    s.flags = if in_first { FLAG_FIRST } else { 0 };
+    if iw.has_frag {
+        s.in_id = iw.frag_id & 0xffff;
+        s.in_frag_word = ((in_more as u16) << 13) | (iw.frag_word >> 3);
+    } else {
+        // The original identification is unknowable: zero (RFC 6864 4.1 for DF).
+        s.in_id = 0;
+        s.in_frag_word = if df_for_translated_ipv4(in_total as u32) { IP_DF } else { 0 };
+    }
+    s.tos = if reset { 0 } else { ip.traffic_class() };
+    s.hop = ip.hop_limit();
+    s.icmp_tc = ((t4 as u16) << 8) | c4 as u16;
+    s.icmp_rest = rest4;
+    s.old_hdr = (rest_off - ETH_HLEN) as u16;
+    s.payload = rest_len as u16;
+    s.total4 = capped as u16;
+    PROCEED
+}
+
+/// The route of a translated ICMPv4 error and the inner transport checksum (in place).
+/// [`PROCEED`] or a finished verdict.
+#[inline(never)]
+pub fn finish_6to4(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
+    const KIND: TunnelKind = TunnelKind::Xlat6to4;
+    let xdp = &XdpContext::new(ctx);
+    let old = s.sum;
+    let code = sub::route(ctx, s, 0, s.total4 as u32);
+    let frame = Frame::new(xdp);
     let Some(rx) = frame.ptr(0, ETH_HLEN) else {
-        return drop(Reason::Malformed);
+        return Verdict::drop(Reason::Malformed, KIND).0;
     };
-    let code = sub::route(ctx.ctx, s, 0, capped as u32);
     if let Some(v) = route_exit(code, KIND, s, rx) {
         return v;
     }
-
-    // The inner transport header, in place.
-    let old = sum6(inner.src_ptr()) + sum6(inner.dst_ptr());
-    let new = sum4(isrc4) + sum4(idst4);
-    if in_first {
-        match iw.proto {
+    if s.resolved != 0 {
+        s.hop -= 1;
+    }
+    let rest_off = ETH_HLEN + (s.old_hdr as usize & 0xfff);
+    let rest_len = s.payload as usize;
+    let new = sum4(u32::from_be_bytes(s.isrc4)) + sum4(u32::from_be_bytes(s.idst4));
+    if s.flags & FLAG_FIRST != 0 {
+        match s.next {
             IPPROTO_TCP if rest_len >= 18 => {
                 if let Some(c) = frame.ptr(rest_off + 16, 2) {
                     put16(c, update(get16(c), old, new));
@@ -444,48 +516,19 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
             }
             IPPROTO_ICMPV6 if rest_len >= 8 => {
                 if let Some(t) = frame.ptr(rest_off, 4) {
-                    let pseudo = old + in_upper_len as u32 + IPPROTO_ICMPV6 as u32;
+                    let pseudo = old + s.in_upper as u32 + IPPROTO_ICMPV6 as u32;
                     let c = update(
                         get16(unsafe { t.add(2) }),
-                        in_type_code as u32 + pseudo,
-                        in_new_type_code as u32,
+                        s.in_tc_old as u32 + pseudo,
+                        s.in_tc_new as u32,
                     );
-                    put16(t, in_new_type_code);
+                    put16(t, s.in_tc_new);
                     put16(unsafe { t.add(2) }, c);
                 }
             }
             _ => {}
         }
     }
-
-    let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
-    let in_total = IPV4_HLEN + in_upper_len;
-    s.in_tos = if reset { 0 } else { inner.traffic_class() };
-    s.in_ttl = inner.hop_limit();
-    s.in_proto = if iw.proto == IPPROTO_ICMPV6 { IPPROTO_ICMP } else { iw.proto };
-    s.in_len = in_total as u16;
-    if iw.has_frag {
-        s.in_id = iw.frag_id & 0xffff;
-        s.in_frag_word = ((in_more as u16) << 13) | (iw.frag_word >> 3);
-    } else {
-        // The original identification is unknowable: zero (RFC 6864 4.1 for DF).
-        s.in_id = 0;
-        s.in_frag_word = if df_for_translated_ipv4(in_total as u32) { IP_DF } else { 0 };
-    }
-    s.tos = if reset { 0 } else { ip.traffic_class() };
-    s.hop = if s.resolved != 0 { ip.hop_limit() - 1 } else { ip.hop_limit() };
-    if w.has_frag {
-        s.id = w.frag_id & 0xffff;
-        s.frag_word = (((w.frag_word & 1) as u16) << 13) | (w.frag_word >> 3);
-    } else {
-        // At most 576 bytes: never DF (RFC 7915 5.1), so an identification of our own.
-        s.id = unsafe { bpf_get_prandom_u32() } & 0xffff;
-        s.frag_word = 0;
-    }
-    s.icmp_tc = ((t4 as u16) << 8) | c4 as u16;
-    s.icmp_rest = rest4;
-    s.old_hdr = (rest_off - ETH_HLEN) as u16;
-    s.total4 = capped as u16;
     PROCEED
 }
 

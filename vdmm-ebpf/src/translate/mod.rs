@@ -31,11 +31,6 @@
 //! Not answered with ICMP (dropped and counted): untranslatable sources (the RFC's
 //! ICMP 3/13 or 1/1), unsupported headers, UDP checksum zero by configuration.
 
-// Not hooked into `classify` yet: with the hook the translation paths exceed the
-// verifier's 512-byte stack budget for one call chain ("combined stack size of 4 calls
-// is 560"). The hook is one line per family in `classify` (see the issue #3 report).
-#![allow(dead_code, unused_imports)]
-
 mod addr;
 mod csum;
 mod sub;
@@ -125,6 +120,12 @@ pub struct Scratch {
     pub in_frag_word: u16,
     pub in_len: u16,
     pub in_id: u32,
+    /// ICMP type/code word inside an error, before and after translation; the inner
+    /// upper-layer length (ICMP pseudo-header).
+    pub in_tc_old: u16,
+    pub in_tc_new: u16,
+    pub in_upper: u16,
+    pub _pad4: u16,
 }
 
 /// `Scratch::flags`: DF set; UDP checksum zero to compute; first fragment (or whole).

@@ -68,7 +68,13 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
         return Verdict(send_icmp(ctx, s, v));
     }
     if v == ICMP_ERROR {
-        let v = icmp::error_4to6(ctx, cfg, s);
+        if icmp::before_error(ctx, s, 0) != 0 {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        let mut v = icmp::error_4to6(ctx, cfg, s);
+        if v == PROCEED {
+            v = icmp::finish_4to6(ctx, s);
+        }
         if v != PROCEED {
             return Verdict(v);
         }
@@ -189,6 +195,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     // ICMP 3/5): NOT DONE here: the option walk (data-dependent jumps over up to 40
     // bytes) exceeded the verifier's budget. Options are dropped by the translation.
     if icmp_error {
+        if total < ihl + 8 + IPV4_HLEN {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        s.old_hdr = ihl as u16;
+        s.payload = l4_len as u16;
         return Verdict(ICMP_ERROR);
     }
 

@@ -151,7 +151,13 @@ pub fn from_ipv6(ctx: *mut xdp_md) -> Verdict {
         return Verdict(send_icmp(ctx, s, v));
     }
     if v == ICMP_ERROR {
-        let v = icmp::error_6to4(ctx, cfg, s, 0);
+        if icmp::before_error(ctx, s, 1) != 0 {
+            return drop(Reason::XlatIcmpUntranslatable);
+        }
+        let mut v = icmp::error_6to4(ctx, cfg, s, 0);
+        if v == PROCEED {
+            v = icmp::finish_6to4(ctx, s);
+        }
         if v != PROCEED {
             return Verdict(v);
         }
@@ -263,6 +269,17 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         return drop(Reason::XlatUnsupportedHeader);
     }
     if icmp_error {
+        s.old_hdr = (l4 - ETH_HLEN) as u16;
+        s.payload = l4_len as u16;
+        // The outer IPv4 identification: from the fragment header, else our own (a
+        // translated error is at most 576 bytes, never DF).
+        if w.has_frag {
+            s.id = w.frag_id & 0xffff;
+            s.frag_word = w.frag_word >> 3;
+        } else {
+            s.id = unsafe { bpf_get_prandom_u32() } & 0xffff;
+            s.frag_word = 0;
+        }
         return Verdict(ICMP_ERROR);
     }
 
