@@ -1,0 +1,583 @@
+//! BPF_PROG_TEST_RUN tests of stateless translation (SIIT, RFC 7915 / 6052 / 7757 / 6791)
+//! in `vdmm_xdp`. Needs root.
+//!
+//! The 42 siit-pktgen conformance vectors (`../shared/conformance/siit-pktgen`, read at
+//! test time) go through the loaded program, configured as their README says, in a
+//! gateway namespace whose FIB resolves both sides:
+//!
+//! ```text
+//!  IPv4 host 198.51.100.2 ── xl4 198.51.100.1/24 [ vdmm_xdp ] xl6 2001:db8:1c0:2::1/64 ── IPv6 host 2001:db8:1c0:2:21::
+//!                            route 192.0.2.0/24 dev xl6 (the IPv4 space of the IPv6 side: routed to the translator)
+//! ```
+//!
+//! For each case: the sender packet is wrapped in Ethernet and run as if received on
+//! the interface of its family; the verdict must be `redirect` (out of the other
+//! interface), the Ethernet header the FIB's, and the IP packet equal to the receiver
+//! packet except at the offsets cases.tsv lists; it is also compared with the host
+//! reference translator (`vdmm_common::translate::reference`). One line per case, then
+//! `N passed, M failed`; the test fails unless M is 0. Focused tests: no mapping ->
+//! pass, TTL 1 -> ICMP time exceeded, counters.
+//!
+//! `cargo test -p vdmm-tests --test translate_test_run -- --nocapture --test-threads 1`
+
+use std::{
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Array, LpmTrie, Map, MapData, lpm_trie::Key};
+use vdmm_common::{
+    Action, Reason, TunnelConfig, TunnelKind,
+    counters::counter_labels,
+    maps as names,
+    translate::{
+        EamEntry, Prefix6,
+        config::TranslatorConfig,
+        maps::XlatConfig,
+        reference::{Outcome, translate_4to6, translate_6to4},
+    },
+};
+use vdmm_tests::{
+    netns::{EnteredNetns, Netns, require_root},
+    packet::{ETH_P_IP, ETH_P_IPV6, Mac, ethernet},
+    testrun::{DataPlane, action_name, counter_delta, counter_name, ifindex},
+};
+
+const XL4_MAC: Mac = [0x02, 0, 0, 0, 0x04, 0x01];
+const HOST4_MAC: Mac = [0x02, 0, 0, 0, 0x04, 0x02];
+const XL6_MAC: Mac = [0x02, 0, 0, 0, 0x06, 0x01];
+const HOST6_MAC: Mac = [0x02, 0, 0, 0, 0x06, 0x02];
+
+const GW4: &str = "198.51.100.1";
+const GW6: &str = "2001:db8:1c0:2::1";
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn mac_str(m: Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The translator configuration of the conformance README, as map values.
+fn xlat_config() -> XlatConfig {
+    XlatConfig {
+        pool6: Prefix6::new(v6("2001:db8:100::").octets(), 40).expect("valid prefix"),
+        flags: 0,
+        lowest_ipv6_mtu: 1280,
+        rfc6791_v4: v4("203.0.113.8").octets(),
+        rfc6791_v6: [0; 16],
+    }
+}
+
+/// README EAMT: 2001:db8:3::/120 <-> 1.0.0.0/24, 2001:db8:2::/120 <-> 10.0.0.0/24.
+fn eamt() -> Vec<EamEntry> {
+    vec![
+        EamEntry::new(v6("2001:db8:3::").octets(), 120, [1, 0, 0, 0], 24).unwrap(),
+        EamEntry::new(v6("2001:db8:2::").octets(), 120, [10, 0, 0, 0], 24).unwrap(),
+    ]
+}
+
+/// The gateway namespace with the data plane loaded and the translator configured,
+/// entered by the calling thread. Field order is drop order.
+struct Lab {
+    _entered: EnteredNetns,
+    dp: DataPlane,
+    _ns: Netns,
+    xl4: u32,
+    xl6: u32,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        if let Err(e) = require_root() {
+            panic!("{e}");
+        }
+        Self::build(tag).unwrap_or_else(|e| panic!("setting up the gateway namespace: {e:#}"))
+    }
+
+    fn build(tag: &str) -> anyhow::Result<Lab> {
+        let ns = Netns::new(tag)?;
+        let sh = |args: &str| -> anyhow::Result<()> {
+            let v: Vec<&str> = args.split_whitespace().collect();
+            ns.ip(&v)?;
+            Ok(())
+        };
+        for (dev, mac) in [("xl4", XL4_MAC), ("xl6", XL6_MAC)] {
+            sh(&format!("link add {dev} type veth peer name {dev}p"))?;
+            sh(&format!("link set {dev} address {}", mac_str(mac)))?;
+        }
+        for dev in ["xl4", "xl4p", "xl6", "xl6p"] {
+            sh(&format!("link set {dev} up"))?;
+        }
+        sh(&format!("addr add {GW4}/24 dev xl4"))?;
+        sh(&format!("addr add {GW6}/64 dev xl6 nodad"))?;
+        sh(&format!(
+            "neigh add 198.51.100.2 lladdr {} dev xl4 nud permanent",
+            mac_str(HOST4_MAC)
+        ))?;
+        sh(&format!(
+            "neigh add 2001:db8:1c0:2:21:: lladdr {} dev xl6 nud permanent",
+            mac_str(HOST6_MAC)
+        ))?;
+        // The IPv4 space of the IPv6 side (192.0.2.0/24 under pool6 is 2001:db8:1c0::/40
+        // .. and the EAMT's 1.0.0.0/24, 10.0.0.0/24) is routed to the translator; the
+        // IPv6 representations of the IPv4 side live on the IPv4 side.
+        sh("route add 192.0.2.0/24 dev xl6")?;
+        sh("route add 1.0.0.0/24 dev xl6")?;
+        sh("route add 10.0.0.0/24 dev xl6")?;
+        ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"])?;
+
+        let mut dp = DataPlane::load()?;
+        dp.set_config(TunnelConfig {
+            outer_hop_limit: 0,
+            _reserved: [0; 3],
+            icmp_source_v4: v4(GW4).octets(),
+            icmp_source_v6: v6(GW6).octets(),
+        })?;
+        configure_translator(dp.pin_dir(), &xlat_config(), &eamt())?;
+
+        let entered = ns.enter()?;
+        let xl4 = ifindex("xl4")?;
+        let xl6 = ifindex("xl6")?;
+        Ok(Lab {
+            _entered: entered,
+            dp,
+            _ns: ns,
+            xl4,
+            xl6,
+        })
+    }
+}
+
+/// Writes the translator maps through their pins (as `vdmm-ctl natpt` will).
+fn configure_translator(pins: &Path, cfg: &XlatConfig, eamt: &[EamEntry]) -> anyhow::Result<()> {
+    let open = |name: &str| -> anyhow::Result<Map> {
+        let data = MapData::from_pin(pins.join(name))
+            .map_err(|e| anyhow::anyhow!("open pinned map {name}: {e}"))?;
+        Ok(Map::from_map_data(data)?)
+    };
+    let mut c: Array<MapData, XlatConfig> = Array::try_from(open(names::XLAT_CONFIG)?)?;
+    c.set(0, *cfg, 0)?;
+    let mut t4: LpmTrie<MapData, [u8; 4], EamEntry> = LpmTrie::try_from(open(names::EAMT_V4)?)?;
+    let mut t6: LpmTrie<MapData, [u8; 16], EamEntry> = LpmTrie::try_from(open(names::EAMT_V6)?)?;
+    for e in eamt {
+        t4.insert(&Key::new(e.v4_len as u32, e.v4), *e, 0)?;
+        t6.insert(&Key::new(e.v6_len as u32, e.v6), *e, 0)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The conformance vectors
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/siit-pktgen")
+}
+
+struct Vector {
+    direction: String,
+    sender: String,
+    receiver: String,
+    ignore: Vec<usize>,
+}
+
+fn load_vectors(dir: &Path) -> Vec<Vector> {
+    let tsv = dir.join("cases.tsv");
+    let text = fs::read_to_string(&tsv).unwrap_or_else(|e| {
+        panic!(
+            "siit-pktgen conformance vectors missing: cannot read {} ({e}); they must be at \
+             ../shared/conformance/siit-pktgen beside the checkout",
+            tsv.display()
+        )
+    });
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert!(f.len() >= 3, "cases.tsv: bad line {l:?}");
+            Vector {
+                direction: f[0].into(),
+                sender: f[1].into(),
+                receiver: f[2].into(),
+                ignore: f
+                    .get(3)
+                    .map(|s| {
+                        s.split(',')
+                            .filter(|x| !x.trim().is_empty())
+                            .map(|x| x.trim().parse().expect("cases.tsv: bad ignore offset"))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// `None` when equal except at the ignored offsets, else what differs.
+fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("length {} instead of {}", got.len(), want.len()));
+    }
+    let diffs: Vec<usize> = (0..got.len())
+        .filter(|i| got[*i] != want[*i] && !ignore.contains(i))
+        .collect();
+    if diffs.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = diffs
+        .iter()
+        .take(8)
+        .map(|i| format!("@{i}: {:02x} instead of {:02x}", got[*i], want[*i]))
+        .collect();
+    Some(format!("{} byte(s) differ: {}", diffs.len(), shown.join(", ")))
+}
+
+/// Runs one vector through `vdmm_xdp`; Err(reason) when it fails.
+fn run_vector(lab: &Lab, dir: &Path, reference: &TranslatorConfig, v: &Vector) -> Result<(), String> {
+    let read = |sub: &str, name: &str| {
+        let p = dir.join(sub).join(format!("{name}.pkt"));
+        fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let sent = read("sender", &v.sender)?;
+    let want = read("receiver", &v.receiver)?;
+    let (ingress, in_mac, eth_in, out_ifindex_mac, out_dst_mac, eth_out, kind, reference_out) =
+        match v.direction.as_str() {
+            "4to6" => (
+                lab.xl4,
+                XL4_MAC,
+                ETH_P_IP,
+                XL6_MAC,
+                HOST6_MAC,
+                ETH_P_IPV6,
+                TunnelKind::Xlat4to6,
+                translate_4to6(&sent, reference),
+            ),
+            "6to4" => (
+                lab.xl6,
+                XL6_MAC,
+                ETH_P_IPV6,
+                XL4_MAC,
+                HOST4_MAC,
+                ETH_P_IP,
+                TunnelKind::Xlat6to4,
+                translate_6to4(&sent, reference),
+            ),
+            d => return Err(format!("unknown direction {d:?}")),
+        };
+    let frame = ethernet(in_mac, [0x02, 0, 0, 0, 0x99, 0x99], eth_in, &sent);
+    let before = lab.dp.counters().map_err(|e| format!("counters: {e:#}"))?;
+    let r = lab
+        .dp
+        .run(&frame, ingress)
+        .map_err(|e| format!("test run failed: {e:#}"))?;
+    let after = lab.dp.counters().map_err(|e| format!("counters: {e:#}"))?;
+    let mut errs = Vec::new();
+    if r.action != Action::Redirect as u32 {
+        errs.push(format!("action {} (expected redirect)", action_name(r.action)));
+    }
+    let delta = counter_delta(&before, &after);
+    let counted = delta.len() == 1
+        && delta[0].1 == 1
+        && delta[0].2 == frame.len() as u64
+        && counter_labels(delta[0].0) == Some((Reason::Translated, kind, Action::Redirect));
+    if !counted {
+        let text: Vec<String> = delta
+            .iter()
+            .map(|(i, p, b)| format!("{} +{p}/+{b}B", counter_name(*i)))
+            .collect();
+        errs.push(format!(
+            "counters: [{}] (expected translated/{}/redirect +1)",
+            text.join(", "),
+            kind.name()
+        ));
+    }
+    if r.data.len() < 14 {
+        errs.push(format!("output frame of {} bytes", r.data.len()));
+    } else {
+        let (eth, ip) = r.data.split_at(14);
+        let mut want_eth = Vec::new();
+        want_eth.extend_from_slice(&out_dst_mac);
+        want_eth.extend_from_slice(&out_ifindex_mac);
+        want_eth.extend_from_slice(&eth_out.to_be_bytes());
+        if eth != want_eth.as_slice() {
+            errs.push(format!("ethernet header {eth:02x?}, expected {want_eth:02x?}"));
+        }
+        if let Some(why) = compare(ip, &want, &v.ignore) {
+            errs.push(format!("vs receiver: {why}"));
+        }
+        match &reference_out {
+            Outcome::Translated { packets, .. } if packets.len() == 1 => {
+                if let Some(why) = compare(ip, &packets[0], &v.ignore) {
+                    errs.push(format!("vs reference: {why}"));
+                }
+            }
+            other => errs.push(format!("reference translator: {other}")),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+#[test]
+fn siit_pktgen_vectors() {
+    let dir = vectors_dir();
+    assert!(
+        dir.is_dir(),
+        "siit-pktgen conformance vectors missing: expected the directory {} \
+         (../shared/conformance/siit-pktgen beside the checkout)",
+        dir.display()
+    );
+    let vectors = load_vectors(&dir);
+    let lab = Lab::new("xlat");
+    let reference = TranslatorConfig::conformance();
+    let (mut passed, mut failed) = (0, 0);
+    for v in &vectors {
+        match run_vector(&lab, &dir, &reference, v) {
+            Ok(()) => {
+                passed += 1;
+                println!("ok   {} {} -> {}", v.direction, v.sender, v.receiver);
+            }
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {} {} -> {}: {why}", v.direction, v.sender, v.receiver);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    assert_eq!(vectors.len(), 42, "cases.tsv should list 42 vectors");
+    assert_eq!(failed, 0, "{failed} conformance vector(s) failed (see the lines above)");
+}
+
+// ---------------------------------------------------------------------------------------
+// Focused tests
+
+/// Internet checksum of `data` (0 when a message including its checksum is valid).
+fn checksum(data: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    for c in data.chunks(2) {
+        s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// A UDP/IPv4 packet 198.51.100.2 -> `dst` with a valid checksum.
+fn udp4(dst: [u8; 4], ttl: u8, df: bool) -> Vec<u8> {
+    let payload = b"vdmm translate";
+    let ulen = 8 + payload.len();
+    let total = 20 + ulen;
+    let src = [198, 51, 100, 2];
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34];
+    p.extend_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    p.extend_from_slice(&[ttl, 17, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut u = vec![0x30, 0x39, 0x00, 0x35, (ulen >> 8) as u8, ulen as u8, 0, 0];
+    u.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17, (ulen >> 8) as u8, ulen as u8]);
+    pseudo.extend_from_slice(&u);
+    let c = checksum(&pseudo);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&u);
+    p
+}
+
+/// One run; returns (action, output, the single counter that changed).
+fn run_one(lab: &Lab, frame: &[u8], ingress: u32) -> (u32, Vec<u8>, Vec<(u32, u64, u64)>) {
+    let before = lab.dp.counters().unwrap();
+    let r = lab.dp.run(frame, ingress).expect("test run");
+    let after = lab.dp.counters().unwrap();
+    (r.action, r.data, counter_delta(&before, &after))
+}
+
+fn only_counter(delta: &[(u32, u64, u64)], frame_len: usize) -> (Reason, TunnelKind, Action) {
+    assert_eq!(delta.len(), 1, "exactly one counter must change: {delta:?}");
+    assert_eq!(delta[0].1, 1, "one packet");
+    assert_eq!(delta[0].2, frame_len as u64, "frame length in bytes");
+    counter_labels(delta[0].0).expect("valid counter index")
+}
+
+#[test]
+fn no_mapping_passes() {
+    let lab = Lab::new("xlatnm");
+    // IPv6 to a destination under neither the prefix nor the EAMT.
+    let mut p6 = vec![0x60, 0, 0, 0, 0, 0, 59, 64];
+    p6.extend_from_slice(&v6("2001:db8:1c0:2:21::").octets());
+    p6.extend_from_slice(&v6("2001:db8:4::1").octets());
+    let f6 = ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &p6);
+    let (action, out, delta) = run_one(&lab, &f6, lab.xl6);
+    assert_eq!(action, Action::Pass as u32);
+    assert_eq!(out, f6, "unchanged");
+    assert_eq!(
+        only_counter(&delta, f6.len()),
+        (Reason::NoMatch, TunnelKind::None, Action::Pass)
+    );
+    // IPv4 to the translator itself: local, not translated.
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4(v4(GW4).octets(), 64, true));
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Pass as u32);
+    assert_eq!(out, f4, "unchanged");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::NoMatch, TunnelKind::None, Action::Pass)
+    );
+    // IPv4 to a special address (loopback) is never embedded.
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([127, 0, 0, 1], 64, true));
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Pass as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::NoMatch, TunnelKind::None, Action::Pass)
+    );
+}
+
+#[test]
+fn ttl_one_gets_time_exceeded() {
+    let lab = Lab::new("xlatttl");
+    let sent = udp4([192, 0, 2, 33], 1, true);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &sent);
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::TtlExpired, TunnelKind::Xlat4to6, Action::Tx)
+    );
+    // ICMP time exceeded from the gateway to the sender, quoting the packet.
+    assert_eq!(&out[0..6], &HOST4_MAC, "back to the sender's MAC");
+    let ip = &out[14..];
+    assert_eq!(ip[9], 1, "ICMP");
+    assert_eq!(&ip[12..16], &v4(GW4).octets());
+    assert_eq!(&ip[16..20], &[198, 51, 100, 2]);
+    assert_eq!((ip[20], ip[21]), (11, 0), "time exceeded in transit");
+    assert_eq!(&ip[28..], &sent[..], "the received packet quoted");
+    assert_eq!(checksum(&ip[..20]), 0, "IPv4 header checksum");
+    assert_eq!(checksum(&ip[20..]), 0, "ICMP checksum");
+
+    // IPv6 side: hop limit 1 -> ICMPv6 time exceeded.
+    let mut p6 = vec![0x60, 0, 0, 0, 0, 0, 59, 1];
+    p6.extend_from_slice(&v6("2001:db8:1c0:2:21::").octets());
+    p6.extend_from_slice(&v6("2001:db8:1c6:3364:2::").octets());
+    let f6 = ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &p6);
+    let (action, out, delta) = run_one(&lab, &f6, lab.xl6);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f6.len()),
+        (Reason::TtlExpired, TunnelKind::Xlat6to4, Action::Tx)
+    );
+    let ip = &out[14..];
+    assert_eq!(ip[6], 58, "ICMPv6");
+    assert_eq!((ip[40], ip[41]), (3, 0), "time exceeded");
+    assert_eq!(&ip[48..], &p6[..]);
+}
+
+#[test]
+fn counters_and_pass_paths() {
+    let lab = Lab::new("xlatcnt");
+    // Translated twice: the counter grows by two packets and their bytes.
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([192, 0, 2, 33], 64, true));
+    for _ in 0..2 {
+        let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+        assert_eq!(action, Action::Redirect as u32);
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (Reason::Translated, TunnelKind::Xlat4to6, Action::Redirect)
+        );
+        assert_eq!(out.len(), f4.len() + 20, "IPv6 header 20 bytes longer");
+    }
+    // No neighbour for the IPv6 destination: the translated packet goes to the kernel
+    // with the received MACs and its hop limit as it arrived (the kernel decrements).
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([192, 0, 2, 44], 64, true));
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Pass as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::FibNoNeighbour, TunnelKind::Xlat4to6, Action::Pass)
+    );
+    assert_eq!(&out[0..12], &f4[0..12], "received MACs kept");
+    assert_eq!(u16::from_be_bytes([out[12], out[13]]), ETH_P_IPV6);
+    assert_eq!(out[14 + 7], 64, "hop limit left to the kernel");
+    // An IPv4 source without a mapping (not an ICMP error): dropped and counted.
+    let mut p = udp4([192, 0, 2, 33], 64, true);
+    p[12..16].copy_from_slice(&[127, 0, 0, 9]);
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Drop as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::XlatSourceUntranslatable, TunnelKind::Xlat4to6, Action::Drop)
+    );
+}
+
+/// The packets a benchmark of translation should time (ns/packet through
+/// BPF_PROG_TEST_RUN beside `vdmm_empty`): 4->6 and 6->4 for UDP, TCP and an ICMP error,
+/// from the conformance vectors, with the ingress interface of their family. Returns
+/// (name, direction, frame) for a caller that has set up [`Lab`]-like routing.
+pub fn bench_frames(dir: &Path) -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let read = |name: &str| fs::read(dir.join("sender").join(format!("{name}.pkt"))).unwrap();
+    vec![
+        ("udp", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-udp-csumok-df-nofrag"))),
+        ("tcp", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-tcp-csumok-df-nofrag"))),
+        ("icmp error", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-icmp4err-csumok-df-nofrag"))),
+        ("udp", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-udp-csumok-df-nofrag"))),
+        ("tcp", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-tcp-csumok-df-nofrag"))),
+        ("icmp error", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-icmp6err-csumok-df-nofrag"))),
+    ]
+}
+
+/// ns/packet of translation beside the empty program, printed (not a pass/fail test:
+/// run with `-- --ignored --nocapture`). A translated frame cannot be fed back through
+/// the kernel's repeat loop (the program would see its own output), so each path is
+/// timed with repeat 1 over many runs, like vdmm-bench does for resizing paths.
+#[test]
+#[ignore]
+fn bench_translation() {
+    let lab = Lab::new("xlatbench");
+    let dir = vectors_dir();
+    let runs = 20_000u32;
+    let empty = {
+        let f = &bench_frames(&dir)[0].2;
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..runs {
+            total += lab
+                .dp
+                .run_program(names::EMPTY_PROGRAM, f, lab.xl4, 1)
+                .unwrap()
+                .duration;
+        }
+        total.as_nanos() as f64 / runs as f64
+    };
+    println!("empty program: {empty:.0} ns/packet");
+    for (name, dir_name, frame) in bench_frames(&dir) {
+        let ingress = if dir_name == "4to6" { lab.xl4 } else { lab.xl6 };
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..runs {
+            let r = lab.dp.run(&frame, ingress).unwrap();
+            total += r.duration;
+        }
+        let ns = total.as_nanos() as f64 / runs as f64;
+        println!("{dir_name} {name}: {ns:.0} ns/packet ({:.1}x empty)", ns / empty);
+    }
+}
