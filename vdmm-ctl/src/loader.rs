@@ -148,12 +148,12 @@ fn has_pins(pins: &PinDir) -> Result<bool> {
 /// vdmm's before.
 pub fn prepare(pins: &PinDir) -> Result<LoadReport> {
     let fresh = !has_pins(pins)?;
-    let mut report = prepare_unless_fresh_fails(pins, fresh)?;
+    let mut report = prepare_or_undo(pins, fresh)?;
     report.legacy_tc_removed = remove_legacy_tc_links(pins)?;
     Ok(report)
 }
 
-fn prepare_unless_fresh_fails(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
+fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
     let result = (|| {
         let mounted_bpffs = pins.ensure_bpffs()?;
         // Maps already pinned must have this build's layout; aya would silently reuse them.
@@ -198,7 +198,7 @@ pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
         });
     }
     let fresh = !has_pins(pins)?;
-    let mut report = prepare_unless_fresh_fails(pins, fresh)?;
+    let mut report = prepare_or_undo(pins, fresh)?;
     if let Err(e) = attach_xdp(pins, iface, index, mode, &xdp_path) {
         undo_slow_path(&report);
         if fresh {
