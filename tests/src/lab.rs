@@ -241,8 +241,9 @@ pub struct LabOptions {
     pub xdp_mode: Option<String>,
     /// Path of the vdmm-ctl binary; `None` = [`default_ctl_path`].
     pub ctl: Option<PathBuf>,
-    /// The host drops everything at XDP (a sink that costs the same whatever path
-    /// delivered the frames; benchmarks) instead of passing it to its stack.
+    /// The host drops IPv4 at XDP (a sink that costs the same whatever path delivered the
+    /// frames; benchmarks) instead of passing it to its stack. ARP still passes: the
+    /// kernel's forwarding path must keep resolving the host.
     pub sink_drop: bool,
     /// Threaded NAPI on the veth ends that receive forwarded traffic (gwA's inner side,
     /// gwB's underlay side, the host): their receive processing then runs in kernel
@@ -506,7 +507,7 @@ impl Lab {
         lab.warm_up().context("warming up neighbour tables")?;
         if lab.opts.sink_drop {
             lab.sink = join(in_netns(&lab.host, || {
-                let prog = rawxdp::load_return_program(rawxdp::XDP_DROP, "lab_sink_drop")?;
+                let prog = rawxdp::load_ipv4_sink_program("lab_sink_drop")?;
                 let link = rawxdp::attach(&prog, rawxdp::ifindex(HOST_IF)?)?;
                 Ok(vec![prog, link])
             }))

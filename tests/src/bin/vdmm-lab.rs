@@ -610,8 +610,11 @@ fn measure_xdp(lab: &Lab, frame: &[u8], seconds: f64, senders: u32) -> Result<Sa
             let prog = rawxdp::load_frame_tx_program(&frame, "lab_trafficgen")?;
             let idx = rawxdp::ifindex(CORR_IF)?;
             while !stop.load(Ordering::Relaxed) {
-                rawxdp::generate(&prog, idx, &frame, CHUNK)?;
-                sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                // A signal (any, e.g. from a child exiting) cuts a run short with EINTR;
+                // only whole runs are counted as offered.
+                if rawxdp::generate(&prog, idx, &frame, CHUNK)? {
+                    sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                }
             }
             Ok(())
         }));

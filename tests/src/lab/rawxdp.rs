@@ -1,4 +1,4 @@
-//! Tiny XDP programs (`return XDP_DROP`; "write this frame, return XDP_TX") loaded straight
+//! Tiny XDP programs (an IPv4 drop sink; "write this frame, return XDP_TX") loaded straight
 //! through the `bpf(2)` system call, and the kernel's XDP packet generator
 //! (`BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`, what `xdp-trafficgen` uses).
 //!
@@ -25,6 +25,7 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> std::io::Result<libc::c_long> {
@@ -54,10 +55,24 @@ fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
     i
 }
 
-/// Loads an XDP program that only returns `action`.
-pub fn load_return_program(action: u32, name: &str) -> Result<OwnedFd> {
-    // r0 = action (BPF_ALU64 | BPF_MOV | BPF_K); exit
-    let insns = [insn(0xb7, 0, 0, 0, action as i32), insn(0x95, 0, 0, 0, 0)].concat();
+/// Loads an XDP program that drops IPv4 frames and passes everything else (ARP, IPv6):
+/// a traffic sink that still answers the neighbour resolution the kernel's forwarding
+/// path needs.
+pub fn load_ipv4_sink_program(name: &str) -> Result<OwnedFd> {
+    let insns = [
+        insn(0x61, 2, 1, 0, 0),      // r2 = ctx->data
+        insn(0x61, 3, 1, 4, 0),      // r3 = ctx->data_end
+        insn(0xbf, 4, 2, 0, 0),      // r4 = r2
+        insn(0x07, 4, 0, 0, 14),     // r4 += 14
+        insn(0x2d, 4, 3, 4, 0),      // if r4 > r3 goto pass
+        insn(0x69, 5, 2, 12, 0),     // r5 = *(u16 *)(r2 + 12)  (ethertype, as stored)
+        insn(0x55, 5, 0, 2, 0x0008), // if r5 != htons(0x0800) goto pass
+        insn(0xb7, 0, 0, 0, XDP_DROP as i32),
+        insn(0x95, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, XDP_PASS as i32), // pass:
+        insn(0x95, 0, 0, 0, 0),
+    ]
+    .concat();
     load(&insns, name)
 }
 
@@ -121,7 +136,8 @@ pub fn attach(prog: &OwnedFd, ifindex: u32) -> Result<OwnedFd> {
 /// Sends `repeat` copies of `frame` out of interface `ifindex` (of the calling thread's
 /// namespace): the kernel runs `prog` (from [`load_frame_tx_program`]) on each copy in
 /// live mode and transmits it, as a driver would after `XDP_TX`. Blocks until done.
-pub fn generate(prog: &OwnedFd, ifindex: u32, frame: &[u8], repeat: u32) -> Result<()> {
+/// Returns false when a signal interrupted the run part way (some copies were sent).
+pub fn generate(prog: &OwnedFd, ifindex: u32, frame: &[u8], repeat: u32) -> Result<bool> {
     use std::os::fd::AsRawFd;
     // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
     let mut ctx = [0u8; 24];
@@ -137,7 +153,8 @@ pub fn generate(prog: &OwnedFd, ifindex: u32, frame: &[u8], repeat: u32) -> Resu
     put32(&mut attr, 64, BPF_F_TEST_XDP_LIVE_FRAMES);
     put32(&mut attr, 72, 64); // batch_size
     match bpf(BPF_PROG_TEST_RUN, &mut attr) {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(false),
         Err(e) => bail!("BPF_PROG_TEST_RUN (live frames) on ifindex {ifindex}: {e}"),
     }
 }
