@@ -1573,10 +1573,153 @@ pub fn classify_frame(f: &[u8]) -> FrameClass {
     }
 }
 
+fn be16(b: &[u8], o: usize) -> u16 {
+    u16::from_be_bytes([b[o], b[o + 1]])
+}
+
+fn be32(b: &[u8], o: usize) -> u32 {
+    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+/// The Internet checksum of `b` folded; 0xffff over a header whose checksum is right.
+fn ones_complement_sum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Checks one captured tunnel frame (Ethernet, outer header, the start of the inner
+/// packet; `wire_len` is its full length) against the encapsulation rules of the data
+/// plane, independently of vdmm's code except the shared flow-label hash:
+/// outer IPv4 header length 20, total length, valid checksum, TTL 64, DSCP copied, ECN
+/// copied with CE turned into ECT(0), DF as the inner DF (always for IPv6 inner),
+/// identification 0 when DF; outer IPv6 payload length, hop limit 64, traffic class as
+/// above, flow label = RFC 6438 hash of the inner flow; inner TTL / hop limit equal to
+/// `inner_hop_limit` (decremented once by the encapsulating gateway).
+pub fn check_tunnel_frame(f: &[u8], wire_len: usize, inner_hop_limit: u8) -> Result<(), String> {
+    use vdmm_common::flow_hash::{flow_label_v4, flow_label_v6};
+    let ip = f.get(14..).ok_or("short frame")?;
+    let (outer_len, outer_tc, outer_v6) = match ip.first().map(|b| b >> 4) {
+        Some(4) => (20usize, ip[1], false),
+        Some(6) => (40usize, ((be16(ip, 0) >> 4) & 0xff) as u8, true),
+        _ => return Err("not IP".into()),
+    };
+    let inner = ip.get(outer_len..).ok_or("short outer header")?;
+    if inner.len() < 40 {
+        return Err(format!(
+            "capture too short ({} bytes of inner packet)",
+            inner.len()
+        ));
+    }
+    let inner_v6 = inner[0] >> 4 == 6;
+    let inner_tc = if inner_v6 {
+        ((be16(inner, 0) >> 4) & 0xff) as u8
+    } else {
+        inner[1]
+    };
+    let want_ecn = if inner_tc & 3 == 3 { 2 } else { inner_tc & 3 };
+    let want_tc = (inner_tc & 0xfc) | want_ecn;
+    if outer_tc != want_tc {
+        return Err(format!(
+            "outer TOS/traffic class {outer_tc:#04x}, inner {inner_tc:#04x}: want {want_tc:#04x}"
+        ));
+    }
+    let inner_ttl = if inner_v6 { inner[7] } else { inner[8] };
+    if inner_ttl != inner_hop_limit {
+        return Err(format!(
+            "inner TTL/hop limit {inner_ttl}, want {inner_hop_limit}"
+        ));
+    }
+    if !outer_v6 {
+        if ip[0] != 0x45 {
+            return Err(format!("outer version/IHL {:#04x}", ip[0]));
+        }
+        if be16(ip, 2) as usize != wire_len - 14 {
+            return Err(format!(
+                "outer total length {} on a {wire_len}-byte frame",
+                be16(ip, 2)
+            ));
+        }
+        if ones_complement_sum(&ip[..20]) != 0xffff {
+            return Err(format!("outer IPv4 checksum {:#06x} wrong", be16(ip, 10)));
+        }
+        if ip[8] != 64 {
+            return Err(format!("outer TTL {}", ip[8]));
+        }
+        let df = ip[6] & 0x40 != 0;
+        let want_df = inner_v6 || inner[6] & 0x40 != 0;
+        if df != want_df {
+            return Err(format!("outer DF {df}, want {want_df}"));
+        }
+        if df && be16(ip, 4) != 0 {
+            return Err(format!("outer identification {} with DF set", be16(ip, 4)));
+        }
+        if be16(ip, 6) & 0x3fff != 0 {
+            return Err("outer packet is a fragment".into());
+        }
+    } else {
+        if be16(ip, 4) as usize != wire_len - 14 - 40 {
+            return Err(format!(
+                "outer payload length {} on a {wire_len}-byte frame",
+                be16(ip, 4)
+            ));
+        }
+        if ip[7] != 64 {
+            return Err(format!("outer hop limit {}", ip[7]));
+        }
+        let label = be32(ip, 0) & 0x000f_ffff;
+        let want = if inner_v6 {
+            let w = |o: usize| -> [u32; 4] {
+                [
+                    be32(inner, o),
+                    be32(inner, o + 4),
+                    be32(inner, o + 8),
+                    be32(inner, o + 12),
+                ]
+            };
+            let nh = inner[6];
+            let ports = if nh == 6 || nh == 17 {
+                be32(inner, 40.min(inner.len() - 4))
+            } else {
+                0
+            };
+            if (nh == 6 || nh == 17) && inner.len() < 44 {
+                return Err("capture too short for the inner ports".into());
+            }
+            flow_label_v6(w(8), w(24), nh, ports)
+        } else {
+            let ihl = ((inner[0] & 0x0f) as usize) * 4;
+            let proto = inner[9];
+            let frag = be16(inner, 6) & 0x3fff != 0;
+            let ports = if (proto == 6 || proto == 17) && !frag {
+                if inner.len() < ihl + 4 {
+                    return Err("capture too short for the inner ports".into());
+                }
+                be32(inner, ihl)
+            } else {
+                0
+            };
+            flow_label_v4(be32(inner, 12), be32(inner, 16), proto, ports)
+        };
+        if label != want {
+            return Err(format!("outer flow label {label:#07x}, want {want:#07x}"));
+        }
+    }
+    Ok(())
+}
+
 /// Every frame of a capture, classified.
 #[derive(Clone, Debug, Default)]
 pub struct CaptureSummary {
     pub frames: Vec<FrameClass>,
+    /// The tunnel frames as captured (at most the snap length, 256 bytes) with their
+    /// length on the wire, for header checks ([`check_tunnel_frame`]).
+    pub tunnel_raw: Vec<(Vec<u8>, usize)>,
     pub dropped_by_kernel: u64,
 }
 
@@ -1609,17 +1752,35 @@ impl CaptureSummary {
         );
         let mut off = 24;
         let mut frames = vec![];
+        let mut tunnel_raw = vec![];
         while off + 16 <= data.len() {
             let caplen = rd32(&data[off + 8..]) as usize;
+            let wire_len = rd32(&data[off + 12..]) as usize;
             off += 16;
             ensure!(off + caplen <= data.len(), "truncated pcap record");
-            frames.push(classify_frame(&data[off..off + caplen]));
+            let frame = &data[off..off + caplen];
+            let class = classify_frame(frame);
+            if matches!(class, FrameClass::Tunnel { .. }) {
+                tunnel_raw.push((frame.to_vec(), wire_len));
+            }
+            frames.push(class);
             off += caplen;
         }
         Ok(CaptureSummary {
             frames,
+            tunnel_raw,
             dropped_by_kernel: 0,
         })
+    }
+
+    /// Every tunnel frame that breaks the outer-header rules, with the reason (at most
+    /// `max` of them), checked by [`check_tunnel_frame`].
+    pub fn bad_tunnel_headers(&self, inner_hop_limit: u8, max: usize) -> Vec<String> {
+        self.tunnel_raw
+            .iter()
+            .filter_map(|(f, len)| check_tunnel_frame(f, *len, inner_hop_limit).err())
+            .take(max)
+            .collect()
     }
 
     /// Frame counts by label.
@@ -1694,6 +1855,88 @@ mod tests {
             classify_frame(&plain),
             FrameClass::OtherIp { protocol: 17, .. }
         ));
+    }
+
+    /// Ethernet + outer header (built here field by field) + `inner`.
+    fn tunnel_frame(outer_v6: bool, inner: &[u8], ttl: u8, label: u32) -> Vec<u8> {
+        let inner_v6 = inner[0] >> 4 == 6;
+        let proto = if inner_v6 { 41 } else { 4 };
+        let tc = if inner_v6 {
+            ((u16::from_be_bytes([inner[0], inner[1]]) >> 4) & 0xff) as u8
+        } else {
+            inner[1]
+        };
+        let mut f = vec![0u8; 12];
+        let mut outer;
+        if outer_v6 {
+            f.extend_from_slice(&[0x86, 0xdd]);
+            outer = vec![0u8; 40];
+            let w = (6u32 << 28) | ((tc as u32) << 20) | label;
+            outer[0..4].copy_from_slice(&w.to_be_bytes());
+            outer[4..6].copy_from_slice(&(inner.len() as u16).to_be_bytes());
+            outer[6] = proto;
+            outer[7] = ttl;
+            outer[8..24].copy_from_slice(&GWA_UL_V6.octets());
+            outer[24..40].copy_from_slice(&GWB_UL_V6.octets());
+        } else {
+            f.extend_from_slice(&[0x08, 0x00]);
+            outer = vec![0x45, tc, 0, 0, 0, 0, 0x40, 0, ttl, proto, 0, 0];
+            outer[2..4].copy_from_slice(&((20 + inner.len()) as u16).to_be_bytes());
+            outer.extend_from_slice(&GWA_UL_V4.octets());
+            outer.extend_from_slice(&GWB_UL_V4.octets());
+            let c = !ones_complement_sum(&outer);
+            outer[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        f.extend_from_slice(&outer);
+        f.extend_from_slice(inner);
+        f
+    }
+
+    #[test]
+    fn checks_outer_headers() {
+        use vdmm_common::flow_hash::flow_label_v6;
+        // Inner IPv6 UDP with hop limit 63 (as after the encapsulating gateway).
+        let mut inner = udp_packet(CORR_V6.into(), HOST_V6.into(), 1111, 2222, b"hello");
+        inner[7] = 63;
+        let w = |a: Ipv6Addr| {
+            let o = a.octets();
+            [0, 4, 8, 12].map(|i| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
+        };
+        let label = flow_label_v6(w(CORR_V6), w(HOST_V6), 17, (1111 << 16) | 2222);
+        let f = tunnel_frame(true, &inner, 64, label);
+        assert_eq!(check_tunnel_frame(&f, f.len(), 63), Ok(()));
+        let f = tunnel_frame(true, &inner, 64, label ^ 1);
+        assert!(
+            check_tunnel_frame(&f, f.len(), 63)
+                .unwrap_err()
+                .contains("flow label")
+        );
+        let f = tunnel_frame(true, &inner, 63, label);
+        assert!(
+            check_tunnel_frame(&f, f.len(), 63)
+                .unwrap_err()
+                .contains("hop limit")
+        );
+        // IPv6 inner in IPv4: DF must be set, checksum valid.
+        let f = tunnel_frame(false, &inner, 64, 0);
+        assert_eq!(check_tunnel_frame(&f, f.len(), 63), Ok(()));
+        let mut bad = f.clone();
+        bad[14 + 8] = 63;
+        assert!(
+            check_tunnel_frame(&bad, bad.len(), 63)
+                .unwrap_err()
+                .contains("checksum")
+        );
+        assert!(
+            check_tunnel_frame(&f, f.len() + 1, 63)
+                .unwrap_err()
+                .contains("length")
+        );
+        assert!(
+            check_tunnel_frame(&f, f.len(), 62)
+                .unwrap_err()
+                .contains("inner TTL")
+        );
     }
 
     #[test]

@@ -207,6 +207,13 @@ fn traffic(underlay: Family, inner: Family) {
         "{kind}: capture saw too few {kind} frames: {}",
         cap.brief()
     );
+    // Every tunnel packet on the wire: outer header per the rules, inner TTL decremented
+    // once (the correspondent and host send with 64).
+    let bad = cap.bad_tunnel_headers(63, 5);
+    assert!(
+        bad.is_empty(),
+        "{kind}: tunnel packets with wrong headers on the underlay: {bad:#?}"
+    );
     let other_kinds: Vec<_> = cap
         .by_label()
         .into_iter()
@@ -298,6 +305,7 @@ fn non_peer(underlay: Family) {
 fn non_df_fragmentation(underlay: Family) {
     let lab = build(underlay);
     let kind = kind_name(Family::V4, underlay);
+    let capture = lab.capture_underlay(Gw::A).unwrap();
     let (a0, b0) = (lab.stats(Gw::A).unwrap(), lab.stats(Gw::B).unwrap());
     let port = lab::next_port();
     let sink = lab::udp_sink(
@@ -363,6 +371,19 @@ fn non_df_fragmentation(underlay: Family) {
         db.packets(),
         expect(&[("decap", kind, "redirect", 6)]),
         "{kind}: gwB\n{db}"
+    );
+    // The slow path's outer headers follow the same rules (outer DF clear like the inner).
+    let cap = capture.stop().unwrap();
+    assert_eq!(
+        cap.tunnel_frames(kind),
+        6,
+        "{kind}: capture {}",
+        cap.brief()
+    );
+    let bad = cap.bad_tunnel_headers(63, 5);
+    assert!(
+        bad.is_empty(),
+        "{kind}: slow-path tunnel packets with wrong headers: {bad:#?}"
     );
 }
 
