@@ -70,3 +70,12 @@ pub static EAMT_V6: LpmTrie<[u8; 16], vdmm_common::translate::EamEntry> =
 #[map(name = "VDMM_XLAT_TMP")]
 pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// The translator's answer to "would the kernel forward this IPv4 destination?" (the
+/// RFC 6052 prefix catches every forwarded IPv4 packet), cached per CPU for 100 ms so
+/// that IPv4 traffic does not pay a FIB look-up for it per packet. Not pinned.
+#[map(name = "VDMM_XLAT_LOCAL")]
+pub static XLAT_LOCAL: aya_ebpf::maps::LruPerCpuHashMap<
+    crate::translate::LocalKey,
+    crate::translate::LocalValue,
+> = aya_ebpf::maps::LruPerCpuHashMap::with_max_entries(4096, 0);

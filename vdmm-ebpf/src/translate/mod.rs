@@ -34,6 +34,7 @@
 mod addr;
 mod csum;
 mod sub;
+pub use sub::{LocalKey, LocalValue};
 mod icmp;
 mod v4_to_v6;
 mod v6_to_v4;

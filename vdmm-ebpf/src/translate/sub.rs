@@ -7,7 +7,12 @@
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 
 use super::{Scratch, csum, v6_to_v4::walk};
-use crate::packet::{Frame, copy, get_mac};
+use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey};
+
+use crate::{
+    maps::{ROUTES, XLAT_LOCAL},
+    packet::{Frame, copy, get_mac},
+};
 
 /// `s.sum` = unfolded sum of `len` bytes at `off` (at most `MAX`). 0 on success.
 #[inline(never)]
@@ -81,11 +86,38 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
             BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
             BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         },
-        helpers::generated::bpf_fib_lookup,
+        helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
     };
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.
     let s = unsafe { &mut *s };
+    // The data plane's route cache first (same entries as `forward::lookup`: keyed by
+    // ingress interface and destination, resolved routes only, 100 ms).
+    let mut key = RouteKey {
+        ingress_ifindex: xdp.ingress_ifindex() as u32,
+        family: if v6 != 0 { 6 } else { 4 },
+        addr: [0; 16],
+    };
+    if v6 != 0 {
+        copy::<16>(key.addr.as_mut_ptr(), s.dst6.as_ptr());
+    } else {
+        copy::<4>(key.addr.as_mut_ptr(), s.dst4.as_ptr());
+    }
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(r) = ROUTES.get_ptr(&key) {
+        // SAFETY: map value of a successful look-up.
+        let r = unsafe { &*r };
+        if now < r.expires_ns {
+            if r.mtu != 0 && len > r.mtu {
+                s.mtu = r.mtu;
+                return ROUTE_TOO_BIG;
+            }
+            s.ifindex = r.ifindex;
+            s.smac = r.smac;
+            s.dmac = r.dmac;
+            return ROUTE_RESOLVED;
+        }
+    }
     let p = &mut s.fib as *mut _ as *mut u64;
     let mut i = 0;
     while i < core::mem::size_of::<aya_ebpf::bindings::bpf_fib_lookup>() / 8 {
@@ -118,6 +150,14 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
             s.ifindex = s.fib.ifindex;
             s.smac = get_mac(s.fib.smac.as_ptr());
             s.dmac = get_mac(s.fib.dmac.as_ptr());
+            let cached = CachedRoute {
+                expires_ns: now + ROUTE_CACHE_TTL_NS,
+                smac: s.smac,
+                dmac: s.dmac,
+                ifindex: s.ifindex,
+                mtu: unsafe { s.fib.__bindgen_anon_1.mtu_result } as u32,
+            };
+            let _ = ROUTES.insert(&key, &cached, 0);
             ROUTE_RESOLVED
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => ROUTE_NO_NEIGHBOUR,
@@ -130,4 +170,42 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
         }
         _ => ROUTE_NOT_FORWARDED,
     }
+}
+
+/// RFC 7915 4.6 through the RFC 6052 prefix: true when the kernel would forward the IPv4
+/// packet to `s.dst4` (a route exists and the address is not local), so that the
+/// translator takes it. The answer is cached per CPU for 100 ms (`VDMM_XLAT_LOCAL`):
+/// otherwise every IPv4 packet would pay a FIB look-up for this question.
+#[inline(never)]
+pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
+    let xdp = &XdpContext::new(ctx);
+    // SAFETY: the per-CPU scratch value.
+    let dst = u32::from_ne_bytes(unsafe { (*s).dst4 });
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+    let key = LocalKey { ingress_ifindex: xdp.ingress_ifindex() as u32, dst };
+    if let Some(v) = XLAT_LOCAL.get_ptr(&key) {
+        // SAFETY: map value of a successful look-up.
+        let v = unsafe { &*v };
+        if now < v.expires_ns {
+            return v.forwarded != 0;
+        }
+    }
+    let forwarded = route(ctx, s, 0, len) != ROUTE_NOT_FORWARDED;
+    let v = LocalValue { expires_ns: now + ROUTE_CACHE_TTL_NS, forwarded: forwarded as u64 };
+    let _ = XLAT_LOCAL.insert(&key, &v, 0);
+    forwarded
+}
+
+/// Key of `VDMM_XLAT_LOCAL`: ingress interface and IPv4 destination.
+#[repr(C)]
+pub struct LocalKey {
+    pub ingress_ifindex: u32,
+    pub dst: u32,
+}
+
+/// Value of `VDMM_XLAT_LOCAL`.
+#[repr(C)]
+pub struct LocalValue {
+    pub expires_ns: u64,
+    pub forwarded: u64,
 }

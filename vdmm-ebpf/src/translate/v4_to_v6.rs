@@ -102,7 +102,7 @@ fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     s.total = total as u16;
     if !eam_4to6(dst, s.dst6.as_mut_ptr()) {
         if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr())
-            || sub::route(ctx, s, 0, total as u32) == sub::ROUTE_NOT_FORWARDED
+            || !sub::v4_forwarded(ctx, s, total as u32)
         {
             return Verdict::pass(Reason::NoMatch).0;
         }
