@@ -131,6 +131,18 @@ impl Lab {
         // .. and the EAMT's 1.0.0.0/24, 10.0.0.0/24) is routed to the translator; the
         // IPv6 representations of the IPv4 side live on the IPv4 side.
         sh("route add 192.0.2.0/24 dev xl6")?;
+        // Narrow next hops for the MTU tests: 198.51.100.50 (IPv4 side, MTU 1400) and
+        // 192.0.2.153 = 2001:db8:1c0:2:99:: (IPv6 side, MTU 1300).
+        sh("route add 198.51.100.50/32 dev xl4 mtu lock 1400")?;
+        sh(&format!(
+            "neigh add 198.51.100.50 lladdr {} dev xl4 nud permanent",
+            mac_str(HOST4_MAC)
+        ))?;
+        sh("-6 route add 2001:db8:1c0:2:99::/128 dev xl6 mtu lock 1300")?;
+        sh(&format!(
+            "neigh add 2001:db8:1c0:2:99:: lladdr {} dev xl6 nud permanent",
+            mac_str(HOST6_MAC)
+        ))?;
         sh("route add 1.0.0.0/24 dev xl6")?;
         sh("route add 10.0.0.0/24 dev xl6")?;
         ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
@@ -143,7 +155,9 @@ impl Lab {
             icmp_source_v4: v4(GW4).octets(),
             icmp_source_v6: v6(GW6).octets(),
         })?;
-        configure_translator(dp.pin_dir(), &xlat_config(), &eamt())?;
+        // (VDMM_BENCH_NO_EAMT: leave the EAMT empty, to see what its look-ups cost.)
+        let eamt = if std::env::var_os("VDMM_BENCH_NO_EAMT").is_some() { vec![] } else { eamt() };
+        configure_translator(dp.pin_dir(), &xlat_config(), &eamt)?;
 
         let entered = ns.enter()?;
         let xl4 = ifindex("xl4")?;
@@ -377,7 +391,12 @@ fn checksum(data: &[u8]) -> u16 {
 
 /// A UDP/IPv4 packet 198.51.100.2 -> `dst` with a valid checksum.
 fn udp4(dst: [u8; 4], ttl: u8, df: bool) -> Vec<u8> {
-    let payload = b"vdmm translate";
+    udp4_len(dst, ttl, df, 14)
+}
+
+/// The same with `n` bytes of UDP payload.
+fn udp4_len(dst: [u8; 4], ttl: u8, df: bool, n: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..n).map(|i| i as u8).collect();
     let ulen = 8 + payload.len();
     let total = 20 + ulen;
     let src = [198, 51, 100, 2];
@@ -389,7 +408,7 @@ fn udp4(dst: [u8; 4], ttl: u8, df: bool) -> Vec<u8> {
     let c = checksum(&p);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     let mut u = vec![0x30, 0x39, 0x00, 0x35, (ulen >> 8) as u8, ulen as u8, 0, 0];
-    u.extend_from_slice(payload);
+    u.extend_from_slice(&payload);
     let mut pseudo = Vec::new();
     pseudo.extend_from_slice(&src);
     pseudo.extend_from_slice(&dst);
@@ -531,6 +550,98 @@ fn counters_and_pass_paths() {
     );
 }
 
+/// UDP/IPv6 2001:db8:1c0:2:21:: -> `dst` with `n` payload bytes, optionally behind an
+/// atomic fragment header (offset 0, M clear: "DF clear" for the IPv4 side).
+fn udp6(dst: Ipv6Addr, n: usize, frag_header: bool) -> Vec<u8> {
+    let src = v6("2001:db8:1c0:2:21::");
+    let ulen = 8 + n;
+    let mut u = vec![0x30, 0x39, 0x00, 0x35, (ulen >> 8) as u8, ulen as u8, 0, 0];
+    u.extend((0..n).map(|i| i as u8));
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(ulen as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(&u);
+    let c = checksum(&pseudo);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let fh = if frag_header { 8 } else { 0 };
+    let plen = ulen + fh;
+    let nh = if frag_header { 44 } else { 17 };
+    let mut p = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, nh, 64];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    if frag_header {
+        p.extend_from_slice(&[17, 0, 0, 0, 0x87, 0x65, 0x43, 0x21]);
+    }
+    p.extend_from_slice(&u);
+    p
+}
+
+#[test]
+fn mtu_paths() {
+    let lab = Lab::new("xlatmtu");
+    let pool6 = xlat_config().pool6;
+    let to50 = Ipv6Addr::from(
+        vdmm_common::translate::rfc6052::embed(&pool6, [198, 51, 100, 50]).unwrap(),
+    );
+
+    // 6->4 with DF (IPv4 1460 > 1260) over the 1400-byte IPv4 next hop: ICMPv6 packet
+    // too big back, MTU 1400 + 20 (RFC 7915 5.1.1).
+    let p6 = udp6(to50, 1432, false);
+    assert_eq!(p6.len(), 1480);
+    let f6 = ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &p6);
+    let (action, out, delta) = run_one(&lab, &f6, lab.xl6);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f6.len()),
+        (Reason::TooBig, TunnelKind::Xlat6to4, Action::Tx)
+    );
+    let ip = &out[14..];
+    assert_eq!((ip[6], ip[40], ip[41]), (58, 2, 0), "ICMPv6 packet too big");
+    assert_eq!(u32::from_be_bytes([ip[44], ip[45], ip[46], ip[47]]), 1420);
+
+    // The same without DF (a fragment header on the IPv6 side): translated and passed
+    // to the kernel, which fragments the IPv4 packet when it forwards it.
+    let p6 = udp6(to50, 1432, true);
+    let f6 = ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &p6);
+    let (action, out, delta) = run_one(&lab, &f6, lab.xl6);
+    assert_eq!(action, Action::Pass as u32);
+    assert_eq!(
+        only_counter(&delta, f6.len()),
+        (Reason::FragmentedByKernel, TunnelKind::Xlat6to4, Action::Pass)
+    );
+    assert_eq!(u16::from_be_bytes([out[12], out[13]]), ETH_P_IP);
+    assert_eq!(out.len(), 14 + 1460, "translated (40 + 8 -> 20 bytes of header)");
+    assert_eq!(&out[14 + 4..14 + 8], &[0x43, 0x21, 0, 0], "id from the fragment header, DF clear");
+
+    // 4->6 with DF over the 1300-byte IPv6 next hop: ICMPv4 fragmentation needed, MTU
+    // 1300 - 20.
+    let p4 = udp4_len([192, 0, 2, 153], 64, true, 1262);
+    assert_eq!(p4.len(), 1290);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::TooBig, TunnelKind::Xlat4to6, Action::Tx)
+    );
+    let ip = &out[14..];
+    assert_eq!((ip[9], ip[20], ip[21]), (1, 3, 4), "ICMP fragmentation needed");
+    assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1280);
+
+    // 4->6 without DF, larger than the lowest IPv6 MTU once translated: it would need
+    // IPv6 fragments, which XDP cannot make: dropped and counted.
+    let p4 = udp4_len([192, 0, 2, 33], 64, false, 1300);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Drop as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::XlatNeedsFragmentation, TunnelKind::Xlat4to6, Action::Drop)
+    );
+}
+
 /// The packets a benchmark of translation should time (ns/packet through
 /// BPF_PROG_TEST_RUN beside `vdmm_empty`): 4->6 and 6->4 for UDP, TCP and an ICMP error,
 /// from the conformance vectors, with the ingress interface of their family. Returns
@@ -570,6 +681,18 @@ fn bench_translation() {
         total.as_nanos() as f64 / runs as f64
     };
     println!("empty program: {empty:.0} ns/packet");
+    // For scale: an IPv6 packet without a mapping (classification, EAMT and prefix
+    // checks, pass no_match).
+    let mut p6 = vec![0x60, 0, 0, 0, 0, 0, 59, 64];
+    p6.extend_from_slice(&v6("2001:db8:1c0:2:21::").octets());
+    p6.extend_from_slice(&v6("2001:db8:4::1").octets());
+    let f6 = ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &p6);
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..runs {
+        total += lab.dp.run(&f6, lab.xl6).unwrap().duration;
+    }
+    let ns = total.as_nanos() as f64 / runs as f64;
+    println!("6to4 no mapping (pass): {ns:.0} ns/packet ({:.1}x empty)", ns / empty);
     for (name, dir_name, frame) in bench_frames(&dir) {
         let ingress = if dir_name == "4to6" { lab.xl4 } else { lab.xl6 };
         let mut total = std::time::Duration::ZERO;
