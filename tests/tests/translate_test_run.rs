@@ -156,7 +156,11 @@ impl Lab {
             icmp_source_v6: v6(GW6).octets(),
         })?;
         // (VDMM_BENCH_NO_EAMT: leave the EAMT empty, to see what its look-ups cost.)
-        let eamt = if std::env::var_os("VDMM_BENCH_NO_EAMT").is_some() { vec![] } else { eamt() };
+        let eamt = if std::env::var_os("VDMM_BENCH_NO_EAMT").is_some() {
+            vec![]
+        } else {
+            eamt()
+        };
         configure_translator(dp.pin_dir(), &xlat_config(), &eamt)?;
 
         let entered = ns.enter()?;
@@ -252,11 +256,20 @@ fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
         .take(8)
         .map(|i| format!("@{i}: {:02x} instead of {:02x}", got[*i], want[*i]))
         .collect();
-    Some(format!("{} byte(s) differ: {}", diffs.len(), shown.join(", ")))
+    Some(format!(
+        "{} byte(s) differ: {}",
+        diffs.len(),
+        shown.join(", ")
+    ))
 }
 
 /// Runs one vector through `vdmm_xdp`; Err(reason) when it fails.
-fn run_vector(lab: &Lab, dir: &Path, reference: &TranslatorConfig, v: &Vector) -> Result<(), String> {
+fn run_vector(
+    lab: &Lab,
+    dir: &Path,
+    reference: &TranslatorConfig,
+    v: &Vector,
+) -> Result<(), String> {
     let read = |sub: &str, name: &str| {
         let p = dir.join(sub).join(format!("{name}.pkt"));
         fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
@@ -296,7 +309,10 @@ fn run_vector(lab: &Lab, dir: &Path, reference: &TranslatorConfig, v: &Vector) -
     let after = lab.dp.counters().map_err(|e| format!("counters: {e:#}"))?;
     let mut errs = Vec::new();
     if r.action != Action::Redirect as u32 {
-        errs.push(format!("action {} (expected redirect)", action_name(r.action)));
+        errs.push(format!(
+            "action {} (expected redirect)",
+            action_name(r.action)
+        ));
     }
     let delta = counter_delta(&before, &after);
     let counted = delta.len() == 1
@@ -323,7 +339,9 @@ fn run_vector(lab: &Lab, dir: &Path, reference: &TranslatorConfig, v: &Vector) -
         want_eth.extend_from_slice(&out_ifindex_mac);
         want_eth.extend_from_slice(&eth_out.to_be_bytes());
         if eth != want_eth.as_slice() {
-            errs.push(format!("ethernet header {eth:02x?}, expected {want_eth:02x?}"));
+            errs.push(format!(
+                "ethernet header {eth:02x?}, expected {want_eth:02x?}"
+            ));
         }
         if let Some(why) = compare(ip, &want, &v.ignore) {
             errs.push(format!("vs receiver: {why}"));
@@ -371,7 +389,10 @@ fn siit_pktgen_vectors() {
     }
     println!("{passed} passed, {failed} failed");
     assert_eq!(vectors.len(), 42, "cases.tsv should list 42 vectors");
-    assert_eq!(failed, 0, "{failed} conformance vector(s) failed (see the lines above)");
+    assert_eq!(
+        failed, 0,
+        "{failed} conformance vector(s) failed (see the lines above)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -451,7 +472,12 @@ fn no_mapping_passes() {
         (Reason::NoMatch, TunnelKind::None, Action::Pass)
     );
     // IPv4 to the translator itself: local, not translated.
-    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4(v4(GW4).octets(), 64, true));
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4(v4(GW4).octets(), 64, true),
+    );
     let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
     assert_eq!(action, Action::Pass as u32);
     assert_eq!(out, f4, "unchanged");
@@ -460,7 +486,12 @@ fn no_mapping_passes() {
         (Reason::NoMatch, TunnelKind::None, Action::Pass)
     );
     // IPv4 to a special address (loopback) is never embedded.
-    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([127, 0, 0, 1], 64, true));
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([127, 0, 0, 1], 64, true),
+    );
     let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
     assert_eq!(action, Action::Pass as u32);
     assert_eq!(
@@ -512,7 +543,12 @@ fn ttl_one_gets_time_exceeded() {
 fn counters_and_pass_paths() {
     let lab = Lab::new("xlatcnt");
     // Translated twice: the counter grows by two packets and their bytes.
-    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([192, 0, 2, 33], 64, true));
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([192, 0, 2, 33], 64, true),
+    );
     for _ in 0..2 {
         let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
         assert_eq!(action, Action::Redirect as u32);
@@ -524,7 +560,12 @@ fn counters_and_pass_paths() {
     }
     // No neighbour for the IPv6 destination: the translated packet goes to the kernel
     // with the received MACs and its hop limit as it arrived (the kernel decrements).
-    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4([192, 0, 2, 44], 64, true));
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([192, 0, 2, 44], 64, true),
+    );
     let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
     assert_eq!(action, Action::Pass as u32);
     assert_eq!(
@@ -546,7 +587,11 @@ fn counters_and_pass_paths() {
     assert_eq!(action, Action::Drop as u32);
     assert_eq!(
         only_counter(&delta, f4.len()),
-        (Reason::XlatSourceUntranslatable, TunnelKind::Xlat4to6, Action::Drop)
+        (
+            Reason::XlatSourceUntranslatable,
+            TunnelKind::Xlat4to6,
+            Action::Drop
+        )
     );
 }
 
@@ -582,9 +627,8 @@ fn udp6(dst: Ipv6Addr, n: usize, frag_header: bool) -> Vec<u8> {
 fn mtu_paths() {
     let lab = Lab::new("xlatmtu");
     let pool6 = xlat_config().pool6;
-    let to50 = Ipv6Addr::from(
-        vdmm_common::translate::rfc6052::embed(&pool6, [198, 51, 100, 50]).unwrap(),
-    );
+    let to50 =
+        Ipv6Addr::from(vdmm_common::translate::rfc6052::embed(&pool6, [198, 51, 100, 50]).unwrap());
 
     // 6->4 with DF (IPv4 1460 > 1260) over the 1400-byte IPv4 next hop: ICMPv6 packet
     // too big back, MTU 1400 + 20 (RFC 7915 5.1.1).
@@ -609,11 +653,23 @@ fn mtu_paths() {
     assert_eq!(action, Action::Pass as u32);
     assert_eq!(
         only_counter(&delta, f6.len()),
-        (Reason::FragmentedByKernel, TunnelKind::Xlat6to4, Action::Pass)
+        (
+            Reason::FragmentedByKernel,
+            TunnelKind::Xlat6to4,
+            Action::Pass
+        )
     );
     assert_eq!(u16::from_be_bytes([out[12], out[13]]), ETH_P_IP);
-    assert_eq!(out.len(), 14 + 1460, "translated (40 + 8 -> 20 bytes of header)");
-    assert_eq!(&out[14 + 4..14 + 8], &[0x43, 0x21, 0, 0], "id from the fragment header, DF clear");
+    assert_eq!(
+        out.len(),
+        14 + 1460,
+        "translated (40 + 8 -> 20 bytes of header)"
+    );
+    assert_eq!(
+        &out[14 + 4..14 + 8],
+        &[0x43, 0x21, 0, 0],
+        "id from the fragment header, DF clear"
+    );
 
     // 4->6 with DF over the 1300-byte IPv6 next hop: ICMPv4 fragmentation needed, MTU
     // 1300 - 20.
@@ -627,7 +683,11 @@ fn mtu_paths() {
         (Reason::TooBig, TunnelKind::Xlat4to6, Action::Tx)
     );
     let ip = &out[14..];
-    assert_eq!((ip[9], ip[20], ip[21]), (1, 3, 4), "ICMP fragmentation needed");
+    assert_eq!(
+        (ip[9], ip[20], ip[21]),
+        (1, 3, 4),
+        "ICMP fragmentation needed"
+    );
     assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1280);
 
     // 4->6 without DF, larger than the lowest IPv6 MTU once translated: it would need
@@ -638,7 +698,125 @@ fn mtu_paths() {
     assert_eq!(action, Action::Drop as u32);
     assert_eq!(
         only_counter(&delta, f4.len()),
-        (Reason::XlatNeedsFragmentation, TunnelKind::Xlat4to6, Action::Drop)
+        (
+            Reason::XlatNeedsFragmentation,
+            TunnelKind::Xlat4to6,
+            Action::Drop
+        )
+    );
+}
+
+/// Runs `sent` through the data plane and the reference; both must translate it into
+/// one packet, equal except at `ignore` (offsets from the IP header).
+fn same_as_reference(lab: &Lab, sent: &[u8], v6_in: bool, ignore: &[usize]) -> Vec<u8> {
+    let reference = TranslatorConfig::conformance();
+    let (frame, ingress, want) = if v6_in {
+        (
+            ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, sent),
+            lab.xl6,
+            translate_6to4(sent, &reference),
+        )
+    } else {
+        (
+            ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, sent),
+            lab.xl4,
+            translate_4to6(sent, &reference),
+        )
+    };
+    let (action, out, delta) = run_one(lab, &frame, ingress);
+    assert_eq!(action_name(action), "redirect");
+    let kind = if v6_in {
+        TunnelKind::Xlat6to4
+    } else {
+        TunnelKind::Xlat4to6
+    };
+    assert_eq!(
+        only_counter(&delta, frame.len()),
+        (Reason::Translated, kind, Action::Redirect)
+    );
+    let want = match want {
+        Outcome::Translated { packets, .. } if packets.len() == 1 => packets[0].clone(),
+        other => panic!("reference translator: {other}"),
+    };
+    if let Some(why) = compare(&out[14..], &want, ignore) {
+        panic!("data plane vs reference: {why}");
+    }
+    out[14..].to_vec()
+}
+
+#[test]
+fn rfc6791_source_for_untranslatable_icmp_errors() {
+    let lab = Lab::new("xlat6791");
+    // ICMPv6 port unreachable from a router outside the prefix and the EAMT
+    // (2001:db8:ffff::1), about a UDP packet the IPv4 host sent to the IPv6 host.
+    let router = v6("2001:db8:ffff::1");
+    let host4_as6 = v6("2001:db8:1c6:3364:2::");
+    let host6 = v6("2001:db8:1c0:2:21::");
+    let mut inner = vec![0x60, 0, 0, 0, 0, 12, 17, 63];
+    inner.extend_from_slice(&host4_as6.octets());
+    inner.extend_from_slice(&host6.octets());
+    inner.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 12, 0x12, 0x34, 1, 2, 3, 4]);
+    let mut icmp = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&router.octets());
+    pseudo.extend_from_slice(&host4_as6.octets());
+    pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(&icmp);
+    let c = checksum(&pseudo);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p6 = vec![0x60, 0, 0, 0, 0, icmp.len() as u8, 58, 64];
+    p6.extend_from_slice(&router.octets());
+    p6.extend_from_slice(&host4_as6.octets());
+    p6.extend_from_slice(&icmp);
+    let out = same_as_reference(&lab, &p6, true, &[4, 5, 10, 11]);
+    assert_eq!(&out[12..16], &[203, 0, 113, 8], "RFC 6791 source");
+    assert_eq!((out[20], out[21]), (3, 3), "port unreachable");
+    assert_eq!(checksum(&out[20..]), 0, "ICMPv4 checksum");
+}
+
+#[test]
+fn udp_checksum_zero() {
+    let lab = Lab::new("xlatudp0");
+    // RFC 7915 4.5: an IPv4 UDP datagram without a checksum gets one computed.
+    let mut p4 = udp4([192, 0, 2, 33], 64, true);
+    p4[26] = 0;
+    p4[27] = 0;
+    let out = same_as_reference(&lab, &p4, false, &[]);
+    assert_ne!(&out[46..48], &[0, 0], "checksum filled in");
+    // The same as a fragment: it cannot be summed, dropped and counted.
+    let mut frag = p4.clone();
+    frag[6] = 0x20; // MF, DF clear
+    frag[10] = 0;
+    frag[11] = 0;
+    let c = checksum(&frag[..20]);
+    frag[10..12].copy_from_slice(&c.to_be_bytes());
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &frag);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Drop as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (
+            Reason::XlatUdpZeroChecksum,
+            TunnelKind::Xlat4to6,
+            Action::Drop
+        )
+    );
+    // Configured to drop (XLAT_UDP_ZERO_DROP): dropped too.
+    let mut cfg = xlat_config();
+    cfg.flags = vdmm_common::translate::maps::XLAT_UDP_ZERO_DROP;
+    configure_translator(lab.dp.pin_dir(), &cfg, &[]).unwrap();
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action, Action::Drop as u32);
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (
+            Reason::XlatUdpZeroChecksum,
+            TunnelKind::Xlat4to6,
+            Action::Drop
+        )
     );
 }
 
@@ -649,12 +827,66 @@ fn mtu_paths() {
 pub fn bench_frames(dir: &Path) -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let read = |name: &str| fs::read(dir.join("sender").join(format!("{name}.pkt"))).unwrap();
     vec![
-        ("udp", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-udp-csumok-df-nofrag"))),
-        ("tcp", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-tcp-csumok-df-nofrag"))),
-        ("icmp error", "4to6", ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read("4-icmp4err-csumok-df-nofrag"))),
-        ("udp", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-udp-csumok-df-nofrag"))),
-        ("tcp", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-tcp-csumok-df-nofrag"))),
-        ("icmp error", "6to4", ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read("6-icmp6err-csumok-df-nofrag"))),
+        (
+            "udp",
+            "4to6",
+            ethernet(
+                XL4_MAC,
+                HOST4_MAC,
+                ETH_P_IP,
+                &read("4-udp-csumok-df-nofrag"),
+            ),
+        ),
+        (
+            "tcp",
+            "4to6",
+            ethernet(
+                XL4_MAC,
+                HOST4_MAC,
+                ETH_P_IP,
+                &read("4-tcp-csumok-df-nofrag"),
+            ),
+        ),
+        (
+            "icmp error",
+            "4to6",
+            ethernet(
+                XL4_MAC,
+                HOST4_MAC,
+                ETH_P_IP,
+                &read("4-icmp4err-csumok-df-nofrag"),
+            ),
+        ),
+        (
+            "udp",
+            "6to4",
+            ethernet(
+                XL6_MAC,
+                HOST6_MAC,
+                ETH_P_IPV6,
+                &read("6-udp-csumok-df-nofrag"),
+            ),
+        ),
+        (
+            "tcp",
+            "6to4",
+            ethernet(
+                XL6_MAC,
+                HOST6_MAC,
+                ETH_P_IPV6,
+                &read("6-tcp-csumok-df-nofrag"),
+            ),
+        ),
+        (
+            "icmp error",
+            "6to4",
+            ethernet(
+                XL6_MAC,
+                HOST6_MAC,
+                ETH_P_IPV6,
+                &read("6-icmp6err-csumok-df-nofrag"),
+            ),
+        ),
     ]
 }
 
@@ -692,7 +924,10 @@ fn bench_translation() {
         total += lab.dp.run(&f6, lab.xl6).unwrap().duration;
     }
     let ns = total.as_nanos() as f64 / runs as f64;
-    println!("6to4 no mapping (pass): {ns:.0} ns/packet ({:.1}x empty)", ns / empty);
+    println!(
+        "6to4 no mapping (pass): {ns:.0} ns/packet ({:.1}x empty)",
+        ns / empty
+    );
     for (name, dir_name, frame) in bench_frames(&dir) {
         let ingress = if dir_name == "4to6" { lab.xl4 } else { lab.xl6 };
         let mut total = std::time::Duration::ZERO;
@@ -701,6 +936,9 @@ fn bench_translation() {
             total += r.duration;
         }
         let ns = total.as_nanos() as f64 / runs as f64;
-        println!("{dir_name} {name}: {ns:.0} ns/packet ({:.1}x empty)", ns / empty);
+        println!(
+            "{dir_name} {name}: {ns:.0} ns/packet ({:.1}x empty)",
+            ns / empty
+        );
     }
 }

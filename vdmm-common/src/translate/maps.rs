@@ -12,6 +12,11 @@
 //! * `VDMM_EAMT6` ([`crate::maps::EAMT_V6`]): `LpmTrie<[u8; 16], EamEntry>`, the same
 //!   entries keyed by their IPv6 prefix: key = `Key::new(entry.v6_len, entry.v6)`.
 //!
+//! (The data plane also has two unpinned per-CPU maps of its own, `VDMM_XLAT_TMP`
+//! scratch space and `VDMM_XLAT_LOCAL`, a 100 ms cache of "does the kernel forward this
+//! IPv4 destination"; the control plane never touches them. A change of the kernel's
+//! routes or local addresses reaches that cache within 100 ms.)
+//!
 //! Every EAMT entry goes into BOTH tries with the same [`EamEntry`] value, built with
 //! [`EamEntry::new`] (host bits cleared, `32 - v4_len == 128 - v6_len`, RFC 7757 3.2).
 //! `natpt eam add` inserts into both (refusing a prefix already present in either),
@@ -37,9 +42,9 @@
 //! config's `icmp_source_v4`) or [`XlatConfig::rfc6791_v6`] (4->6; 0 = `icmp_source_v6`).
 //! Other packets with an unmappable source are dropped (`xlat_source_untranslatable`).
 
-use super::rfc6052::Prefix6;
 #[cfg(feature = "user")]
 use super::eamt::EamEntry;
+use super::rfc6052::Prefix6;
 
 /// [`XlatConfig::flags`]: drop IPv4 UDP datagrams with checksum zero instead of
 /// computing the checksum (RFC 7915 4.5). Fragments with checksum zero are always dropped.

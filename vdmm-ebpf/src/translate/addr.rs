@@ -3,9 +3,7 @@
 //! `vdmm_common::translate::eamt::address_4to6` / `address_6to4`.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use vdmm_common::translate::{
-    eamt::v4_mask, maps::XlatConfig, rfc6052::translatable_v4,
-};
+use vdmm_common::translate::{eamt::v4_mask, maps::XlatConfig, rfc6052::translatable_v4};
 
 use crate::{
     maps::{EAMT_V4, EAMT_V6},

@@ -14,7 +14,12 @@ use crate::{checksum::fold, packet::Frame};
 /// Unfolded big-endian sum of `len` bytes of the frame from `off` (at most `MAX`; an odd
 /// last byte padded with zero), `None` if the region is not inside the frame.
 #[inline(always)]
-pub fn sum<const MAX: usize>(ctx: &XdpContext, frame: &Frame, off: usize, len: usize) -> Option<u32> {
+pub fn sum<const MAX: usize>(
+    ctx: &XdpContext,
+    frame: &Frame,
+    off: usize,
+    len: usize,
+) -> Option<u32> {
     if len > MAX {
         return None;
     }

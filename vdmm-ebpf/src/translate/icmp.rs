@@ -189,19 +189,31 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
         IcmpMapping::Error { ty, code, rest } => (ty, code, u32::from_be_bytes(rest)),
         IcmpMapping::TooBig { ty, code } => {
             let advertised = get16(unsafe { h.add(6) });
-            (ty, code, ptb_mtu_4to6(advertised, in_total, u32::MAX, u32::MAX))
+            (
+                ty,
+                code,
+                ptb_mtu_4to6(advertised, in_total, u32::MAX, u32::MAX),
+            )
         }
         _ => return drop(Reason::XlatIcmpUntranslatable),
     };
 
     let fh = if in_frag { 8 } else { 0 };
     let new_total = IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh + rest_len;
-    let capped = if new_total > IPV6_MIN_MTU as usize { IPV6_MIN_MTU as usize } else { new_total };
+    let capped = if new_total > IPV6_MIN_MTU as usize {
+        IPV6_MIN_MTU as usize
+    } else {
+        new_total
+    };
     let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
     s.in_tos = if reset { 0 } else { inner.tos() };
     s.in_ttl = inner.ttl();
     s.next = in_proto;
-    s.in_proto = if in_proto == IPPROTO_ICMP { IPPROTO_ICMPV6 } else { in_proto };
+    s.in_proto = if in_proto == IPPROTO_ICMP {
+        IPPROTO_ICMPV6
+    } else {
+        in_proto
+    };
     s.in_frag = in_frag as u8;
     s.in_frag_word = (in_off8 << 3) | in_mf as u16;
     s.in_id = get16(unsafe { q.add(4) }) as u32;
@@ -322,7 +334,11 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.in_tos,
         0,
         s.in_len,
-        if s.in_frag != 0 { IPPROTO_FRAGMENT } else { s.in_proto },
+        if s.in_frag != 0 {
+            IPPROTO_FRAGMENT
+        } else {
+            s.in_proto
+        },
         s.in_ttl,
         s.isrc6.as_ptr(),
         s.idst6.as_ptr(),
@@ -338,7 +354,13 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         put16(unsafe { f.add(2) }, s.in_frag_word);
         put32(unsafe { f.add(4) }, s.in_id);
     }
-    if sub::sum::<ICMP6_SUM_MAX>(ctx.ctx, s as *const _ as *mut _, (ETH_HLEN + IPV6_HLEN) as u32, icmp_len as u32) != 0 {
+    if sub::sum::<ICMP6_SUM_MAX>(
+        ctx.ctx,
+        s as *const _ as *mut _,
+        (ETH_HLEN + IPV6_HLEN) as u32,
+        icmp_len as u32,
+    ) != 0
+    {
         return aborted;
     }
     let body = s.sum;
@@ -414,7 +436,11 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     let rest_len = end - rest_off;
     let in_ext = rest_off - in_off - IPV6_HLEN;
     let in_payload = inner.payload_len() as usize;
-    let in_upper_len = if in_payload > in_ext { in_payload - in_ext } else { 0 };
+    let in_upper_len = if in_payload > in_ext {
+        in_payload - in_ext
+    } else {
+        0
+    };
     let in_first = iw.frag_word >> 3 == 0;
     let in_more = iw.frag_word & 1 != 0;
     let mut in_type_code = 0u16;
@@ -433,8 +459,10 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
             _ => return drop(Reason::XlatIcmpUntranslatable),
         }
     }
-    let (Some(isrc4), Some(idst4)) = (map_6to4(inner.src_ptr(), cfg), map_6to4(inner.dst_ptr(), cfg))
-    else {
+    let (Some(isrc4), Some(idst4)) = (
+        map_6to4(inner.src_ptr(), cfg),
+        map_6to4(inner.dst_ptr(), cfg),
+    ) else {
         return drop(Reason::XlatIcmpUntranslatable);
     };
     s.isrc4 = isrc4.to_be_bytes();
@@ -443,21 +471,31 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     // RFC 7915 5.2: type, code, MTU / pointer.
     let (t4, c4, rest4) = match icmp6_to_icmp4(ty, code, rest.to_be_bytes()) {
         IcmpMapping::Error { ty, code, rest } => (ty, code, u32::from_be_bytes(rest)),
-        IcmpMapping::TooBig { ty, code } => {
-            (ty, code, frag_needed_mtu_6to4(rest, u32::MAX, u32::MAX) as u32)
-        }
+        IcmpMapping::TooBig { ty, code } => (
+            ty,
+            code,
+            frag_needed_mtu_6to4(rest, u32::MAX, u32::MAX) as u32,
+        ),
         _ => return drop(Reason::XlatIcmpUntranslatable),
     };
 
     let new_total = IPV4_HLEN + ICMP_HLEN + IPV4_HLEN + rest_len;
-    let capped = if new_total > ICMP4_ERROR_MAX { ICMP4_ERROR_MAX } else { new_total };
+    let capped = if new_total > ICMP4_ERROR_MAX {
+        ICMP4_ERROR_MAX
+    } else {
+        new_total
+    };
     let reset = cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0;
     let in_total = IPV4_HLEN + in_upper_len;
     s.sum = sum6(inner.src_ptr()) + sum6(inner.dst_ptr());
     s.in_tos = if reset { 0 } else { inner.traffic_class() };
     s.in_ttl = inner.hop_limit();
     s.next = iw.proto;
-    s.in_proto = if iw.proto == IPPROTO_ICMPV6 { IPPROTO_ICMP } else { iw.proto };
+    s.in_proto = if iw.proto == IPPROTO_ICMPV6 {
+        IPPROTO_ICMP
+    } else {
+        iw.proto
+    };
     s.in_len = in_total as u16;
     s.in_upper = in_upper_len as u16;
     s.in_tc_old = in_type_code;
@@ -469,7 +507,11 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     } else {
         // The original identification is unknowable: zero (RFC 6864 4.1 for DF).
         s.in_id = 0;
-        s.in_frag_word = if df_for_translated_ipv4(in_total as u32) { IP_DF } else { 0 };
+        s.in_frag_word = if df_for_translated_ipv4(in_total as u32) {
+            IP_DF
+        } else {
+            0
+        };
     }
     s.tos = if reset { 0 } else { ip.traffic_class() };
     s.hop = ip.hop_limit();
@@ -580,7 +622,13 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.src4.as_ptr(),
         s.dst4.as_ptr(),
     );
-    if sub::sum::<ICMP4_SUM_MAX>(ctx.ctx, s as *const _ as *mut _, (ETH_HLEN + IPV4_HLEN) as u32, (capped - IPV4_HLEN) as u32) != 0 {
+    if sub::sum::<ICMP4_SUM_MAX>(
+        ctx.ctx,
+        s as *const _ as *mut _,
+        (ETH_HLEN + IPV4_HLEN) as u32,
+        (capped - IPV4_HLEN) as u32,
+    ) != 0
+    {
         return aborted;
     }
     let body = s.sum;

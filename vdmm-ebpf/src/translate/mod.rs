@@ -13,23 +13,44 @@
 //!   exists) and may be embedded under the prefix. Like Jool: the translator translates
 //!   what is routed to it. Everything else: `XDP_PASS`, `no_match`.
 //!
-//! How: the old header fields are read into scalars and a per-CPU scratch map value
-//! (addresses), the transport checksum is updated in place (RFC 1624, so a wrong
-//! checksum stays wrong by the same amount), then `bpf_xdp_adjust_head` grows or shrinks
-//! the room in front of the payload, which never moves, and the new headers are written
-//! into it. ICMP errors get their inner packet translated the same way (`icmp`), and are
-//! cut to 1280 bytes (ICMPv6) / 576 bytes (ICMPv4) with a full checksum.
+//! How: every check and decision is made first, with the results in a per-CPU scratch
+//! map value ([`Scratch`]); the transport checksum is updated in place (RFC 1624, so a
+//! wrong checksum stays wrong by the same amount); then `bpf_xdp_adjust_head` grows or
+//! shrinks the room in front of the payload, which never moves, and the new headers are
+//! written into it from the scratch value. ICMP errors get their inner packet translated
+//! the same way (`icmp`), are cut to 1280 bytes (ICMPv6) / 576 bytes (ICMPv4), and get
+//! a full checksum; an incoming error with a bad checksum is dropped.
+//!
+//! Verifier notes (why the code is shaped like this): the steps are BPF subprograms
+//! (`select`, `prepare`, `finish`, `rewrite`, and in `sub` the checksum sum, the IPv6
+//! extension header walk and the FIB look-up) that hand their results over in the
+//! scratch map, whose contents the verifier does not track, so the paths of one step do
+//! not multiply the states of the next (inline, the program exceeded 1M instructions).
+//! The ICMP error functions have the largest frames and call no further subprogram, so
+//! the call chain stays within 512 bytes of stack. Subprograms that only read the frame
+//! take `data` / `data_end` with volatile loads (`sub::frame_of`): otherwise LLVM turns
+//! the context argument into packet-pointer arguments, which the verifier rejects.
 //!
 //! Exits (kind `xlat4to6` / `xlat6to4`): `translated` (tx/redirect); the FIB outcomes
-//! `fib_no_neighbour` / `fib_not_forwarded` / `fragmented_by_kernel` pass the TRANSLATED
-//! packet to the kernel with the received MACs and the TTL / hop limit unchanged (the
-//! kernel decrements it when forwarding); `fib_unreachable` drops; TTL <= 1 ->
-//! ICMP time exceeded (`ttl_expired`, tx) via `icmp_error`; too big with DF -> ICMP
-//! fragmentation needed / packet too big (`too_big`, tx). What XDP cannot do: an IPv4
-//! packet without DF (or a fragment) whose translation exceeds the lowest IPv6 MTU or
-//! the next hop's must become several IPv6 fragments -> dropped, `xlat_needs_fragmentation`.
-//! Not answered with ICMP (dropped and counted): untranslatable sources (the RFC's
-//! ICMP 3/13 or 1/1), unsupported headers, UDP checksum zero by configuration.
+//! `fib_no_neighbour` / `fib_not_forwarded` / `fragmented_by_kernel` (6->4 without DF,
+//! too big for the IPv4 next hop) pass the TRANSLATED packet to the kernel with the
+//! received MACs and the TTL / hop limit unchanged (the kernel decrements it when it
+//! forwards); `fib_unreachable` drops; TTL <= 1 -> ICMP time exceeded (`ttl_expired`,
+//! tx) via `icmp_error`; too big with DF -> ICMP fragmentation needed (IPv6 MTU - 20) /
+//! packet too big (IPv4 MTU + 20, at least 1280) (`too_big`, tx).
+//!
+//! Not done (each a counted drop, never silent):
+//! - an IPv4 packet without DF (or an IPv4 fragment) whose translation exceeds the
+//!   lowest IPv6 MTU or the next hop's needs several IPv6 fragments, which XDP cannot
+//!   produce: `xlat_needs_fragmentation` (a TC or agent slow path would fragment it);
+//! - the ICMP errors RFC 7915 asks for on some drops (3/13 or 1/1 for an untranslatable
+//!   source, 4/0 for a routing header with segments left, 1/1 for extension headers
+//!   after the fragment header) are not sent: `icmp_error` builds only time exceeded and
+//!   too big;
+//! - ICMP errors with RFC 4884 extensions (length attribute set): dropped
+//!   (`xlat_icmp_untranslatable`) rather than carried;
+//! - IPv4 options: dropped by the translation (as RFC 7915 4.1 says), but an unexpired
+//!   source route is not refused (the option walk exceeded the verifier's budget).
 
 mod addr;
 mod csum;

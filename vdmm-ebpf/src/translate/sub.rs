@@ -182,7 +182,10 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
     // SAFETY: the per-CPU scratch value.
     let dst = u32::from_ne_bytes(unsafe { (*s).dst4 });
     let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
-    let key = LocalKey { ingress_ifindex: xdp.ingress_ifindex() as u32, dst };
+    let key = LocalKey {
+        ingress_ifindex: xdp.ingress_ifindex() as u32,
+        dst,
+    };
     if let Some(v) = XLAT_LOCAL.get_ptr(&key) {
         // SAFETY: map value of a successful look-up.
         let v = unsafe { &*v };
@@ -191,7 +194,10 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
         }
     }
     let forwarded = route(ctx, s, 0, len) != ROUTE_NOT_FORWARDED;
-    let v = LocalValue { expires_ns: now + ROUTE_CACHE_TTL_NS, forwarded: forwarded as u64 };
+    let v = LocalValue {
+        expires_ns: now + ROUTE_CACHE_TTL_NS,
+        forwarded: forwarded as u64,
+    };
     let _ = XLAT_LOCAL.insert(&key, &v, 0);
     forwarded
 }

@@ -15,7 +15,8 @@ use vdmm_common::{
 };
 
 use super::{
-    FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_TIME_EXCEEDED, SEND_TOO_BIG, Scratch, UDP_SUM_MAX,
+    FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_TIME_EXCEEDED, SEND_TOO_BIG,
+    Scratch, UDP_SUM_MAX,
     addr::{eam_4to6, map_4to6, pool6_4to6, sum4, sum6},
     icmp, sub,
 };
@@ -101,9 +102,7 @@ fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     s.dst4 = dst.to_be_bytes();
     s.total = total as u16;
     if !eam_4to6(dst, s.dst6.as_mut_ptr()) {
-        if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr())
-            || !sub::v4_forwarded(ctx, s, total as u32)
-        {
+        if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr()) || !sub::v4_forwarded(ctx, s, total as u32) {
             return Verdict::pass(Reason::NoMatch).0;
         }
     }
@@ -123,7 +122,15 @@ fn send_icmp(ctx: *mut xdp_md, s: &Scratch, v: u32) -> u32 {
     } else {
         (IcmpError::TimeExceeded, Reason::TtlExpired)
     };
-    icmp_error::reply(xdp, Inner::V4(Ipv4(p)), s.total as usize, error, reason, KIND).0
+    icmp_error::reply(
+        xdp,
+        Inner::V4(Ipv4(p)),
+        s.total as usize,
+        error,
+        reason,
+        KIND,
+    )
+    .0
 }
 
 /// Every check and decision, and the transport checksum update in place; the new
@@ -248,7 +255,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         return drop(Reason::XlatNeedsFragmentation);
     }
     // The rest is done by `finish`, from the scratch value.
-    s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 { 0 } else { ip.tos() };
+    s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 {
+        0
+    } else {
+        ip.tos()
+    };
     s.hop = ip.ttl();
     s.id = get16(unsafe { p.add(4) }) as u32;
     s.next = proto;
@@ -333,7 +344,11 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                 };
                 let old_tc = get16(h) as u32;
                 let pseudo = new + l4_len as u32 + IPPROTO_ICMPV6 as u32;
-                let c = update(get16(unsafe { h.add(2) }), old_tc, s.icmp_tc as u32 + pseudo);
+                let c = update(
+                    get16(unsafe { h.add(2) }),
+                    old_tc,
+                    s.icmp_tc as u32 + pseudo,
+                );
                 put16(h, s.icmp_tc);
                 put16(unsafe { h.add(2) }, c);
             }
@@ -381,7 +396,11 @@ fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
         s.tos,
         0,
         (fh + s.payload as usize) as u16,
-        if s.frag != 0 { IPPROTO_FRAGMENT } else { s.next },
+        if s.frag != 0 {
+            IPPROTO_FRAGMENT
+        } else {
+            s.next
+        },
         s.hop,
         s.src6.as_ptr(),
         s.dst6.as_ptr(),

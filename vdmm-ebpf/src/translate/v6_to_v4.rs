@@ -199,7 +199,15 @@ fn send_icmp(ctx: *mut xdp_md, s: &Scratch, v: u32) -> u32 {
     } else {
         (IcmpError::TimeExceeded, Reason::TtlExpired)
     };
-    icmp_error::reply(xdp, Inner::V6(Ipv6(p)), s.total as usize, error, reason, KIND).0
+    icmp_error::reply(
+        xdp,
+        Inner::V6(Ipv6(p)),
+        s.total as usize,
+        error,
+        reason,
+        KIND,
+    )
+    .0
 }
 
 /// Every check and decision, and the transport checksum update in place; the new
@@ -218,7 +226,12 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         return drop(Reason::Malformed);
     };
     let ip = Ipv6(p);
-    match sub::walk_into(ctx.ctx, s, ip.next_header() as u32, (ETH_HLEN + IPV6_HLEN) as u32) {
+    match sub::walk_into(
+        ctx.ctx,
+        s,
+        ip.next_header() as u32,
+        (ETH_HLEN + IPV6_HLEN) as u32,
+    ) {
         sub::WALK_OK => {}
         sub::WALK_REFUSED => return drop(Reason::XlatUnsupportedHeader),
         _ => return drop(Reason::Malformed),
@@ -307,7 +320,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     // RFC 7915 5.1 / 5.1.1: the IPv4 header fields.
     let total4 = IPV4_HLEN + l4_len;
     let (id, frag_word, df) = if w.has_frag {
-        (w.frag_id as u16, ((more as u16) << 13) | (w.frag_word >> 3), false)
+        (
+            w.frag_id as u16,
+            ((more as u16) << 13) | (w.frag_word >> 3),
+            false,
+        )
     } else if df_for_translated_ipv4(total4 as u32) {
         (0, IP_DF, true)
     } else {
@@ -315,7 +332,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     };
 
     // The rest is done by `finish`, from the scratch value.
-    s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 { 0 } else { ip.traffic_class() };
+    s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 {
+        0
+    } else {
+        ip.traffic_class()
+    };
     s.hop = ip.hop_limit();
     s.next = w.proto;
     s.id = id as u32;
@@ -385,7 +406,11 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                 };
                 let old_tc = get16(h) as u32;
                 let pseudo = old + l4_len as u32 + IPPROTO_ICMPV6 as u32;
-                let c = update(get16(unsafe { h.add(2) }), old_tc + pseudo, s.icmp_tc as u32);
+                let c = update(
+                    get16(unsafe { h.add(2) }),
+                    old_tc + pseudo,
+                    s.icmp_tc as u32,
+                );
                 put16(h, s.icmp_tc);
                 put16(unsafe { h.add(2) }, c);
             }
