@@ -1163,6 +1163,19 @@ pub fn udp_burst(
     payload: usize,
     gap: Duration,
 ) -> Result<u64> {
+    udp_burst_tos(from, to_ns, to, count, payload, gap, 0)
+}
+
+/// [`udp_burst`] with the datagrams' IPv4 TOS / IPv6 traffic class (DSCP and ECN) set.
+pub fn udp_burst_tos(
+    from: &Netns,
+    to_ns: &Netns,
+    to: IpAddr,
+    count: u64,
+    payload: usize,
+    gap: Duration,
+    tos: u8,
+) -> Result<u64> {
     let port = next_port();
     let sink = udp_sink(to_ns, to, port, count, Duration::from_secs(2))?;
     let sender = in_netns(from, move || {
@@ -1172,6 +1185,29 @@ pub fn udp_burst(
             "[::]:0".parse()?
         };
         let sock = UdpSocket::bind(bind)?;
+        if tos != 0 {
+            use std::os::fd::AsRawFd;
+            let v: libc::c_int = tos.into();
+            let (level, name) = if to.is_ipv4() {
+                (libc::IPPROTO_IP, libc::IP_TOS)
+            } else {
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+            };
+            let rc = unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    level,
+                    name,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of_val(&v) as _,
+                )
+            };
+            ensure!(
+                rc == 0,
+                "set TOS {tos:#x}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let data = vec![0x5au8; payload];
         for _ in 0..count {
             sock.send_to(&data, SocketAddr::new(to, port))?;
@@ -1596,8 +1632,8 @@ fn ones_complement_sum(b: &[u8]) -> u16 {
 /// Checks one captured tunnel frame (Ethernet, outer header, the start of the inner
 /// packet; `wire_len` is its full length) against the encapsulation rules of the data
 /// plane, independently of vdmm's code except the shared flow-label hash:
-/// outer IPv4 header length 20, total length, valid checksum, TTL 64, DSCP copied, ECN
-/// copied with CE turned into ECT(0), DF as the inner DF (always for IPv6 inner),
+/// outer IPv4 header length 20, total length, valid checksum, TTL 64, DSCP and ECN copied
+/// (CE included, RFC 6040 normal mode), DF as the inner DF (always for IPv6 inner),
 /// identification 0 when DF; outer IPv6 payload length, hop limit 64, traffic class as
 /// above, flow label = RFC 6438 hash of the inner flow; inner TTL / hop limit equal to
 /// `inner_hop_limit` (decremented once by the encapsulating gateway).
@@ -1622,8 +1658,10 @@ pub fn check_tunnel_frame(f: &[u8], wire_len: usize, inner_hop_limit: u8) -> Res
     } else {
         inner[1]
     };
-    let want_ecn = if inner_tc & 3 == 3 { 2 } else { inner_tc & 3 };
-    let want_tc = (inner_tc & 0xfc) | want_ecn;
+    // RFC 6040 normal mode: DSCP and ECN copied, CE included. (The team brief says "CE ->
+    // ECT(0)", which is RFC 3168's full-functionality mode that RFC 6040 replaced; the
+    // data plane and its BPF_PROG_TEST_RUN tests follow the RFC, and so does this check.)
+    let want_tc = inner_tc;
     if outer_tc != want_tc {
         return Err(format!(
             "outer TOS/traffic class {outer_tc:#04x}, inner {inner_tc:#04x}: want {want_tc:#04x}"

@@ -106,6 +106,38 @@ fn traffic(underlay: Family, inner: Family) {
         "{kind}: gwB counters for {UDP_DATAGRAMS} datagrams"
     );
 
+    // --- DSCP and ECN: EF without ECN, EF with ECT(0), CE (the capture checks the outer
+    // header of each: DSCP and ECN copied, RFC 6040 normal mode; gwB's decapsulation
+    // leaves the inner ECN as it was, so all arrive) -----------------------------------
+    let (a0, b0) = (lab.stats(Gw::A).unwrap(), lab.stats(Gw::B).unwrap());
+    for tos in [0xb8u8, 0xba, 0x03] {
+        let got = lab::udp_burst_tos(
+            &lab.corr,
+            &lab.host,
+            dst,
+            10,
+            64,
+            Duration::from_micros(500),
+            tos,
+        )
+        .unwrap();
+        assert_eq!(got, 10, "{kind}: datagrams with TOS {tos:#04x} received");
+    }
+    let (da, db) = (
+        lab.stats(Gw::A).unwrap().since(&a0).tunnel_only(),
+        lab.stats(Gw::B).unwrap().since(&b0).tunnel_only(),
+    );
+    assert_eq!(
+        da.packets(),
+        expect(&[("encap", kind, "redirect", 30)]),
+        "{kind}: gwA, TOS"
+    );
+    assert_eq!(
+        db.packets(),
+        expect(&[("decap", kind, "redirect", 30)]),
+        "{kind}: gwB, TOS"
+    );
+
     // --- inner TTL: a packet that would expire gets ICMP time exceeded from gwA ----------
     let a0 = lab.stats(Gw::A).unwrap();
     // ping exits 1 (no reply); its report is on stdout.
@@ -203,7 +235,7 @@ fn traffic(underlay: Family, inner: Family) {
         cap.brief()
     );
     assert!(
-        cap.tunnel_frames(kind) >= 2 * n + UDP_DATAGRAMS,
+        cap.tunnel_frames(kind) >= 2 * n + UDP_DATAGRAMS + 30,
         "{kind}: capture saw too few {kind} frames: {}",
         cap.brief()
     );
