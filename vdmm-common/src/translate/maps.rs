@@ -17,8 +17,9 @@
 //! IPv4 destination"; the control plane never touches them. A change of the kernel's
 //! routes or local addresses reaches that cache within 100 ms.)
 //!
-//! Every EAMT entry goes into BOTH tries with the same [`EamEntry`] value, built with
-//! [`EamEntry::new`] (host bits cleared, `32 - v4_len == 128 - v6_len`, RFC 7757 3.2).
+//! Every EAMT entry goes into BOTH tries with the same [`crate::translate::EamEntry`]
+//! value, built with [`crate::translate::EamEntry::new`] (host bits cleared,
+//! `32 - v4_len == 128 - v6_len`, RFC 7757 3.2).
 //! `natpt eam add` inserts into both (refusing a prefix already present in either),
 //! `natpt eam del` removes from both. The longest prefix wins in each direction (RFC 7757
 //! 3.3), and an EAMT match wins over the RFC 6052 prefix.
@@ -42,8 +43,6 @@
 //! config's `icmp_source_v4`) or [`XlatConfig::rfc6791_v6`] (4->6; 0 = `icmp_source_v6`).
 //! Other packets with an unmappable source are dropped (`xlat_source_untranslatable`).
 
-#[cfg(feature = "user")]
-use super::eamt::EamEntry;
 use super::rfc6052::Prefix6;
 
 /// [`XlatConfig::flags`]: drop IPv4 UDP datagrams with checksum zero instead of
@@ -91,7 +90,7 @@ impl XlatConfig {
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for super::XlatConfig {}
-    unsafe impl aya::Pod for super::EamEntry {}
+    unsafe impl aya::Pod for crate::translate::EamEntry {}
 }
 
 #[cfg(test)]
