@@ -29,11 +29,10 @@
 //! inner destination on the gateway's own side (connected route). What XDP cannot finish
 //! (IPv4 without DF that must be fragmented, a next hop without a neighbour entry) it
 //! hands to the kernel unencapsulated; for that slow path `vdmm-ctl binding add` installs
-//! a route for the home prefix via the locator with the tunnel overhead taken off the
-//! MTU (proto 118; e.g. `10.2.0.0/24 via 192.0.2.2 dev gwa-u mtu 1480`), and vdmm's TC
-//! egress program encapsulates on the way out. Linux refuses an IPv6 route via an IPv4
-//! next hop, so an IPv4 underlay has no slow-path route for the IPv6 home prefix. The
-//! capture checks prove nothing leaves the gateway unencapsulated either way.
+//! a route for the home prefix into vdmm's `vdmm0` device with the tunnel overhead taken
+//! off the MTU (proto 118; e.g. `10.2.0.0/24 dev vdmm0 mtu 1480`), where vdmm's TC egress
+//! program encapsulates and sends the packet on. The capture checks prove nothing leaves
+//! a gateway unencapsulated either way.
 //! [`Plane::KernelRouting`] (the benchmark baseline) is different: no vdmm at all, and
 //! plain routes for the inner prefixes through the underlay.
 //!
