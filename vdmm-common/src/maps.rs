@@ -32,8 +32,16 @@ pub const EAMT_V4: &str = "VDMM_EAMT4";
 /// looked up by IPv6 address.
 pub const EAMT_V6: &str = "VDMM_EAMT6";
 
+/// Per-CPU array, one entry: the translator's scratch space (data plane internal; pinned
+/// only so that a reloaded identical program is recognised by its maps).
+pub const XLAT_SCRATCH: &str = "VDMM_XLAT_TMP";
+/// Per-CPU LRU hash: the translator's 100 ms cache of "does the kernel forward this IPv4
+/// destination" (data plane internal, pinned like [`XLAT_SCRATCH`]).
+pub const XLAT_LOCAL: &str = "VDMM_XLAT_LOCAL";
+pub const MAX_XLAT_LOCAL: u32 = 4096;
+
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -45,6 +53,8 @@ pub const ALL: [&str; 11] = [
     XLAT_CONFIG,
     EAMT_V4,
     EAMT_V6,
+    XLAT_SCRATCH,
+    XLAT_LOCAL,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

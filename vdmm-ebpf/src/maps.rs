@@ -66,16 +66,15 @@ pub static EAMT_V6: LpmTrie<[u8; 16], vdmm_common::translate::EamEntry> =
     LpmTrie::pinned(names::MAX_EAMT, 0);
 
 /// Per-CPU scratch space of the translator (old header fields and new addresses held
-/// across `bpf_xdp_adjust_head`); not pinned, nothing outside the program reads it.
+/// across `bpf_xdp_adjust_head`). Nothing outside the program reads it; pinned so that
+/// the control plane recognises a reloaded identical program by its maps.
 #[map(name = "VDMM_XLAT_TMP")]
-pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> =
-    PerCpuArray::with_max_entries(1, 0);
+pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> = PerCpuArray::pinned(1, 0);
 
 /// The translator's answer to "would the kernel forward this IPv4 destination?" (the
 /// RFC 6052 prefix catches every forwarded IPv4 packet), cached per CPU for 100 ms so
-/// that IPv4 traffic does not pay a FIB look-up for it per packet. Not pinned.
+/// that IPv4 traffic does not pay a FIB look-up for it per packet. Pinned like
+/// `VDMM_XLAT_TMP`.
 #[map(name = "VDMM_XLAT_LOCAL")]
-pub static XLAT_LOCAL: aya_ebpf::maps::LruPerCpuHashMap<
-    crate::translate::LocalKey,
-    crate::translate::LocalValue,
-> = aya_ebpf::maps::LruPerCpuHashMap::with_max_entries(4096, 0);
+pub static XLAT_LOCAL: LruPerCpuHashMap<crate::translate::LocalKey, crate::translate::LocalValue> =
+    LruPerCpuHashMap::pinned(names::MAX_XLAT_LOCAL, 0);

@@ -12,10 +12,11 @@
 //! * `VDMM_EAMT6` ([`crate::maps::EAMT_V6`]): `LpmTrie<[u8; 16], EamEntry>`, the same
 //!   entries keyed by their IPv6 prefix: key = `Key::new(entry.v6_len, entry.v6)`.
 //!
-//! (The data plane also has two unpinned per-CPU maps of its own, `VDMM_XLAT_TMP`
-//! scratch space and `VDMM_XLAT_LOCAL`, a 100 ms cache of "does the kernel forward this
-//! IPv4 destination"; the control plane never touches them. A change of the kernel's
-//! routes or local addresses reaches that cache within 100 ms.)
+//! (The data plane also has two per-CPU maps of its own, `VDMM_XLAT_TMP` scratch space
+//! and `VDMM_XLAT_LOCAL`, a 100 ms cache of "does the kernel forward this IPv4
+//! destination"; they are pinned with the others but the control plane never writes
+//! them. A change of the kernel's routes or local addresses reaches that cache within
+//! 100 ms.)
 //!
 //! Every EAMT entry goes into BOTH tries with the same [`crate::translate::EamEntry`]
 //! value, built with [`crate::translate::EamEntry::new`] (host bits cleared,
