@@ -32,6 +32,7 @@ use vdmm_common::{
     counters::{COUNTER_ENTRIES, counter_index, counter_labels},
     maps,
 };
+use vdmm_ctl::verifier::load_retrying;
 
 /// A private bpffs mount, detached and removed on drop.
 struct PrivateBpffs {
@@ -139,15 +140,14 @@ impl DataPlane {
                 .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
                 .try_into()
                 .with_context(|| format!("program {name} is not XDP"))?;
-            prog.load()
-                .with_context(|| format!("verifier rejected {name}"))?;
+            load_retrying(|| prog.load()).with_context(|| format!("verifier rejected {name}"))?;
         }
         // The TC egress slow path, when the object has one.
         if let Some(p) = ebpf.program_mut(maps::TC_EGRESS_PROGRAM) {
             let prog: &mut SchedClassifier = p.try_into().with_context(|| {
                 format!("program {} is not a classifier", maps::TC_EGRESS_PROGRAM)
             })?;
-            prog.load()
+            load_retrying(|| prog.load())
                 .with_context(|| format!("verifier rejected {}", maps::TC_EGRESS_PROGRAM))?;
         }
         Ok(Self {

@@ -22,6 +22,7 @@ pub mod netns;
 pub mod pin;
 pub mod routes;
 pub mod table;
+pub mod verifier;
 
 #[cfg(test)]
 mod kernel_tests;

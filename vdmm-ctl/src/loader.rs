@@ -427,7 +427,7 @@ fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState)> {
         .ok_or(Error::MissingProgram(names::XDP_PROGRAM))?
         .try_into()
         .map_err(|e| Error::ebpf(format!("{} is not an XDP program", names::XDP_PROGRAM), e))?;
-    xdp.load().map_err(|e| load_error(names::XDP_PROGRAM, e))?;
+    crate::verifier::load_retrying(|| xdp.load()).map_err(|e| load_error(names::XDP_PROGRAM, e))?;
     let tc: &mut SchedClassifier = ebpf
         .program_mut(names::TC_EGRESS_PROGRAM)
         .ok_or(Error::MissingProgram(names::TC_EGRESS_PROGRAM))?
@@ -438,7 +438,7 @@ fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState)> {
                 e,
             )
         })?;
-    tc.load()
+    crate::verifier::load_retrying(|| tc.load())
         .map_err(|e| load_error(names::TC_EGRESS_PROGRAM, e))?;
 
     let xdp: &mut Xdp = ebpf
