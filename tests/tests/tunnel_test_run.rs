@@ -2342,6 +2342,72 @@ fn fib_results() {
     run_cases(&lab, "fib_results", cases);
 }
 
+/// Re-encapsulation (the transition gateway): a tunnel packet from a peer for a local
+/// endpoint whose inner destination has a binding of its own leaves again encapsulated
+/// toward that binding's locator, in the locator's family: 4in4 in, 4in6 out; 6in6 in,
+/// 6in4 out. The inner TTL is decremented once, ECN combined per RFC 6040 on the way in
+/// and copied to the new outer header.
+#[test]
+fn reencap_between_families() {
+    let lab = Lab::new("reenc");
+    let mut cases = Vec::new();
+    let inner4 = Ip::V4(udp4("10.10.1.7", 100));
+    cases.push(case(
+        "4in4 in, 4in6 out",
+        lab.ul0,
+        tunnel_frame(PEER4, EP4, 0, &inner4.bytes(), inner4.tunnel_proto()),
+        outcome(
+            Action::Tx,
+            Reason::Reencap,
+            TunnelKind::Ip4in6,
+            exact(ethernet(
+                PEER3_MAC,
+                UL0_MAC,
+                ETH_P_IPV6,
+                &encap_packet(&inner4, "2001:db8:1::3", EP6, 64),
+            )),
+        ),
+    ));
+    let inner6 = Ip::V6(udp6("fd00:9::6", 100));
+    cases.push(case(
+        "6in6 in, 6in4 out",
+        lab.ul0,
+        tunnel_frame(PEER6, EP6, 0, &inner6.bytes(), inner6.tunnel_proto()),
+        outcome(
+            Action::Tx,
+            Reason::Reencap,
+            TunnelKind::Ip6in4,
+            exact(ethernet(
+                PEER3_MAC,
+                UL0_MAC,
+                ETH_P_IP,
+                &encap_packet(&inner6, "192.0.2.3", EP4, 64),
+            )),
+        ),
+    ));
+    // CE on the arriving outer header marks the ECN-capable inner packet, and the new
+    // outer header carries the mark on.
+    let ect0 = Ip::V4(udp4("10.10.1.8", 100)).with_tos(0x28 | ECT0);
+    let marked = ect0.clone().with_tos(0x28 | CE);
+    cases.push(case(
+        "4in4 in with CE over ECT(0), 4in6 out with CE",
+        lab.ul0,
+        tunnel_frame(PEER4, EP4, CE, &ect0.bytes(), ect0.tunnel_proto()),
+        outcome(
+            Action::Tx,
+            Reason::Reencap,
+            TunnelKind::Ip4in6,
+            exact(ethernet(
+                PEER3_MAC,
+                UL0_MAC,
+                ETH_P_IPV6,
+                &encap_packet(&marked, "2001:db8:1::3", EP6, 64),
+            )),
+        ),
+    ));
+    run_cases(&lab, "reencap_between_families", cases);
+}
+
 // ---------------------------------------------------------------------------------------
 // Malformed and non-tunnel input
 

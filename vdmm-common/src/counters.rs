@@ -182,6 +182,11 @@ reasons! {
     /// an IPv6 routing header with segments left, an extension header after the fragment
     /// header, too many extension headers (RFC 7915 4.1, 5.1). Dropped.
     XlatUnsupportedHeader = 24 => "xlat_unsupported_header",
+    /// Tunnel packet for a local endpoint whose inner destination has a binding itself:
+    /// decapsulated and encapsulated again toward that binding's locator (the transition
+    /// gateway's re-encapsulation between tunnel families, e.g. 4in4 in, 4in6 out). The
+    /// kind is the outgoing tunnel's.
+    Reencap = 25 => "reencap",
 }
 
 impl Reason {

@@ -11,7 +11,10 @@ use crate::{
     maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
     packet::{Frame, copy, key_v4, key_v6},
     translate,
-    tunnel::{self, decap::NOT_A_TUNNEL},
+    tunnel::{
+        self,
+        decap::{NOT_A_TUNNEL, REENCAP_V4, REENCAP_V6},
+    },
 };
 use aya_ebpf::maps::lpm_trie::Key;
 
@@ -64,13 +67,13 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     if (protocol == IPPROTO_IPIP || protocol == IPPROTO_IPV6)
         && ENDPOINTS.get_ptr(key_v4(ip.dst_ptr())).is_some()
     {
-        return tunnel::decap::from_ipv4(ctx.ctx);
+        return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
     let _ = total;
     let mut key = Key::new(32, [0u8; 4]);
     copy::<4>(&raw mut key.data as *mut u8, ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
-        Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding),
+        Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
         // Stateless translation (pass no_match when the destination does not map).
         None => translate::from_ipv4(ctx.ctx),
     }
@@ -84,20 +87,61 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
     let nh = ip.next_header();
     let maybe_tunnel = matches!(
         nh,
-        IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING
+        IPPROTO_IPIP
+            | IPPROTO_IPV6
+            | IPPROTO_HOPOPTS
+            | IPPROTO_DSTOPTS
+            | IPPROTO_ROUTING
             | IPPROTO_FRAGMENT
     );
     if maybe_tunnel && ENDPOINTS.get_ptr(key_v6(ip.dst_ptr())).is_some() {
         let v = tunnel::decap::from_ipv6(ctx.ctx);
         if v.0 != NOT_A_TUNNEL.0 {
-            return v;
+            return reencapsulate(ctx, v);
         }
     }
     let _ = total;
     let mut key = Key::new(128, [0u8; 16]);
     copy::<16>(&raw mut key.data as *mut u8, ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
-        Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding),
+        Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
         None => translate::from_ipv6(ctx.ctx),
+    }
+}
+
+/// After decapsulation: a packet whose inner destination has a binding of its own (the
+/// decapsulator stripped the outer header and said so) is encapsulated again toward that
+/// binding's locator, possibly in the other family (the transition gateway's
+/// re-encapsulation). Every other verdict is returned as it is.
+#[inline(always)]
+fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
+    let inner_v6 = if decap.0 == REENCAP_V4.0 {
+        false
+    } else if decap.0 == REENCAP_V6.0 {
+        true
+    } else {
+        return decap;
+    };
+    let frame = Frame::new(ctx);
+    if inner_v6 {
+        let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
+            return Verdict::drop(Reason::Malformed, TunnelKind::None);
+        };
+        let mut key = Key::new(128, [0u8; 16]);
+        copy::<16>(&raw mut key.data as *mut u8, Ipv6(p).dst_ptr());
+        match BINDINGS_V6.get(&key) {
+            Some(b) => tunnel::encap::encapsulate::<true>(ctx.ctx, b, Reason::Reencap),
+            None => Verdict::drop(Reason::Malformed, TunnelKind::None),
+        }
+    } else {
+        let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
+            return Verdict::drop(Reason::Malformed, TunnelKind::None);
+        };
+        let mut key = Key::new(32, [0u8; 4]);
+        copy::<4>(&raw mut key.data as *mut u8, Ipv4(p).dst_ptr());
+        match BINDINGS_V4.get(&key) {
+            Some(b) => tunnel::encap::encapsulate::<false>(ctx.ctx, b, Reason::Reencap),
+            None => Verdict::drop(Reason::Malformed, TunnelKind::None),
+        }
     }
 }

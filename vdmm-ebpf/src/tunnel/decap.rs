@@ -6,6 +6,7 @@
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    maps::lpm_trie::Key,
     programs::XdpContext,
 };
 use vdmm_common::{Action, Reason, TunnelKind};
@@ -16,8 +17,8 @@ use crate::{
     counters::Verdict,
     forward::{self, Route},
     headers::*,
-    maps::PEERS,
-    packet::{Frame, frame_len, key_v4, key_v6},
+    maps::{BINDINGS_V4, BINDINGS_V6, PEERS},
+    packet::{Frame, copy, frame_len, key_v4, key_v6},
 };
 
 /// IPv6 extension headers walked in front of the tunnel header.
@@ -51,6 +52,10 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
 
 /// What [`from_ipv6`] returns for a packet that turns out not to be a tunnel packet.
 pub const NOT_A_TUNNEL: Verdict = Verdict(u32::MAX);
+/// What the decapsulators return after stripping the outer header of a packet whose
+/// inner (IPv4 / IPv6) destination has a binding: the caller encapsulates it again.
+pub const REENCAP_V4: Verdict = Verdict(u32::MAX - 1);
+pub const REENCAP_V6: Verdict = Verdict(u32::MAX - 2);
 
 /// A packet with an IPv6 outer header for a local endpoint. Returns [`NOT_A_TUNNEL`] when
 /// it turns out not to be a tunnel packet (after the extension headers comes something
@@ -83,7 +88,10 @@ fn from_ipv6_inner(ctx: *mut xdp_md) -> Option<Verdict> {
                 if nh == IPPROTO_ROUTING && segments_left != 0 {
                     // Not the final destination: a routing header still steering the
                     // packet elsewhere is not ours to decapsulate.
-                    return Some(Verdict::drop(Reason::Ipv6ExtensionHeaders, TunnelKind::None));
+                    return Some(Verdict::drop(
+                        Reason::Ipv6ExtensionHeaders,
+                        TunnelKind::None,
+                    ));
                 }
                 nh = next;
                 off += (len as usize + 1) * 8;
@@ -107,7 +115,10 @@ fn from_ipv6_inner(ctx: *mut xdp_md) -> Option<Verdict> {
         IPPROTO_IPIP => false,
         IPPROTO_IPV6 => true,
         IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT => {
-            return Some(Verdict::drop(Reason::Ipv6ExtensionHeaders, TunnelKind::None));
+            return Some(Verdict::drop(
+                Reason::Ipv6ExtensionHeaders,
+                TunnelKind::None,
+            ));
         }
         _ => return None,
     };
@@ -163,12 +174,35 @@ fn finish<const INNER_V6: bool>(
         Inner::V4(ip) => (ip.src_ptr(), ip.dst_ptr()),
         Inner::V6(ip) => (ip.src_ptr(), ip.dst_ptr()),
     };
+    if ecn != tc & 3 {
+        inner.set_traffic_class((tc & !3) | ecn);
+    }
+    // Bound inner destination: re-encapsulation. Strip the outer header here; the
+    // encapsulation that follows decrements the TTL once.
+    let rebound = if INNER_V6 {
+        let mut key = Key::new(128, [0u8; 16]);
+        copy::<16>(&raw mut key.data as *mut u8, dst);
+        BINDINGS_V6.get(&key).is_some()
+    } else {
+        let mut key = Key::new(32, [0u8; 4]);
+        copy::<4>(&raw mut key.data as *mut u8, dst);
+        BINDINGS_V4.get(&key).is_some()
+    };
+    if rebound {
+        return match strip(ctx, off, inner_len, INNER_V6, kind) {
+            Ok(()) => {
+                if INNER_V6 {
+                    REENCAP_V6
+                } else {
+                    REENCAP_V4
+                }
+            }
+            Err(v) => v,
+        };
+    }
     let route = forward::lookup(ctx, inner_v6, src, dst, inner_len as u16);
     if let Route::Unreachable = route {
         return Verdict::drop(Reason::FibUnreachable, kind);
-    }
-    if ecn != tc & 3 {
-        inner.set_traffic_class((tc & !3) | ecn);
     }
     // Forwarded here: this router's TTL decrement. Passed up: the kernel's forwarding
     // decrements it (once).
@@ -176,32 +210,26 @@ fn finish<const INNER_V6: bool>(
         inner.decrement_hop_limit();
     }
 
-    let Some(old) = frame.ptr(0, ETH_HLEN) else {
-        return Verdict::drop(Reason::Malformed, kind);
-    };
-    let (dmac, smac) = (Eth(old).dst(), Eth(old).src());
-    let strip = off - ETH_HLEN;
-    let excess = frame_len(ctx) - off - inner_len;
-    if excess > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(excess as i32)) } != 0 {
-        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
+    if let Err(v) = strip(ctx, off, inner_len, INNER_V6, kind) {
+        return v;
     }
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, strip as i32) } != 0 {
-        return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
-    }
-    let ethertype = if inner_v6 { ETH_P_IPV6 } else { ETH_P_IP };
     let frame = Frame::new(ctx);
     let Some(eth) = frame.ptr(0, ETH_HLEN) else {
         return Verdict::new(Action::Aborted, Reason::AdjustFailed, kind);
     };
+    let eth = Eth(eth);
     match route {
-        Route::Resolved { ifindex, smac, dmac } => {
-            Eth(eth).write(dmac, smac, ethertype);
+        Route::Resolved {
+            ifindex,
+            smac,
+            dmac,
+        } => {
+            eth.write(dmac, smac, eth.ethertype());
             forward::out(ctx, ifindex, Reason::Decap, kind)
         }
         _ => {
             // The received MACs stay, so the kernel takes the frame as addressed to
             // this host and forwards the inner packet itself.
-            Eth(eth).write(dmac, smac, ethertype);
             let reason = match route {
                 // Larger than the egress MTU: the kernel fragments it or sends the ICMP
                 // error toward the inner source.
@@ -212,4 +240,35 @@ fn finish<const INNER_V6: bool>(
             Verdict::new(Action::Pass, reason, kind)
         }
     }
+}
+
+/// Removes everything between the Ethernet header and the inner packet at `off` (and any
+/// padding behind the inner packet's `inner_len` bytes), keeping the received MACs and
+/// setting the inner family's ethertype.
+#[inline(always)]
+fn strip(
+    ctx: &XdpContext,
+    off: usize,
+    inner_len: usize,
+    inner_v6: bool,
+    kind: TunnelKind,
+) -> Result<(), Verdict> {
+    let frame = Frame::new(ctx);
+    let Some(old) = frame.ptr(0, ETH_HLEN) else {
+        return Err(Verdict::drop(Reason::Malformed, kind));
+    };
+    let (dmac, smac) = (Eth(old).dst(), Eth(old).src());
+    let excess = frame_len(ctx) - off - inner_len;
+    if excess > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(excess as i32)) } != 0 {
+        return Err(Verdict::new(Action::Aborted, Reason::AdjustFailed, kind));
+    }
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, (off - ETH_HLEN) as i32) } != 0 {
+        return Err(Verdict::new(Action::Aborted, Reason::AdjustFailed, kind));
+    }
+    let frame = Frame::new(ctx);
+    let Some(eth) = frame.ptr(0, ETH_HLEN) else {
+        return Err(Verdict::new(Action::Aborted, Reason::AdjustFailed, kind));
+    };
+    Eth(eth).write(dmac, smac, if inner_v6 { ETH_P_IPV6 } else { ETH_P_IP });
+    Ok(())
 }

@@ -31,9 +31,15 @@ use crate::{
 const IPV6_MIN_MTU: u32 = 1280;
 
 /// Encapsulates the packet after the Ethernet header (IPv6 when `INNER_V6`) toward
-/// `binding.locator` and forwards it. A BPF subprogram of its own, one per inner family.
+/// `binding.locator` and forwards it, counted under `reason` (`encap`, or `reencap` for a
+/// packet that arrived through a tunnel). A BPF subprogram of its own, one per inner
+/// family.
 #[inline(never)]
-pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Binding) -> Verdict {
+pub fn encapsulate<const INNER_V6: bool>(
+    ctx: *mut xdp_md,
+    binding: *const Binding,
+    reason: Reason,
+) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let frame = &Frame::new(ctx);
     // SAFETY: a map value pointer from a successful look-up.
@@ -74,7 +80,11 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
     let locator = unsafe { binding.locator.addr.as_ptr().add(at) };
     let route = forward::lookup(ctx, outer_v6, source, locator, outer_len as u16);
     let (ifindex, smac, dmac) = match route {
-        Route::Resolved { ifindex, smac, dmac } => (ifindex, smac, dmac),
+        Route::Resolved {
+            ifindex,
+            smac,
+            dmac,
+        } => (ifindex, smac, dmac),
         Route::TooBig { mtu } => {
             if !inner_df {
                 // IPv4 without DF may be fragmented (RFC 2003 5.1, RFC 2473 7.1): the
@@ -84,7 +94,11 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
                 return Verdict::new(Action::Pass, Reason::FragmentedByKernel, kind);
             }
             let room = (mtu as u32).saturating_sub(hdr as u32);
-            let mtu = if inner_v6 && room < IPV6_MIN_MTU { IPV6_MIN_MTU } else { room };
+            let mtu = if inner_v6 && room < IPV6_MIN_MTU {
+                IPV6_MIN_MTU
+            } else {
+                room
+            };
             return icmp_error::reply(
                 ctx,
                 inner,
@@ -96,7 +110,9 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
         }
         // The kernel resolves the neighbour; its route for the home prefix and the TC
         // egress program carry this packet (and the next ones, until it is resolved).
-        Route::NoNeighbour { .. } => return Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind),
+        Route::NoNeighbour { .. } => {
+            return Verdict::new(Action::Pass, Reason::FibNoNeighbour, kind);
+        }
         Route::Unreachable => return Verdict::drop(Reason::FibUnreachable, kind),
         Route::NotForwarded => return Verdict::new(Action::Pass, Reason::FibNotForwarded, kind),
     };
@@ -119,7 +135,7 @@ pub fn encapsulate<const INNER_V6: bool>(ctx: *mut xdp_md, binding: *const Bindi
     };
     let ethertype = outer.write(unsafe { p.add(ETH_HLEN) }, binding);
     Eth(p).write(dmac, smac, ethertype);
-    forward::out(ctx, ifindex, Reason::Encap, kind)
+    forward::out(ctx, ifindex, reason, kind)
 }
 
 /// The outer header for one packet, computed from the inner packet before the frame is
@@ -145,7 +161,11 @@ impl OuterHeader {
         };
         Self {
             traffic_class: inner.traffic_class(),
-            flow_label: if outer_v6 { flow_label(frame, inner) } else { 0 },
+            flow_label: if outer_v6 {
+                flow_label(frame, inner)
+            } else {
+                0
+            },
             inner_len: inner_len as u16,
             protocol,
             outer_v6,
@@ -199,7 +219,8 @@ fn flow_label(frame: &Frame, inner: &Inner) -> u32 {
     match inner {
         Inner::V4(ip) => {
             let protocol = ip.protocol();
-            let ports = if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) && !ip.is_fragment() {
+            let ports = if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) && !ip.is_fragment()
+            {
                 ports_at(frame, ETH_HLEN + ip.ihl())
             } else {
                 0
