@@ -37,7 +37,10 @@ use vdmm_tests::lab::{
 #[derive(Parser)]
 #[command(
     name = "vdmm-lab",
-    about = "vdmm tunnel lab in network namespaces (needs root)"
+    about = "vdmm tunnel lab in network namespaces (needs root)",
+    after_help = "Exit codes: 0 success (demo: every check held; bench-forward: PASS), 1 error \
+                  or a failed demo check, 2 usage, 3 bench-forward missed its target, 130 \
+                  interrupted (the lab is removed first)."
 )]
 struct Cli {
     /// vdmm-ctl binary (default: $VDMM_CTL, else next to this executable).
