@@ -20,6 +20,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",       // GRO / checksum offload switches on veth
     "iperf3",        // TCP transfers through the tunnels
     "python3-scapy", // an independent packet builder for tests that want one
+    "tayga",         // userspace NAT64: the translation forwarding-rate baseline
 ];
 
 /// bpf-linker release that fits the toolchain (see ../shared/toolchain.md).
