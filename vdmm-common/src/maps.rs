@@ -40,8 +40,24 @@ pub const XLAT_SCRATCH: &str = "VDMM_XLAT_TMP";
 pub const XLAT_LOCAL: &str = "VDMM_XLAT_LOCAL";
 pub const MAX_XLAT_LOCAL: u32 = 4096;
 
+/// LPM trie (IPv4 prefix, `[u8; 4]`) -> `u32` flags (0; reserved): the transition
+/// gateway's IPv4 address pool, from which `vdmm-ctl natpt pool alloc` hands out IPv4
+/// (care-of) addresses to IPv6 hosts. An allocation is an RFC 7757 EAMT entry
+/// `ADDR4/32 <-> ADDR6/128` in [`EAMT_V4`] and [`EAMT_V6`] whose IPv4 address lies in a
+/// pool prefix: the EAMT is the only record of allocations. Control plane only: the data
+/// plane translates allocated addresses through the EAMT and need not read this map.
+pub const POOL_V4: &str = "VDMM_POOL4";
+pub const MAX_POOLS: u32 = 4096;
+/// LPM trie (IPv4 segment prefix, `[u8; 4]`) -> [`crate::translate::Prefix6`]: the IPv6
+/// prefix (an RFC 6052 prefix: /32, /40, /48, /56, /64 or /96) of each IPv4 segment. A
+/// host that moved into the IPv4 segment with IPv4 care-of address `A` has the IPv6
+/// care-of address `rfc6052::embed(&prefix6, A)`, with `prefix6` the value of the longest
+/// match of `A` (`vdmm-ctl natpt segment coa A`). For tunnel re-encapsulation.
+pub const SEGMENTS: &str = "VDMM_SEGMENTS";
+pub const MAX_SEGMENTS: u32 = 4096;
+
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 15] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -55,6 +71,8 @@ pub const ALL: [&str; 13] = [
     EAMT_V6,
     XLAT_SCRATCH,
     XLAT_LOCAL,
+    POOL_V4,
+    SEGMENTS,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;
@@ -63,6 +81,10 @@ pub const MAX_PEERS: u32 = 4096;
 pub const MAX_BINDINGS: u32 = 1 << 20;
 /// EAMT entries per family (each entry is in both tries).
 pub const MAX_EAMT: u32 = 1 << 16;
+
+// The segments' value type, read and written by the control plane.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for crate::translate::Prefix6 {}
 
 /// The XDP program that does all of vdmm's packet work.
 pub const XDP_PROGRAM: &str = "vdmm_xdp";

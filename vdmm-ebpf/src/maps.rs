@@ -65,6 +65,19 @@ pub static EAMT_V4: LpmTrie<[u8; 4], vdmm_common::translate::EamEntry> =
 pub static EAMT_V6: LpmTrie<[u8; 16], vdmm_common::translate::EamEntry> =
     LpmTrie::pinned(names::MAX_EAMT, 0);
 
+/// The transition gateway's IPv4 address pool (`vdmm_common::maps::POOL_V4`): IPv4
+/// prefix -> flags. Written by `vdmm-ctl natpt pool`; allocations are EAMT entries, so
+/// the data plane does not need to read it.
+#[map(name = "VDMM_POOL4")]
+pub static POOL_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(names::MAX_POOLS, 0);
+
+/// IPv6 prefix of each IPv4 segment (`vdmm_common::maps::SEGMENTS`): IPv4 segment prefix
+/// -> RFC 6052 prefix of the IPv6 care-of addresses of hosts in that segment. Written by
+/// `vdmm-ctl natpt segment`; for tunnel re-encapsulation.
+#[map(name = "VDMM_SEGMENTS")]
+pub static SEGMENTS: LpmTrie<[u8; 4], vdmm_common::translate::Prefix6> =
+    LpmTrie::pinned(names::MAX_SEGMENTS, 0);
+
 /// Per-CPU scratch space of the translator (old header fields and new addresses held
 /// across `bpf_xdp_adjust_head`). Nothing outside the program reads it; pinned so that
 /// the control plane recognises a reloaded identical program by its maps.
