@@ -136,6 +136,31 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// IPv4/IPv6 transition gateway: SIIT translation, address pool, segment prefixes.
+    ///
+    /// Stateless IP/ICMP translation (SIIT, RFC 7915) with RFC 6052 addresses, RFC 7757
+    /// explicit address mappings and RFC 6791 ICMP sources; the IPv4 address pool; the
+    /// IPv6 prefixes of IPv4 segments.
+    ///
+    /// The XDP data plane translates IPv6 packets whose destination is under an RFC 7757
+    /// explicit address mapping (EAMT) or under the RFC 6052 prefix into IPv4, and IPv4
+    /// packets whose destination is under an EAMT entry (or, with an RFC 6052 prefix set,
+    /// any IPv4 destination the kernel would forward) into IPv6. EAMT entries win over the
+    /// RFC 6052 prefix, the longest prefix wins among them. Source addresses map the same
+    /// way; ICMP errors from unmapped sources get the RFC 6791 address. Changes apply to the
+    /// next packet. Everything lives in pinned maps (VDMM_XLAT_CFG, VDMM_EAMT4/6,
+    /// VDMM_POOL4, VDMM_SEGMENTS) and survives vdmm-ctl and reloads.
+    ///
+    /// Typical set-up of a NAT64-style translator and a pool:
+    ///
+    ///   vdmm-ctl natpt prefix set 64:ff9b::/96
+    ///   vdmm-ctl natpt eam add 2001:db8:6::/120 198.51.100.0/24
+    ///   vdmm-ctl natpt pool add 192.0.2.0/24
+    ///   vdmm-ctl natpt pool alloc 2001:db8:1::7
+    ///   vdmm-ctl natpt list
+    #[command(subcommand, verbatim_doc_comment)]
+    Natpt(NatptCommand),
+
     /// Show the data plane's counters.
     ///
     /// Every packet a program sees is counted once, by program (xdp: received packets;
@@ -270,6 +295,284 @@ pub struct ConfigSetArgs {
     /// (reason no_icmp_source).
     #[arg(long, value_enum, value_name = "FAMILY", group = "change")]
     pub clear_icmp_source: Vec<FamilyArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NatptCommand {
+    /// The RFC 6052 translation prefix ("pool6"): IPv4 addresses embedded in IPv6.
+    ///
+    /// With a prefix P set, the IPv4 address A is represented in IPv6 as P with A embedded
+    /// at the position RFC 6052 section 2.2 gives for P's length (/96: the last 32 bits),
+    /// e.g. 192.0.2.33 under 64:ff9b::/96 is 64:ff9b::c000:221. Without a prefix, only EAMT
+    /// entries translate.
+    #[command(subcommand)]
+    Prefix(PrefixCommand),
+
+    /// Explicit address mappings (EAMT, RFC 7757): IPv6 prefix <-> IPv4 prefix.
+    ///
+    /// An address under one prefix maps to the address under the other with the same
+    /// suffix bits, so both prefixes need suffixes of the same length (128 - LEN6 = 32 -
+    /// LEN4, e.g. /120 <-> /24, /128 <-> /32). Every entry goes into both tries, VDMM_EAMT4
+    /// and VDMM_EAMT6. The longest matching prefix wins, and an EAMT match wins over the
+    /// RFC 6052 prefix. Pool allocations (`natpt pool alloc`) are EAMT entries too.
+    #[command(subcommand)]
+    Eam(EamCommand),
+
+    /// RFC 6791 source address of translated ICMP errors whose source has no mapping.
+    ///
+    /// An ICMPv6 error from an IPv6 router with no IPv4 mapping (say, a hop on the IPv6
+    /// path answering a traceroute from IPv4) leaves as ICMPv4 from this IPv4 address. An
+    /// IPv6 address here is the same for ICMPv4 errors translated to ICMPv6 (used only
+    /// without an RFC 6052 prefix). Unset: the tunnel config's ICMP source of that family
+    /// (`vdmm-ctl config`); both unset: such errors are dropped and counted.
+    #[command(subcommand)]
+    Rfc6791(Rfc6791Command),
+
+    /// The "lowest IPv6 MTU" of RFC 7915 section 4 (default 1280).
+    ///
+    /// IPv4 packets without DF are translated only while the IPv6 packet fits this MTU;
+    /// larger ones are fragmented after translation (the slow path, counted). Set it to
+    /// the smallest MTU of the IPv6 side when that is known to be larger than 1280.
+    #[command(subcommand)]
+    Mtu(MtuCommand),
+
+    /// IPv4 UDP with checksum zero (RFC 7915 section 4.5): compute (default) or drop.
+    ///
+    /// compute: the translated IPv6 datagram gets a computed UDP checksum (IPv6 forbids
+    /// zero). drop: such datagrams are dropped and counted (xlat_udp_zero_checksum).
+    /// Fragments with checksum zero are always dropped: XDP does not reassemble.
+    UdpZeroChecksum {
+        #[arg(value_enum)]
+        action: UdpZeroArg,
+    },
+
+    /// Traffic class / TOS of translated packets: copy (default) or reset to zero.
+    ///
+    /// RFC 7915 sections 4.1 and 5.1 make this configurable; copying keeps DSCP and ECN.
+    TrafficClass {
+        #[arg(value_enum)]
+        action: TrafficClassArg,
+    },
+
+    /// The IPv4 address pool: IPv4 (care-of) addresses handed out to IPv6 hosts.
+    ///
+    /// A host that arrived in the IPv6 network, or an IPv6-only host that must be reachable
+    /// from IPv4, gets an IPv4 address from the pool (`alloc`): an EAMT entry ADDR4/32 <->
+    /// IPV6ADDR/128 in both tries, so the translator maps the two both ways. `release` makes
+    /// the address free again. Pool prefixes live in VDMM_POOL4; which addresses are taken
+    /// is read from the EAMT (the only record of allocations). In pools shorter than /31 the
+    /// network and broadcast addresses are not handed out.
+    #[command(subcommand)]
+    Pool(PoolCommand),
+
+    /// IPv6 prefixes of IPv4 segments, for the IPv6 care-of addresses of hosts there.
+    ///
+    /// A host that moved into an IPv4 segment gets the IPv6 care-of address made of the
+    /// segment's IPv6 prefix and its IPv4 care-of address. The IPv6 care-of address is the RFC 6052 embedding of the IPv4 care-of address
+    /// under the prefix of the longest segment that contains it (`segment coa`). Stored in
+    /// VDMM_SEGMENTS (IPv4 segment prefix -> IPv6 prefix) for tunnel re-encapsulation.
+    #[command(subcommand)]
+    Segment(SegmentCommand),
+
+    /// Show everything: settings, EAMT, pools with their usage, segments.
+    ///
+    /// The settings are the RFC 6052 prefix, the RFC 6791 addresses, the lowest IPv6 MTU
+    /// and the flags (UDP checksum zero, traffic class).
+    List {
+        /// Print one JSON object {prefix, rfc6791_v4, rfc6791_v6, lowest_ipv6_mtu,
+        /// udp_zero_checksum, traffic_class, flags, eamt, pools, segments} (see the list
+        /// commands of each table for their elements).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrefixCommand {
+    /// Set (or replace) the RFC 6052 prefix.
+    ///
+    /// Lengths 32, 40, 48, 56, 64 or 96 (RFC 6052 section 2.2); bits 64..71 (the "u"
+    /// octet) zero; no bits set after the length. The Well-Known Prefix 64:ff9b::/96 does
+    /// not embed private IPv4 addresses (RFC 6052 section 3.1).
+    Set {
+        #[arg(value_name = "PREFIX6/LEN")]
+        prefix: String,
+    },
+    /// Remove the RFC 6052 prefix (only EAMT entries translate afterwards).
+    ///
+    /// With PREFIX6/LEN, only if it is the prefix set.
+    Clear {
+        #[arg(value_name = "PREFIX6/LEN")]
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EamCommand {
+    /// Add an EAMT entry, in both tries.
+    ///
+    /// Refused when either prefix already has an entry (delete it first); nested prefixes
+    /// are fine (the longest match wins). The two prefixes may be given in either order.
+    Add {
+        #[arg(value_name = "PREFIX6/LEN")]
+        prefix6: String,
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix4: String,
+    },
+    /// Remove an EAMT entry; both prefixes must match an existing entry exactly.
+    Del {
+        #[arg(value_name = "PREFIX6/LEN")]
+        prefix6: String,
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix4: String,
+    },
+    /// List the EAMT entries, by IPv4 prefix; POOL names the pool of an allocation.
+    List {
+        /// Print a JSON array of {ipv6, ipv4, pool} (pool null unless the entry is a pool
+        /// allocation).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Rfc6791Command {
+    /// Set the RFC 6791 address of the address's family.
+    ///
+    /// IPv4: the source of ICMPv6 errors translated to ICMPv4. IPv6: the source of ICMPv4
+    /// errors translated to ICMPv6.
+    Set {
+        #[arg(value_name = "ADDR4|ADDR6")]
+        addr: String,
+    },
+    /// Clear the RFC 6791 address(es).
+    ///
+    /// With ADDR, the one of its family, if it is ADDR; without, both.
+    Clear {
+        #[arg(value_name = "ADDR4|ADDR6")]
+        addr: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MtuCommand {
+    /// Set the lowest IPv6 MTU: 1280 (the IPv6 minimum link MTU) to 65535.
+    Set {
+        #[arg(value_name = "MTU")]
+        mtu: String,
+    },
+    /// Back to the default, 1280.
+    Clear,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UdpZeroArg {
+    /// Compute the UDP checksum of the translated datagram.
+    Compute,
+    /// Drop the datagram (counted).
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TrafficClassArg {
+    /// Copy the IPv4 TOS to the IPv6 traffic class and back.
+    Copy,
+    /// Set it to zero.
+    Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Add an IPv4 prefix to the pool.
+    ///
+    /// Pools must be disjoint and outside 0/8, 127/8, 169.254/16 and 224/3 (RFC 6890).
+    Add {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix: String,
+    },
+    /// Remove a pool prefix (refused while it has allocations, unless --force).
+    ///
+    /// The refusal lists the allocations; --force releases them first.
+    Del {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix: String,
+        /// Release the pool's allocations (their EAMT entries) too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the pools with their usage and allocations.
+    ///
+    /// SIZE counts the addresses handed out (without network and broadcast below /31),
+    /// MAPPED those other EAMT entries already cover (never handed out).
+    List {
+        /// Print a JSON array of {prefix, size, allocated, mapped_otherwise, free,
+        /// allocations: [{ipv4, ipv6}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand out the lowest free pool address to an IPv6 address; prints the address.
+    ///
+    /// Installs the EAMT entry ADDR4/32 <-> IPV6ADDR/128 (both tries). Pools are tried in address order unless --from names one. Refused when IPV6ADDR
+    /// already has an allocation (or another /128 EAMT entry), and when every address is
+    /// taken ("pool exhausted").
+    Alloc {
+        #[arg(value_name = "IPV6ADDR")]
+        ipv6: String,
+        /// Allocate from this pool only.
+        #[arg(long, value_name = "PREFIX4/LEN")]
+        from: Option<String>,
+        /// Print {"ipv4": ..., "ipv6": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release an allocation, by its IPv4 or its IPv6 address.
+    ///
+    /// Removes its EAMT entry (both tries); the IPv4 address is free again.
+    Release {
+        #[arg(value_name = "ADDR4|IPV6ADDR")]
+        addr: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentCommand {
+    /// Give an IPv4 segment its IPv6 prefix.
+    ///
+    /// PREFIX6 must be a valid RFC 6052 prefix (/32, /40, /48, /56, /64 or /96, bits
+    /// 64..71 zero) that no other segment uses. Refused when the segment exists, unless
+    /// --replace.
+    Add {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix4: String,
+        /// The IPv6 prefix of the segment's hosts' care-of addresses.
+        #[arg(long, value_name = "PREFIX6/LEN")]
+        prefix6: String,
+        /// Replace the IPv6 prefix of an existing segment.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove the segment for exactly this IPv4 prefix.
+    Del {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix4: String,
+    },
+    /// List the segments, by IPv4 prefix.
+    List {
+        /// Print a JSON array of {ipv4, prefix6}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the IPv6 care-of address of a host with IPv4 care-of address ADDR4.
+    ///
+    /// ADDR4 embedded (RFC 6052 section 2.2) in the IPv6 prefix of the longest segment
+    /// that contains it.
+    Coa {
+        #[arg(value_name = "ADDR4")]
+        addr: String,
+        /// Print {"ipv4": ..., "segment": ..., "prefix6": ..., "ipv6": ...}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -99,6 +99,10 @@ fn xdp_detached(iface: &str) -> bool {
     false
 }
 
+/// Held by every kernel test: they share process-wide state (such as
+/// [`loader::FAIL_TC_ATTACH`]), so they run one after the other.
+pub(crate) static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
 }
@@ -514,6 +518,7 @@ fn load_program_unload_reset_in_a_namespace() {
         eprintln!("skipped: needs root");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new();
     std::thread::scope(|s| {
         // Only this thread moves into the namespace.

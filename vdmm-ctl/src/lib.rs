@@ -6,6 +6,8 @@
 //! - [`loader`]: load, attach to / detach from interfaces, reset;
 //! - [`device`]: `vdmm0`, the slow path's device (TC egress program, bindings' routes);
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
+//! - [`natpt`]: the transition gateway's tables (SIIT translator settings, RFC 7757 EAMT,
+//!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
 //! - [`cli`] and [`commands`]: the command line;
@@ -18,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod natpt;
 pub mod netns;
 pub mod pin;
 pub mod routes;
@@ -26,6 +29,8 @@ pub mod verifier;
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod natpt_kernel_tests;
 
 pub use error::{Error, Result};
 

@@ -216,7 +216,7 @@ pub struct Dataplane {
 
 /// Opens one pinned map as a typed map, turning a wrong type or size into
 /// [`Error::MapLayout`].
-fn open_map<T>(pins: &PinDir, name: &'static str) -> Result<T>
+pub(crate) fn open_map<T>(pins: &PinDir, name: &'static str) -> Result<T>
 where
     T: TryFrom<Map, Error = MapError>,
 {
@@ -235,7 +235,7 @@ where
     T::try_from(map).map_err(layout)
 }
 
-fn errno(e: &MapError) -> Option<i32> {
+pub(crate) fn errno(e: &MapError) -> Option<i32> {
     match e {
         MapError::SyscallError(s) => s.io_error.raw_os_error(),
         MapError::IoError(io) => io.raw_os_error(),

@@ -6,6 +6,7 @@ pub mod binding;
 pub mod config;
 pub mod endpoint;
 pub mod lifecycle;
+pub mod natpt;
 pub mod peer;
 pub mod stats;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Peer(c) => peer::run(&pins, c),
         Command::Binding(c) => binding::run(&pins, c),
         Command::Config(c) => config::run(&pins, c),
+        Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
     }
 }
