@@ -9,14 +9,13 @@ use crate::{
     counters::Verdict,
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
-    packet::{Frame, copy, key_v4, key_v6},
+    packet::{Frame, key_v4, key_v6, lpm_key_v4, lpm_key_v6},
     translate,
     tunnel::{
         self,
         decap::{NOT_A_TUNNEL, REENCAP_V4, REENCAP_V6},
     },
 };
-use aya_ebpf::maps::lpm_trie::Key;
 
 /// Classifies the frame and acts on it.
 #[inline(always)]
@@ -70,8 +69,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
         return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
     let _ = total;
-    let mut key = Key::new(32, [0u8; 4]);
-    copy::<4>(&raw mut key.data as *mut u8, ip.dst_ptr());
+    let key = lpm_key_v4(ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
         // Stateless translation (pass no_match when the destination does not map).
@@ -101,8 +99,7 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
         }
     }
     let _ = total;
-    let mut key = Key::new(128, [0u8; 16]);
-    copy::<16>(&raw mut key.data as *mut u8, ip.dst_ptr());
+    let key = lpm_key_v6(ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
         None => translate::from_ipv6(ctx.ctx),
@@ -127,8 +124,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
             return Verdict::drop(Reason::Malformed, TunnelKind::None);
         };
-        let mut key = Key::new(128, [0u8; 16]);
-        copy::<16>(&raw mut key.data as *mut u8, Ipv6(p).dst_ptr());
+        let key = lpm_key_v6(Ipv6(p).dst_ptr());
         match BINDINGS_V6.get(&key) {
             Some(b) => tunnel::encap::encapsulate::<true>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
@@ -137,8 +133,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
             return Verdict::drop(Reason::Malformed, TunnelKind::None);
         };
-        let mut key = Key::new(32, [0u8; 4]);
-        copy::<4>(&raw mut key.data as *mut u8, Ipv4(p).dst_ptr());
+        let key = lpm_key_v4(Ipv4(p).dst_ptr());
         match BINDINGS_V4.get(&key) {
             Some(b) => tunnel::encap::encapsulate::<false>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),

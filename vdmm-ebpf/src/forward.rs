@@ -21,7 +21,7 @@ use vdmm_common::{
 use crate::{
     counters::Verdict,
     maps::ROUTES,
-    packet::{copy, get_mac},
+    packet::{copy, get_mac, word, words16},
 };
 
 const AF_INET: u8 = 2;
@@ -49,16 +49,13 @@ pub enum Route {
 /// within that time).
 #[inline(always)]
 pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_len: u16) -> Route {
-    let mut key = RouteKey {
+    let addr = if v6 { words16(dst) } else { [word(dst), 0, 0, 0] };
+    let key = RouteKey {
         ingress_ifindex: ctx.ingress_ifindex() as u32,
         family: if v6 { 6 } else { 4 },
-        addr: [0; 16],
+        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
-    if v6 {
-        copy::<16>(key.addr.as_mut_ptr(), dst);
-    } else {
-        copy::<4>(key.addr.as_mut_ptr(), dst);
-    }
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(r) = ROUTES.get_ptr(&key) {
         // SAFETY: map value of a successful look-up.
@@ -91,8 +88,9 @@ pub fn fib_lookup(
     dst: *const u8,
     tot_len: u16,
 ) -> (Route, u32) {
-    // SAFETY: plain-old-data kernel struct; all-zero is a valid initial state.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    // SAFETY: plain-old-data kernel struct; all-zero is a valid initial state. Built from
+    // words: `mem::zeroed` becomes a call to a byte-wise memset here.
+    let mut p: FibParams = unsafe { core::mem::transmute([0u64; 8]) };
     p.ifindex = ifindex;
     p.__bindgen_anon_1.tot_len = tot_len;
     let psrc = &mut p.__bindgen_anon_3 as *mut _ as *mut u8;

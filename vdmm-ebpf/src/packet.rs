@@ -2,7 +2,10 @@
 //! `Frame::ptr`, which checks the access against `data_end` the way the verifier wants to
 //! see it. Offsets are bounded so the verifier can track them.
 
-use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
+use aya_ebpf::{
+    helpers::generated::bpf_xdp_get_buff_len, maps::lpm_trie::Key, programs::XdpContext,
+};
+use vdmm_common::IpAddrKey;
 
 /// Largest offset any access uses: XDP frames are at most a page, and this bound lets the
 /// verifier track offsets computed from header fields.
@@ -111,18 +114,48 @@ pub fn frame_len(ctx: &XdpContext) -> usize {
     unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
 }
 
+/// Four bytes at `p` as one word in memory order (byte loads; no alignment assumed).
+#[inline(always)]
+pub fn word(p: *const u8) -> u32 {
+    unsafe { u32::from_ne_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]) }
+}
+
+/// Sixteen bytes at `p` as four words in memory order. Building keys from words keeps
+/// them in four registers: copied byte by byte, LLVM gives every byte its own stack slot
+/// and zero-fills the rest with a call to `memset`.
+#[inline(always)]
+pub fn words16(p: *const u8) -> [u32; 4] {
+    unsafe { [word(p), word(p.add(4)), word(p.add(8)), word(p.add(12))] }
+}
+
 /// The map key of the IPv4 address at `p` (see `vdmm_common::IpAddrKey`).
 #[inline(always)]
-pub fn key_v4(p: *const u8) -> vdmm_common::IpAddrKey {
-    let mut key = vdmm_common::IpAddrKey::from_v4([0; 4]);
-    copy::<4>(unsafe { key.addr.as_mut_ptr().add(12) }, p);
-    key
+pub fn key_v4(p: *const u8) -> IpAddrKey {
+    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    IpAddrKey {
+        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>([0, 0, mapped, word(p)]) },
+    }
 }
 
 /// The map key of the IPv6 address at `p`.
 #[inline(always)]
-pub fn key_v6(p: *const u8) -> vdmm_common::IpAddrKey {
-    let mut key = vdmm_common::IpAddrKey::default();
-    copy::<16>(key.addr.as_mut_ptr(), p);
-    key
+pub fn key_v6(p: *const u8) -> IpAddrKey {
+    IpAddrKey {
+        // SAFETY: as in `key_v4`.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words16(p)) },
+    }
+}
+
+/// The longest-prefix-match key of the IPv4 address at `p` (all 32 bits).
+#[inline(always)]
+pub fn lpm_key_v4(p: *const u8) -> Key<[u8; 4]> {
+    Key::new(32, word(p).to_ne_bytes())
+}
+
+/// The longest-prefix-match key of the IPv6 address at `p` (all 128 bits).
+#[inline(always)]
+pub fn lpm_key_v6(p: *const u8) -> Key<[u8; 16]> {
+    // SAFETY: as in `key_v4`.
+    Key::new(128, unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words16(p)) })
 }

@@ -18,7 +18,6 @@ use aya_ebpf::{
     },
     bindings::TC_ACT_REDIRECT,
     helpers::generated::{bpf_check_mtu, bpf_redirect_neigh},
-    maps::lpm_trie::Key,
     programs::TcContext,
 };
 use vdmm_common::{Action, Binding, Reason, TunnelKind};
@@ -28,7 +27,7 @@ use crate::{
     forward::{self, Route},
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6},
-    packet::{Frame, copy},
+    packet::{Frame, lpm_key_v4, lpm_key_v6},
     tunnel::{Inner, encap::OuterHeader},
 };
 
@@ -46,8 +45,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
             let Some(ip) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
                 return Verdict::drop(Reason::Malformed, TunnelKind::None);
             };
-            let mut key = Key::new(32, [0u8; 4]);
-            copy::<4>(&raw mut key.data as *mut u8, Ipv4(ip).dst_ptr());
+            let key = lpm_key_v4(Ipv4(ip).dst_ptr());
             match BINDINGS_V4.get(&key) {
                 Some(b) => encapsulate::<false>(ctx.skb.skb, b),
                 None => Verdict::pass(Reason::NoMatch),
@@ -57,8 +55,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
             let Some(ip) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
                 return Verdict::drop(Reason::Malformed, TunnelKind::None);
             };
-            let mut key = Key::new(128, [0u8; 16]);
-            copy::<16>(&raw mut key.data as *mut u8, Ipv6(ip).dst_ptr());
+            let key = lpm_key_v6(Ipv6(ip).dst_ptr());
             match BINDINGS_V6.get(&key) {
                 Some(b) => encapsulate::<true>(ctx.skb.skb, b),
                 None => Verdict::pass(Reason::NoMatch),

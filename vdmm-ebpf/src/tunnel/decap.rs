@@ -6,7 +6,6 @@
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
-    maps::lpm_trie::Key,
     programs::XdpContext,
 };
 use vdmm_common::{Action, Reason, TunnelKind};
@@ -18,7 +17,7 @@ use crate::{
     forward::{self, Route},
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6, PEERS},
-    packet::{Frame, copy, frame_len, key_v4, key_v6},
+    packet::{Frame, frame_len, key_v4, key_v6, lpm_key_v4, lpm_key_v6},
 };
 
 /// IPv6 extension headers walked in front of the tunnel header.
@@ -180,12 +179,10 @@ fn finish<const INNER_V6: bool>(
     // Bound inner destination: re-encapsulation. Strip the outer header here; the
     // encapsulation that follows decrements the TTL once.
     let rebound = if INNER_V6 {
-        let mut key = Key::new(128, [0u8; 16]);
-        copy::<16>(&raw mut key.data as *mut u8, dst);
+        let key = lpm_key_v6(dst);
         BINDINGS_V6.get(&key).is_some()
     } else {
-        let mut key = Key::new(32, [0u8; 4]);
-        copy::<4>(&raw mut key.data as *mut u8, dst);
+        let key = lpm_key_v4(dst);
         BINDINGS_V4.get(&key).is_some()
     };
     if rebound {
