@@ -376,3 +376,141 @@ fn natpt_commands_in_a_namespace() {
     });
     drop(scratch);
 }
+
+/// Namespaces removed on drop: an IPv4-only host, the gateway, an IPv6-only host.
+struct Lab {
+    names: [String; 3],
+    pins: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let id = std::process::id();
+        let names = ["h4", "gw", "h6"].map(|n| format!("vdmmctl-nat{n}-{id}"));
+        for n in &names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            ip(&["netns", "add", n]);
+        }
+        let pins = PathBuf::from(format!("/run/vdmm/{}", names[1]));
+        Self { names, pins }
+    }
+
+    fn exec(&self, ns: usize, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.names[ns]])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.pins.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid path; lazy unmount of a bpffs this test mounted.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir(&self.pins);
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+/// A pool allocation is a mapping the data plane uses at once: an IPv4 host pings the
+/// pool address of an IPv6-only host through the XDP translator (and the IPv6 host pings
+/// the IPv4 host under the RFC 6052 prefix); after `pool release` it does not translate.
+#[test]
+fn pool_allocation_translates_end_to_end() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = crate::kernel_tests::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let [h4, gw, h6] = &lab.names;
+    ip(&[
+        "link", "add", "nat4h", "netns", h4, "type", "veth", "peer", "name", "nat4g", "netns", gw,
+    ]);
+    ip(&[
+        "link", "add", "nat6h", "netns", h6, "type", "veth", "peer", "name", "nat6g", "netns", gw,
+    ]);
+    for (ns, dev) in [(h4, "nat4h"), (gw, "nat4g"), (gw, "nat6g"), (h6, "nat6h")] {
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", h4, "addr", "add", "203.0.113.2/24", "dev", "nat4h"]);
+    ip(&["-n", h4, "route", "add", "default", "via", "203.0.113.1"]);
+    ip(&["-n", gw, "addr", "add", "203.0.113.1/24", "dev", "nat4g"]);
+    ip(&[
+        "-n",
+        gw,
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        "nat6g",
+        "nodad",
+    ]);
+    ip(&[
+        "-n",
+        h6,
+        "addr",
+        "add",
+        "2001:db8:1::7/64",
+        "dev",
+        "nat6h",
+        "nodad",
+    ]);
+    ip(&["-n", h6, "route", "add", "default", "via", "2001:db8:1::1"]);
+    // The gateway forwards (bpf_fib_lookup answers "not forwarded" otherwise).
+    let out = lab.exec(
+        1,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ],
+    );
+    assert!(out.status.success(), "sysctl");
+    // Redirected frames reach a veth peer only in NAPI mode (GRO on); no checksum offload.
+    for (i, dev) in [(0, "nat4h"), (2, "nat6h")] {
+        let out = lab.exec(i, &["ethtool", "-K", dev, "gro", "on", "tx", "off"]);
+        assert!(out.status.success(), "ethtool {dev}");
+    }
+    let ping = |from: usize, to: &str| {
+        lab.exec(from, &["ping", "-c", "2", "-W", "2", to])
+            .status
+            .success()
+    };
+
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            netns::enter(gw).unwrap();
+            let pins = PinDir::new(&lab.pins);
+            loader::load(&pins, "nat4g", loader::Mode::Native).unwrap();
+            loader::load(&pins, "nat6g", loader::Mode::Native).unwrap();
+            // Neighbour entries on the gateway for both hosts (translated packets are
+            // redirected to a resolved neighbour).
+            assert!(ping(1, "203.0.113.2") && ping(1, "2001:db8:1::7"));
+            // Without a translation there is no path to the pool address.
+            assert!(!ping(0, "192.0.2.1"));
+            ok(&pins, "natpt prefix set 64:ff9b::/96");
+            ok(&pins, "natpt pool add 192.0.2.0/30");
+            assert_eq!(ok(&pins, "natpt pool alloc 2001:db8:1::7"), "192.0.2.1\n");
+            assert!(ping(0, "192.0.2.1"), "IPv4 host -> pool address");
+            assert!(ping(2, "64:ff9b::203.0.113.2"), "IPv6 host -> IPv4 host");
+            let stats = ok(&pins, "stats --json");
+            assert!(
+                stats.contains("xlat4to6") && stats.contains("xlat6to4"),
+                "{stats}"
+            );
+            ok(&pins, "natpt pool release 192.0.2.1");
+            assert!(!ping(0, "192.0.2.1"), "released: no translation");
+            lifecycle::reset(&pins).unwrap();
+        });
+    });
+    drop(lab);
+}
