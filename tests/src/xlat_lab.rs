@@ -294,19 +294,7 @@ impl XlatLab {
     }
 
     fn configure(&self, prefix: XlatPrefix) -> Result<String> {
-        let (pool6, eamt): (&str, Vec<(&str, &str)>) = match prefix {
-            XlatPrefix::Conformance => (
-                "2001:db8:100::/40",
-                vec![
-                    ("2001:db8:3::/120", "1.0.0.0/24"),
-                    ("2001:db8:2::/120", "10.0.0.0/24"),
-                ],
-            ),
-            XlatPrefix::Wkp96 => (
-                "64:ff9b::/96",
-                vec![("2001:db8:1c0:2:21::/128", "192.0.2.33/32")],
-            ),
-        };
+        let (pool6, eamt) = prefix_config(prefix);
         if self.ctl_has_natpt() && std::env::var_os("VDMM_XLAT_LAB_AYA").is_none() {
             self.ctl(&["natpt", "prefix", "set", pool6])?;
             for (p6, p4) in &eamt {
@@ -318,44 +306,8 @@ impl XlatLab {
             self.ctl(&["natpt", "mtu", "set", "1280"])?;
             return Ok("vdmm-ctl natpt".into());
         }
-        let parse6 = |s: &str| -> Result<([u8; 16], u8)> {
-            let (a, l) = s.split_once('/').ok_or_else(|| anyhow!("{s}: no length"))?;
-            Ok((a.parse::<Ipv6Addr>()?.octets(), l.parse()?))
-        };
-        let parse4 = |s: &str| -> Result<([u8; 4], u8)> {
-            let (a, l) = s.split_once('/').ok_or_else(|| anyhow!("{s}: no length"))?;
-            Ok((a.parse::<Ipv4Addr>()?.octets(), l.parse()?))
-        };
-        let (p, plen) = parse6(pool6)?;
-        let cfg = XlatConfig {
-            pool6: Prefix6::new(p, plen).ok_or_else(|| anyhow!("bad prefix {pool6}"))?,
-            flags: 0,
-            lowest_ipv6_mtu: 1280,
-            rfc6791_v4: if prefix == XlatPrefix::Conformance {
-                [203, 0, 113, 8]
-            } else {
-                [0; 4]
-            },
-            rfc6791_v6: [0; 16],
-        };
-        let open = |name: &str| -> Result<Map> {
-            let data = MapData::from_pin(self.pin.join(name))
-                .map_err(|e| anyhow!("open pinned map {name}: {e}"))?;
-            Ok(Map::from_map_data(data)?)
-        };
-        let mut c: Array<MapData, XlatConfig> = Array::try_from(open(names::XLAT_CONFIG)?)?;
-        c.set(0, cfg, 0)?;
-        let mut t4: LpmTrie<MapData, [u8; 4], EamEntry> = LpmTrie::try_from(open(names::EAMT_V4)?)?;
-        let mut t6: LpmTrie<MapData, [u8; 16], EamEntry> =
-            LpmTrie::try_from(open(names::EAMT_V6)?)?;
-        for (p6, p4) in &eamt {
-            let (a6, l6) = parse6(p6)?;
-            let (a4, l4) = parse4(p4)?;
-            let e = EamEntry::new(a6, l6, a4, l4).ok_or_else(|| anyhow!("bad EAM {p6} {p4}"))?;
-            t4.insert(&Key::new(e.v4_len as u32, e.v4), e, 0)?;
-            t6.insert(&Key::new(e.v6_len as u32, e.v6), e, 0)?;
-        }
-        Ok("aya (maps written through their pins; vdmm-ctl has no natpt commands yet)".into())
+        write_translator_maps(&self.pin, prefix)?;
+        Ok("aya (maps written through their pins: VDMM_XLAT_LAB_AYA set, or vdmm-ctl without natpt commands)".into())
     }
 
     /// Runs `vdmm-ctl --pin-dir PIN --netns XLAT args...`; returns stdout.
@@ -387,6 +339,66 @@ impl XlatLab {
     pub fn stats(&self) -> Result<Counters> {
         Counters::parse_json(&self.ctl(&["stats", "--json"])?)
     }
+}
+
+/// The translator configuration of `prefix` as (RFC 6052 prefix, EAMT (IPv6, IPv4)).
+pub fn prefix_config(prefix: XlatPrefix) -> (&'static str, Vec<(&'static str, &'static str)>) {
+    match prefix {
+        XlatPrefix::Conformance => (
+            "2001:db8:100::/40",
+            vec![
+                ("2001:db8:3::/120", "1.0.0.0/24"),
+                ("2001:db8:2::/120", "10.0.0.0/24"),
+            ],
+        ),
+        XlatPrefix::Wkp96 => (
+            "64:ff9b::/96",
+            vec![("2001:db8:1c0:2:21::/128", "192.0.2.33/32")],
+        ),
+    }
+}
+
+/// Writes the translator maps pinned in `pin` with aya (what `vdmm-ctl natpt` does), per
+/// the contract in `vdmm_common::translate::maps`.
+pub fn write_translator_maps(pin: &Path, prefix: XlatPrefix) -> Result<()> {
+    let (pool6, eamt) = prefix_config(prefix);
+    let parse6 = |s: &str| -> Result<([u8; 16], u8)> {
+        let (a, l) = s.split_once('/').ok_or_else(|| anyhow!("{s}: no length"))?;
+        Ok((a.parse::<Ipv6Addr>()?.octets(), l.parse()?))
+    };
+    let parse4 = |s: &str| -> Result<([u8; 4], u8)> {
+        let (a, l) = s.split_once('/').ok_or_else(|| anyhow!("{s}: no length"))?;
+        Ok((a.parse::<Ipv4Addr>()?.octets(), l.parse()?))
+    };
+    let (p, plen) = parse6(pool6)?;
+    let cfg = XlatConfig {
+        pool6: Prefix6::new(p, plen).ok_or_else(|| anyhow!("bad prefix {pool6}"))?,
+        flags: 0,
+        lowest_ipv6_mtu: 1280,
+        rfc6791_v4: if prefix == XlatPrefix::Conformance {
+            [203, 0, 113, 8]
+        } else {
+            [0; 4]
+        },
+        rfc6791_v6: [0; 16],
+    };
+    let open = |name: &str| -> Result<Map> {
+        let data = MapData::from_pin(pin.join(name))
+            .map_err(|e| anyhow!("open pinned map {name}: {e}"))?;
+        Ok(Map::from_map_data(data)?)
+    };
+    let mut c: Array<MapData, XlatConfig> = Array::try_from(open(names::XLAT_CONFIG)?)?;
+    c.set(0, cfg, 0)?;
+    let mut t4: LpmTrie<MapData, [u8; 4], EamEntry> = LpmTrie::try_from(open(names::EAMT_V4)?)?;
+    let mut t6: LpmTrie<MapData, [u8; 16], EamEntry> = LpmTrie::try_from(open(names::EAMT_V6)?)?;
+    for (p6, p4) in &eamt {
+        let (a6, l6) = parse6(p6)?;
+        let (a4, l4) = parse4(p4)?;
+        let e = EamEntry::new(a6, l6, a4, l4).ok_or_else(|| anyhow!("bad EAM {p6} {p4}"))?;
+        t4.insert(&Key::new(e.v4_len as u32, e.v4), e, 0)?;
+        t6.insert(&Key::new(e.v6_len as u32, e.v6), e, 0)?;
+    }
+    Ok(())
 }
 
 impl Drop for XlatLab {

@@ -4,7 +4,11 @@
 //! Needs root. Builds a gateway network namespace (routes and static neighbours so every
 //! path ends in a successful `bpf_fib_lookup` and XDP_REDIRECT), loads the data plane once
 //! into private maps, and measures for 64- and 1400-byte packets: the empty program, encap
-//! 4in4 / 6in4 / 4in6 / 6in6 and decap of the same four kinds. Each measurement is taken
+//! 4in4 / 6in4 / 4in6 / 6in6 and decap of the same four kinds; and (with the 1400-byte
+//! rows, the vectors being 1302-1370 bytes) SIIT translation 4->6 and 6->4 of UDP, TCP and an ICMP error (the
+//! `*-csumok-df-nofrag` siit-pktgen sender vectors, read from
+//! ../shared/conformance/siit-pktgen or $VDMM_SIIT_VECTORS; translator configured as the
+//! conformance README says), target `--xlat-target` (3x). Each measurement is taken
 //! `--samples` times and the median is reported, with its ratio to the empty program of
 //! the same size and PASS / FAIL against the target (`--target`, 2.5x). Missing the
 //! target is reported, not an error: the exit status is non-zero only when something
@@ -40,6 +44,7 @@ use vdmm_tests::{
     netns::{Netns, require_root},
     packet::{ETH_P_IP, ETH_P_IPV6, Ip, Ip4, Ip6, L4, Mac, Outer4, Outer6, ethernet},
     testrun::{DataPlane, action_name, counter_delta, counter_name, ifindex},
+    xlat_lab::{HOST4_MAC, HOST6_MAC, XL4_MAC, XL6_MAC, XlatPrefix, write_translator_maps},
 };
 
 #[derive(Parser)]
@@ -73,6 +78,9 @@ struct Opts {
     /// Target: every tunnel path within this factor of the empty program.
     #[arg(long, default_value_t = 2.5)]
     target: f64,
+    /// Target: every translation path (4->6, 6->4) within this factor of the empty program.
+    #[arg(long, default_value_t = 3.0)]
+    xlat_target: f64,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -100,6 +108,8 @@ struct Gateway {
     _ns: Netns,
     dn0: u32,
     ul0: u32,
+    xl4: u32,
+    xl6: u32,
 }
 
 fn gateway() -> Result<Gateway> {
@@ -117,12 +127,12 @@ fn gateway() -> Result<Gateway> {
     }
     sh("addr add 10.1.0.1/24 dev dn0")?;
     sh("addr add fd00:1::1/64 dev dn0 nodad")?;
-    sh("addr add 192.0.2.1/24 dev ul0")?;
+    sh("addr add 100.64.0.1/24 dev ul0")?;
     sh("addr add 2001:db8:1::1/64 dev ul0 nodad")?;
     for (addr, mac, dev) in [
         ("10.1.0.2", CORR_MAC, "dn0"),
         ("fd00:1::2", CORR_MAC, "dn0"),
-        ("192.0.2.2", PEER_MAC, "ul0"),
+        ("100.64.0.2", PEER_MAC, "ul0"),
         ("2001:db8:1::2", PEER_MAC, "ul0"),
     ] {
         sh(&format!(
@@ -134,20 +144,20 @@ fn gateway() -> Result<Gateway> {
     ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"])?;
 
     let mut dp = DataPlane::load()?;
-    for a in ["192.0.2.1", "2001:db8:1::1"] {
+    for a in ["100.64.0.1", "2001:db8:1::1"] {
         dp.add_endpoint(a.parse()?)?;
     }
-    for a in ["192.0.2.2", "2001:db8:1::2"] {
+    for a in ["100.64.0.2", "2001:db8:1::2"] {
         dp.add_peer(a.parse()?)?;
     }
     for (home, len, loc, src) in [
-        ("10.9.0.0", 16, "192.0.2.2", "192.0.2.1"),
+        ("10.9.0.0", 16, "100.64.0.2", "100.64.0.1"),
         ("10.10.0.0", 16, "2001:db8:1::2", "2001:db8:1::1"),
-        ("fd00:9::", 32, "192.0.2.2", "192.0.2.1"),
+        ("fd00:9::", 32, "100.64.0.2", "100.64.0.1"),
         ("fd00:10::", 32, "2001:db8:1::2", "2001:db8:1::1"),
         // Locators without a neighbour entry: everything up to and including
         // bpf_fib_lookup, then the frame is passed unchanged (a reference row).
-        ("10.30.0.0", 16, "192.0.2.99", "192.0.2.1"),
+        ("10.30.0.0", 16, "100.64.0.99", "100.64.0.1"),
         ("fd00:31::", 32, "2001:db8:1::99", "2001:db8:1::1"),
     ] {
         dp.add_binding(home.parse()?, len, loc.parse()?, src.parse()?)?;
@@ -158,15 +168,46 @@ fn gateway() -> Result<Gateway> {
         icmp_source_v4: v4("10.1.0.1").octets(),
         icmp_source_v6: v6("fd00:1::1").octets(),
     })?;
+    // The translator (SIIT) side, as in the conformance README and tests/translate_*:
+    // xl4 198.51.100.1/24 toward the IPv4 host 198.51.100.2, xl6 2001:db8:1c0:2::1/64
+    // toward the IPv6 host 2001:db8:1c0:2:21:: (= 192.0.2.33 under 2001:db8:100::/40),
+    // the IPv4 space of the IPv6 side routed to xl6.
+    for (dev, mac) in [("xl4", XL4_MAC), ("xl6", XL6_MAC)] {
+        sh(&format!("link add {dev} type veth peer name {dev}p"))?;
+        sh(&format!("link set {dev} address {}", mac_str(mac)))?;
+        sh(&format!("link set {dev} up"))?;
+        sh(&format!("link set {dev}p up"))?;
+    }
+    sh("addr add 198.51.100.1/24 dev xl4")?;
+    sh("addr add 2001:db8:1c0:2::1/64 dev xl6 nodad")?;
+    for (addr, mac, dev) in [
+        ("198.51.100.2", HOST4_MAC, "xl4"),
+        ("2001:db8:1c0:2:21::", HOST6_MAC, "xl6"),
+    ] {
+        sh(&format!(
+            "neigh add {addr} lladdr {} dev {dev} nud permanent",
+            mac_str(mac)
+        ))?;
+    }
+    for p in ["192.0.2.0/24", "1.0.0.0/24", "10.0.0.0/24"] {
+        sh(&format!("route add {p} dev xl6"))?;
+    }
+    write_translator_maps(dp.pin_dir(), XlatPrefix::Conformance)
+        .context("configuring the translator maps")?;
+
     let entered = ns.enter()?;
     let dn0 = ifindex("dn0")?;
     let ul0 = ifindex("ul0")?;
+    let xl4 = ifindex("xl4")?;
+    let xl6 = ifindex("xl6")?;
     Ok(Gateway {
         _entered: entered,
         dp,
         _ns: ns,
         dn0,
         ul0,
+        xl4,
+        xl6,
     })
 }
 
@@ -207,6 +248,8 @@ struct Path {
     name: String,
     /// A tunnel path (compared with the target) rather than a reference row.
     tunnel: bool,
+    /// A translation path (compared with the translation target).
+    xlat: bool,
     program: &'static str,
     frame: Vec<u8>,
     ingress: u32,
@@ -218,6 +261,7 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
     let mut out = vec![Path {
         name: "empty".into(),
         tunnel: false,
+        xlat: false,
         program: maps::EMPTY_PROGRAM,
         frame: ethernet(
             DN0_MAC,
@@ -243,6 +287,7 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
     out.push(Path {
         name: "pass no_match".into(),
         tunnel: false,
+        xlat: false,
         program: maps::XDP_PROGRAM,
         frame: ethernet(DN0_MAC, CORR_MAC, ETH_P_IP, &no_binding.bytes()),
         ingress: gw.dn0,
@@ -256,12 +301,13 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
     out.push(Path {
         name: "drop not_peer".into(),
         tunnel: false,
+        xlat: false,
         program: maps::XDP_PROGRAM,
         frame: ethernet(
             UL0_MAC,
             PEER_MAC,
             ETH_P_IP,
-            &Outer4::new(v4("192.0.2.77"), v4("192.0.2.1"), 4).wrap(&rogue.bytes()),
+            &Outer4::new(v4("100.64.0.77"), v4("100.64.0.1"), 4).wrap(&rogue.bytes()),
         ),
         ingress: gw.ul0,
         exit: Some((Reason::NotPeer, TunnelKind::Ip4in4, Action::Drop)),
@@ -274,6 +320,7 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
         out.push(Path {
             name: format!("encap {} no-neigh", kind.name()),
             tunnel: false,
+            xlat: false,
             program: maps::XDP_PROGRAM,
             frame: ethernet(DN0_MAC, CORR_MAC, p.ethertype(), &p.bytes()),
             ingress: gw.dn0,
@@ -292,6 +339,7 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
         out.push(Path {
             name: format!("encap {}", kind.name()),
             tunnel: true,
+            xlat: false,
             program: maps::XDP_PROGRAM,
             frame: ethernet(DN0_MAC, CORR_MAC, inner.ethertype(), &inner.bytes()),
             ingress: gw.dn0,
@@ -311,19 +359,79 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
             let o = Outer6::new(v6("2001:db8:1::2"), v6("2001:db8:1::1"), proto);
             ethernet(UL0_MAC, PEER_MAC, ETH_P_IPV6, &o.wrap(&inner.bytes()))
         } else {
-            let o = Outer4::new(v4("192.0.2.2"), v4("192.0.2.1"), proto);
+            let o = Outer4::new(v4("100.64.0.2"), v4("100.64.0.1"), proto);
             ethernet(UL0_MAC, PEER_MAC, ETH_P_IP, &o.wrap(&inner.bytes()))
         };
         out.push(Path {
             name: format!("decap {}", kind.name()),
             tunnel: true,
+            xlat: false,
             program: maps::XDP_PROGRAM,
             frame,
             ingress: gw.ul0,
             exit: Some((Reason::Decap, kind, Action::Redirect)),
         });
     }
+    if size == 1400 {
+        out.extend(xlat_paths(gw).unwrap_or_else(|e| panic!("{e:#}")));
+    }
     out
+}
+
+/// Where the siit-pktgen conformance vectors are: $VDMM_SIIT_VECTORS, else
+/// ../shared/conformance/siit-pktgen beside the checkout.
+fn vectors_dir() -> std::path::PathBuf {
+    match std::env::var_os("VDMM_SIIT_VECTORS") {
+        Some(d) => d.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conformance/siit-pktgen"),
+    }
+}
+
+/// Translation rows: the *-csumok-df-nofrag sender vectors (UDP, TCP, ICMP error) of
+/// each direction, received on the interface of their family and redirected out of the
+/// other (the frames of translate_test_run's `bench_frames`).
+fn xlat_paths(gw: &Gateway) -> Result<Vec<Path>> {
+    let dir = vectors_dir();
+    let read = |name: &str| {
+        let p = dir.join("sender").join(format!("{name}.pkt"));
+        std::fs::read(&p).with_context(|| {
+            format!(
+                "translation rows need the siit-pktgen vectors: cannot read {} (set VDMM_SIIT_VECTORS)",
+                p.display()
+            )
+        })
+    };
+    let mut out = vec![];
+    for (label, v4name, v6name) in [
+        ("udp", "4-udp-csumok-df-nofrag", "6-udp-csumok-df-nofrag"),
+        ("tcp", "4-tcp-csumok-df-nofrag", "6-tcp-csumok-df-nofrag"),
+        (
+            "icmp err",
+            "4-icmp4err-csumok-df-nofrag",
+            "6-icmp6err-csumok-df-nofrag",
+        ),
+    ] {
+        out.push(Path {
+            name: format!("xlat 4to6 {label}"),
+            tunnel: true,
+            xlat: true,
+            program: maps::XDP_PROGRAM,
+            frame: ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &read(v4name)?),
+            ingress: gw.xl4,
+            exit: Some((Reason::Translated, TunnelKind::Xlat4to6, Action::Redirect)),
+        });
+        out.push(Path {
+            name: format!("xlat 6to4 {label}"),
+            tunnel: true,
+            xlat: true,
+            program: maps::XDP_PROGRAM,
+            frame: ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, &read(v6name)?),
+            ingress: gw.xl6,
+            exit: Some((Reason::Translated, TunnelKind::Xlat6to4, Action::Redirect)),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -455,6 +563,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Row {
     path: String,
     tunnel: bool,
+    xlat: bool,
     size: usize,
     frame_len: usize,
     method: Method,
@@ -467,6 +576,12 @@ struct Row {
 impl Row {
     fn ratio(&self) -> f64 {
         self.ns / self.empty_ns
+    }
+    fn target(&self, o: &Opts) -> f64 {
+        if self.xlat { o.xlat_target } else { o.target }
+    }
+    fn pass(&self, o: &Opts) -> bool {
+        self.ratio() <= self.target(o)
     }
 }
 
@@ -507,6 +622,7 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
                 rows.push(Row {
                     path: p.name.clone(),
                     tunnel: p.tunnel,
+                    xlat: p.xlat,
                     size,
                     frame_len: p.frame.len(),
                     method: m,
@@ -520,12 +636,13 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
     }
 
     let tunnel_rows = || rows.iter().filter(|r| r.tunnel);
-    let all_pass = tunnel_rows().all(|r| r.ratio() <= o.target);
+    let all_pass = tunnel_rows().all(|r| r.pass(o));
     if o.json {
         let v = serde_json::json!({
             "runs": o.runs,
             "samples": o.samples,
             "target_ratio": o.target,
+            "xlat_target_ratio": o.xlat_target,
             "methods": {
                 "repeat": "one BPF_PROG_TEST_RUN with repeat = runs; kernel's mean ns per run",
                 "single": "runs x BPF_PROG_TEST_RUN with repeat = 1; mean of the kernel's per-run ns (includes its clock reads)",
@@ -543,15 +660,16 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
                     "max_ns": (r.max * 10.0).round() / 10.0,
                     "empty_ns": (r.empty_ns * 10.0).round() / 10.0,
                     "ratio": (r.ratio() * 100.0).round() / 100.0,
-                    "pass": if is_path { Some(r.ratio() <= o.target) } else { None },
+                    "target_ratio": if is_path { Some(r.target(o)) } else { None },
+                    "pass": if is_path { Some(r.pass(o)) } else { None },
                 })
             }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "ns/packet via BPF_PROG_TEST_RUN: median of {} samples x {} runs; target: tunnel paths <= {:.1}x the empty program (same size, same method)",
-            o.samples, o.runs, o.target
+            "ns/packet via BPF_PROG_TEST_RUN: median of {} samples x {} runs; target: tunnel paths <= {:.1}x, translation paths <= {:.1}x the empty program (same size, same method)",
+            o.samples, o.runs, o.target, o.xlat_target
         );
         println!();
         println!(
@@ -561,7 +679,7 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
         for r in &rows {
             let verdict = if !r.tunnel {
                 "-".to_string()
-            } else if r.ratio() <= o.target {
+            } else if r.pass(o) {
                 "PASS".to_string()
             } else {
                 "FAIL".to_string()
@@ -585,14 +703,18 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
              mean of the kernel's per-run times (its clock reads and a cold start included). The\n\
              kernel reuses one buffer across repetitions, so paths that rewrite the packet (every\n\
              encap and decap row) can only be timed `single`; rows without a target leave the packet\n\
-             as it is and are timed both ways, to show what `single` adds."
+             as it is and are timed both ways, to show what `single` adds.\n\
+             xlat rows: siit-pktgen *-csumok-df-nofrag sender vectors (their own sizes, shown as frame),\n\
+             compared with the 1400-byte empty program. The translator is configured (pool6\n\
+             2001:db8:100::/40), so `pass no_match` includes its look-ups (an IPv4 destination is\n\
+             checked against the FIB before it is passed)."
         );
         println!(
             "{}",
             if all_pass {
-                "all tunnel paths within target"
+                "all tunnel and translation paths within target"
             } else {
-                "some tunnel paths missed the target"
+                "some tunnel or translation paths missed the target"
             }
         );
     }
