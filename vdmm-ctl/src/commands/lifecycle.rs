@@ -277,7 +277,15 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
         } else if maps.is_empty() {
             "none (not loaded)".to_string()
         } else {
-            format!("only {}", maps.join(", "))
+            let absent: Vec<&str> = names::ALL
+                .iter()
+                .copied()
+                .filter(|n| !maps.contains(n))
+                .collect();
+            format!(
+                "all but {} (`vdmm-ctl load` adds missing maps and keeps the others)",
+                absent.join(", ")
+            )
         }
     ));
     let pinned = |p: bool| if p { "pinned" } else { "not pinned" };
