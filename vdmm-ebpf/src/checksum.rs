@@ -1,7 +1,10 @@
 //! Internet checksum (RFC 1071) arithmetic: full sums over headers and packet regions,
 //! and incremental updates (RFC 1624) when a field changes.
 
-use aya_ebpf::helpers::generated::bpf_csum_diff;
+use aya_ebpf::{
+    helpers::generated::{bpf_csum_diff, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
 
 use crate::packet::{Frame, get16, put16};
 
@@ -41,16 +44,24 @@ pub fn ipv4_header(p: *const u8) -> u16 {
     !fold(sum)
 }
 
-/// Ones'-complement sum (big-endian 16-bit words, not folded) of `len` bytes of the
-/// frame from `off`, at most `MAX` bytes; an odd last byte is padded with zero. Done in
-/// chunks of 256, 64 and 4 bytes with `bpf_csum_diff`, which keeps the verifier's work
-/// small; returns `None` if the region is not inside the frame.
+/// Ones'-complement sum of a packet region of any length (RFC 1071): `bpf_csum_diff` in
+/// 256/64/4-byte chunks, which keeps the verifier's work small, and the last 1..3 bytes
+/// read with `bpf_xdp_load_bytes`, so an odd length needs no one-byte packet bounds check
+/// (LLVM rewrites `p + 1 > end` into `p >= end`, which the verifier does not accept as
+/// proof of one readable byte).
+/// Unfolded big-endian sum of `len` bytes of the frame from `off` (at most `MAX`; an odd
+/// last byte padded with zero), `None` if the region is not inside the frame.
 #[inline(always)]
-pub fn sum_region<const MAX: usize>(frame: &Frame, off: usize, len: usize) -> Option<u32> {
+pub fn sum_region<const MAX: usize>(
+    ctx: &XdpContext,
+    frame: &Frame,
+    off: usize,
+    len: usize,
+) -> Option<u32> {
     if len > MAX {
         return None;
     }
-    let mut native = 0u32; // running bpf_csum_diff sum, native (little-endian) words
+    let mut native = 0u32;
     let mut at = 0usize;
     macro_rules! chunks {
         ($size:literal, $times:expr) => {
@@ -71,15 +82,25 @@ pub fn sum_region<const MAX: usize>(frame: &Frame, off: usize, len: usize) -> Op
     chunks!(256, MAX / 256);
     chunks!(64, 3);
     chunks!(4, 15);
-    // csum_diff summed little-endian words: fold, then swap to big-endian order.
-    let mut sum = fold(native).swap_bytes() as u32;
+    let mut s = fold(native).swap_bytes() as u32;
     let rest = len - at;
-    if rest >= 2 {
-        sum += get16(frame.ptr(off + at, 2)?) as u32;
-        at += 2;
+    if rest > 0 {
+        let mut b = [0u8; 4];
+        let at32 = (off + at) as u32;
+        let buf = b.as_mut_ptr() as *mut _;
+        // Constant sizes: the verifier wants to see a non-zero length.
+        let rc = unsafe {
+            match rest {
+                1 => bpf_xdp_load_bytes(ctx.ctx, at32, buf, 1),
+                2 => bpf_xdp_load_bytes(ctx.ctx, at32, buf, 2),
+                _ => bpf_xdp_load_bytes(ctx.ctx, at32, buf, 3),
+            }
+        };
+        if rc != 0 {
+            return None;
+        }
+        s += ((b[0] as u32) << 8) | b[1] as u32;
+        s += (b[2] as u32) << 8;
     }
-    if rest & 1 == 1 {
-        sum += (unsafe { *frame.ptr(off + at, 1)? } as u32) << 8;
-    }
-    Some(sum)
+    Some(s)
 }

@@ -192,12 +192,12 @@ fn build(ctx: *mut xdp_md, v6: u32, inner_len: u32, error: u32) -> u32 {
     }
     put16(unsafe { icmp.add(2) }, 0);
     put32(unsafe { icmp.add(4) }, rest);
-    let Some(mut sum) = sum_region::<ICMP_MAX>(&frame, ETH_HLEN + hdr, icmp_len) else {
+    let Some(mut sum) = sum_region::<ICMP_MAX>(&ctx, &frame, ETH_HLEN + hdr, icmp_len) else {
         return RESIZE_FAILED;
     };
     if v6 {
         // Pseudo header: both addresses (now in the new IPv6 header), length, next header.
-        let Some(s) = sum_region::<32>(&frame, ETH_HLEN + 8, 32) else {
+        let Some(s) = sum_region::<32>(&ctx, &frame, ETH_HLEN + 8, 32) else {
             return RESIZE_FAILED;
         };
         sum += s + icmp_len as u32 + IPPROTO_ICMPV6 as u32;

@@ -53,7 +53,6 @@
 //!   source route is not refused (the option walk exceeded the verifier's budget).
 
 mod addr;
-mod csum;
 mod sub;
 pub use sub::{LocalKey, LocalValue};
 mod icmp;

@@ -6,10 +6,11 @@
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 
-use super::{Scratch, csum, v6_to_v4::walk};
+use super::{Scratch, v6_to_v4::walk};
 use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey};
 
 use crate::{
+    checksum,
     maps::{ROUTES, XLAT_LOCAL},
     packet::{Frame, copy, get_mac},
 };
@@ -21,7 +22,7 @@ pub fn sum<const MAX: usize>(ctx: *mut xdp_md, s: *mut Scratch, off: u32, len: u
     let frame = frame_of(ctx);
     // SAFETY: the per-CPU scratch value.
     let s = unsafe { &mut *s };
-    match csum::sum::<MAX>(xdp, &frame, off as usize & 0xfff, len as usize) {
+    match checksum::sum_region::<MAX>(xdp, &frame, off as usize & 0xfff, len as usize) {
         Some(v) => {
             s.sum = v;
             0
