@@ -7,14 +7,16 @@
 //!  h6 2001:db8:1c0:2:21::/64 ── xl6 2001:db8:1c0:2::1/64   xl4 198.51.100.1/24 ── h4 198.51.100.2/24
 //!  routes 2001:db8:100::/40,      routes 192.0.2.0/24, 1.0.0.0/24, 10.0.0.0/24     routes 192.0.2.0/24,
 //!  2001:db8:2::/120, :3::/120,    dev xl6 (the IPv4 space of the IPv6 side, which  1.0.0.0/24, 10.0.0.0/24,
-//!  64:ff9b::/96 via xl6           the kernel's FIB must forward for 4->6)          203.0.113.0/24 via xl4
+//!  2001:db8:64::/96 via xl6           the kernel's FIB must forward for 4->6)          203.0.113.0/24 via xl4
 //! ```
 //!
 //! The translator configuration is the conformance README's (RFC 6052 prefix
 //! 2001:db8:100::/40, EAMT 2001:db8:3::/120 <-> 1.0.0.0/24 and 2001:db8:2::/120 <->
 //! 10.0.0.0/24, RFC 6791 source 203.0.113.8, lowest IPv6 MTU 1280), or, for the
-//! comparison with TAYGA, the /96 prefix 64:ff9b::/96 with the IPv6 host mapped
-//! explicitly to 192.0.2.33 (EAMT entry /128 <-> /32; TAYGA `map`).
+//! comparison with TAYGA, the /96 prefix 2001:db8:64::/96 with the IPv6 host mapped
+//! explicitly to 192.0.2.33 (EAMT entry /128 <-> /32; TAYGA `map`). Not the well-known
+//! 64:ff9b::/96: RFC 6052 forbids it for non-global IPv4 addresses, and TAYGA refuses
+//! 198.51.100.2 (documentation space) under it ("Destination unreachable: No route").
 //!
 //! vdmm is driven through the real vdmm-ctl binary (`--pin-dir /run/vdmm/<ns> --netns
 //! <ns>`, the pin directory a private bpffs mounted from the host). The `natpt` commands
@@ -66,15 +68,15 @@ pub const HOST6_AS_V4: &str = "192.0.2.33";
 /// The IPv4 host as the IPv6 host sees it under the conformance prefix 2001:db8:100::/40.
 pub const HOST4_AS_V6: &str = "2001:db8:1c6:3364:2::";
 /// ... and under the /96 prefix of the TAYGA comparison.
-pub const HOST4_AS_V6_96: &str = "64:ff9b::c633:6402";
-pub const PREFIX96: &str = "64:ff9b::";
+pub const HOST4_AS_V6_96: &str = "2001:db8:64::c633:6402";
+pub const PREFIX96: &str = "2001:db8:64::";
 
 /// Which translator configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XlatPrefix {
     /// The conformance README: 2001:db8:100::/40 plus its EAMT and RFC 6791 address.
     Conformance,
-    /// 64:ff9b::/96, the IPv6 host mapped to 192.0.2.33 (the TAYGA comparison).
+    /// 2001:db8:64::/96, the IPv6 host mapped to 192.0.2.33 (the TAYGA comparison).
     Wkp96,
 }
 
@@ -240,7 +242,7 @@ impl XlatLab {
             "2001:db8:100::/40",
             "2001:db8:2::/120",
             "2001:db8:3::/120",
-            "64:ff9b::/96",
+            "2001:db8:64::/96",
         ] {
             ip(&self.host6, &format!("-6 route add {p} via {XL6}"))?;
         }
@@ -352,7 +354,7 @@ pub fn prefix_config(prefix: XlatPrefix) -> (&'static str, Vec<(&'static str, &'
             ],
         ),
         XlatPrefix::Wkp96 => (
-            "64:ff9b::/96",
+            "2001:db8:64::/96",
             vec![("2001:db8:1c0:2:21::/128", "192.0.2.33/32")],
         ),
     }
