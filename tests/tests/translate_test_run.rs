@@ -23,8 +23,9 @@
 use std::{
     fs,
     net::{Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
+    path::Path,
 };
+use vdmm_common::translate::reference::conformance::{Case, compare, load_cases, vectors_dir};
 
 use aya::maps::{Array, LpmTrie, Map, MapData, lpm_trie::Key};
 use vdmm_common::{
@@ -197,79 +198,8 @@ fn configure_translator(pins: &Path, cfg: &XlatConfig, eamt: &[EamEntry]) -> any
 // ---------------------------------------------------------------------------------------
 // The conformance vectors
 
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/siit-pktgen")
-}
-
-struct Vector {
-    direction: String,
-    sender: String,
-    receiver: String,
-    ignore: Vec<usize>,
-}
-
-fn load_vectors(dir: &Path) -> Vec<Vector> {
-    let tsv = dir.join("cases.tsv");
-    let text = fs::read_to_string(&tsv).unwrap_or_else(|e| {
-        panic!(
-            "siit-pktgen conformance vectors missing: cannot read {} ({e}); they must be at \
-             ../shared/conformance/siit-pktgen beside the checkout",
-            tsv.display()
-        )
-    });
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert!(f.len() >= 3, "cases.tsv: bad line {l:?}");
-            Vector {
-                direction: f[0].into(),
-                sender: f[1].into(),
-                receiver: f[2].into(),
-                ignore: f
-                    .get(3)
-                    .map(|s| {
-                        s.split(',')
-                            .filter(|x| !x.trim().is_empty())
-                            .map(|x| x.trim().parse().expect("cases.tsv: bad ignore offset"))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
-/// `None` when equal except at the ignored offsets, else what differs.
-fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
-    if got.len() != want.len() {
-        return Some(format!("length {} instead of {}", got.len(), want.len()));
-    }
-    let diffs: Vec<usize> = (0..got.len())
-        .filter(|i| got[*i] != want[*i] && !ignore.contains(i))
-        .collect();
-    if diffs.is_empty() {
-        return None;
-    }
-    let shown: Vec<String> = diffs
-        .iter()
-        .take(8)
-        .map(|i| format!("@{i}: {:02x} instead of {:02x}", got[*i], want[*i]))
-        .collect();
-    Some(format!(
-        "{} byte(s) differ: {}",
-        diffs.len(),
-        shown.join(", ")
-    ))
-}
-
 /// Runs one vector through `vdmm_xdp`; Err(reason) when it fails.
-fn run_vector(
-    lab: &Lab,
-    dir: &Path,
-    reference: &TranslatorConfig,
-    v: &Vector,
-) -> Result<(), String> {
+fn run_vector(lab: &Lab, dir: &Path, reference: &TranslatorConfig, v: &Case) -> Result<(), String> {
     let read = |sub: &str, name: &str| {
         let p = dir.join(sub).join(format!("{name}.pkt"));
         fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
@@ -371,7 +301,7 @@ fn siit_pktgen_vectors() {
          (../shared/conformance/siit-pktgen beside the checkout)",
         dir.display()
     );
-    let vectors = load_vectors(&dir);
+    let vectors = load_cases(&dir);
     let lab = Lab::new("xlat");
     let reference = TranslatorConfig::conformance();
     let (mut passed, mut failed) = (0, 0);

@@ -2,33 +2,40 @@
 //! Jool's graybox suite, read at test time and never copied into the repository) through
 //! the reference translator, configured as their README says.
 //!
+//! The loader and the comparison are public: the data plane's tests (BPF_PROG_TEST_RUN
+//! and network namespaces) run the same vectors with them.
+//!
 //! Run with `cargo test -p vdmm-common siit_pktgen -- --nocapture` to see one line per
 //! case and the closing `N passed, M failed`.
 
 extern crate std;
 use std::format;
+use std::fs;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::println;
 use std::string::String;
 use std::vec::Vec;
-use std::{fs, println};
 
 use super::{Outcome, translate_4to6, translate_6to4};
 use crate::translate::config::TranslatorConfig;
 
 /// Where the vectors live: `../shared/conformance/siit-pktgen` beside the checkout.
-pub(crate) fn vectors_dir() -> PathBuf {
+pub fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/siit-pktgen")
 }
 
 /// One line of cases.tsv.
-pub(crate) struct Case {
+pub struct Case {
     pub direction: String,
     pub sender: String,
     pub receiver: String,
     pub ignore: Vec<usize>,
 }
 
-pub(crate) fn load_cases(dir: &Path) -> Vec<Case> {
+/// Reads cases.tsv in `dir`; panics with the expected path when it is missing (a test
+/// must fail, not skip, without its vectors).
+pub fn load_cases(dir: &Path) -> Vec<Case> {
     let tsv = dir.join("cases.tsv");
     let text = fs::read_to_string(&tsv).unwrap_or_else(|e| {
         panic!(
@@ -62,7 +69,7 @@ pub(crate) fn load_cases(dir: &Path) -> Vec<Case> {
 }
 
 /// Compares `got` with `want` except at the ignored offsets; `None` when equal.
-pub(crate) fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
+pub fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
     if got.len() != want.len() {
         return Some(format!("length {} instead of {}", got.len(), want.len()));
     }
@@ -84,8 +91,8 @@ pub(crate) fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<Strin
     ))
 }
 
-/// Runs one case; `Err(reason)` when it fails.
-pub(crate) fn run_case(dir: &Path, cfg: &TranslatorConfig, c: &Case) -> Result<(), String> {
+/// Runs one case through the reference translator; `Err(reason)` when it fails.
+pub fn run_case(dir: &Path, cfg: &TranslatorConfig, c: &Case) -> Result<(), String> {
     let read = |sub: &str, name: &str| {
         let p = dir.join(sub).join(format!("{name}.pkt"));
         fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))

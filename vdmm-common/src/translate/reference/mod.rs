@@ -33,8 +33,7 @@ use super::header::{self, FRAG_HDR_LEN, IPV4_HDR_LEN, IPV6_HDR_LEN};
 mod v4_to_v6;
 mod v6_to_v4;
 
-#[cfg(test)]
-mod conformance;
+pub mod conformance;
 #[cfg(test)]
 mod tests;
 
