@@ -19,84 +19,19 @@ use std::{
     fs,
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Result, anyhow, bail};
+use vdmm_common::translate::reference::conformance::{Case, compare, load_cases, vectors_dir};
 use vdmm_tests::{
     lab::{Counters, in_netns, join, next_port, ping},
     netns::{Netns, require_root},
     packet::{ETH_P_IP, ETH_P_IPV6, Mac, ethernet},
     xlat_lab::*,
 };
-
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/siit-pktgen")
-}
-
-struct Vector {
-    direction: String,
-    sender: String,
-    receiver: String,
-    ignore: Vec<usize>,
-}
-
-fn load_vectors(dir: &Path) -> Vec<Vector> {
-    let tsv = dir.join("cases.tsv");
-    let text = fs::read_to_string(&tsv).unwrap_or_else(|e| {
-        panic!(
-            "siit-pktgen conformance vectors missing: cannot read {} ({e}); they must be at \
-             ../shared/conformance/siit-pktgen beside the checkout",
-            tsv.display()
-        )
-    });
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert!(f.len() >= 3, "cases.tsv: bad line {l:?}");
-            Vector {
-                direction: f[0].into(),
-                sender: f[1].into(),
-                receiver: f[2].into(),
-                ignore: f
-                    .get(3)
-                    .map(|s| {
-                        s.split(',')
-                            .filter(|x| !x.trim().is_empty())
-                            .map(|x| x.trim().parse().expect("cases.tsv: bad ignore offset"))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
-/// `None` when equal except at the ignored offsets, else what differs.
-fn compare(got: &[u8], want: &[u8], ignore: &[usize]) -> Option<String> {
-    if got.len() != want.len() {
-        return Some(format!("length {} instead of {}", got.len(), want.len()));
-    }
-    let diffs: Vec<usize> = (0..got.len())
-        .filter(|i| got[*i] != want[*i] && !ignore.contains(i))
-        .collect();
-    if diffs.is_empty() {
-        return None;
-    }
-    let shown: Vec<String> = diffs
-        .iter()
-        .take(8)
-        .map(|i| format!("@{i}: {:02x} instead of {:02x}", got[*i], want[*i]))
-        .collect();
-    Some(format!(
-        "{} byte(s) differ: {}",
-        diffs.len(),
-        shown.join(", ")
-    ))
-}
 
 fn lab(prefix: XlatPrefix) -> XlatLab {
     if let Err(e) = require_root() {
@@ -126,7 +61,7 @@ struct Ends<'a> {
     kind: &'static str,
 }
 
-fn run_vector(lab: &XlatLab, ends: &Ends, dir: &Path, v: &Vector) -> Result<(), String> {
+fn run_vector(lab: &XlatLab, ends: &Ends, dir: &Path, v: &Case) -> Result<(), String> {
     let read = |sub: &str, name: &str| {
         let p = dir.join(sub).join(format!("{name}.pkt"));
         fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
@@ -208,7 +143,7 @@ fn siit_pktgen_vectors_end_to_end() {
          (../shared/conformance/siit-pktgen beside the checkout)",
         dir.display()
     );
-    let vectors = load_vectors(&dir);
+    let vectors = load_cases(&dir);
     let lab = lab(XlatPrefix::Conformance);
     println!("translator configured with {}", lab.configured_with);
     let open = |ns: &Netns, dev: &str| {
