@@ -98,6 +98,8 @@ pub struct XlatLab {
     /// How the translator maps were written: "vdmm-ctl natpt" or "aya (maps)".
     pub configured_with: String,
     mounted: bool,
+    /// Programs and links that live as long as the lab ([`XlatLab::silence_hosts`]).
+    keep: Vec<OwnedFd>,
     // Namespaces last: dropped after Drop::drop unmounted the pins.
     pub host6: Netns,
     pub xlat: Netns,
@@ -147,6 +149,7 @@ impl XlatLab {
             pin,
             configured_with: String::new(),
             mounted: false,
+            keep: vec![],
             host6,
             xlat,
             host4,
@@ -310,6 +313,24 @@ impl XlatLab {
         }
         write_translator_maps(&self.pin, prefix)?;
         Ok("aya (maps written through their pins: VDMM_XLAT_LAB_AYA set, or vdmm-ctl without natpt commands)".into())
+    }
+
+    /// Drops everything the two hosts receive right after AF_PACKET sockets saw it (a tcx
+    /// ingress program returning TC_ACT_SHOT runs after the packet taps), so the hosts
+    /// never answer (no echo replies, port unreachables or RSTs crossing the translator
+    /// during a test that counts what it translates). Lasts as long as the lab.
+    pub fn silence_hosts(&mut self) -> Result<()> {
+        for (ns, dev) in [(&self.host6, HOST6_IF), (&self.host4, HOST4_IF)] {
+            let dev = dev.to_owned();
+            let fds = join(in_netns(ns, move || {
+                let prog = load_tc_drop()?;
+                let link = tcx_ingress(&prog, &dev)?;
+                Ok((prog, link))
+            }))?;
+            self.keep.push(fds.0);
+            self.keep.push(fds.1);
+        }
+        Ok(())
     }
 
     /// Runs `vdmm-ctl --pin-dir PIN --netns XLAT args...`; returns stdout.
@@ -541,4 +562,51 @@ impl RawSocket {
         while self.recv(Duration::from_millis(1))?.is_some() {}
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A tc (tcx) ingress program that drops everything, loaded through bpf(2) directly
+
+fn bpf_sys(cmd: libc::c_long, attr: &mut [u8]) -> Result<OwnedFd> {
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if rc < 0 {
+        bail!("bpf({cmd}): {}", std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+}
+
+/// `r0 = TC_ACT_SHOT; exit` as a BPF_PROG_TYPE_SCHED_CLS program.
+fn load_tc_drop() -> Result<OwnedFd> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+    const TC_ACT_SHOT: i32 = 2;
+    let mut insns = Vec::new();
+    // mov r0, imm (0xb7); exit (0x95)
+    insns.extend_from_slice(&[0xb7, 0, 0, 0]);
+    insns.extend_from_slice(&TC_ACT_SHOT.to_le_bytes());
+    insns.extend_from_slice(&[0x95, 0, 0, 0, 0, 0, 0, 0]);
+    let license = std::ffi::CString::new("GPL").unwrap();
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_le_bytes());
+    attr[4..8].copy_from_slice(&((insns.len() / 8) as u32).to_le_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_le_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
+    attr[48..55].copy_from_slice(b"xlat_rx");
+    bpf_sys(BPF_PROG_LOAD, &mut attr).context("load the tc drop program")
+}
+
+/// Attaches `prog` to `dev`'s tcx ingress (calling thread's namespace) through a link.
+fn tcx_ingress(prog: &OwnedFd, dev: &str) -> Result<OwnedFd> {
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_TCX_INGRESS: u32 = 46;
+    let name = std::ffi::CString::new(dev)?;
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {dev}");
+    }
+    let mut attr = [0u8; 64];
+    attr[0..4].copy_from_slice(&(prog.as_raw_fd() as u32).to_le_bytes());
+    attr[4..8].copy_from_slice(&ifindex.to_le_bytes());
+    attr[8..12].copy_from_slice(&BPF_TCX_INGRESS.to_le_bytes());
+    bpf_sys(BPF_LINK_CREATE, &mut attr).with_context(|| format!("tcx ingress link on {dev}"))
 }
