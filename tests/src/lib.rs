@@ -5,4 +5,5 @@ pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod testrun;
+pub mod transition_lab;
 pub mod xlat_lab;
