@@ -402,6 +402,8 @@ pub struct TransitionLab {
     pub tgw_vdmm: Vdmm,
     pub host_vdmm: Vdmm,
     pub moved: bool,
+    /// See [`TransitionLab::translate_straight_into_tunnel`].
+    pub straight: bool,
     pins: Vec<PathBuf>,
     // Namespaces last: dropped after the pins are unmounted in Drop::drop.
     pub cnh: Netns,
@@ -468,6 +470,7 @@ impl TransitionLab {
             tgw_vdmm,
             host_vdmm,
             moved: false,
+            straight: false,
             pins,
             cnh,
             anchor,
@@ -624,6 +627,19 @@ impl TransitionLab {
         Ok(())
     }
 
+    /// Variant without the detour through the anchor for translated packets toward H:
+    /// tgw's binding for H keeps its slow-path route (`H dev vdmm0`) and tgw no longer
+    /// routes H's home prefix to the anchor, so a packet tgw translates for H must be
+    /// encapsulated by tgw itself (toward the host's care-of address). Call before
+    /// [`TransitionLab::move_host`].
+    pub fn translate_straight_into_tunnel(&mut self) -> Result<()> {
+        let p = &self.plan;
+        let fam = if p.anchor_core.is_ipv6() { "-6" } else { "-4" };
+        self.tgw.ip(&[fam, "route", "del", p.home_prefix])?;
+        self.straight = true;
+        Ok(())
+    }
+
     /// The move: the host leaves the home link (its veth is deleted), comes up on the
     /// visited link with a care-of address, keeps H on `lo`, starts its own vdmm; then
     /// the transition gateway and the anchor update their bindings (see the module doc
@@ -674,16 +690,20 @@ impl TransitionLab {
         // family G), the correspondent's prefix back toward the anchor from COA_F.
         let hbind = format!("{home}/{}", host_len(home));
         let coa_f = self.host_coa_home_family.to_string();
-        self.tgw_vdmm.ctl(&[
+        let (locator, source) = (p.host_coa.to_string(), p.tgw_visit.to_string());
+        let mut args = vec![
             "binding",
             "add",
             &hbind,
             "--locator",
-            &p.host_coa.to_string(),
+            &locator,
             "--source",
-            &p.tgw_visit.to_string(),
-            "--no-route",
-        ])?;
+            &source,
+        ];
+        if !self.straight {
+            args.push("--no-route");
+        }
+        self.tgw_vdmm.ctl(&args)?;
         self.tgw_vdmm.ctl(&[
             "binding",
             "add",
