@@ -550,7 +550,7 @@ impl RawSocket {
                 }
                 bail!("recvfrom: {e}");
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(buf[..n as usize].to_vec()));

@@ -300,7 +300,7 @@ fn ping_and_tcp_through_the_translator() {
     assert_eq!(got, BYTES);
     let s2 = lab.stats().expect("stats");
     // >= 1 MB of 1440-byte segments one way, their ACKs the other.
-    check_counters("TCP 6->4", &s2.since(&s1), 10, (BYTES / 1500) as u64);
+    check_counters("TCP 6->4", &s2.since(&s1), 10, BYTES / 1500);
 
     // IPv4 host -> IPv6 host.
     let p = ping(&lab.host4, host6_as_v4, COUNT, None).expect("ping");
@@ -319,5 +319,5 @@ fn ping_and_tcp_through_the_translator() {
     println!("TCP {HOST4} -> {HOST6_AS_V4}: {got} bytes arrived");
     assert_eq!(got, BYTES);
     let s4 = lab.stats().expect("stats");
-    check_counters("TCP 4->6", &s4.since(&s3), (BYTES / 1500) as u64, 10);
+    check_counters("TCP 4->6", &s4.since(&s3), BYTES / 1500, 10);
 }
