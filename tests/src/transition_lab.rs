@@ -17,17 +17,17 @@
 //! with B's mirror in brackets.
 //!
 //! * `cnh`: the correspondent of the host's own family, behind the anchor
-//!   (10.1.0.2 [fd00:1::2]).
+//!   (10.1.0.2 \[fd00:1::2\]).
 //! * `anchor`: the host's home gateway (mobility anchor). Its home link carries the
-//!   host's home prefix 10.2.0.0/24 [fd00:2::/64]; the host H = 10.2.0.2 [fd00:2::2].
+//!   host's home prefix 10.2.0.0/24 \[fd00:2::/64\]; the host H = 10.2.0.2 \[fd00:2::2\].
 //!   Family F only. Runs vdmm on its correspondent and core interfaces.
 //! * `tgw`: the transition gateway, family F toward the anchor (core), family G toward the
-//!   visited network (2001:db8:6::/64 [198.51.100.0/24]) and toward `cnx`. Runs vdmm
+//!   visited network (2001:db8:6::/64 \[198.51.100.0/24\]) and toward `cnx`. Runs vdmm
 //!   (tunnels and `natpt`) on all three interfaces.
-//! * `cnx`: the correspondent of the other family (2001:db8:c6::2 [203.0.113.2]).
+//! * `cnx`: the correspondent of the other family (2001:db8:c6::2 \[203.0.113.2\]).
 //! * `host`: the mobile node. Before the move it sits on the anchor's home link (plain
 //!   routing, no tunnel). After the move it sits on the visited link only, with a
-//!   care-of address of family G (2001:db8:6::2 [198.51.100.2]); it keeps H (moved to
+//!   care-of address of family G (2001:db8:6::2 \[198.51.100.2\]); it keeps H (moved to
 //!   `lo`) and runs vdmm itself: XDP on the visited link decapsulates what the transition
 //!   gateway sends it, and vdmm's slow path (routes into `vdmm0`, `vdmm_tc_egress`)
 //!   encapsulates what it sends, since packets a host originates never pass its own XDP.
@@ -46,6 +46,24 @@
 //! (`endpoint add`); the anchor routes it (A: the pool, B: the segment prefix) to the
 //! transition gateway.
 //!
+//! # Set-up with the host at home (`build`)
+//!
+//! ```text
+//! tgw$    vdmm-ctl load --iface tg-core; load --iface tg-visit; load --iface tg-cn
+//!         natpt prefix set 2001:db8:64::/96; natpt pool add 100.64.0.0/28
+//!   A:    natpt pool alloc 2001:db8:6::2 (-> COA_F = P4); natpt pool alloc 2001:db8:c6::2 (-> Q4)
+//!   B:    natpt segment add 198.51.100.0/24 --prefix6 2001:db8:5e6::/96
+//!         natpt segment coa 198.51.100.2 (-> COA_F); natpt pool alloc fd00:2::2 (-> P4)
+//!         endpoint add TGW_VISIT; endpoint add COA_F; peer add ANCHOR_CORE; peer add COA_G
+//!   ip:   route HOME_PREFIX via ANCHOR_CORE; route XLAT_PREFIX via ANCHOR_CORE
+//! anchor$ vdmm-ctl load --iface an-cn; load --iface an-core
+//!         endpoint add ANCHOR_CORE; peer add COA_F
+//!   ip:   route (A: the pool; B: the segment's /96 and 2001:db8:64::/96) via TGW_CORE
+//! ```
+//!
+//! XLAT_PREFIX is where the host's kernel finds the other-family correspondent: A: the
+//! pool 100.64.0.0/28 (cnx is Q4 there), B: 2001:db8:64::/96 (cn4 embedded).
+//!
 //! # Tunnels after the move (the commands `move_host` runs, in this order)
 //!
 //! ```text
@@ -57,14 +75,14 @@
 //! anchor$ binding add --replace H/32 [/128] --locator COA_F --source ANCHOR_CORE
 //! ```
 //!
-//! * cnh -> H: the anchor encapsulates 4in4 [6in6] toward COA_F (`encap`); the transition
+//! * cnh -> H: the anchor encapsulates 4in4 \[6in6\] toward COA_F (`encap`); the transition
 //!   gateway decapsulates it (COA_F is its endpoint, the anchor its peer), finds a binding
-//!   for H and re-encapsulates 4in6 [6in4] toward the host's care-of address (`reencap`);
+//!   for H and re-encapsulates 4in6 \[6in4\] toward the host's care-of address (`reencap`);
 //!   the host's XDP decapsulates it (COA_G is its endpoint, tgw its peer); H is local, so
-//!   the inner packet goes up its stack (`fib_not_forwarded` pass, kind 4in6 [6in4]).
+//!   the inner packet goes up its stack (`fib_not_forwarded` pass, kind 4in6 \[6in4\]).
 //! * H -> cnh: the host's kernel routes cnh's prefix into `vdmm0`, where the slow path
-//!   encapsulates 4in6 [6in4] toward tgw (tc `encap`); tgw decapsulates it and, cnh's
-//!   prefix being bound toward the anchor, re-encapsulates it 4in4 [6in6] with COA_F as
+//!   encapsulates 4in6 \[6in4\] toward tgw (tc `encap`); tgw decapsulates it and, cnh's
+//!   prefix being bound toward the anchor, re-encapsulates it 4in4 \[6in6\] with COA_F as
 //!   the source (`reencap`: reverse tunnelling, so the anchor sees the host's traffic
 //!   coming from the same care-of address it sends to); the anchor decapsulates it
 //!   (`decap`).
@@ -91,20 +109,36 @@
 //! Why the detours through the anchor: the data plane translates only packets that arrive
 //! plain on an interface, and forwards a translated packet by the kernel's FIB without
 //! looking at the bindings; a decapsulated packet is re-encapsulated or forwarded, never
-//! translated. So tgw's binding for H has no slow-path route (`--no-route`: its route
-//! into `vdmm0` would attract the translated packets, which XDP cannot hand to the slow
-//! path), tgw routes H's home prefix to the anchor, and the decapsulated packets for
-//! translated addresses leave toward the anchor and come back in plain.
+//! translated. So:
+//! * tgw's binding for H has no slow-path route (`--no-route`) and tgw routes H's home
+//!   prefix to the anchor. With the route (`H dev vdmm0`), the first translated packet for
+//!   H goes through the kernel into `vdmm0` and is encapsulated by the slow path, but that
+//!   creates a NOARP neighbour entry for H on `vdmm0`; from then on `bpf_fib_lookup`
+//!   resolves H to `vdmm0` and the translator XDP_REDIRECTs the translated packets into
+//!   that dummy device, where they are lost while counted `translated` redirect. The
+//!   ignored tests `*_translated_straight_into_tunnel` (variant
+//!   [`TransitionLab::translate_straight_into_tunnel`]) show it.
+//! * the packets tgw decapsulates for the translated correspondent's address leave toward
+//!   the anchor and come back in plain, to be translated on the way in.
+//!
 //! `send_redirects` is off on the anchor (it forwards those packets back out of the
 //! interface they came in on).
 //!
+//! What the host sends into the visited network after the move is captured on its side
+//! ([`OutCapture`], `tcpdump -Q out`): only tunnel packets of family G between its care-of
+//! address and tgw, plus ARP/ND. (Receive-side taps run after XDP, and frames XDP
+//! redirects never pass a tap, so the other direction is checked by the counters.)
+
 //! # Lab settings (as in `lab.rs`, for the same reasons)
 //!
 //! accept_dad=0 and rp_filter=0 everywhere; forwarding on the gateways; GRO on every veth
 //! end that receives XDP-redirected frames (switched on while the link is up); tx
-//! checksum offload off on the hosts (XDP sees raw bytes); tx checksum, TSO and GSO off on
-//! the host's `vdmm0` (its slow path encapsulates whole, checksummed packets). Every
-//! vdmm runs with its own pin directory /run/vdmm/<namespace> on a private bpffs.
+//! checksum offload off on the hosts (XDP sees raw bytes; the host's tunnel packets leave
+//! through its visited veth, which then fills in the inner checksums). The host's `vdmm0`
+//! keeps its default offloads: its TCP segments reach the slow path as GSO packets (the tc
+//! `encap` counter shows ~3 KB per packet), and the kernel segments them after the outer
+//! header is added (the capture of what the host sends counts the wire frames). Every vdmm
+//! runs with its own pin directory `/run/vdmm/<namespace>` on a private bpffs.
 //! Dropping the lab unmounts the pins and deletes the namespaces (also on panic).
 
 use std::{
@@ -667,8 +701,7 @@ impl TransitionLab {
         mv.ctl(&["load", "--iface", HOST_VISIT_IF])?;
         // The slow path encapsulates what the host sends: whole packets with their
         // checksums filled in, no GSO super-packets.
-        ethtool(h, "vdmm0", &["tx", "off", "tso", "off", "gso", "off"])
-            .context("offloads off on the host's vdmm0")?;
+
         mv.ctl(&["endpoint", "add", &p.host_coa.to_string()])?;
         mv.ctl(&["peer", "add", &p.tgw_visit.to_string()])?;
         let back_prefix = match self.scenario {
@@ -903,5 +936,86 @@ pub fn any_addr(family: Family, port: u16) -> SocketAddr {
     match family {
         Family::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
         Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the host sends into the visited network
+// ---------------------------------------------------------------------------------------
+
+/// `tcpdump -Q out` on one interface: the frames it sends. (Frames an interface
+/// receives are tapped only after its XDP program, so a receive-side capture would show
+/// the host's decapsulated packets, not what was on the wire.)
+pub struct OutCapture {
+    child: Option<std::process::Child>,
+    file: PathBuf,
+}
+
+static OUT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl OutCapture {
+    pub fn start(ns: &Netns, dev: &str) -> Result<OutCapture> {
+        use std::io::BufRead;
+        let file = std::env::temp_dir().join(format!(
+            "vdmm-transition-{}-{}.pcap",
+            std::process::id(),
+            OUT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "tcpdump", "-n", "-i", dev])
+            .args(["-Q", "out", "-s", "256", "-U", "--immediate-mode", "-w"])
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("spawn tcpdump")?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(|l| l.ok())
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let cap = OutCapture {
+            child: Some(child),
+            file,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains("listening on") => break,
+                Ok(_) => {}
+                Err(_) => bail!("tcpdump on {dev} did not start"),
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+        Ok(cap)
+    }
+
+    pub fn stop(mut self) -> Result<crate::lab::CaptureSummary> {
+        thread::sleep(Duration::from_millis(300));
+        let mut child = self.child.take().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait()?;
+        let data = std::fs::read(&self.file)
+            .with_context(|| format!("read capture {}", self.file.display()))?;
+        crate::lab::CaptureSummary::from_pcap(&data)
+    }
+}
+
+impl Drop for OutCapture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.file);
     }
 }

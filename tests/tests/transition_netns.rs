@@ -17,7 +17,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use vdmm_tests::{
     lab::{self, Counters, Family, next_port},
-    transition_lab::{Scenario, TcpSession, TransitionLab, any_addr, echo_server},
+    transition_lab::{
+        HOST_VISIT_IF, OutCapture, Scenario, TcpSession, TransitionLab, any_addr, echo_server,
+    },
 };
 
 const BEFORE: u64 = 256 * 1024;
@@ -39,6 +41,7 @@ fn scenario(s: Scenario) {
         TransitionLab::build(s).unwrap_or_else(|e| panic!("building the {s:?} lab: {e:#}"));
     let p = lab.plan.clone();
     let (f, g) = (s.home(), s.visited());
+    let (ff, fg) = (Scenario::kind(f, f), Scenario::kind(f, g));
 
     // --- a TCP connection at home ---------------------------------------------------
     let port = next_port();
@@ -59,8 +62,15 @@ fn scenario(s: Scenario) {
         lab.anchor_vdmm.stats().unwrap(),
         lab.tgw_vdmm.stats().unwrap(),
     ];
+    assert!(
+        before[0].tunnel_only().0.is_empty() && before[1].tunnel_only().0.is_empty(),
+        "{s:?}: tunnel traffic before the move\n{}",
+        lab.all_stats()
+    );
     lab.move_host()
         .unwrap_or_else(|e| panic!("{s:?}: moving the host: {e:#}"));
+    // Everything the host sends into the visited network from now on.
+    let capture = OutCapture::start(&lab.host, HOST_VISIT_IF).unwrap();
 
     // The same socket, after the move.
     if let Err(e) = session.exchange(AFTER) {
@@ -115,11 +125,32 @@ fn scenario(s: Scenario) {
         lab.cnx_as_seen_by_host
     );
 
+    // --- the visited network carries only family-G packets from the host ---------------
+    let sent = capture.stop().unwrap();
+    let endpoints = [p.host_coa, p.tgw_visit];
+    let stray = sent.not_tunnelled(&endpoints);
+    assert!(
+        stray.is_empty(),
+        "{s:?}: the host sent {} frames into the {g}-only network that are not {fg} tunnel \
+         packets to tgw (nor ARP/ND): first {:?}; all: {}",
+        stray.len(),
+        &stray[..stray.len().min(5)],
+        sent.brief()
+    );
+    assert!(
+        sent.tunnel_frames(fg) > 0,
+        "{s:?}: no {fg} frames from the host: {}",
+        sent.brief()
+    );
+    eprintln!(
+        "{s:?}: the host sent into the visited network: {}",
+        sent.brief()
+    );
+
     // --- counters ------------------------------------------------------------------------
     let anchor = lab.anchor_vdmm.stats().unwrap().since(&before[0]);
     let tgw = lab.tgw_vdmm.stats().unwrap().since(&before[1]);
     let host = lab.host_vdmm.stats().unwrap();
-    let (ff, fg) = (Scenario::kind(f, f), Scenario::kind(f, g));
     let (x_in, x_out) = match f {
         // cnx -> H is translated into the host's family, H -> cnx out of it.
         Family::V4 => ("xlat6to4", "xlat4to6"),
