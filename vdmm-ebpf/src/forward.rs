@@ -114,6 +114,11 @@ pub fn fib_lookup(
     } as u32;
     let mtu = unsafe { p.__bindgen_anon_1.mtu_result };
     let route = match rc {
+        // A next hop that is not an Ethernet neighbour (a NOARP device: vdmm's own
+        // `vdmm0`, into which the slow-path routes lead, or a point-to-point link; the
+        // kernel gives NOARP neighbours the device's own address, or none) cannot take a
+        // redirected frame: the kernel forwards it.
+        BPF_FIB_LKUP_RET_SUCCESS if noarp_next_hop(&p) => Route::NotForwarded,
         BPF_FIB_LKUP_RET_SUCCESS => Route::Resolved {
             ifindex: p.ifindex,
             smac: get_mac(p.smac.as_ptr()),
@@ -127,6 +132,15 @@ pub fn fib_lookup(
         _ => Route::NotForwarded,
     };
     (route, mtu as u32)
+}
+
+/// True when `bpf_fib_lookup` resolved the next hop to no Ethernet neighbour: the
+/// destination MAC is zero or the egress device's own (what the kernel records for
+/// neighbours on NOARP devices).
+#[inline(always)]
+pub fn noarp_next_hop(p: &FibParams) -> bool {
+    let dmac = get_mac(p.dmac.as_ptr());
+    dmac == 0 || dmac == get_mac(p.smac.as_ptr())
 }
 
 /// The verdict for a frame whose Ethernet header is already written for `ifindex`:

@@ -147,6 +147,10 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
         )
     } as u32;
     match rc {
+        // No Ethernet next hop (a NOARP device such as `vdmm0`, where the slow-path
+        // routes of bound destinations lead): the kernel forwards it (see
+        // `forward::noarp_next_hop`).
+        BPF_FIB_LKUP_RET_SUCCESS if crate::forward::noarp_next_hop(&s.fib) => ROUTE_NOT_FORWARDED,
         BPF_FIB_LKUP_RET_SUCCESS => {
             s.ifindex = s.fib.ifindex;
             s.smac = get_mac(s.fib.smac.as_ptr());
