@@ -80,7 +80,9 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
-use crate::netns::{Netns, require_root, run};
+use crate::netns::{
+    Netns, addr, ethtool, mount_pin_dir, require_root, sysctl, unmount_pin_dir, veth,
+};
 
 pub mod rawxdp;
 
@@ -316,76 +318,8 @@ pub struct Lab {
     pub rogue: Option<Netns>,
 }
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-fn is_bpffs(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
-}
-
-/// Creates `dir` and mounts a private bpffs on it in the root mount namespace, where
-/// `ip netns exec` (which only remounts /sys) still sees it and pins outlive vdmm-ctl.
-fn mount_pin_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    if !is_bpffs(dir) {
-        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(dir))?;
-    }
-    Ok(())
-}
-
-fn unmount_pin_dir(dir: &Path) {
-    // Lazy unmount: nothing may hold it, but never leave a mount behind on error paths.
-    let _ = Command::new("umount").arg("-l").arg(dir).output();
-    let _ = std::fs::remove_dir(dir);
-}
-
-fn veth(n1: &Netns, if1: &str, n2: &Netns, if2: &str) -> Result<()> {
-    run(Command::new("ip").args([
-        "link",
-        "add",
-        if1,
-        "netns",
-        n1.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if2,
-        "netns",
-        n2.name(),
-    ]))?;
-    Ok(())
-}
-
-fn sysctl(ns: &Netns, settings: &[&str]) -> Result<()> {
-    let mut args = vec!["-qw"];
-    args.extend_from_slice(settings);
-    ns.exec("sysctl", &args)?;
-    Ok(())
-}
-
-fn addr(ns: &Netns, dev: &str, a: IpAddr, len: u8) -> Result<()> {
-    let cidr = format!("{a}/{len}");
-    if a.is_ipv6() {
-        ns.ip(&["addr", "add", &cidr, "dev", dev, "nodad"])?;
-    } else {
-        ns.ip(&["addr", "add", &cidr, "dev", dev])?;
-    }
-    Ok(())
-}
-
 fn up(ns: &Netns, dev: &str) -> Result<()> {
     ns.ip(&["link", "set", dev, "up"])?;
-    Ok(())
-}
-
-fn ethtool(ns: &Netns, dev: &str, features: &[&str]) -> Result<()> {
-    let mut args = vec!["-K", dev];
-    args.extend_from_slice(features);
-    ns.exec("ethtool", &args)?;
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 
 use std::{
     fs::File,
+    net::IpAddr,
     os::fd::AsRawFd,
+    path::Path,
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -16,7 +18,9 @@ use anyhow::{Context, Result, bail};
 /// BPF_PROG_TEST_RUN all need it).
 pub fn require_root() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        bail!("this test needs root (network namespaces, BPF); run it through `cargo xtask test` as root");
+        bail!(
+            "this test needs root (network namespaces, BPF); run it through `cargo xtask test` as root"
+        );
     }
     Ok(())
 }
@@ -74,7 +78,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -100,4 +106,82 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         );
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Small set-up helpers every lab uses
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// True when `dir` is on a bpffs.
+pub fn is_bpffs(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Creates `dir` and mounts a private bpffs on it in the root mount namespace, where
+/// `ip netns exec` (which only remounts /sys) still sees it and pins outlive vdmm-ctl.
+pub fn mount_pin_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    if !is_bpffs(dir) {
+        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(dir))?;
+    }
+    Ok(())
+}
+
+/// Lazily unmounts and removes a pin directory made by [`mount_pin_dir`] (never leaves a
+/// mount behind on error paths).
+pub fn unmount_pin_dir(dir: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(dir).output();
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// A veth pair `if1` (in `n1`) <-> `if2` (in `n2`).
+pub fn veth(n1: &Netns, if1: &str, n2: &Netns, if2: &str) -> Result<()> {
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        if1,
+        "netns",
+        n1.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        if2,
+        "netns",
+        n2.name(),
+    ]))?;
+    Ok(())
+}
+
+/// `sysctl -qw` of `settings` (`key=value`) inside `ns`.
+pub fn sysctl(ns: &Netns, settings: &[&str]) -> Result<()> {
+    let mut args = vec!["-qw"];
+    args.extend_from_slice(settings);
+    ns.exec("sysctl", &args)?;
+    Ok(())
+}
+
+/// Adds `a/len` to `dev` (IPv6 without duplicate address detection, so it is usable at
+/// once).
+pub fn addr(ns: &Netns, dev: &str, a: IpAddr, len: u8) -> Result<()> {
+    let cidr = format!("{a}/{len}");
+    if a.is_ipv6() {
+        ns.ip(&["addr", "add", &cidr, "dev", dev, "nodad"])?;
+    } else {
+        ns.ip(&["addr", "add", &cidr, "dev", dev])?;
+    }
+    Ok(())
+}
+
+/// `ethtool -K dev features...` inside `ns`.
+pub fn ethtool(ns: &Netns, dev: &str, features: &[&str]) -> Result<()> {
+    let mut args = vec!["-K", dev];
+    args.extend_from_slice(features);
+    ns.exec("ethtool", &args)?;
+    Ok(())
 }

@@ -144,7 +144,7 @@
 use std::{
     io::{Read, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     sync::mpsc,
     thread,
@@ -155,7 +155,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::{
     lab::{Counters, Family, default_ctl_path, in_netns, join},
-    netns::{Netns, require_root, run},
+    netns::{Netns, addr, ethtool, mount_pin_dir, require_root, sysctl, unmount_pin_dir, veth},
 };
 
 /// Which seed scenario.
@@ -317,72 +317,6 @@ impl Vdmm {
         let out = self.ctl(&["stats", "--json"])?;
         Counters::parse_json(&out).with_context(|| format!("stats --json: {out}"))
     }
-}
-
-// Minimal copies of private helpers of `lab.rs` (not public there).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-fn is_bpffs(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
-}
-
-fn mount_pin_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    if !is_bpffs(dir) {
-        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(dir))?;
-    }
-    Ok(())
-}
-
-fn unmount_pin_dir(dir: &Path) {
-    let _ = Command::new("umount").arg("-l").arg(dir).output();
-    let _ = std::fs::remove_dir(dir);
-}
-
-fn veth(n1: &Netns, if1: &str, n2: &Netns, if2: &str) -> Result<()> {
-    run(Command::new("ip").args([
-        "link",
-        "add",
-        if1,
-        "netns",
-        n1.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if2,
-        "netns",
-        n2.name(),
-    ]))?;
-    Ok(())
-}
-
-fn sysctl(ns: &Netns, settings: &[&str]) -> Result<()> {
-    let mut args = vec!["-qw"];
-    args.extend_from_slice(settings);
-    ns.exec("sysctl", &args)?;
-    Ok(())
-}
-
-fn addr(ns: &Netns, dev: &str, a: IpAddr, len: u8) -> Result<()> {
-    let cidr = format!("{a}/{len}");
-    if a.is_ipv6() {
-        ns.ip(&["addr", "add", &cidr, "dev", dev, "nodad"])?;
-    } else {
-        ns.ip(&["addr", "add", &cidr, "dev", dev])?;
-    }
-    Ok(())
-}
-
-fn ethtool(ns: &Netns, dev: &str, features: &[&str]) -> Result<()> {
-    let mut args = vec!["-K", dev];
-    args.extend_from_slice(features);
-    ns.exec("ethtool", &args)?;
-    Ok(())
 }
 
 fn route(ns: &Netns, prefix: &str, via: IpAddr) -> Result<()> {

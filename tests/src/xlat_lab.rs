@@ -45,7 +45,7 @@ use vdmm_common::{
 
 use crate::{
     lab::{Counters, default_ctl_path, in_netns, join},
-    netns::{Netns, require_root, run},
+    netns::{Netns, is_bpffs, require_root, run},
     packet::Mac,
 };
 
@@ -111,16 +111,6 @@ fn mac_str(m: Mac) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-
-fn is_bpffs(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
 }
 
 fn ip(ns: &Netns, args: &str) -> Result<()> {
