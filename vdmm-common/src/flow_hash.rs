@@ -5,8 +5,14 @@
 /// Mixes one 32-bit word into the running hash (murmur3's block step).
 #[inline(always)]
 const fn mix(h: u32, w: u32) -> u32 {
-    let k = w.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    let k = w
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 /// murmur3's finaliser: every input bit affects every output bit.
@@ -67,7 +73,10 @@ mod tests {
             assert!(l != 0 && l < (1 << 20));
             seen[(l & 63) as usize] = true;
         }
-        assert!(seen.iter().all(|s| *s), "low bits of the label do not spread");
+        assert!(
+            seen.iter().all(|s| *s),
+            "low bits of the label do not spread"
+        );
         assert_ne!(
             flow_label_v6([1, 2, 3, 4], [5, 6, 7, 8], 6, 1),
             flow_label_v6([1, 2, 3, 4], [5, 6, 7, 8], 6, 2)

@@ -49,7 +49,11 @@ pub enum Route {
 /// within that time).
 #[inline(always)]
 pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_len: u16) -> Route {
-    let addr = if v6 { words16(dst) } else { [word(dst), 0, 0, 0] };
+    let addr = if v6 {
+        words16(dst)
+    } else {
+        [word(dst), 0, 0, 0]
+    };
     let key = RouteKey {
         ingress_ifindex: ctx.ingress_ifindex() as u32,
         family: if v6 { 6 } else { 4 },
@@ -64,13 +68,28 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
             if r.mtu != 0 && tot_len as u32 > r.mtu {
                 return Route::TooBig { mtu: r.mtu as u16 };
             }
-            return Route::Resolved { ifindex: r.ifindex, smac: r.smac, dmac: r.dmac };
+            return Route::Resolved {
+                ifindex: r.ifindex,
+                smac: r.smac,
+                dmac: r.dmac,
+            };
         }
     }
     let ingress = ctx.ingress_ifindex() as u32;
     let (route, mtu) = fib_lookup(ctx.ctx as *mut c_void, ingress, v6, src, dst, tot_len);
-    if let Route::Resolved { ifindex, smac, dmac } = route {
-        let cached = CachedRoute { expires_ns: now + ROUTE_CACHE_TTL_NS, smac, dmac, ifindex, mtu };
+    if let Route::Resolved {
+        ifindex,
+        smac,
+        dmac,
+    } = route
+    {
+        let cached = CachedRoute {
+            expires_ns: now + ROUTE_CACHE_TTL_NS,
+            smac,
+            dmac,
+            ifindex,
+            mtu,
+        };
         let _ = ROUTES.insert(&key, &cached, 0);
     }
     route

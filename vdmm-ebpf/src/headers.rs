@@ -2,7 +2,7 @@
 //! smoltcp's `wire` module): field accessors over packet memory whose bounds the caller
 //! checked with `Frame::ptr`. Constants name the protocol numbers used.
 
-use crate::packet::{copy, get16, get32, get_mac, put16, put32, put_mac};
+use crate::packet::{copy, get_mac, get16, get32, put_mac, put16, put32};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;

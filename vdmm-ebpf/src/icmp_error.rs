@@ -37,7 +37,9 @@ const ICMP_MAX: usize = ICMP_HLEN + QUOTE_V6;
 pub enum IcmpError {
     TimeExceeded,
     /// Fragmentation needed / packet too big, with the MTU to report.
-    TooBig { mtu: u32 },
+    TooBig {
+        mtu: u32,
+    },
 }
 
 /// Outcome codes of [`build`].
@@ -125,7 +127,11 @@ fn build(ctx: *mut xdp_md, v6: u32, inner_len: u32, error: u32) -> u32 {
     let Some(cfg) = config() else {
         return NO_SOURCE;
     };
-    let (hdr, quote_max) = if v6 { (IPV6_HLEN, QUOTE_V6) } else { (IPV4_HLEN, QUOTE_V4) };
+    let (hdr, quote_max) = if v6 {
+        (IPV6_HLEN, QUOTE_V6)
+    } else {
+        (IPV4_HLEN, QUOTE_V4)
+    };
     let source_unset = if v6 {
         cfg.icmp_source_v6 == [0u8; 16]
     } else {
@@ -134,7 +140,11 @@ fn build(ctx: *mut xdp_md, v6: u32, inner_len: u32, error: u32) -> u32 {
     if source_unset {
         return NO_SOURCE;
     }
-    let quote = if inner_len < quote_max { inner_len } else { quote_max };
+    let quote = if inner_len < quote_max {
+        inner_len
+    } else {
+        quote_max
+    };
 
     // Resize: cut the frame to Ethernet + quote, then open room for IP + ICMP headers.
     // The received frame then starts `room` bytes in.
@@ -173,7 +183,15 @@ fn build(ctx: *mut xdp_md, v6: u32, inner_len: u32, error: u32) -> u32 {
     // sender address sits behind the ICMP header, in the quoted packet).
     let ip = unsafe { p.add(ETH_HLEN) };
     if v6 {
-        Ipv6(ip).write(0, 0, icmp_len as u16, IPPROTO_ICMPV6, 64, cfg.icmp_source_v6.as_ptr(), sender);
+        Ipv6(ip).write(
+            0,
+            0,
+            icmp_len as u16,
+            IPPROTO_ICMPV6,
+            64,
+            cfg.icmp_source_v6.as_ptr(),
+            sender,
+        );
     } else {
         Ipv4(ip).write(
             0xc0,

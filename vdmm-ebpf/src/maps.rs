@@ -7,7 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
 };
 use vdmm_common::{
-    Binding, CounterValue, IpAddrKey, TunnelConfig, counters::COUNTER_ENTRIES, maps as names,
+    Binding, CounterValue, IpAddrKey, TunnelConfig,
+    counters::COUNTER_ENTRIES,
+    maps as names,
     tunnel::{AddressFlags, CachedRoute, RouteKey},
 };
 
@@ -18,8 +20,7 @@ pub static COUNTERS: PerCpuArray<CounterValue> = PerCpuArray::pinned(COUNTER_ENT
 pub static TC_COUNTERS: PerCpuArray<CounterValue> = PerCpuArray::pinned(COUNTER_ENTRIES, 0);
 
 #[map(name = "VDMM_ENDPOINTS")]
-pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> =
-    HashMap::pinned(names::MAX_ENDPOINTS, 0);
+pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::MAX_ENDPOINTS, 0);
 
 #[map(name = "VDMM_PEERS")]
 pub static PEERS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::MAX_PEERS, 0);

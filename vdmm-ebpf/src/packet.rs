@@ -157,5 +157,7 @@ pub fn lpm_key_v4(p: *const u8) -> Key<[u8; 4]> {
 #[inline(always)]
 pub fn lpm_key_v6(p: *const u8) -> Key<[u8; 16]> {
     // SAFETY: as in `key_v4`.
-    Key::new(128, unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words16(p)) })
+    Key::new(128, unsafe {
+        core::mem::transmute::<[u32; 4], [u8; 16]>(words16(p))
+    })
 }

@@ -12,11 +12,11 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
+    bindings::TC_ACT_REDIRECT,
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, __sk_buff,
+        __sk_buff, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    bindings::TC_ACT_REDIRECT,
     helpers::generated::{bpf_check_mtu, bpf_redirect_neigh},
     programs::TcContext,
 };
@@ -36,7 +36,10 @@ use crate::{
 pub fn egress(ctx: &TcContext) -> Verdict {
     // Make the headers linear for direct access (a short packet simply stays short).
     let _ = ctx.pull_data((ETH_HLEN + IPV6_HLEN) as u32);
-    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let frame = Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
     let Some(eth) = frame.ptr(0, ETH_HLEN) else {
         return Verdict::pass(Reason::NotIp);
     };
@@ -72,7 +75,10 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     let ctx = &TcContext::new(skb);
     // SAFETY: a map value pointer from a successful look-up.
     let binding = unsafe { &*binding };
-    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let frame = Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
     let outer_v6 = !binding.outer_is_v4();
     let kind = TunnelKind::of(INNER_V6, outer_v6);
     let (inner, inner_len) = if INNER_V6 {
@@ -95,11 +101,17 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     } else {
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
     };
-    if ctx.adjust_room(hdr as i32, BPF_ADJ_ROOM_MAC, flags as u64).is_err() {
+    if ctx
+        .adjust_room(hdr as i32, BPF_ADJ_ROOM_MAC, flags as u64)
+        .is_err()
+    {
         return Verdict::drop(Reason::AdjustFailed, kind);
     }
     let _ = ctx.pull_data((ETH_HLEN + IPV6_HLEN) as u32);
-    let frame = Frame { start: ctx.data(), end: ctx.data_end() };
+    let frame = Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
     let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN) else {
         return Verdict::drop(Reason::AdjustFailed, kind);
     };
@@ -110,7 +122,10 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     // MACs (resolving them if needed).
     let at = if outer_v6 { 0 } else { 12 };
     let (source, locator) = unsafe {
-        (binding.source.addr.as_ptr().add(at), binding.locator.addr.as_ptr().add(at))
+        (
+            binding.source.addr.as_ptr().add(at),
+            binding.locator.addr.as_ptr().add(at),
+        )
     };
     let ifindex = unsafe { (*skb).ifindex };
     let (route, _) = forward::fib_lookup(skb as *mut c_void, ifindex, outer_v6, source, locator, 0);
@@ -125,7 +140,9 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     if unsafe { bpf_check_mtu(skb as *mut _, egress, &mut mtu_len, 0, 0) } != 0 {
         return Verdict::drop(Reason::TooBig, kind);
     }
-    if unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) } as i64 != TC_ACT_REDIRECT as i64 {
+    if unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) } as i64
+        != TC_ACT_REDIRECT as i64
+    {
         return Verdict::drop(Reason::FibNotForwarded, kind);
     }
     Verdict::new(Action::Redirect, Reason::Encap, kind)

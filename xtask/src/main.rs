@@ -174,7 +174,11 @@ fn bench(ws: &Workspace, prog: bool, forward: bool) -> Result<()> {
     if prog {
         eprintln!("\n== ns/packet via BPF_PROG_TEST_RUN (vdmm-bench) ==");
         let bench = existing_binary(ws, "release", "vdmm-bench")?;
-        if let Err(e) = run(Command::new(bench).env("VDMM_CTL", &vdmm_ctl)) {
+        // --strict: exit 3 when a row misses its target, like the other two.
+        if let Err(e) = run(Command::new(bench)
+            .arg("--strict")
+            .env("VDMM_CTL", &vdmm_ctl))
+        {
             failed.push(e.to_string());
         }
     }

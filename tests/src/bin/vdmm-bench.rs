@@ -390,7 +390,7 @@ fn vectors_dir() -> std::path::PathBuf {
 
 /// Translation rows: the *-csumok-df-nofrag sender vectors (UDP, TCP, ICMP error) of
 /// each direction, received on the interface of their family and redirected out of the
-/// other (the frames of translate_test_run's `bench_frames`).
+/// other.
 fn xlat_paths(gw: &Gateway) -> Result<Vec<Path>> {
     let dir = vectors_dir();
     let read = |name: &str| {
