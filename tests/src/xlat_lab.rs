@@ -299,9 +299,20 @@ impl XlatLab {
                 self.ctl(&["natpt", "rfc6791", "set", "203.0.113.8"])?;
             }
             self.ctl(&["natpt", "mtu", "set", "1280"])?;
+            // The fragmentation slow path: the IPv4 space of the IPv6 side into vdmmx0
+            // (the EAMT prefixes got theirs from `eam add`).
+            self.ctl(&["natpt", "route", "add", "192.0.2.0/24"])?;
             return Ok("vdmm-ctl natpt".into());
         }
         write_translator_maps(&self.pin, prefix)?;
+        for p in ["192.0.2.0/24", "1.0.0.0/24", "10.0.0.0/24"] {
+            ip(
+                &self.xlat,
+                &format!(
+                    "route replace {p} via 169.254.118.1 dev vdmmx0 onlink mtu 1252 proto 118"
+                ),
+            )?;
+        }
         Ok("aya (maps written through their pins: VDMM_XLAT_LAB_AYA set, or vdmm-ctl without natpt commands)".into())
     }
 
@@ -394,6 +405,7 @@ pub fn write_translator_maps(pin: &Path, prefix: XlatPrefix) -> Result<()> {
             [0; 4]
         },
         rfc6791_v6: [0; 16],
+        frag_ifindex: 0,
     };
     let open = |name: &str| -> Result<Map> {
         let data = MapData::from_pin(pin.join(name))
@@ -401,6 +413,11 @@ pub fn write_translator_maps(pin: &Path, prefix: XlatPrefix) -> Result<()> {
         Ok(Map::from_map_data(data)?)
     };
     let mut c: Array<MapData, XlatConfig> = Array::try_from(open(names::XLAT_CONFIG)?)?;
+    // `load` recorded the fragmentation slow path's vdmmx1: keep it.
+    let cfg = XlatConfig {
+        frag_ifindex: c.get(&0, 0)?.frag_ifindex,
+        ..cfg
+    };
     c.set(0, cfg, 0)?;
     let mut t4: LpmTrie<MapData, [u8; 4], EamEntry> = LpmTrie::try_from(open(names::EAMT_V4)?)?;
     let mut t6: LpmTrie<MapData, [u8; 16], EamEntry> = LpmTrie::try_from(open(names::EAMT_V6)?)?;

@@ -12,13 +12,18 @@
 //! - `ping_and_tcp_through_the_translator`: ping and a 2 MB TCP transfer from the IPv6
 //!   host to 198.51.100.2 as 2001:db8:1c6:3364:2::, and from the IPv4 host to 192.0.2.33
 //!   (the IPv6 host 2001:db8:1c0:2:21::), with the translator's counters checked.
+//! - `udp_without_df_is_fragmented_by_the_kernel`: UDP datagrams of 3000 bytes without DF
+//!   from the IPv4 host to the IPv6 host: too big for the lowest IPv6 MTU, they take the
+//!   fragmentation slow path (the kernel fragments them into `vdmmx0`, `vdmm_xdp` on
+//!   `vdmmx1` translates each fragment) and arrive whole (the IPv6 host reassembles).
 //!
 //! `cargo test -p vdmm-tests --test translate_netns -- --nocapture --test-threads 1`
 
 use std::{
     fs,
     io::{Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
     path::Path,
     sync::mpsc,
     time::{Duration, Instant},
@@ -320,4 +325,106 @@ fn ping_and_tcp_through_the_translator() {
     assert_eq!(got, BYTES);
     let s4 = lab.stats().expect("stats");
     check_counters("TCP 4->6", &s4.since(&s3), BYTES / 1500, 10);
+}
+
+#[test]
+fn udp_without_df_is_fragmented_by_the_kernel() {
+    let lab = lab(XlatPrefix::Conformance);
+    println!("translator configured with {}", lab.configured_with);
+    let routes = lab
+        .xlat
+        .exec("ip", &["route", "show", "proto", "118"])
+        .expect("ip route");
+    println!(
+        "fragmentation routes:\n{}",
+        String::from_utf8_lossy(&routes.stdout)
+    );
+    const COUNT: usize = 5;
+    const SIZE: usize = 3000;
+    let port = next_port();
+    let host6: IpAddr = HOST6.parse().unwrap();
+    let host6_as_v4: IpAddr = HOST6_AS_V4.parse().unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let receiver = in_netns(&lab.host6, move || {
+        let s = UdpSocket::bind(SocketAddr::new(host6, port))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let _ = ready_tx.send(());
+        let mut buf = vec![0u8; 65536];
+        let mut whole = 0usize;
+        while whole < COUNT {
+            let n = match s.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+            if n == SIZE
+                && buf[..n]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == (i % 251) as u8)
+            {
+                whole += 1;
+            } else {
+                bail!("a datagram of {n} bytes arrived (or its bytes differ)");
+            }
+        }
+        Ok(whole)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("UDP receiver did not start");
+    let s0 = lab.stats().expect("stats");
+    let sender = in_netns(&lab.host4, move || {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        // No DF: the sending host fragments to its link MTU (1500) and the translator
+        // must fragment further for the lowest IPv6 MTU (1280).
+        let v: libc::c_int = libc::IP_PMTUDISC_DONT;
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                &v as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&v) as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            bail!("IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+        }
+        let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        for _ in 0..COUNT {
+            s.send_to(&data, SocketAddr::new(host6_as_v4, port))?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    });
+    join(sender).expect("UDP sender");
+    let whole = join(receiver).expect("UDP receiver");
+    let delta = lab.stats().expect("stats").since(&s0);
+    println!(
+        "{whole}/{COUNT} datagrams of {SIZE} bytes arrived; translator counters moved by\n{delta}"
+    );
+    assert_eq!(
+        whole, COUNT,
+        "every datagram arrives whole at the IPv6 host"
+    );
+    // The sending host made 3 fragments of each (1480 + 1480 + 48 bytes of payload): the
+    // two large ones go to the kernel, which splits each in two for vdmmx0 (MTU 1252);
+    // the small one fits and is translated directly. 5 IPv6 fragments per datagram.
+    let by_kernel = delta.reason_kind("xlat_fragmented_by_kernel", "xlat4to6");
+    let translated = delta.reason_kind("translated", "xlat4to6");
+    assert!(
+        by_kernel >= 2 * COUNT as u64,
+        "xlat_fragmented_by_kernel xlat4to6 +{by_kernel} (want >= {})",
+        2 * COUNT
+    );
+    assert!(
+        translated >= 5 * COUNT as u64,
+        "translated xlat4to6 +{translated} (want >= {})",
+        5 * COUNT
+    );
+    assert_eq!(
+        delta.reason_kind("xlat_needs_fragmentation", "xlat4to6"),
+        0,
+        "nothing dropped for want of fragmentation"
+    );
 }

@@ -75,6 +75,7 @@ fn xlat_config() -> XlatConfig {
         lowest_ipv6_mtu: 1280,
         rfc6791_v4: v4("203.0.113.8").octets(),
         rfc6791_v6: [0; 16],
+        frag_ifindex: 0,
     }
 }
 
@@ -621,7 +622,8 @@ fn mtu_paths() {
     assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1280);
 
     // 4->6 without DF, larger than the lowest IPv6 MTU once translated: it would need
-    // IPv6 fragments, which XDP cannot make: dropped and counted.
+    // IPv6 fragments, which XDP cannot make. With no fragmentation slow path configured
+    // (frag_ifindex 0): dropped and counted.
     let p4 = udp4_len([192, 0, 2, 33], 64, false, 1300);
     let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
     let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
@@ -633,6 +635,58 @@ fn mtu_paths() {
             TunnelKind::Xlat4to6,
             Action::Drop
         )
+    );
+}
+
+/// The fragmentation slow path: an IPv4 packet without DF too big once translated goes
+/// to the kernel unchanged (which fragments it into `vdmmx0`; `xlat_fragmented_by_kernel`),
+/// except when it arrives on the slow path's own `vdmmx1` (here `xl6` stands in for it):
+/// then it stays a counted drop, so nothing loops.
+#[test]
+fn too_big_without_df_goes_to_the_kernel() {
+    let lab = Lab::new("xlatfk");
+    let mut cfg = xlat_config();
+    cfg.frag_ifindex = lab.xl6;
+    configure_translator(lab.dp.pin_dir(), &cfg, &[]).unwrap();
+    for (dst, len) in [([192, 0, 2, 33], 1300), ([10, 0, 0, 7], 2000)] {
+        let p4 = udp4_len(dst, 64, false, len);
+        let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+        let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+        assert_eq!(action_name(action), "pass");
+        assert_eq!(out, f4, "the original packet, unchanged (TTL included)");
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (
+                Reason::XlatFragmentedByKernel,
+                TunnelKind::Xlat4to6,
+                Action::Pass
+            )
+        );
+        // The same on vdmmx1: dropped.
+        let (action, _, delta) = run_one(&lab, &f4, lab.xl6);
+        assert_eq!(action, Action::Drop as u32);
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (
+                Reason::XlatNeedsFragmentation,
+                TunnelKind::Xlat4to6,
+                Action::Drop
+            )
+        );
+    }
+    // With DF, too big for the 1300-byte IPv6 next hop: still answered with ICMP
+    // fragmentation needed (XDP_TX); a fragment-sized packet without DF is translated.
+    let p4 = udp4_len([192, 0, 2, 153], 64, true, 1400);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+    let (action, _, _) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "tx");
+    let p4 = udp4_len([192, 0, 2, 33], 64, false, 1252 - 28);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "redirect");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::Translated, TunnelKind::Xlat4to6, Action::Redirect)
     );
 }
 

@@ -162,7 +162,9 @@ reasons! {
     Translated = 18 => "translated",
     /// IPv4 packet without DF (or an IPv4 fragment) whose translation exceeds the lowest
     /// IPv6 MTU or the next hop's: it must be split into IPv6 fragments, which XDP cannot
-    /// do. Dropped for now (a slow path will fragment it).
+    /// do. Passed to the kernel's fragmentation slow path instead
+    /// (`xlat_fragmented_by_kernel`); dropped when it arrives on that slow path's
+    /// `vdmmx1` and still does not fit (no loop).
     XlatNeedsFragmentation = 19 => "xlat_needs_fragmentation",
     /// The source address has no mapping (no EAMT entry, not under the RFC 6052 prefix,
     /// or an address that must not be translated) and the packet is not an ICMP error
@@ -187,6 +189,12 @@ reasons! {
     /// gateway's re-encapsulation between tunnel families, e.g. 4in4 in, 4in6 out). The
     /// kind is the outgoing tunnel's.
     Reencap = 25 => "reencap",
+    /// IPv4 packet without DF (or an IPv4 fragment) whose translation would need IPv6
+    /// fragmentation (`xlat_needs_fragmentation`), arriving on any interface other than
+    /// the translator's fragmentation veth `vdmmx1`: passed to the kernel unchanged, which
+    /// fragments it along its route into `vdmmx0` (MTU = lowest IPv6 MTU - 28); each
+    /// fragment comes back on `vdmmx1` and is translated there (kind `xlat4to6`).
+    XlatFragmentedByKernel = 26 => "xlat_fragmented_by_kernel",
 }
 
 impl Reason {

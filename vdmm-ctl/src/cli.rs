@@ -374,6 +374,18 @@ pub enum NatptCommand {
     #[command(subcommand)]
     Segment(SegmentCommand),
 
+    /// Kernel routes into the translator's fragmentation slow path (`vdmmx0`).
+    ///
+    /// An IPv4 packet without DF whose IPv6 translation would not fit the lowest IPv6 MTU
+    /// is passed to the kernel (xlat_fragmented_by_kernel), which must route it into
+    /// `vdmmx0` with MTU = lowest IPv6 MTU - 28, fragmenting it; `vdmm_xdp` on `vdmmx1`
+    /// translates each fragment. `eam add` and `pool alloc` install such a route for their
+    /// IPv4 prefix themselves; for the RFC 6052 prefix, route the IPv4 space of the IPv6
+    /// side with `route add`. It is `ip route replace PREFIX4 via 169.254.118.1 dev vdmmx0
+    /// onlink mtu MTU proto 118` (169.254.118.1 is a permanent neighbour with vdmmx1's MAC).
+    #[command(subcommand)]
+    Route(RouteCommand),
+
     /// Show everything: settings, EAMT, pools with their usage, segments.
     ///
     /// The settings are the RFC 6052 prefix, the RFC 6791 addresses, the lowest IPv6 MTU
@@ -384,6 +396,20 @@ pub enum NatptCommand {
         /// commands of each table for their elements).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Route PREFIX4/LEN into `vdmmx0` (MTU = lowest IPv6 MTU - 28); prints the route.
+    Add {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix: String,
+    },
+    /// Remove that route.
+    Del {
+        #[arg(value_name = "PREFIX4/LEN")]
+        prefix: String,
     },
 }
 

@@ -41,9 +41,10 @@ use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{
-        AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkFlags, LinkInfo,
-        LinkMessage,
+        AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+        LinkFlags, LinkInfo, LinkMessage,
     },
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
 };
 
 use crate::{
@@ -370,6 +371,203 @@ pub fn remove_owned_by(alias: &str) -> Result<bool> {
 /// [`ensure`] that created it).
 pub fn delete(index: u32) -> Result<()> {
     Netlink::open()?.delete_link(index).map(drop)
+}
+
+// ---------------------------------------------------------------------------------------
+// The translator's fragmentation slow path: the veth pair `vdmmx0` <-> `vdmmx1`.
+//
+// RFC 7915 section 4: an IPv4 packet without DF whose IPv6 translation exceeds the lowest
+// IPv6 MTU (or the next hop's MTU) must be fragmented, and XDP cannot make two packets out
+// of one. So `vdmm_xdp` passes the original IPv4 packet to the kernel
+// (`xlat_fragmented_by_kernel`); the kernel routes its destination into `vdmmx0` with the
+// route MTU = lowest IPv6 MTU - 28 (IPv6 header 40 + fragment header 8 - IPv4 header 20;
+// the routes are vdmm-ctl natpt's, see `crate::routes::FragRoute`), fragmenting it on the
+// way; every fragment comes out of `vdmmx1`, where `vdmm_xdp` (attached like on any
+// interface, pinned link `link_xdp_vdmmx1`) translates it into an IPv6 fragment that fits,
+// and redirects it toward the IPv6 side. `XlatConfig::frag_ifindex` tells the data plane
+// which interface `vdmmx1` is: a packet there that still does not fit is dropped instead
+// of passed, so nothing loops.
+//
+// - A veth pair, not a dummy device: the kernel must transmit the fragments and something
+//   must receive them with XDP.
+// - Routes go via [`FRAG_GATEWAY`] (onlink), a permanent neighbour on `vdmmx0` whose MAC
+//   is `vdmmx1`'s: the kernel never sends ARP for the translated IPv4 space (nobody would
+//   answer it), and `bpf_fib_lookup` sees a real Ethernet next hop, so the translator's
+//   "would the kernel forward this?" check (RFC 6052 prefix) holds for these destinations
+//   (a NOARP device would look like `vdmm0`, whose next hops XDP leaves to the kernel).
+// - No GRO switch: XDP on `vdmmx1` already puts it in NAPI mode, which is what delivers
+//   the frames `vdmmx0` transmits to the program.
+// - IPv4 and IPv6 forwarding on both ends (`bpf_fib_lookup` refuses input interfaces that
+//   do not forward), no IPv6 addresses of their own, up; the alias of `vdmm0` marks them.
+// ---------------------------------------------------------------------------------------
+
+/// The end of the fragmentation veth pair the kernel routes into.
+pub const FRAG_TX: &str = "vdmmx0";
+/// The end `vdmm_xdp` runs on (the fragments arrive here).
+pub const FRAG_RX: &str = "vdmmx1";
+/// Next hop of the fragmentation routes: a permanent neighbour on `vdmmx0` with
+/// `vdmmx1`'s MAC address (IPv4 link-local, never on the wire beyond the pair).
+pub const FRAG_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 118, 1);
+/// What the route MTU into `vdmmx0` is below the lowest IPv6 MTU: IPv6 header (40) plus
+/// fragment header (8) less the IPv4 header (20).
+pub const FRAG_OVERHEAD: u32 = 28;
+
+/// The fragmentation pair as [`ensure_frag_pair`] left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FragPair {
+    pub tx_index: u32,
+    pub rx_index: u32,
+    pub created: bool,
+}
+
+/// Makes sure the veth pair `vdmmx0` <-> `vdmmx1` exists for `pins` (see above): created
+/// with `vdmm0`'s owner alias, up, forwarding, with the permanent neighbour
+/// [`FRAG_GATEWAY`]. A pair created here is deleted again if configuring it fails.
+pub fn ensure_frag_pair(pins: &PinDir) -> Result<FragPair> {
+    let mut nl = Netlink::open()?;
+    let alias = owner_alias(pins);
+    let mut created = false;
+    if let Some(info) = nl.link_by_name(FRAG_TX)? {
+        if info.alias.as_deref() != Some(alias.as_str()) {
+            return Err(Error::Device(format!(
+                "an interface named {FRAG_TX} exists that is not this pin directory's \
+                 fragmentation veth ({}); delete or rename it",
+                info.alias.as_deref().unwrap_or("no alias")
+            )));
+        }
+    } else {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(FRAG_RX.to_string()));
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(FRAG_TX.to_string()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+            ]),
+        ];
+        nl.change_link(
+            &format!("cannot create the veth pair {FRAG_TX} <-> {FRAG_RX}"),
+            msg,
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        created = true;
+    }
+    let done = (|| {
+        let tx = reread_name(&mut nl, FRAG_TX)?;
+        let rx = reread_name(&mut nl, FRAG_RX)?;
+        for (name, index) in [(FRAG_TX, tx.index), (FRAG_RX, rx.index)] {
+            if created {
+                nl.change_link(
+                    &format!("cannot set the alias of {name}"),
+                    mark_message(index, &alias),
+                    0,
+                )?;
+            }
+            let mut msg = LinkMessage::default();
+            msg.header.index = index;
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+            nl.change_link(&format!("cannot bring {name} up"), msg, 0)?;
+            for v6 in [false, true] {
+                let path = format!(
+                    "/proc/sys/net/ipv{}/conf/{name}/forwarding",
+                    if v6 { 6 } else { 4 }
+                );
+                fs::write(&path, "1").map_err(|e| {
+                    Error::io(
+                        format!("cannot enable forwarding on {name} (write 1 to {path})"),
+                        e,
+                    )
+                })?;
+            }
+        }
+        let mac = nl.link_mac(rx.index)?;
+        nl.set_permanent_neighbour(tx.index, FRAG_GATEWAY, &mac)?;
+        Ok(FragPair {
+            tx_index: tx.index,
+            rx_index: rx.index,
+            created,
+        })
+    })();
+    if done.is_err()
+        && created
+        && let Ok(Some(info)) = nl.link_by_name(FRAG_TX)
+    {
+        let _ = nl.delete_link(info.index);
+    }
+    done
+}
+
+fn reread_name(nl: &mut Netlink, name: &str) -> Result<DeviceInfo> {
+    nl.link_by_name(name)?
+        .ok_or_else(|| Error::Device(format!("{name} vanished while being set up")))
+}
+
+/// The fragmentation pair's `vdmmx0`, when it exists and belongs to `pins`.
+pub fn find_frag_tx(pins: &PinDir) -> Result<Option<DeviceInfo>> {
+    let alias = owner_alias(pins);
+    Ok(Netlink::open()?
+        .link_by_name(FRAG_TX)?
+        .filter(|i| i.alias.as_deref() == Some(alias.as_str())))
+}
+
+/// Deletes the pair (deleting `vdmmx0` takes `vdmmx1` and the routes into it along) when
+/// its alias is `alias`. Returns true when it did.
+pub fn remove_frag_pair_owned_by(alias: &str) -> Result<bool> {
+    let mut nl = Netlink::open()?;
+    match nl.link_by_name(FRAG_TX)? {
+        Some(info) if info.alias.as_deref() == Some(alias) => nl.delete_link(info.index),
+        _ => Ok(false),
+    }
+}
+
+impl Netlink {
+    /// The hardware address of interface `index`.
+    pub fn link_mac(&mut self, index: u32) -> Result<Vec<u8>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let replies = self
+            .request(RouteNetlinkMessage::GetLink(msg), 0)?
+            .map_err(|e| Error::Device(format!("cannot read interface {index}: {e}")))?;
+        for r in replies {
+            if let RouteNetlinkMessage::NewLink(l) = r {
+                for a in l.attributes {
+                    if let LinkAttribute::Address(mac) = a {
+                        return Ok(mac);
+                    }
+                }
+            }
+        }
+        Err(Error::Device(format!(
+            "interface {index} has no hardware address"
+        )))
+    }
+
+    /// `ip neigh replace ADDR lladdr MAC dev INDEX nud permanent`.
+    pub fn set_permanent_neighbour(
+        &mut self,
+        index: u32,
+        addr: std::net::Ipv4Addr,
+        mac: &[u8],
+    ) -> Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = netlink_packet_route::AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.kind = netlink_packet_route::route::RouteType::Unicast;
+        msg.attributes = vec![
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_ACK | NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
+        )?
+        .map(drop)
+        .map_err(|e| Error::Device(format!("cannot add the neighbour {addr} on {FRAG_TX}: {e}")))
+    }
 }
 
 #[cfg(test)]

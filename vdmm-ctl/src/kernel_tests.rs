@@ -188,6 +188,11 @@ fn assert_clean(pins: &PinDir) {
         .collect();
     assert!(ours.is_empty(), "left pinned: {ours:?}");
     assert_eq!(device::find().unwrap(), None, "{DEVICE} left behind");
+    let frag = crate::routes::Netlink::open()
+        .unwrap()
+        .link_by_name(device::FRAG_TX)
+        .unwrap();
+    assert_eq!(frag, None, "{} left behind", device::FRAG_TX);
 }
 
 /// Loading, and what a failed load leaves (nothing), the slow path's device and its
@@ -268,9 +273,26 @@ fn load_and_slow_path(scratch: &Scratch, pins: &PinDir) {
     assert_eq!(r.tc_program, ProgramState::Reused);
     assert!(!r.device.created);
     assert_eq!(r.tc_link, None);
-    assert_eq!(pins.linked_interfaces().unwrap(), ["kt0", "kt1"]);
+    // kt0, kt1 and the translator's fragmentation slow path (`load` attached it).
+    assert_eq!(
+        pins.linked_interfaces().unwrap(),
+        ["kt0", "kt1", device::FRAG_RX]
+    );
     assert_eq!(pins.tc_linked_interfaces().unwrap(), [DEVICE]);
     assert_eq!(tc_egress_programs(DEVICE), [names::TC_EGRESS_PROGRAM]);
+    let fx = device::find_frag_tx(pins).unwrap().expect("vdmmx0 exists");
+    assert!(fx.up, "{fx:?}");
+    let neigh = in_ns(ns, &["ip", "neigh", "show", "dev", device::FRAG_TX]);
+    assert!(
+        neigh.contains("169.254.118.1") && neigh.contains("PERMANENT"),
+        "{neigh}"
+    );
+    let st = lifecycle::status(pins, false).unwrap();
+    assert!(st.contains("XDP attached to: kt0, kt1\n"), "{st}");
+    assert!(
+        st.contains("fragmentation slow path: vdmmx0 <-> vdmmx1"),
+        "{st}"
+    );
 
     // Another pin directory in the same namespace cannot take vdmm0 (and leaves nothing).
     let other = PinDir::new(scratch.other_pins());

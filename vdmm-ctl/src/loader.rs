@@ -183,6 +183,12 @@ fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
 /// interface is checked before anything is touched; one that already has vdmm's XDP link
 /// is refused. If the attach fails, what [`prepare`] did here is undone too.
 pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
+    if iface == device::FRAG_TX || iface == device::FRAG_RX {
+        return Err(Error::Conflict(format!(
+            "{iface} belongs to the translator's fragmentation slow path, which `load` sets \
+             up itself"
+        )));
+    }
     if iface == DEVICE {
         return Err(Error::Conflict(format!(
             "{DEVICE} is vdmm's slow-path device; attach XDP to the interfaces packets \
@@ -206,9 +212,34 @@ pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
         }
         return Err(e);
     }
+    if let Err(e) = ensure_frag_path(pins, mode) {
+        let _ = fs::remove_file(&xdp_path);
+        undo_slow_path(&report);
+        if fresh {
+            let _ = pins.reset();
+        }
+        return Err(e);
+    }
     report.link = Some(xdp_path);
     report.legacy_tc_removed = remove_legacy_tc_links(pins)?;
     Ok(report)
+}
+
+/// The translator's fragmentation slow path (see [`crate::device`], "The translator's
+/// fragmentation slow path"): the veth pair `vdmmx0` <-> `vdmmx1`, `vdmm_xdp` on
+/// `vdmmx1` through the pinned link `link_xdp_vdmmx1` (attached again when the pair was
+/// just created), and `vdmmx1`'s index in the translator settings (`frag_ifindex`).
+fn ensure_frag_path(pins: &PinDir, mode: Mode) -> Result<()> {
+    let pair = device::ensure_frag_pair(pins)?;
+    let path = pins.link(device::FRAG_RX);
+    if path.exists() && pair.created {
+        fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove the stale {}", path.display()), e))?;
+    }
+    if !path.exists() {
+        attach_xdp(pins, device::FRAG_RX, pair.rx_index, mode, &path)?;
+    }
+    crate::natpt::Translator::open(pins)?.set_frag_ifindex(pair.rx_index)
 }
 
 /// Makes sure `vdmm0` exists and runs the TC egress program through the pinned link
@@ -408,6 +439,7 @@ pub fn reset(pins: &PinDir) -> Result<ResetReport> {
     let alias = device::owner_alias(pins);
     let removed = pins.reset()?;
     let device_deleted = device::remove_owned_by(&alias)?;
+    device::remove_frag_pair_owned_by(&alias)?;
     Ok(ResetReport {
         removed,
         device_deleted,

@@ -771,6 +771,19 @@ impl Translator {
         Ok(new)
     }
 
+    /// Records `vdmmx1`'s interface index (`XlatConfig::frag_ifindex`, the fragmentation
+    /// slow path; written by `load`).
+    pub fn set_frag_ifindex(&mut self, index: u32) -> Result<()> {
+        let mut cfg = self.config()?;
+        if cfg.frag_ifindex == index {
+            return Ok(());
+        }
+        cfg.frag_ifindex = index;
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| update_err("the translator settings", e))
+    }
+
     // ----- EAMT -----
 
     /// The EAMT entries (from the IPv4 trie, sorted) and a description of entries found

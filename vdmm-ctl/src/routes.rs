@@ -526,6 +526,126 @@ pub fn route_message(route: &SlowPathRoute) -> RouteMessage {
     msg
 }
 
+// ----- the translator's fragmentation routes (see `crate::device`, `vdmmx0`) -----
+
+/// MTU of a fragmentation route for a lowest IPv6 MTU: IPv4 fragments of this size
+/// become IPv6 fragments of exactly the lowest IPv6 MTU.
+pub fn frag_route_mtu(lowest_ipv6_mtu: u32) -> u32 {
+    lowest_ipv6_mtu.saturating_sub(crate::device::FRAG_OVERHEAD)
+}
+
+/// The `RTM_NEWROUTE` body of a fragmentation route (pure, so unit tested): what
+/// `ip route replace PREFIX4 via 169.254.118.1 dev vdmmx0 onlink mtu MTU proto 118`
+/// makes.
+pub fn frag_route_message(prefix: Prefix, oif: u32, mtu: u32) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header = vdmm_header(prefix);
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.header.flags = netlink_packet_route::route::RouteFlags::Onlink;
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            prefix.addr(),
+        )));
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(
+            crate::device::FRAG_GATEWAY,
+        )));
+    msg.attributes.push(RouteAttribute::Oif(oif));
+    msg.attributes
+        .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    msg
+}
+
+/// The fragmentation route for `prefix` as `ip route` prints it.
+pub fn frag_route_display(prefix: Prefix, mtu: u32) -> String {
+    format!(
+        "{prefix} via {} dev {} onlink mtu {mtu} proto {RTPROT_VDMM}",
+        crate::device::FRAG_GATEWAY,
+        crate::device::FRAG_TX
+    )
+}
+
+impl Netlink {
+    /// Installs (or replaces) the fragmentation route for the IPv4 `prefix` into `oif`
+    /// (`vdmmx0`).
+    pub fn install_frag_route(&mut self, prefix: Prefix, oif: u32, mtu: u32) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(frag_route_message(prefix, oif, mtu)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?
+        .map(drop)
+        .map_err(|e| Error::RouteInstall {
+            route: frag_route_display(prefix, mtu),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Removes vdmm's route for exactly `prefix` through `oif`; false when there was none.
+    pub fn remove_frag_route(&mut self, prefix: Prefix, oif: u32) -> Result<bool> {
+        let mut msg = RouteMessage::default();
+        msg.header = vdmm_header(prefix);
+        msg.header.scope = RouteScope::NoWhere;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                prefix.addr(),
+            )));
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        match self.request(RouteNetlinkMessage::DelRoute(msg), NLM_F_ACK)? {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno == libc::ESRCH || e.errno == libc::ENOENT => Ok(false),
+            Err(e) => Err(Error::RouteRemove {
+                home: prefix,
+                detail: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Installs the fragmentation route for the IPv4 `prefix` (MTU from the lowest IPv6 MTU
+/// `lowest`) when the pair of `pins` exists; returns the route as `ip route` prints it,
+/// None without a pair (data plane never loaded on an interface).
+pub fn frag_route_add(
+    pins: &crate::pin::PinDir,
+    prefix: Prefix,
+    lowest: u32,
+) -> Result<Option<String>> {
+    if prefix.family() != Family::V4 {
+        return Err(Error::Conflict(format!(
+            "{prefix} is not an IPv4 prefix (the fragmentation slow path routes IPv4)"
+        )));
+    }
+    let Some(tx) = crate::device::find_frag_tx(pins)? else {
+        return Ok(None);
+    };
+    let mtu = frag_route_mtu(lowest);
+    Netlink::open()?.install_frag_route(prefix, tx.index, mtu)?;
+    Ok(Some(frag_route_display(prefix, mtu)))
+}
+
+/// Removes the fragmentation route for `prefix`; false when there was none.
+pub fn frag_route_del(pins: &crate::pin::PinDir, prefix: Prefix) -> Result<bool> {
+    let Some(tx) = crate::device::find_frag_tx(pins)? else {
+        return Ok(false);
+    };
+    Netlink::open()?.remove_frag_route(prefix, tx.index)
+}
+
+/// Re-installs every fragmentation route with the MTU for the lowest IPv6 MTU `lowest`
+/// (after `natpt mtu set|clear`).
+pub fn frag_routes_set_mtu(pins: &crate::pin::PinDir, lowest: u32) -> Result<()> {
+    let Some(tx) = crate::device::find_frag_tx(pins)? else {
+        return Ok(());
+    };
+    let mut nl = Netlink::open()?;
+    for r in nl.vdmm_routes()? {
+        if r.oif == Some(tx.index) {
+            nl.install_frag_route(r.home, tx.index, frag_route_mtu(lowest))?;
+        }
+    }
+    Ok(())
+}
+
 /// A vdmm route from a dumped route message (None for other routes).
 fn installed(r: &RouteMessage) -> Option<InstalledRoute> {
     if r.header.protocol != RouteProtocol::Other(RTPROT_VDMM) {

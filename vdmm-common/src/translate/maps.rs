@@ -56,7 +56,7 @@ pub const XLAT_RESET_TRAFFIC_CLASS: u8 = 2;
 /// Default of [`XlatConfig::lowest_ipv6_mtu`].
 pub const DEFAULT_LOWEST_IPV6_MTU: u16 = 1280;
 
-/// Entry 0 of `VDMM_XLAT_CFG` (40 bytes, no padding).
+/// Entry 0 of `VDMM_XLAT_CFG` (44 bytes, no padding).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XlatConfig {
@@ -66,7 +66,8 @@ pub struct XlatConfig {
     /// `XLAT_*` flags.
     pub flags: u8,
     /// RFC 7915 section 4 "lowest IPv6 MTU": IPv4 packets without DF are translated only
-    /// when the IPv6 packet fits (else `xlat_needs_fragmentation`). 0 = 1280.
+    /// when the IPv6 packet fits (else the kernel fragments them first,
+    /// `xlat_fragmented_by_kernel`). 0 = 1280.
     pub lowest_ipv6_mtu: u16,
     /// RFC 6791 IPv4 source of ICMPv6 errors translated to ICMPv4 whose IPv6 source has
     /// no mapping. All-zero: the tunnel config's `icmp_source_v4`; both zero: dropped.
@@ -74,6 +75,12 @@ pub struct XlatConfig {
     /// The same for ICMPv4 errors translated to ICMPv6 (only reachable without a prefix).
     /// All-zero: the tunnel config's `icmp_source_v6`.
     pub rfc6791_v6: [u8; 16],
+    /// Interface index of `vdmmx1`, the receiving end of the fragmentation slow path's
+    /// veth pair (written by `vdmm-ctl load`; 0 = none). An IPv4 packet without DF whose
+    /// translation does not fit is passed to the kernel (which fragments it into
+    /// `vdmmx0`, see `xlat_fragmented_by_kernel`) unless it arrived on this interface:
+    /// there it is dropped (`xlat_needs_fragmentation`), so nothing loops.
+    pub frag_ifindex: u32,
 }
 
 impl XlatConfig {
@@ -98,7 +105,8 @@ mod user {
 mod tests {
     #[test]
     fn layout_has_no_padding() {
-        assert_eq!(core::mem::size_of::<super::XlatConfig>(), 40);
+        assert_eq!(core::mem::size_of::<super::XlatConfig>(), 44);
+        assert_eq!(core::mem::offset_of!(super::XlatConfig, frag_ifindex), 40);
         assert_eq!(core::mem::size_of::<crate::translate::EamEntry>(), 22);
     }
 }

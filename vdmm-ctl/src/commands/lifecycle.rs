@@ -85,7 +85,7 @@ fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> S
 
 pub fn unload(pins: &PinDir, iface: &str) -> Result<String> {
     loader::unload(pins, iface)?;
-    Ok(if pins.linked_interfaces()?.is_empty() {
+    Ok(if user_interfaces(pins)?.0.is_empty() {
         format!(
             "detached from {iface}; no interface left (configuration kept in {}, and {} with \
              the bindings' routes; `vdmm-ctl reset` removes them)\n",
@@ -231,6 +231,16 @@ impl SlowPathStatus {
     }
 }
 
+/// The interfaces with vdmm's XDP link, without `vdmmx1` (the translator's fragmentation
+/// slow path, which `load` attaches itself), and whether `vdmmx1` has one.
+fn user_interfaces(pins: &PinDir) -> Result<(Vec<String>, bool)> {
+    let mut ifaces = pins.linked_interfaces()?;
+    let before = ifaces.len();
+    ifaces.retain(|i| i != device::FRAG_RX);
+    let frag = ifaces.len() != before;
+    Ok((ifaces, frag))
+}
+
 pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     let entries = pins.entries()?;
     let maps: Vec<&str> = names::ALL
@@ -240,7 +250,7 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
         .collect();
     let program = pins.program().exists();
     let tc_program = pins.tc_program().exists();
-    let ifaces = pins.linked_interfaces()?;
+    let (ifaces, frag_path) = user_interfaces(pins)?;
     let legacy = loader::legacy_tc_interfaces(pins)?;
     let missing: Vec<&str> = ifaces
         .iter()
@@ -260,6 +270,7 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
                 "interfaces": ifaces,
                 "missing_interfaces": missing,
                 "slow_path": slow.json(),
+                "frag_path": frag_path,
                 "legacy_tc_interfaces": legacy,
             })
         ));
@@ -314,6 +325,14 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     ));
     out.push_str(&slow.text());
     out.push('\n');
+    if frag_path {
+        out.push_str(&format!(
+            "translator fragmentation slow path: {} <-> {}, XDP attached to {}\n",
+            device::FRAG_TX,
+            device::FRAG_RX,
+            device::FRAG_RX
+        ));
+    }
     if !legacy.is_empty() {
         out.push_str(&format!(
             "TC egress also on {} (left by an older vdmm-ctl; `vdmm-ctl load` removes it)\n",

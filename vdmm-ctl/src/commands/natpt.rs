@@ -12,7 +12,7 @@ use crate::{
     addr::{Family, Prefix, parse_addr},
     cli::{
         EamCommand, MtuCommand, NatptCommand, PoolCommand, PrefixCommand, Rfc6791Command,
-        SegmentCommand, TrafficClassArg, UdpZeroArg,
+        RouteCommand, SegmentCommand, TrafficClassArg, UdpZeroArg,
     },
     error::{Error, Result},
     natpt::{
@@ -48,7 +48,9 @@ pub fn run(pins: &PinDir, cmd: NatptCommand) -> Result<String> {
                 MtuCommand::Set { mtu } => XlatChange::Mtu(Some(parse_mtu(&mtu)?)),
                 MtuCommand::Clear => XlatChange::Mtu(None),
             };
-            change_config(pins, change)
+            let cfg = Translator::open(pins)?.change(change)?;
+            crate::routes::frag_routes_set_mtu(pins, crate::natpt::lowest_mtu(&cfg))?;
+            Ok(String::new())
         }
         NatptCommand::UdpZeroChecksum { action } => {
             change_config(pins, XlatChange::UdpZeroDrop(action == UdpZeroArg::Drop))
@@ -57,6 +59,7 @@ pub fn run(pins: &PinDir, cmd: NatptCommand) -> Result<String> {
             pins,
             XlatChange::ResetTrafficClass(action == TrafficClassArg::Reset),
         ),
+        NatptCommand::Route(c) => route(pins, c),
         NatptCommand::Eam(c) => eam(pins, c),
         NatptCommand::Pool(c) => pool(pins, c),
         NatptCommand::Segment(c) => segment(pins, c),
@@ -82,16 +85,59 @@ fn parse_eam(a: &str, b: &str) -> Result<Eam> {
     }
 }
 
+/// `natpt route add|del`: see [`crate::routes::frag_route_add`].
+fn route(pins: &PinDir, cmd: RouteCommand) -> Result<String> {
+    match cmd {
+        RouteCommand::Add { prefix } => {
+            let p = parse_prefix_of(Family::V4, "fragmentation route", &prefix)?;
+            let lowest = crate::natpt::lowest_mtu(&Translator::open(pins)?.config()?);
+            match crate::routes::frag_route_add(pins, p, lowest)? {
+                Some(r) => Ok(format!("{r}\n")),
+                None => Err(Error::Conflict(format!(
+                    "{} does not exist: `vdmm-ctl load --iface IFACE` creates it",
+                    crate::device::FRAG_TX
+                ))),
+            }
+        }
+        RouteCommand::Del { prefix } => {
+            let p = parse_prefix_of(Family::V4, "fragmentation route", &prefix)?;
+            if crate::routes::frag_route_del(pins, p)? {
+                Ok(String::new())
+            } else {
+                Err(Error::Conflict(format!(
+                    "no fragmentation route for {p} into {}",
+                    crate::device::FRAG_TX
+                )))
+            }
+        }
+    }
+}
+
+/// After an EAMT entry (or pool allocation) appeared: its IPv4 prefix is routed into the
+/// fragmentation slow path (when the pair exists). If the kernel refuses, the entry is
+/// removed again.
+fn eam_route(pins: &PinDir, t: &mut Translator, e: Eam) -> Result<()> {
+    let lowest = crate::natpt::lowest_mtu(&t.config()?);
+    if let Err(err) = crate::routes::frag_route_add(pins, e.v4, lowest) {
+        let _ = t.del_eam(e);
+        return Err(err);
+    }
+    Ok(())
+}
+
 fn eam(pins: &PinDir, cmd: EamCommand) -> Result<String> {
     match cmd {
         EamCommand::Add { prefix6, prefix4 } => {
             let e = parse_eam(&prefix6, &prefix4)?;
-            Translator::open(pins)?.add_eam(e)?;
+            let mut t = Translator::open(pins)?;
+            t.add_eam(e)?;
+            eam_route(pins, &mut t, e)?;
             Ok(String::new())
         }
         EamCommand::Del { prefix6, prefix4 } => {
             let e = parse_eam(&prefix6, &prefix4)?;
             Translator::open(pins)?.del_eam(e)?;
+            crate::routes::frag_route_del(pins, e.v4)?;
             Ok(String::new())
         }
         EamCommand::List { json } => {
@@ -113,6 +159,9 @@ fn pool(pins: &PinDir, cmd: PoolCommand) -> Result<String> {
         PoolCommand::Del { prefix, force } => {
             let p = parse_prefix_of(Family::V4, "address pool", &prefix)?;
             let released = Translator::open(pins)?.del_pool(p, force)?;
+            for a in &released {
+                crate::routes::frag_route_del(pins, crate::natpt::allocation_eam(a).v4)?;
+            }
             Ok(released
                 .iter()
                 .map(|a| format!("released {} (was {})\n", a.ipv4, a.ipv6))
@@ -133,12 +182,15 @@ fn pool(pins: &PinDir, cmd: PoolCommand) -> Result<String> {
                 .as_deref()
                 .map(|f| parse_prefix_of(Family::V4, "pool", f))
                 .transpose()?;
-            let a = Translator::open(pins)?.alloc(v6, from)?;
+            let mut t = Translator::open(pins)?;
+            let a = t.alloc(v6, from)?;
+            eam_route(pins, &mut t, crate::natpt::allocation_eam(&a))?;
             Ok(format_allocation(&a, json))
         }
         PoolCommand::Release { addr } => {
             let addr = parse_addr(&addr)?;
             let a = Translator::open(pins)?.release(addr)?;
+            crate::routes::frag_route_del(pins, crate::natpt::allocation_eam(&a).v4)?;
             Ok(format!("released {} (was {})\n", a.ipv4, a.ipv6))
         }
     }

@@ -39,10 +39,15 @@
 //! tx) via `icmp_error`; too big with DF -> ICMP fragmentation needed (IPv6 MTU - 20) /
 //! packet too big (IPv4 MTU + 20, at least 1280) (`too_big`, tx).
 //!
+//! An IPv4 packet without DF (or an IPv4 fragment) whose translation exceeds the lowest
+//! IPv6 MTU or the next hop's needs several IPv6 fragments, which XDP cannot produce: it
+//! is passed to the kernel unchanged (`xlat_fragmented_by_kernel`), which fragments it
+//! along its route into the veth `vdmmx0` (MTU = lowest IPv6 MTU - 28); the fragments
+//! arrive on `vdmmx1` ([`XlatConfig::frag_ifindex`](vdmm_common::translate::maps::XlatConfig))
+//! and are translated there. On `vdmmx1` itself, or with no slow path set up, it is a
+//! counted drop (`xlat_needs_fragmentation`).
+//!
 //! Not done (each a counted drop, never silent):
-//! - an IPv4 packet without DF (or an IPv4 fragment) whose translation exceeds the
-//!   lowest IPv6 MTU or the next hop's needs several IPv6 fragments, which XDP cannot
-//!   produce: `xlat_needs_fragmentation` (a TC or agent slow path would fragment it);
 //! - the ICMP errors RFC 7915 asks for on some drops (3/13 or 1/1 for an untranslatable
 //!   source, 4/0 for a routing header with segments left, 1/1 for extension headers
 //!   after the fragment header) are not sent: `icmp_error` builds only time exceeded and

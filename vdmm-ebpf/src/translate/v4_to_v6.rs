@@ -194,8 +194,9 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
             return drop(Reason::XlatSourceUntranslatable);
         }
     }
-    // RFC 7915 4.1: a router decrements the TTL; at zero, time exceeded.
-    if ip.ttl() <= 1 {
+    // RFC 7915 4.1: a router decrements the TTL; at zero, time exceeded. (Fragments made
+    // by the kernel's fragmentation slow path arrive on `vdmmx1` already decremented.)
+    if ip.ttl() <= 1 && !from_frag_path(ctx, cfg) {
         return Verdict(SEND_TIME_EXCEEDED);
     }
     // RFC 7915 4.1 (options ignored; an unexpired source route should be refused with
@@ -252,7 +253,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     let fh = if frag { 8 } else { 0 };
     let out_len = IPV6_HLEN + fh + l4_len;
     if (!df || frag) && out_len as u32 > cfg.lowest_mtu() {
-        return drop(Reason::XlatNeedsFragmentation);
+        return Verdict(needs_fragmentation(ctx, cfg));
     }
     // The rest is done by `finish`, from the scratch value.
     s.tos = if cfg.flags & XLAT_RESET_TRAFFIC_CLASS != 0 {
@@ -296,7 +297,10 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                 s.icmp_rest = frag_needed_mtu_for_ipv6_nexthop(s.mtu, false) as u32;
                 return SEND_TOO_BIG;
             }
-            return drop(Reason::XlatNeedsFragmentation).0;
+            return match XLAT_CONFIG.get(0) {
+                Some(cfg) => needs_fragmentation(xdp, cfg),
+                None => drop(Reason::XlatNeedsFragmentation).0,
+            };
         }
         sub::ROUTE_NO_NEIGHBOUR => {
             s.resolved = 0;
@@ -365,13 +369,42 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     if s.resolved == 0 {
         s.dmac = Eth(e).dst();
         s.smac = Eth(e).src();
-    } else {
+    } else if !XLAT_CONFIG
+        .get(0)
+        .is_some_and(|cfg| from_frag_path(xdp, cfg))
+    {
         s.hop -= 1;
     }
     if s.next == IPPROTO_ICMP {
         s.next = IPPROTO_ICMPV6;
     }
     PROCEED
+}
+
+/// An IPv4 packet without DF (or an IPv4 fragment) whose translation does not fit: the
+/// fragmentation slow path. XDP cannot turn one packet into two, so the ORIGINAL packet,
+/// still unchanged (TTL included), goes to the kernel, which routes it into `vdmmx0`
+/// (routes with MTU = lowest IPv6 MTU - 28, installed by `vdmm-ctl natpt`) and fragments
+/// it on the way; the fragments arrive on `vdmmx1`, where this program translates each
+/// (they fit by construction). One arriving on `vdmmx1` itself that still does not fit
+/// (an IPv6 next hop below the lowest IPv6 MTU), or any such packet while no slow path
+/// is set up (`frag_ifindex` 0), is dropped: nothing loops, nothing leaks untranslated.
+#[inline(always)]
+fn needs_fragmentation(ctx: &XdpContext, cfg: &XlatConfig) -> u32 {
+    let slow_path = cfg.frag_ifindex;
+    if slow_path != 0 && ctx.ingress_ifindex() as u32 != slow_path {
+        Verdict::new(Action::Pass, Reason::XlatFragmentedByKernel, KIND).0
+    } else {
+        drop(Reason::XlatNeedsFragmentation).0
+    }
+}
+
+/// True for a packet arriving on `vdmmx1`: a fragment the kernel made (and forwarded,
+/// decrementing the TTL once already) on the fragmentation slow path.
+#[inline(always)]
+fn from_frag_path(ctx: &XdpContext, cfg: &XlatConfig) -> bool {
+    let slow_path = cfg.frag_ifindex;
+    slow_path != 0 && ctx.ingress_ifindex() as u32 == slow_path
 }
 
 /// Resizes the frame and writes Ethernet, IPv6 (and fragment) headers from `s`.
