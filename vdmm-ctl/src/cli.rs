@@ -172,6 +172,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Prometheus metrics: the counters of `stats` and the sizes of the tables.
+    ///
+    /// Counters vdmm_packets_total and vdmm_bytes_total (labels program, reason, kind,
+    /// action, family; only non-zero ones), gauges vdmm_bindings{family},
+    /// vdmm_endpoints, vdmm_peers, vdmm_eamt_entries, vdmm_pool_addresses{pool},
+    /// vdmm_pool_allocated{pool}, vdmm_interfaces_attached, and vdmm_build_info{version}.
+    /// Read from the pinned maps on every scrape; the data plane does not need it.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
 }
 
 /// XDP attach mode.
@@ -599,6 +609,22 @@ pub enum SegmentCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Serve the metrics over HTTP at /metrics (Prometheus text format) until killed.
+    ///
+    /// Every scrape reads the pinned maps afresh; while the data plane is not loaded a
+    /// scrape gets 503 with the error. The default listens on loopback only; the metrics
+    /// name the gateway's tables' sizes, so think before listening on other addresses.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, value_name = "ADDR:PORT", default_value = crate::commands::metrics::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
+    /// Print the metrics once, as a scrape would get them.
+    Dump,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

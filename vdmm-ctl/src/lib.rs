@@ -8,6 +8,7 @@
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
 //! - [`natpt`]: the transition gateway's tables (SIIT translator settings, RFC 7757 EAMT,
 //!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
+//! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
 //! - [`cli`] and [`commands`]: the command line;
@@ -20,6 +21,7 @@ pub mod device;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod natpt;
 pub mod netns;
 pub mod pin;
@@ -29,6 +31,8 @@ pub mod verifier;
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod metrics_kernel_tests;
 #[cfg(test)]
 mod natpt_kernel_tests;
 

@@ -21,6 +21,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iperf3",        // TCP transfers through the tunnels
     "python3-scapy", // an independent packet builder for tests that want one
     "tayga",         // userspace NAT64: the translation forwarding-rate baseline
+    "prometheus",    // promtool check metrics, and a server that scrapes vdmm-ctl metrics
 ];
 
 /// bpf-linker release that fits the toolchain (see ../shared/toolchain.md).

@@ -6,6 +6,7 @@ pub mod binding;
 pub mod config;
 pub mod endpoint;
 pub mod lifecycle;
+pub mod metrics;
 pub mod natpt;
 pub mod peer;
 pub mod stats;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Config(c) => config::run(&pins, c),
         Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
+        Command::Metrics(c) => metrics::run(&pins, c),
     }
 }
 
