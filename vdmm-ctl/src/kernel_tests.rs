@@ -107,7 +107,8 @@ fn p(s: &str) -> Prefix {
     s.parse().unwrap()
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip args...`; panics with its stderr when it fails (the kernel tests' set-up).
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),

@@ -21,21 +21,13 @@ use vdmm_common::{Action, CounterValue, Reason, TunnelKind, counters::counter_in
 use crate::{
     cli::Cli,
     commands::{self, metrics::serve},
+    kernel_tests::ip,
     loader,
     maps::{Dataplane, open_map},
     natpt::Translator,
     netns,
     pin::PinDir,
 };
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The gateway's namespace (`mk0`, the XDP interface) and a neighbour's (`mk1`, the
 /// other end of the veth), and a pin directory; removed on drop (also after a panic).

@@ -14,20 +14,12 @@ use vdmm_common::{maps as names, translate::EamEntry};
 use crate::{
     cli::Cli,
     commands::{self, lifecycle},
+    kernel_tests::ip,
     loader,
     natpt::{NatptState, Translator},
     netns,
     pin::PinDir,
 };
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A network namespace and a pin directory, removed on drop (also after a panic).
 struct Scratch {
