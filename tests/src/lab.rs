@@ -324,7 +324,7 @@ fn up(ns: &Netns, dev: &str) -> Result<()> {
 }
 
 /// Pings until one answer arrives (up to `tries` one-second attempts).
-fn ping_once(ns: &Netns, to: IpAddr, tries: u32) -> Result<()> {
+pub fn ping_once(ns: &Netns, to: IpAddr, tries: u32) -> Result<()> {
     for _ in 0..tries {
         let out = Command::new("ip")
             .args([
@@ -345,7 +345,7 @@ fn ping_once(ns: &Netns, to: IpAddr, tries: u32) -> Result<()> {
             return Ok(());
         }
     }
-    bail!("{}: no answer from {to} to warm-up pings", ns.name())
+    bail!("{}: no answer from {to} to pings", ns.name())
 }
 
 impl Lab {
@@ -1177,6 +1177,19 @@ pub fn tcp_transfer(
     bytes: u64,
     stall: Duration,
 ) -> Result<TcpResult> {
+    tcp_transfer_via(from, to_ns, to, to, bytes, stall)
+}
+
+/// [`tcp_transfer`] to a server listening on `to` that the client reaches as `connect`
+/// (the same host under another address, e.g. its translated address).
+pub fn tcp_transfer_via(
+    from: &Netns,
+    to_ns: &Netns,
+    to: IpAddr,
+    connect: IpAddr,
+    bytes: u64,
+    stall: Duration,
+) -> Result<TcpResult> {
     let port = next_port();
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = in_netns(to_ns, move || {
@@ -1212,8 +1225,9 @@ pub fn tcp_transfer(
         .recv_timeout(Duration::from_secs(5))
         .map_err(|_| anyhow!("TCP server in {} did not start", to_ns.name()))?;
     let client = in_netns(from, move || {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::new(to, port), Duration::from_secs(5))
-            .with_context(|| format!("connect {to}:{port}"))?;
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::new(connect, port), Duration::from_secs(5))
+                .with_context(|| format!("connect {connect}:{port}"))?;
         s.set_write_timeout(Some(stall))?;
         let chunk: Vec<u8> = (0..251u32 * 256).map(|i| (i % 251) as u8).collect();
         let mut sent = 0u64;

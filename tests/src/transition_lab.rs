@@ -154,7 +154,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::{
-    lab::{Counters, Family, default_ctl_path, in_netns, join},
+    lab::{Counters, Family, default_ctl_path, in_netns, join, ping_once},
     netns::{Netns, addr, ethtool, mount_pin_dir, require_root, sysctl, unmount_pin_dir, veth},
 };
 
@@ -329,31 +329,6 @@ fn route(ns: &Netns, prefix: &str, via: IpAddr) -> Result<()> {
 fn link_up(ns: &Netns, dev: &str, features: &[&str]) -> Result<()> {
     ns.ip(&["link", "set", dev, "up"])?;
     ethtool(ns, dev, features)
-}
-
-/// Pings until one answer arrives (up to `tries` one-second attempts).
-pub fn ping_once(ns: &Netns, to: IpAddr, tries: u32) -> Result<()> {
-    for _ in 0..tries {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns.name(),
-                "ping",
-                "-n",
-                "-q",
-                "-c",
-                "1",
-                "-W",
-                "1",
-            ])
-            .arg(to.to_string())
-            .output()?;
-        if out.status.success() {
-            return Ok(());
-        }
-    }
-    bail!("{}: no answer from {to} to pings", ns.name())
 }
 
 /// A built transition lab; dropping it tears everything down.

@@ -21,18 +21,17 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     path::Path,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use vdmm_common::translate::reference::conformance::{Case, compare, load_cases, vectors_dir};
 use vdmm_tests::{
-    lab::{Counters, in_netns, join, next_port, ping},
+    lab::{Counters, in_netns, join, next_port, ping, tcp_transfer_via},
     netns::{Netns, require_root},
     packet::{ETH_P_IP, ETH_P_IPV6, Mac, ethernet},
     xlat_lab::*,
@@ -198,72 +197,8 @@ fn siit_pktgen_vectors_end_to_end() {
     );
 }
 
-/// Sends `bytes` of a pattern over TCP from `from` to `connect`, the server in `to_ns`
-/// listening on `bind` (the same host under its own family's address); the server checks
-/// every byte. Returns the bytes received.
-fn tcp_transfer(
-    from: &Netns,
-    to_ns: &Netns,
-    bind: IpAddr,
-    connect: IpAddr,
-    bytes: u64,
-) -> Result<u64> {
-    let port = next_port();
-    let stall = Duration::from_secs(10);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let server = in_netns(to_ns, move || {
-        let l = TcpListener::bind(SocketAddr::new(bind, port))?;
-        let _ = ready_tx.send(());
-        let (mut s, _) = l.accept()?;
-        s.set_read_timeout(Some(stall))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0u64;
-        loop {
-            let n = match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => bail!("TCP receiver: {e} after {got} of {bytes} bytes"),
-            };
-            for (i, b) in buf[..n].iter().enumerate() {
-                let want = ((got + i as u64) % 251) as u8;
-                if *b != want {
-                    bail!(
-                        "TCP receiver: byte {} is {b:#x}, expected {want:#x}",
-                        got + i as u64
-                    );
-                }
-            }
-            got += n as u64;
-        }
-        Ok(got)
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .map_err(|_| anyhow!("TCP server did not start"))?;
-    let client = in_netns(from, move || {
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddr::new(connect, port), Duration::from_secs(5))
-                .map_err(|e| anyhow!("connect {connect}:{port}: {e}"))?;
-        s.set_write_timeout(Some(stall))?;
-        let chunk: Vec<u8> = (0..251u32 * 256).map(|i| (i % 251) as u8).collect();
-        let mut sent = 0u64;
-        while sent < bytes {
-            let n = ((bytes - sent) as usize).min(chunk.len());
-            s.write_all(&chunk[..n])
-                .map_err(|e| anyhow!("TCP sender: {e} after {sent} of {bytes} bytes"))?;
-            sent += n as u64;
-        }
-        s.shutdown(std::net::Shutdown::Write)?;
-        let mut b = [0u8; 1];
-        s.set_read_timeout(Some(stall))?;
-        let _ = s.read(&mut b);
-        Ok(sent)
-    });
-    let c = join(client);
-    let got = join(server)?;
-    c?;
-    Ok(got)
-}
+/// A transfer that stops moving for this long fails instead of hanging.
+const STALL: Duration = Duration::from_secs(10);
 
 fn check_counters(what: &str, delta: &Counters, min4to6: u64, min6to4: u64) {
     let t46 = delta.reason_kind("translated", "xlat4to6");
@@ -299,8 +234,9 @@ fn ping_and_tcp_through_the_translator() {
     );
     let s1 = lab.stats().expect("stats");
     check_counters("ping 6->4", &s1.since(&s0), COUNT as u64, COUNT as u64);
-    let got = tcp_transfer(&lab.host6, &lab.host4, host4, host4_as_v6, BYTES)
-        .unwrap_or_else(|e| panic!("TCP from the IPv6 host to {HOST4_AS_V6}: {e:#}"));
+    let got = tcp_transfer_via(&lab.host6, &lab.host4, host4, host4_as_v6, BYTES, STALL)
+        .unwrap_or_else(|e| panic!("TCP from the IPv6 host to {HOST4_AS_V6}: {e:#}"))
+        .bytes;
     println!("TCP {HOST6} -> {HOST4_AS_V6}: {got} bytes arrived");
     assert_eq!(got, BYTES);
     let s2 = lab.stats().expect("stats");
@@ -319,8 +255,9 @@ fn ping_and_tcp_through_the_translator() {
     );
     let s3 = lab.stats().expect("stats");
     check_counters("ping 4->6", &s3.since(&s2), COUNT as u64, COUNT as u64);
-    let got = tcp_transfer(&lab.host4, &lab.host6, host6, host6_as_v4, BYTES)
-        .unwrap_or_else(|e| panic!("TCP from the IPv4 host to {HOST6_AS_V4}: {e:#}"));
+    let got = tcp_transfer_via(&lab.host4, &lab.host6, host6, host6_as_v4, BYTES, STALL)
+        .unwrap_or_else(|e| panic!("TCP from the IPv4 host to {HOST6_AS_V4}: {e:#}"))
+        .bytes;
     println!("TCP {HOST4} -> {HOST6_AS_V4}: {got} bytes arrived");
     assert_eq!(got, BYTES);
     let s4 = lab.stats().expect("stats");
