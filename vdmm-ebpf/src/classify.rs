@@ -59,7 +59,7 @@ pub fn valid_ipv6(frame: &Frame, off: usize) -> Option<(Ipv6, usize)> {
 
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
-    let Some((ip, total)) = valid_ipv4(frame, ETH_HLEN) else {
+    let Some((ip, _)) = valid_ipv4(frame, ETH_HLEN) else {
         return Verdict::drop(Reason::Malformed, TunnelKind::None);
     };
     let protocol = ip.protocol();
@@ -68,7 +68,6 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     {
         return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
-    let _ = total;
     let key = lpm_key_v4(ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
@@ -79,7 +78,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
 
 #[inline(always)]
 fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
-    let Some((ip, total)) = valid_ipv6(frame, ETH_HLEN) else {
+    let Some((ip, _)) = valid_ipv6(frame, ETH_HLEN) else {
         return Verdict::drop(Reason::Malformed, TunnelKind::None);
     };
     let nh = ip.next_header();
@@ -98,7 +97,6 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
             return reencapsulate(ctx, v);
         }
     }
-    let _ = total;
     let key = lpm_key_v6(ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
