@@ -1,9 +1,11 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
 //! data plane.
 
+pub mod handover_lab;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod plot;
 pub mod testrun;
 pub mod transition_lab;
 pub mod xlat_lab;
