@@ -145,6 +145,13 @@ enum Cmd {
         #[arg(long)]
         direct: bool,
     },
+    /// Build the handover lab, attach the client and the VM to ap1, and keep it until
+    /// Ctrl-C (for poking at it by hand).
+    HandoverUp {
+        /// Baseline (break-before-make) lab instead of the vAP lab.
+        #[arg(long)]
+        baseline: bool,
+    },
     /// Remove namespaces and pin mounts left by a lab that was killed.
     Cleanup,
 }
@@ -281,6 +288,7 @@ fn main() -> ExitCode {
             kernel,
             direct,
         } => up(cli.ctl, underlay, kernel, direct),
+        Cmd::HandoverUp { baseline } => handover_up(cli.ctl, baseline),
         Cmd::Cleanup => lab::cleanup_leftovers().map(|removed| {
             for r in &removed {
                 println!("removed {r}");
@@ -305,6 +313,39 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn handover_up(ctl: Option<PathBuf>, baseline: bool) -> Result<Outcome> {
+    use vdmm_tests::handover_lab::{HandoverLab, Mobility, scenario};
+    let mobility = if baseline {
+        Mobility::Baseline
+    } else {
+        Mobility::Vap
+    };
+    let lab = HandoverLab::build(mobility, ctl)?;
+    let _air = scenario::attach_at_ap1(&lab)?;
+    println!(
+        "handover lab is up: correspondent {}, anchors {} {}, AP hosts {}, air {}, client {}, vm {}",
+        lab.corr.name(),
+        lab.gw1.name(),
+        lab.gw2.name(),
+        lab.aps
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(" "),
+        lab.air.name(),
+        lab.client.name(),
+        lab.vm.name()
+    );
+    println!(
+        "cluster file {}; vdmm-ctl --netns NS --pin-dir /run/vdmm/NS ...; Ctrl-C removes it",
+        lab.cluster_file().display()
+    );
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Outcome::Ok)
 }
 
 enum Outcome {

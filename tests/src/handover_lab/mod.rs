@@ -195,7 +195,26 @@ impl HandoverLab {
         }
         .context("programming the AP hosts with vdmm-ctl")?;
         lab.write_cluster_file()?;
+        lab.warm_up()
+            .context("warming up the underlay's neighbours")?;
         Ok(lab)
+    }
+
+    /// Every node of the underlay resolves every other one it tunnels to (the data
+    /// plane hands a packet whose next hop has no neighbour entry to the kernel, which
+    /// has no route for a vAP client's uplink: measured traffic must not meet that).
+    fn warm_up(&self) -> Result<()> {
+        let mut nodes: Vec<(&Netns, Ipv4Addr)> = vec![(&self.gw1, GW1_UL), (&self.gw2, GW2_UL)];
+        nodes.extend(self.aps.iter().enumerate().map(|(i, a)| (a, ap_locator(i))));
+        for (ns, me) in &nodes {
+            for (_, other) in &nodes {
+                if other != me {
+                    ping_once(ns, (*other).into(), 3)?;
+                }
+            }
+        }
+        ping_once(&self.gw1, CORR.into(), 3)?;
+        ping_once(&self.gw2, CORR2.into(), 3)
     }
 
     fn all_ns(&self) -> Vec<&Netns> {

@@ -128,8 +128,8 @@ fn start_flows(
     Ok(Flows { udp, tcp })
 }
 
-/// Runs the walk in `lab`.
-pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
+/// The air with the client and the VM attached to ap1 (the baseline's client by DHCP).
+pub fn attach_at_ap1(lab: &HandoverLab) -> Result<Air<'_>> {
     let mut air = Air::new(
         &lab.air,
         vec![
@@ -149,7 +149,6 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
             .map(String::as_str)
             .collect::<Vec<_>>(),
     )?;
-    let vm = opts.vm && lab.mobility == Mobility::Vap;
     match lab.mobility {
         Mobility::Vap => {
             air.attach_only(AIR_CLIENT, &air_ap_port(0))?;
@@ -159,6 +158,13 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
             baseline::attach(lab, &mut air, None, 0).context("first attachment")?;
         }
     }
+    Ok(air)
+}
+
+/// Runs the walk in `lab`.
+pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
+    let mut air = attach_at_ap1(lab)?;
+    let vm = opts.vm && lab.mobility == Mobility::Vap;
     lab.reach(&lab.client, super::CORR)
         .context("the client cannot reach the correspondent")?;
     lab.reach(&lab.corr, CLIENT_HOME)
