@@ -34,7 +34,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 fn vap_move(lab: &HandoverLab, cluster: &std::path::Path, to: &str) -> std::process::Output {
     Command::new(&lab.ctl)
-        .args(["vap", "move", &mac_text(CLIENT_MAC), "--to", to, "--cluster"])
+        .args([
+            "vap",
+            "move",
+            &mac_text(CLIENT_MAC),
+            "--to",
+            to,
+            "--cluster",
+        ])
         .arg(cluster)
         .args(["--grace-ms", "50"])
         .env(vdmm_ctl::handover::stats::STATE_FILE_ENV, lab.stats_file())
@@ -53,7 +60,11 @@ fn vap_walk_under_traffic_loses_nothing() {
     eprintln!("{table}");
     assert_eq!(w.handovers.len(), 3, "{table}");
     for h in &w.handovers {
-        assert!(h.udp.sent > 1000, "{}: too few datagrams sent\n{table}", h.label);
+        assert!(
+            h.udp.sent > 1000,
+            "{}: too few datagrams sent\n{table}",
+            h.label
+        );
         assert_eq!(h.udp.lost, 0, "{}: datagrams lost\n{table}", h.label);
         let gap = h.udp.longest_gap as f64 / 1e6;
         assert!(gap <= MAX_VAP_GAP_MS, "{}: gap {gap} ms\n{table}", h.label);
@@ -93,16 +104,28 @@ fn vap_walk_under_traffic_loses_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("failed in switch_anchor"), "{err}");
-    assert!(err.contains("rolled back: the client stays on ap3"), "{err}");
-    assert!(!vaps_on(&lab, 0).contains(&client), "target's vAP left behind");
+    assert!(
+        err.contains("rolled back: the client stays on ap3"),
+        "{err}"
+    );
+    assert!(
+        !vaps_on(&lab, 0).contains(&client),
+        "target's vAP left behind"
+    );
     assert!(vaps_on(&lab, 2).contains(&client));
-    lab.reach(&lab.corr, CLIENT_HOME).expect("client reachable after the rollback");
-    lab.reach(&lab.client, CORR).expect("client reaches out after the rollback");
+    lab.reach(&lab.corr, CLIENT_HOME)
+        .expect("client reachable after the rollback");
+    lab.reach(&lab.client, CORR)
+        .expect("client reaches out after the rollback");
 
     // The counters reach the exporter.
     let m = lab.ctl(&lab.gw1, &["metrics", "dump"]).unwrap();
     assert_eq!(sample(&m, "vdmm_handovers_started_total"), Some(4.0), "{m}");
-    assert_eq!(sample(&m, "vdmm_handovers_completed_total"), Some(3.0), "{m}");
+    assert_eq!(
+        sample(&m, "vdmm_handovers_completed_total"),
+        Some(3.0),
+        "{m}"
+    );
     assert_eq!(
         sample(&m, "vdmm_handovers_failed_total{phase=\"switch_anchor\"}"),
         Some(1.0),
@@ -116,5 +139,8 @@ fn vap_walk_under_traffic_loses_nothing() {
         sample(&m, "vdmm_handovers_refused_total{reason=\"unknown_ap\"}"),
         Some(1.0)
     );
-    assert_eq!(sample(&m, "vdmm_handover_duration_seconds_count"), Some(3.0));
+    assert_eq!(
+        sample(&m, "vdmm_handover_duration_seconds_count"),
+        Some(3.0)
+    );
 }
