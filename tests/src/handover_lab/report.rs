@@ -11,7 +11,7 @@ use super::{
     Mobility,
     scenario::{WalkResult, lab_name},
 };
-use crate::plot::{Marker, PALETTE, Series, line_chart};
+use crate::plot::{Marker, PALETTE, Panel, Series, stacked_charts};
 
 /// The vAP targets of issue #5.
 pub const MAX_VAP_GAP_MS: f64 = 5.0;
@@ -138,36 +138,46 @@ pub fn verdict(vap: Option<&WalkResult>, baseline: Option<&WalkResult>) -> (Vec<
     (lines, ok)
 }
 
-/// The chart: the client's received packets/s over time, one line per walk, a marker at
-/// every handover command.
+/// The chart: the client's received packets/s over time, one panel per walk (same
+/// scales), a marker at every handover command.
 pub fn plot(path: &Path, walks: &[&WalkResult]) -> Result<()> {
-    let mut series = vec![];
-    let mut markers = vec![];
-    for (i, w) in walks.iter().enumerate() {
-        let colour = match w.mobility {
-            Mobility::Vap => PALETTE[0],
-            Mobility::Baseline => PALETTE[1],
-        };
-        let _ = i;
-        series.push(Series {
-            label: format!("{} (client stream)", lab_name(w.mobility)),
-            colour,
-            points: w.client_rate.clone(),
-        });
-        for h in w.handovers.iter().filter(|h| h.label.starts_with("client")) {
-            markers.push(Marker {
-                x: h.command.saturating_sub(w.start) as f64 / 1e9,
-                label: format!("{} {}", lab_name(w.mobility), &h.label["client ".len()..]),
-                colour,
-            });
-        }
-    }
-    line_chart(
+    let panels: Vec<Panel> = walks
+        .iter()
+        .map(|w| {
+            let colour = match w.mobility {
+                Mobility::Vap => PALETTE[0],
+                Mobility::Baseline => PALETTE[1],
+            };
+            let name = lab_name(w.mobility);
+            Panel {
+                title: match w.mobility {
+                    Mobility::Vap => format!("{name}: make-before-break (vdmm-ctl vap move)"),
+                    Mobility::Baseline => {
+                        format!("{name}: break-before-make (re-attach, DHCP, binding update)")
+                    }
+                },
+                series: vec![Series {
+                    label: format!("{name}: client's UDP stream, received/s (10 ms bins)"),
+                    colour,
+                    points: w.client_rate.clone(),
+                }],
+                markers: w
+                    .handovers
+                    .iter()
+                    .filter(|h| h.label.starts_with("client"))
+                    .map(|h| Marker {
+                        x: h.command.saturating_sub(w.start) as f64 / 1e9,
+                        label: h.label["client ".len()..].to_string(),
+                        colour: PALETTE[5],
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    stacked_charts(
         path,
-        "vdmm handover: client UDP stream received, 10 ms bins",
         "seconds since the stream started",
         "packets/s",
-        &series,
-        &markers,
+        &panels,
     )
 }
