@@ -108,6 +108,19 @@ pub enum Error {
     #[error("vdmm is not loaded at {0} (no pinned maps); run `vdmm-ctl load --iface IFACE` first")]
     NotLoaded(PathBuf),
 
+    /// The agent's state file does not read back exactly; it is left as it is.
+    #[error(
+        "the agent's state file {path} is damaged ({detail}); refusing to start on it, and it \
+         was left untouched (restore it from a backup, or move it away to start from an empty state)"
+    )]
+    StateFile { path: PathBuf, detail: String },
+
+    /// A store that others write moved on since the batch was planned.
+    #[error(
+        "the store moved on to revision {current} since revision {base}; plan the change again"
+    )]
+    StoreConflict { base: u64, current: u64 },
+
     #[error(
         "pinned map {name} at {path} does not have the layout this vdmm-ctl expects ({detail}); \
          it was made by another version: run `vdmm-ctl reset` and load again"

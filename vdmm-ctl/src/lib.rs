@@ -2,6 +2,7 @@
 //! over it, and the integration tests (and the future daemon) use it to load and program
 //! the data plane.
 //!
+//! - [`agent`]: the agent daemon: desired state, store, reconciler, control API;
 //! - [`pin`]: the pin directory on a bpffs and its layout;
 //! - [`loader`]: load, attach to / detach from interfaces, reset;
 //! - [`device`]: `vdmm0`, the slow path's device (TC egress program, bindings' routes);
@@ -15,6 +16,7 @@
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod device;
