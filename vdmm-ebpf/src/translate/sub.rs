@@ -4,9 +4,7 @@
 //! code, and the caller reads the results back from map memory, whose contents the
 //! verifier does not track: the caller's paths join again instead of multiplying.
 
-use aya_ebpf::{
-    bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use vdmm_common::translate::header::has_unexpired_source_route;
 
 use super::{Scratch, v6_to_v4::walk};
