@@ -270,11 +270,7 @@ pub const fn icmp_extension_layout(
     }
     let fit = room - ext;
     let ipl = (if translated < fit { translated } else { fit }) & !(unit - 1);
-    let pad = if ipl < ICMP_EXT_MIN_ORIGINAL {
-        ICMP_EXT_MIN_ORIGINAL - ipl
-    } else {
-        0
-    };
+    let pad = ICMP_EXT_MIN_ORIGINAL.saturating_sub(ipl);
     Some((ipl, pad))
 }
 
