@@ -11,6 +11,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A cluster description (`vap move --cluster FILE`) that does not parse or check.
+    #[error("cluster file {}: {reason}", path.display())]
+    BadCluster { path: PathBuf, reason: String },
+
     /// Text that is not an IPv4 or IPv6 address.
     #[error("invalid address `{0}`: expected an IPv4 or IPv6 address")]
     BadAddress(String),

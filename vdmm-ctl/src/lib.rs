@@ -13,14 +13,18 @@
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
 //! - [`cli`] and [`commands`]: the command line;
+//! - [`cluster`]: the cluster description (AP hosts, anchors) a move reads;
+//! - [`handover`]: make-before-break moves of vAPs between AP hosts;
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod device;
 pub mod error;
+pub mod handover;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
