@@ -193,8 +193,8 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     // takes the RFC 6791 address. Any other unmapped source: administratively prohibited
     // (4.4).
     if !map_4to6(src, cfg, s.src6.as_mut_ptr()) {
-        let icmp_source = icmp_error
-            && (pool6_4to6(src, cfg, s.src6.as_mut_ptr(), true) || rfc6791_v6(cfg, s));
+        let icmp_source =
+            icmp_error && (pool6_4to6(src, cfg, s.src6.as_mut_ptr(), true) || rfc6791_v6(cfg, s));
         if !icmp_source {
             return Verdict(send_error(
                 s,
