@@ -15,6 +15,7 @@
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
+pub mod alb;
 pub mod cli;
 pub mod commands;
 pub mod device;
