@@ -182,6 +182,10 @@ pub enum Command {
     /// Read from the pinned maps on every scrape; the data plane does not need it.
     #[command(subcommand)]
     Metrics(MetricsCommand),
+
+    /// Adaptive load balancing: move clients off overloaded APs to APs with less load and
+    /// good enough signal. See docs/alb.md.
+    Alb(crate::alb::cli::AlbArgs),
 }
 
 /// XDP attach mode.

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod natpt;
 pub mod netns;
 pub mod pin;
+pub mod plot;
 pub mod routes;
 pub mod table;
 pub mod verifier;

@@ -6,14 +6,17 @@
 //!    to the strongest AP with room (or the strongest at all) that hears it well enough;
 //! 2. revert: a recent balancing move whose target is overloaded now goes back, if the old
 //!    AP has room;
-//! 3. roam: another AP hears the client `roam_margin_db` better and has room;
+//! 3. roam: another AP hears the client `roam_margin_db` better and does not become
+//!    overloaded by taking it;
 //! 4. balance: while an AP is overloaded, the move of one of its clients that most reduces
 //!    the imbalance (sum of squared utilisations) per dB of signal lost, among targets
 //!    that hear the client well enough, cost at most `max_signal_drop_db`, end up no more
 //!    loaded than the source and stay out of overload with the hysteresis band to spare.
 //!
-//! Reverts and balancing moves together are limited to `max_moves_per_round`; dwell time
-//! and the ping-pong guard hold back roaming and balancing, not rescues or reverts.
+//! Reverts and balancing moves together are limited to `max_moves_per_round`. The
+//! ping-pong guard holds back roaming and balancing, the dwell time balancing only (a
+//! client that walks away from its new AP must be able to follow its signal); neither
+//! holds back rescues or reverts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,9 +182,7 @@ impl<'a> Work<'a> {
         let s = self.s;
         let candidates: Vec<(&'a str, &'a str)> = self
             .h
-            .revertible(s.now, self.p, |c| {
-                s.clients.get(c).map(|c| c.ap.as_str())
-            })
+            .revertible(s.now, self.p, |c| s.clients.get(c).map(|c| c.ap.as_str()))
             .filter(|(c, _)| !self.moved.contains(c.as_str()))
             .map(|(c, r)| (c.as_str(), r.from.as_str()))
             .collect();
@@ -217,7 +218,7 @@ impl<'a> Work<'a> {
         let s = self.s;
         for id in s.clients.keys() {
             let cur = self.ap_of[id.as_str()];
-            if self.moved.contains(id.as_str()) || self.h.in_dwell(id, s.now, self.p) {
+            if self.moved.contains(id.as_str()) {
                 continue;
             }
             let Some(r_cur) = s.clients[id].rssi_of(cur) else {
@@ -228,7 +229,7 @@ impl<'a> Work<'a> {
                 *ap != cur
                     && *r >= r_cur + self.p.roam_margin_db
                     && !self.h.is_ping_pong(id, ap, s.now, self.p)
-                    && self.fits(self.util[*ap] + self.share(id, ap), mean)
+                    && !self.overloaded(self.util[*ap] + self.share(id, ap), mean)
             });
             if let Some((ap, _)) = target {
                 self.apply(id, ap, MoveReason::Roam);

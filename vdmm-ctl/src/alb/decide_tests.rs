@@ -15,7 +15,14 @@ fn net(aps: &[&str]) -> Snapshot {
         now: 100.0,
         aps: aps
             .iter()
-            .map(|a| (a.to_string(), Ap { capacity_mbps: 10.0 }))
+            .map(|a| {
+                (
+                    a.to_string(),
+                    Ap {
+                        capacity_mbps: 10.0,
+                    },
+                )
+            })
             .collect(),
         clients: BTreeMap::new(),
     }
@@ -73,7 +80,10 @@ fn hotspot_is_spread_cheapest_signal_first_within_the_limit() {
     let d = run(&s, &History::default());
     assert_eq!(d.overloaded, ["ap1"]);
     assert_eq!(d.moves.len(), Params::default().max_moves_per_round);
-    assert_eq!(d.moves[0].client, "c1", "the move that costs 1 dB goes first");
+    assert_eq!(
+        d.moves[0].client, "c1",
+        "the move that costs 1 dB goes first"
+    );
     assert_eq!(d.moves[0].to, "ap2");
     for m in &d.moves {
         assert_eq!((m.from.as_str(), m.reason), ("ap1", MoveReason::Balance));
@@ -126,8 +136,20 @@ fn a_client_heard_by_one_ap_stays() {
     let mut s = net(&["ap1", "ap2"]);
     client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
     // Heard by ap2 but below min_rssi_dbm (-75): not a candidate either.
-    client(&mut s, "faint", "ap1", 3.0, &[("ap1", -50.0), ("ap2", -80.0)]);
-    client(&mut s, "both", "ap1", 3.0, &[("ap1", -50.0), ("ap2", -55.0)]);
+    client(
+        &mut s,
+        "faint",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -80.0)],
+    );
+    client(
+        &mut s,
+        "both",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -55.0)],
+    );
     let d = run(&s, &History::default());
     assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
     assert!(d.stranded.is_empty());
@@ -136,14 +158,21 @@ fn a_client_heard_by_one_ap_stays() {
 #[test]
 fn equal_loads_move_nobody() {
     let mut s = net(&["ap1", "ap2", "ap3"]);
-    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"].iter().enumerate() {
+    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
+        .iter()
+        .enumerate()
+    {
         let rssi = [("ap1", -50.0), ("ap2", -50.0), ("ap3", -50.0)];
         client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
     }
     let d = run(&s, &History::default());
     assert!(d.moves.is_empty(), "{d:?}");
     assert_eq!(d.fairness_before, 1.0);
-    assert!(d.utilisation_before.values().all(|u| (u - 0.9).abs() < 1e-9));
+    assert!(
+        d.utilisation_before
+            .values()
+            .all(|u| (u - 0.9).abs() < 1e-9)
+    );
 }
 
 #[test]
@@ -151,7 +180,13 @@ fn clients_of_an_ap_that_disappears_are_rescued() {
     let mut s = net(&["ap1", "ap2"]);
     // ap9 is gone: its clients go where they are heard best with room; its own signal
     // reports (still fresh) are ignored.
-    client(&mut s, "c1", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)]);
+    client(
+        &mut s,
+        "c1",
+        "ap9",
+        2.0,
+        &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
+    );
     client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
     client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
     let d = run(&s, &History::default());
@@ -193,7 +228,10 @@ fn a_move_whose_target_became_overloaded_is_reverted() {
     let mut late = s.clone();
     late.now = 80.0 + Params::default().revert_window_s;
     let d = run(&late, &h);
-    assert!(d.moves.iter().all(|m| m.reason != MoveReason::Revert), "{d:?}");
+    assert!(
+        d.moves.iter().all(|m| m.reason != MoveReason::Revert),
+        "{d:?}"
+    );
 
     // No room on ap1 any more: no revert.
     let mut full = s.clone();
@@ -234,7 +272,13 @@ fn dwell_and_ping_pong_hold_clients_back() {
 #[test]
 fn roaming_follows_the_signal_where_there_is_room() {
     let mut s = net(&["ap1", "ap2", "ap3"]);
-    client(&mut s, "walker", "ap1", 1.0, &[("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)]);
+    client(
+        &mut s,
+        "walker",
+        "ap1",
+        1.0,
+        &[("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)],
+    );
     let d = run(&s, &History::default());
     assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
     // ap2 full: the next-best AP that is roam_margin_db better (ap3) instead.

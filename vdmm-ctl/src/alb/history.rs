@@ -116,7 +116,10 @@ mod tests {
             "c2" => Some("ap3"),
             _ => None,
         };
-        let r: Vec<_> = h.revertible(120.0, &p, on).map(|(c, _)| c.as_str()).collect();
+        let r: Vec<_> = h
+            .revertible(120.0, &p, on)
+            .map(|(c, _)| c.as_str())
+            .collect();
         assert_eq!(r, ["c1"], "only balancing moves are reverted");
         assert_eq!(h.revertible(120.0, &p, |_| Some("ap1")).count(), 0);
         h.prune(165.0, &p);

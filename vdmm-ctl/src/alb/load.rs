@@ -87,8 +87,18 @@ mod tests {
     #[test]
     fn utilisation_counts_base_and_traffic() {
         let mut s = Snapshot::default();
-        s.aps.insert("ap1".into(), Ap { capacity_mbps: 10.0 });
-        s.aps.insert("ap2".into(), Ap { capacity_mbps: 20.0 });
+        s.aps.insert(
+            "ap1".into(),
+            Ap {
+                capacity_mbps: 10.0,
+            },
+        );
+        s.aps.insert(
+            "ap2".into(),
+            Ap {
+                capacity_mbps: 20.0,
+            },
+        );
         for (id, ap, t) in [("c1", "ap1", 4.5), ("c2", "ap1", 0.0), ("c3", "gone", 9.0)] {
             s.clients.insert(
                 id.into(),

@@ -6,12 +6,14 @@
 //! the controller ([`controller`]) keeps its state between `vdmm-ctl alb` commands.
 //! See docs/alb.md.
 
+pub mod cli;
 pub mod decide;
 pub mod history;
 pub mod load;
 pub mod model;
 pub mod params;
 pub mod rssi;
+pub mod sim;
 
 #[cfg(test)]
 mod decide_tests;

@@ -29,8 +29,8 @@ pub struct Params {
     pub min_gain: f64,
     /// At most this many balancing moves and reverts per round.
     pub max_moves_per_round: usize,
-    /// A client moved by the balancer stays put for at least this long (seconds), except
-    /// for a revert or a rescue.
+    /// A client moved (for any reason) is not moved for balance again within this many
+    /// seconds; roaming, reverts and rescues may still move it.
     pub min_dwell_s: f64,
     /// A client is not moved back to the AP it left within this many seconds (except by a
     /// revert): the ping-pong guard.
@@ -67,9 +67,9 @@ impl Default for Params {
             min_dwell_s: 30.0,
             ping_pong_window_s: 60.0,
             revert_window_s: 60.0,
-            roam_margin_db: 8.0,
+            roam_margin_db: 4.0,
             client_base_mbps: 0.5,
-            rssi_alpha: 0.3,
+            rssi_alpha: 0.1,
             rssi_max_age_s: 30.0,
             round_interval_s: 5.0,
         }
@@ -85,6 +85,37 @@ impl Params {
         }
     }
 
+    /// A copy with one parameter set from text (`NAME=VALUE`), checked.
+    pub fn with(&self, assignment: &str) -> Result<Self, String> {
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("`{assignment}`: expected NAME=VALUE"))?;
+        let (name, value) = (name.trim(), value.trim());
+        let mut v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let slot = v.get_mut(name).ok_or_else(|| {
+            format!(
+                "unknown parameter `{name}` (known: {})",
+                Self::names().join(", ")
+            )
+        })?;
+        let number: f64 = value
+            .parse()
+            .map_err(|_| format!("parameter {name}: `{value}` is not a number"))?;
+        *slot = if slot.is_u64() {
+            if number < 0.0 || number.fract() != 0.0 {
+                return Err(format!(
+                    "parameter {name}: `{value}` is not a whole number >= 0"
+                ));
+            }
+            serde_json::Value::from(number as u64)
+        } else {
+            serde_json::Value::from(number)
+        };
+        let p: Self = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        p.validate()?;
+        Ok(p)
+    }
+
     /// Checks the ranges; the error names the first parameter out of range.
     pub fn validate(&self) -> Result<(), String> {
         let checks: [(&str, bool, &str); 12] = [
@@ -96,7 +127,11 @@ impl Params {
                 ">= 0 and < high_util",
             ),
             ("max_signal_drop_db", self.max_signal_drop_db >= 0.0, ">= 0"),
-            ("signal_cost_floor_db", self.signal_cost_floor_db > 0.0, "> 0"),
+            (
+                "signal_cost_floor_db",
+                self.signal_cost_floor_db > 0.0,
+                "> 0",
+            ),
             ("min_gain", self.min_gain >= 0.0, ">= 0"),
             ("min_dwell_s", self.min_dwell_s >= 0.0, ">= 0"),
             ("ping_pong_window_s", self.ping_pong_window_s >= 0.0, ">= 0"),
@@ -144,12 +179,44 @@ mod tests {
     }
 
     #[test]
+    fn set_by_name() {
+        let p = Params::default().with("roam_margin_db = 6").unwrap();
+        assert_eq!(p.roam_margin_db, 6.0);
+        let p = p.with("max_moves_per_round=2").unwrap();
+        assert_eq!((p.max_moves_per_round, p.roam_margin_db), (2, 6.0));
+        assert_eq!(
+            p.with("max_moves_per_round=2.5").unwrap_err(),
+            "parameter max_moves_per_round: `2.5` is not a whole number >= 0"
+        );
+        assert!(
+            p.with("nope=1")
+                .unwrap_err()
+                .starts_with("unknown parameter `nope` (known: ")
+        );
+        assert_eq!(
+            p.with("high_util").unwrap_err(),
+            "`high_util`: expected NAME=VALUE"
+        );
+        assert_eq!(
+            p.with("high_util=x").unwrap_err(),
+            "parameter high_util: `x` is not a number"
+        );
+        assert_eq!(
+            p.with("high_util=-1").unwrap_err(),
+            "parameter high_util must be > 0"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let p = Params {
             rssi_alpha: 0.0,
             ..Params::default()
         };
-        assert_eq!(p.validate().unwrap_err(), "parameter rssi_alpha must be in (0, 1]");
+        assert_eq!(
+            p.validate().unwrap_err(),
+            "parameter rssi_alpha must be in (0, 1]"
+        );
         let p = Params {
             hysteresis: 0.9,
             ..Params::default()

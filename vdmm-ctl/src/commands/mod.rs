@@ -2,6 +2,7 @@
 //! return what to print (so the output is testable). Errors are the library's one-line
 //! [`crate::error::Error`]s.
 
+pub mod alb;
 pub mod binding;
 pub mod config;
 pub mod endpoint;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
+        Command::Alb(c) => alb::run(c),
     }
 }
 
