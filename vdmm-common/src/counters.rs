@@ -195,6 +195,11 @@ reasons! {
     /// fragments it along its route into `vdmmx0` (MTU = lowest IPv6 MTU - 28); each
     /// fragment comes back on `vdmmx1` and is translated there (kind `xlat4to6`).
     XlatFragmentedByKernel = 26 => "xlat_fragmented_by_kernel",
+    /// IPv4 packet arriving on the translator's fragmentation veth `vdmmx1` that the
+    /// translator does not take (its destination does not map): dropped. Passed on, the
+    /// kernel would route it into `vdmmx0` again and it would circle until its TTL ran
+    /// out.
+    XlatFragPathUntranslated = 27 => "xlat_frag_path_untranslated",
 }
 
 impl Reason {
