@@ -94,10 +94,10 @@ pub fn longest_pause(events: &[u64], from: u64, to: u64) -> u64 {
         if t >= to {
             break;
         }
-        if t >= from {
-            if let Some(p) = prev {
-                longest = longest.max(t - p);
-            }
+        if t >= from
+            && let Some(p) = prev
+        {
+            longest = longest.max(t - p);
         }
         prev = Some(t);
     }
@@ -156,9 +156,9 @@ mod tests {
     fn a_sender_pause_without_loss_is_not_a_gap() {
         let (mut s, mut a) = stream(&[]);
         // The sender sleeps 20 ms before datagram 50 and sends 50.. 20 ms late.
-        for i in 50..100 {
-            s.at[i] += 20 * MS;
-            a[i].at += 20 * MS;
+        for (t, arrival) in s.at.iter_mut().zip(a.iter_mut()).skip(50) {
+            *t += 20 * MS;
+            arrival.at += 20 * MS;
         }
         assert_eq!(window(&s, &a, 0, 200 * MS, MS).longest_gap, MS);
         // Without the correction it would be 21 ms; with loss it counts in full.

@@ -34,22 +34,22 @@ pub fn run_walk(
         t.elapsed().as_secs_f64()
     );
     let w = walk(&lab, opts).with_context(|| format!("the {} walk", lab_name(mobility)))?;
-    if mobility == Mobility::Vap {
-        if let Ok(m) = lab.ctl(&lab.gw1, &["metrics", "dump"]) {
-            let lines: Vec<&str> = m
-                .lines()
-                .filter(|l| {
-                    l.starts_with("vdmm_handovers_started_total")
-                        || l.starts_with("vdmm_handovers_completed_total")
-                        || l.starts_with("vdmm_handover_switchover_seconds_sum")
-                        || l.starts_with("vdmm_handover_switchover_seconds_count")
-                })
-                .collect();
-            println!(
-                "   handover metrics (vdmm-ctl metrics dump): {}",
-                lines.join(", ")
-            );
-        }
+    if mobility == Mobility::Vap
+        && let Ok(m) = lab.ctl(&lab.gw1, &["metrics", "dump"])
+    {
+        let lines: Vec<&str> = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("vdmm_handovers_started_total")
+                    || l.starts_with("vdmm_handovers_completed_total")
+                    || l.starts_with("vdmm_handover_switchover_seconds_sum")
+                    || l.starts_with("vdmm_handover_switchover_seconds_count")
+            })
+            .collect();
+        println!(
+            "   handover metrics (vdmm-ctl metrics dump): {}",
+            lines.join(", ")
+        );
     }
     Ok(w)
 }

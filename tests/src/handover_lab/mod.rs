@@ -153,8 +153,8 @@ impl HandoverLab {
                 vec![]
             })
         {
-            if !crate::netns::run(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
-                .is_ok()
+            if crate::netns::run(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
+                .is_err()
             {
                 bail!("{tool} is not installed (run `cargo xtask setup`)");
             }

@@ -82,11 +82,11 @@ pub fn udp_stream(
         let mut arrivals = Vec::with_capacity(rate as usize * (duration.as_secs() as usize + 2));
         let mut buf = [0u8; 2048];
         while !stop_rx.load(Ordering::Relaxed) {
-            if let Some((n, at)) = recv_stamped(fd, &mut buf)? {
-                if n >= 8 {
-                    let seq = u64::from_be_bytes(buf[..8].try_into().unwrap());
-                    arrivals.push(Arrival { seq, at });
-                }
+            if let Some((n, at)) = recv_stamped(fd, &mut buf)?
+                && n >= 8
+            {
+                let seq = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                arrivals.push(Arrival { seq, at });
             }
         }
         arrivals.sort_by_key(|a| a.at);
