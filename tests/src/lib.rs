@@ -6,7 +6,8 @@ pub mod handover_lab;
 pub mod lab;
 pub mod netns;
 pub mod packet;
-pub mod plot;
+/// SVG charts: vdmm-ctl's plot module, shared with `vdmm-ctl alb simulate --plot`.
+pub use vdmm_ctl::plot;
 pub mod testrun;
 pub mod transition_lab;
 pub mod xlat_lab;

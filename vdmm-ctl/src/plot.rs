@@ -1,95 +1,146 @@
-//! SVG line charts (plotters, SVG backend only): a title and a column of panels that share
-//! the x axis, each with named series. Used by `vdmm-ctl alb simulate --plot`.
+//! SVG line charts (plotters, SVG backend only), shared by `vdmm-ctl alb simulate --plot`
+//! and the labs' reports (vdmm-tests re-exports this module): line charts over time with
+//! event markers, one or several stacked on a shared scale, and the colours every chart
+//! uses, so the charts of the demo's scenarios look alike.
 
 use std::path::Path;
 
 use plotters::prelude::*;
+pub use plotters::style::RGBColor;
 
 use crate::error::{Error, Result};
 
-/// One line.
+/// The colours of the series, in order: blue, red, green, orange, purple, grey.
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(127, 127, 127),
+];
+
+/// One line of a chart.
 pub struct Series {
-    pub name: String,
+    pub label: String,
+    pub colour: RGBColor,
+    /// (x, y) points, x ascending.
     pub points: Vec<(f64, f64)>,
 }
 
-/// One chart of the column.
+/// A vertical line at `x` (an event such as a handover command), with a label.
+pub struct Marker {
+    pub x: f64,
+    pub label: String,
+    pub colour: RGBColor,
+}
+
+/// One chart of a figure: its series and markers.
 pub struct Panel {
     pub title: String,
     pub series: Vec<Series>,
+    pub markers: Vec<Marker>,
 }
 
-/// Pixels per panel.
-const PANEL_HEIGHT: u32 = 260;
-const WIDTH: u32 = 960;
-
-/// Writes the panels, one under the other, to an SVG file at `path`. The y axis of every
-/// panel has the same range (from 0 to the largest value of all), so panels compare at a
-/// glance.
-pub fn write_svg(
+/// Writes an SVG line chart of `series` with dashed `markers` to `path`.
+pub fn line_chart(
     path: &Path,
     title: &str,
     x_label: &str,
     y_label: &str,
-    panels: &[Panel],
+    series: Vec<Series>,
+    markers: Vec<Marker>,
 ) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| Error::Plot {
+    stacked_charts(
+        path,
+        x_label,
+        y_label,
+        &[Panel {
+            title: title.to_string(),
+            series,
+            markers,
+        }],
+    )
+}
+
+/// Writes `panels` one above the other to an SVG at `path`, all with the same x and y
+/// ranges (so they compare at a glance). The y labels have one decimal when the range is
+/// under 10 (utilisation), none otherwise (packets/s).
+pub fn stacked_charts(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) -> Result<()> {
+    let points = || {
+        panels
+            .iter()
+            .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter()))
+    };
+    let x_max = points().map(|p| p.0).fold(0.0f64, f64::max).max(0.001);
+    let y_max = points().map(|p| p.1).fold(0.0f64, f64::max).max(1.0) * 1.15;
+    let decimals = if y_max < 10.0 { 1 } else { 0 };
+    let height = 80 + 300 * panels.len().max(1) as u32;
+    let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| Error::Plot {
         path: path.to_path_buf(),
         detail: e.to_string(),
     };
-    let all = || {
-        panels
-            .iter()
-            .flat_map(|p| &p.series)
-            .flat_map(|s| &s.points)
-    };
-    let x_max = all().map(|p| p.0).fold(0.0, f64::max).max(1.0);
-    let y_max = all().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.05;
-    let height = 40 + PANEL_HEIGHT * panels.len().max(1) as u32;
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    for (area, panel) in root
+        .split_evenly((panels.len().max(1), 1))
+        .iter()
+        .zip(panels)
     {
-        let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let root = root
-            .titled(title, ("sans-serif", 20))
-            .map_err(|e| fail(&e))?;
-        let areas = root.split_evenly((panels.len().max(1), 1));
-        for (panel, area) in panels.iter().zip(areas) {
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.title, ("sans-serif", 16))
-                .margin(8)
-                .x_label_area_size(32)
-                .y_label_area_size(48)
-                .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-                .map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .y_label_formatter(&|y| format!("{y:.decimals$}"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for m in &panel.markers {
+            let style = ShapeStyle::from(&m.colour.mix(0.6)).stroke_width(1);
             chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(y_label)
-                .light_line_style(WHITE.mix(0.0))
-                .draw()
-                .map_err(|e| fail(&e))?;
-            for (i, s) in panel.series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(1),
-                    ))
-                    .map_err(|e| fail(&e))?
-                    .label(&s.name)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            }
+                .draw_series(DashedLineSeries::new(
+                    vec![(m.x, 0.0), (m.x, y_max)],
+                    6,
+                    4,
+                    style,
+                ))
+                .map_err(|e| err(&e))?;
             chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| fail(&e))?;
+                .draw_series(std::iter::once(Text::new(
+                    m.label.clone(),
+                    (m.x, y_max * 0.97),
+                    ("sans-serif", 12).into_font().color(&m.colour),
+                )))
+                .map_err(|e| err(&e))?;
         }
-        root.present().map_err(|e| fail(&e))?;
+        for s in &panel.series {
+            let colour = s.colour;
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
     }
-    Ok(())
+    root.present().map_err(|e| err(&e))
 }
 
 #[cfg(test)]
@@ -97,32 +148,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_an_svg_with_every_series() {
-        let dir = std::env::temp_dir().join(format!("vdmm-plot-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("p.svg");
-        let panels = vec![Panel {
-            title: "panel one".into(),
+    fn writes_an_svg_with_series_and_markers() {
+        let path = std::env::temp_dir().join(format!("vdmm-plot-{}.svg", std::process::id()));
+        line_chart(
+            &path,
+            "t",
+            "s",
+            "packets/s",
+            vec![Series {
+                label: "vAP".into(),
+                colour: PALETTE[0],
+                points: vec![(0.0, 10.0), (1.0, 0.0), (2.0, 10.0)],
+            }],
+            vec![Marker {
+                x: 1.0,
+                label: "handover".into(),
+                colour: PALETTE[5],
+            }],
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(100)]);
+        assert!(svg.contains("handover") && svg.contains("vAP"));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn stacked_panels_and_unwritable_paths() {
+        let path = std::env::temp_dir().join(format!("vdmm-plot-st-{}.svg", std::process::id()));
+        let panel = |title: &str| Panel {
+            title: title.into(),
             series: vec![
                 Series {
-                    name: "ap1".into(),
+                    label: "ap1".into(),
+                    colour: PALETTE[0],
                     points: vec![(0.0, 0.5), (10.0, 1.5)],
                 },
                 Series {
-                    name: "ap2".into(),
+                    label: "ap2".into(),
+                    colour: PALETTE[1],
                     points: vec![(0.0, 0.2), (10.0, 0.1)],
                 },
             ],
-        }];
-        write_svg(&path, "a title", "time (s)", "utilisation", &panels).unwrap();
+            markers: Vec::new(),
+        };
+        let panels = [panel("panel one"), panel("panel two")];
+        stacked_charts(&path, "time (s)", "utilisation", &panels).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-        for text in ["a title", "panel one", "ap1", "ap2", "utilisation"] {
+        let _ = std::fs::remove_file(&path);
+        for text in ["panel one", "panel two", "ap1", "ap2", "utilisation", "0.5"] {
             assert!(svg.contains(text), "no {text} in the SVG");
         }
-        assert!(svg.matches("<polyline").count() >= 2);
-        let e = write_svg(Path::new("/nonexistent/dir/p.svg"), "t", "x", "y", &panels);
+        assert!(svg.matches("<polyline").count() >= 4);
+        let e = stacked_charts(Path::new("/nonexistent/dir/p.svg"), "x", "y", &panels);
         assert!(
             e.unwrap_err()
                 .to_string()

@@ -179,5 +179,6 @@ pub fn plot(path: &Path, walks: &[&WalkResult]) -> Result<()> {
         "seconds since the stream started",
         "packets/s",
         &panels,
-    )
+    )?;
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::{
     error::Result,
-    plot::{Panel, Series, write_svg},
+    plot::{PALETTE, Panel, Series, stacked_charts},
 };
 
 use super::Outcome;
@@ -80,26 +80,19 @@ pub fn plot(o: &Outcome, path: &Path) -> Result<()> {
         .series
         .iter()
         .map(|(policy, series)| Panel {
-            title: policy.clone(),
+            title: format!("{policy}: scenario {} (seed {})", o.scenario, o.seed),
             series: o
                 .aps
                 .iter()
                 .enumerate()
                 .map(|(i, ap)| Series {
-                    name: ap.clone(),
+                    label: ap.clone(),
+                    colour: PALETTE[i % PALETTE.len()],
                     points: series.iter().map(|(t, u)| (*t, u[i])).collect(),
                 })
                 .collect(),
+            markers: Vec::new(),
         })
         .collect();
-    write_svg(
-        path,
-        &format!(
-            "AP utilisation over time: scenario {} (seed {})",
-            o.scenario, o.seed
-        ),
-        "time (s)",
-        "utilisation",
-        &panels,
-    )
+    stacked_charts(path, "time (s)", "AP utilisation", &panels)
 }
