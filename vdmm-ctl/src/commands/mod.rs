@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod natpt;
 pub mod peer;
 pub mod stats;
+pub mod vap;
 
 use crate::{
     cli::{Cli, Command},
@@ -25,7 +26,11 @@ pub fn run(cli: Cli) -> Result<String> {
     }
     let pins = PinDir::new(cli.pin_dir);
     match cli.command {
-        Command::Load { iface, mode } => lifecycle::load(&pins, iface.as_deref(), mode),
+        Command::Load {
+            iface,
+            client_facing,
+            mode,
+        } => lifecycle::load(&pins, iface.as_deref(), client_facing.as_deref(), mode),
         Command::Unload { iface } => lifecycle::unload(&pins, &iface),
         Command::Status { json } => lifecycle::status(&pins, json),
         Command::Reset => lifecycle::reset(&pins),
@@ -36,6 +41,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
+        Command::Vap(c) => vap::run(&pins, c),
     }
 }
 
