@@ -690,6 +690,53 @@ fn too_big_without_df_goes_to_the_kernel() {
     );
 }
 
+/// An IPv4 packet on the fragmentation slow path's `vdmmx1` (here `xl6` stands in for it)
+/// that the translator does not take is dropped (`xlat_frag_path_untranslated`): passed,
+/// the kernel would route it into `vdmmx0` again and it would circle until its TTL ran
+/// out. The same packet on any other interface is passed (`no_match`).
+#[test]
+fn untranslated_ipv4_on_the_frag_path_is_dropped() {
+    let lab = Lab::new("xlatfpu");
+    let mut cfg = xlat_config();
+    cfg.frag_ifindex = lab.xl6;
+    configure_translator(lab.dp.pin_dir(), &cfg, &[]).unwrap();
+    // The translator's own address (local: not translated) and loopback (never embedded).
+    for dst in [v4(GW4).octets(), [127, 0, 0, 1]] {
+        let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4(dst, 64, true));
+        let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+        assert_eq!(action_name(action), "pass");
+        assert_eq!(out, f4, "unchanged");
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (Reason::NoMatch, TunnelKind::None, Action::Pass)
+        );
+        let (action, _, delta) = run_one(&lab, &f4, lab.xl6);
+        assert_eq!(action_name(action), "drop");
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (
+                Reason::XlatFragPathUntranslated,
+                TunnelKind::Xlat4to6,
+                Action::Drop
+            )
+        );
+    }
+    // A packet that maps is still translated there (and sent back out of `xl6`, which
+    // is also the IPv6 side here: tx).
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([192, 0, 2, 33], 64, true),
+    );
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl6);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::Translated, TunnelKind::Xlat4to6, Action::Tx)
+    );
+}
+
 /// Runs `sent` through the data plane and the reference; both must translate it into
 /// one packet, equal except at `ignore` (offsets from the IP header).
 fn same_as_reference(lab: &Lab, sent: &[u8], v6_in: bool, ignore: &[usize]) -> Vec<u8> {

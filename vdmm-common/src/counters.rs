@@ -195,44 +195,49 @@ reasons! {
     /// fragments it along its route into `vdmmx0` (MTU = lowest IPv6 MTU - 28); each
     /// fragment comes back on `vdmmx1` and is translated there (kind `xlat4to6`).
     XlatFragmentedByKernel = 26 => "xlat_fragmented_by_kernel",
+    /// IPv4 packet arriving on the translator's fragmentation veth `vdmmx1` that the
+    /// translator does not take (its destination does not map): dropped. Passed on, the
+    /// kernel would route it into `vdmmx0` again and it would circle until its TTL ran
+    /// out.
+    XlatFragPathUntranslated = 27 => "xlat_frag_path_untranslated",
     /// vAP program (client-facing interface): a frame from a MAC that has no vAP on this
     /// AP host. Reported to the agent (ring buffer, at most once a second per MAC) and
     /// passed to the kernel.
-    VapUnknownClient = 27 => "vap_unknown_client",
+    VapUnknownClient = 28 => "vap_unknown_client",
     /// ARP request from a client for any address but its own, answered with the vAP MAC
     /// (`tx`).
-    VapArpReply = 28 => "vap_arp_reply",
+    VapArpReply = 29 => "vap_arp_reply",
     /// IPv6 neighbour solicitation from a client for any address but its own, answered
     /// with a neighbour advertisement carrying the vAP MAC (`tx`).
-    VapNdReply = 29 => "vap_nd_reply",
+    VapNdReply = 30 => "vap_nd_reply",
     /// A client sent from an address that is not its own (IPv4 or ARP sender, IPv6
     /// source): dropped.
-    VapSpoofed = 30 => "vap_spoofed",
+    VapSpoofed = 31 => "vap_spoofed",
     /// Sent by a client to its vAP: encapsulated toward the client's home anchor (the kind
     /// is the tunnel's). The exits of this path that the FIB or the packet decide reuse
     /// the tunnel reasons (`too_big`, `ttl_expired`, `fib_*`).
-    VapUplink = 31 => "vap_uplink",
+    VapUplink = 32 => "vap_uplink",
     /// Sent by a client to its vAP with local breakout: routed by the AP host itself
     /// (`bpf_fib_lookup`) and redirected.
-    VapBreakout = 32 => "vap_breakout",
+    VapBreakout = 33 => "vap_breakout",
     /// Packet for a vAP's client (also after decapsulation): source MAC set to the vAP
     /// MAC, destination to the client's, redirected to the client's interface.
-    VapDeliver = 33 => "vap_deliver",
+    VapDeliver = 34 => "vap_deliver",
     /// Packet for a vAP's client while the vAP forwards (handover grace period):
     /// encapsulated toward the AP host the client moved to.
-    VapForward = 34 => "vap_forward",
+    VapForward = 35 => "vap_forward",
     /// Multicast or broadcast frame from a client (other than ARP and neighbour
     /// solicitations): passed to the kernel.
-    VapMulticast = 35 => "vap_multicast",
+    VapMulticast = 36 => "vap_multicast",
     /// Frame from a client that is neither IP nor ARP: passed to the kernel.
-    VapNotIp = 36 => "vap_not_ip",
+    VapNotIp = 37 => "vap_not_ip",
     /// Unicast frame from a client to a MAC other than its vAP's, or ARP / ICMPv6
     /// neighbour discovery the vAP does not answer (replies, probes for the client's own
     /// address): passed to the kernel.
-    VapPassed = 37 => "vap_passed",
+    VapPassed = 38 => "vap_passed",
     /// IPv6 packet to the vAP with a link-local or unspecified source or a link-local
     /// destination (not routable): dropped.
-    VapLinkLocal = 38 => "vap_link_local",
+    VapLinkLocal = 39 => "vap_link_local",
 }
 
 impl Reason {

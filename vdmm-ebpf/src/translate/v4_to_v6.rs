@@ -59,6 +59,10 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     // whole call chain).
     let v = select(ctx, cfg, s);
     if v != PROCEED {
+        // Not taken on `vdmmx1`: the kernel would route it into `vdmmx0` again.
+        if v == Verdict::pass(Reason::NoMatch).0 && from_frag_path(&XdpContext::new(ctx), cfg) {
+            return drop(Reason::XlatFragPathUntranslated);
+        }
         return Verdict(v);
     }
     let mut v = prepare(ctx, cfg, s);
