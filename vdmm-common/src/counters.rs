@@ -168,21 +168,26 @@ reasons! {
     XlatNeedsFragmentation = 19 => "xlat_needs_fragmentation",
     /// The source address has no mapping (no EAMT entry, not under the RFC 6052 prefix,
     /// or an address that must not be translated) and the packet is not an ICMP error
-    /// that could take the RFC 6791 address: dropped (RFC 7915 4.1, 5.1).
+    /// that could take the RFC 6791 address (RFC 7915 4.1, 5.1): not translated; ICMP
+    /// 3/13 / ICMPv6 1/1 (administratively prohibited, 4.4 / 5.4) sent back (tx), or
+    /// dropped when it must not be answered (drop).
     XlatSourceUntranslatable = 20 => "xlat_source_untranslatable",
     /// ICMP message that cannot be translated: type/code without a counterpart
     /// (RFC 7915 4.2, 5.2), a fragmented ICMP message, an error inside an error, an inner
-    /// packet without mappings, an RFC 4884 extension. Dropped.
+    /// packet without mappings, an RFC 4884 length attribute longer than the message.
+    /// Dropped.
     XlatIcmpUntranslatable = 21 => "xlat_icmp_untranslatable",
     /// ICMP error with a wrong checksum: its checksum would be recomputed, so it is
     /// dropped rather than laundered.
     XlatIcmpBadChecksum = 22 => "xlat_icmp_bad_checksum",
     /// IPv4 UDP with checksum zero that cannot or may not get one (a fragment, or the
-    /// configuration says drop; RFC 7915 4.5).
+    /// configuration says drop; RFC 7915 4.5): not translated; ICMP 3/13 sent back (tx,
+    /// RFC 7915 4.4), or dropped (drop).
     XlatUdpZeroChecksum = 23 => "xlat_udp_zero_checksum",
-    /// Headers the translator does not pass on: an unexpired IPv4 source route option,
-    /// an IPv6 routing header with segments left, an extension header after the fragment
-    /// header, too many extension headers (RFC 7915 4.1, 5.1). Dropped.
+    /// IPv6 extension headers the translator does not pass on: an extension header after
+    /// the fragment header (RFC 7915 5.1.1), or more than four in front of the upper
+    /// layer. Dropped; ICMPv6 destination unreachable, administratively prohibited (1/1,
+    /// RFC 7915 5.4) sent back (tx) unless the packet must not be answered (drop).
     XlatUnsupportedHeader = 24 => "xlat_unsupported_header",
     /// Tunnel packet for a local endpoint whose inner destination has a binding itself:
     /// decapsulated and encapsulated again toward that binding's locator (the transition
@@ -200,44 +205,52 @@ reasons! {
     /// kernel would route it into `vdmmx0` again and it would circle until its TTL ran
     /// out.
     XlatFragPathUntranslated = 27 => "xlat_frag_path_untranslated",
+    /// IPv4 packet with an unexpired loose or strict source route option (RFC 7915 4.1):
+    /// not translated; ICMP destination unreachable, source route failed (3/5) sent back
+    /// (tx), or dropped when it must not be answered (drop).
+    XlatSourceRoute = 28 => "xlat_source_route",
+    /// IPv6 packet with a routing header whose Segments Left is not zero (RFC 7915 5.1):
+    /// not translated; ICMPv6 parameter problem 4/0 pointing at the Segments Left field
+    /// sent back (tx), or dropped when it must not be answered (drop).
+    XlatSegmentsLeft = 29 => "xlat_segments_left",
     /// vAP program (client-facing interface): a frame from a MAC that has no vAP on this
     /// AP host. Reported to the agent (ring buffer, at most once a second per MAC) and
     /// passed to the kernel.
-    VapUnknownClient = 28 => "vap_unknown_client",
+    VapUnknownClient = 30 => "vap_unknown_client",
     /// ARP request from a client for any address but its own, answered with the vAP MAC
     /// (`tx`).
-    VapArpReply = 29 => "vap_arp_reply",
+    VapArpReply = 31 => "vap_arp_reply",
     /// IPv6 neighbour solicitation from a client for any address but its own, answered
     /// with a neighbour advertisement carrying the vAP MAC (`tx`).
-    VapNdReply = 30 => "vap_nd_reply",
+    VapNdReply = 32 => "vap_nd_reply",
     /// A client sent from an address that is not its own (IPv4 or ARP sender, IPv6
     /// source): dropped.
-    VapSpoofed = 31 => "vap_spoofed",
+    VapSpoofed = 33 => "vap_spoofed",
     /// Sent by a client to its vAP: encapsulated toward the client's home anchor (the kind
     /// is the tunnel's). The exits of this path that the FIB or the packet decide reuse
     /// the tunnel reasons (`too_big`, `ttl_expired`, `fib_*`).
-    VapUplink = 32 => "vap_uplink",
+    VapUplink = 34 => "vap_uplink",
     /// Sent by a client to its vAP with local breakout: routed by the AP host itself
     /// (`bpf_fib_lookup`) and redirected.
-    VapBreakout = 33 => "vap_breakout",
+    VapBreakout = 35 => "vap_breakout",
     /// Packet for a vAP's client (also after decapsulation): source MAC set to the vAP
     /// MAC, destination to the client's, redirected to the client's interface.
-    VapDeliver = 34 => "vap_deliver",
+    VapDeliver = 36 => "vap_deliver",
     /// Packet for a vAP's client while the vAP forwards (handover grace period):
     /// encapsulated toward the AP host the client moved to.
-    VapForward = 35 => "vap_forward",
+    VapForward = 37 => "vap_forward",
     /// Multicast or broadcast frame from a client (other than ARP and neighbour
     /// solicitations): passed to the kernel.
-    VapMulticast = 36 => "vap_multicast",
+    VapMulticast = 38 => "vap_multicast",
     /// Frame from a client that is neither IP nor ARP: passed to the kernel.
-    VapNotIp = 37 => "vap_not_ip",
+    VapNotIp = 39 => "vap_not_ip",
     /// Unicast frame from a client to a MAC other than its vAP's, or ARP / ICMPv6
     /// neighbour discovery the vAP does not answer (replies, probes for the client's own
     /// address): passed to the kernel.
-    VapPassed = 38 => "vap_passed",
+    VapPassed = 40 => "vap_passed",
     /// IPv6 packet to the vAP with a link-local or unspecified source or a link-local
     /// destination (not routable): dropped.
-    VapLinkLocal = 39 => "vap_link_local",
+    VapLinkLocal = 41 => "vap_link_local",
 }
 
 impl Reason {

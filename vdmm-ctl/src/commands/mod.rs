@@ -2,6 +2,7 @@
 //! return what to print (so the output is testable). Errors are the library's one-line
 //! [`crate::error::Error`]s.
 
+pub mod agent;
 pub mod binding;
 pub mod config;
 pub mod endpoint;
@@ -25,6 +26,11 @@ pub fn run(cli: Cli) -> Result<String> {
         netns::enter(ns)?;
     }
     let pins = PinDir::new(cli.pin_dir);
+    if let Some(ops) = agent::ops_for(&cli.command)?
+        && let Some(out) = agent::through_agent(&cli.agent_socket, &pins, ops)?
+    {
+        return Ok(out);
+    }
     match cli.command {
         Command::Load {
             iface,
@@ -42,6 +48,9 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
         Command::Vap(c) => vap::run(&pins, c),
+        Command::Daemon { config } => crate::agent::daemon::run(&config),
+        Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),
+        Command::Agent(c) => agent::ask(&cli.agent_socket, c),
     }
 }
 

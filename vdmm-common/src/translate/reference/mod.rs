@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use super::XlatReason;
 use super::checksum;
 use super::header::{self, FRAG_HDR_LEN, IPV4_HDR_LEN, IPV6_HDR_LEN};
+use super::icmp;
 
 mod v4_to_v6;
 mod v6_to_v4;
@@ -140,6 +141,22 @@ impl Fail {
     }
 }
 
+/// RFC 1812 4.3.2.7: an ICMPv4 error is not sent about a packet whose source does not
+/// name one host (0/8, 127/8, 224/4 multicast, 240/4 with the broadcast address) or
+/// whose destination is multicast or broadcast.
+pub(crate) fn may_answer_v4(src: &[u8; 4], dst: &[u8; 4]) -> bool {
+    !matches!(src[0], 0 | 127 | 224..=255) && dst[0] < 224
+}
+
+/// RFC 4443 2.4 (e): an ICMPv6 error (of type `ty`) is not sent about a packet from the
+/// unspecified address, loopback or a multicast address, nor about one to a multicast
+/// address unless it is packet too big.
+pub(crate) fn may_answer_v6(src: &[u8; 16], dst: &[u8; 16], ty: u8) -> bool {
+    let mut loopback = [0u8; 16];
+    loopback[15] = 1;
+    src[0] != 0xff && *src != [0u8; 16] && *src != loopback && (dst[0] != 0xff || ty == 2)
+}
+
 /// Reads a big-endian u16 at `off` (callers check the length first).
 #[inline]
 pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
@@ -171,29 +188,30 @@ pub(crate) fn sum_bytes(mut sum: u32, b: &[u8]) -> u32 {
 /// RFC 4884 section 4 (and RFC 7915 4.2 / 5.2, "ICMP Error Payload"): splits the body
 /// of an ICMP error (after its 8-byte header) into the original datagram field and the
 /// extension structure, from the length attribute (`unit`: 4 bytes for ICMPv4, 8 for
-/// ICMPv6). Length 0 means no extension (RFC 4884 "non-compliant" or none).
+/// ICMPv6). Length 0, or a length covering the whole body, means no extension. A field
+/// shorter than the 128 bytes RFC 4884 asks for is accepted (some routers send them;
+/// Jool issue 396) and padded on the way out; one longer than the body is refused.
 pub(crate) fn split_icmp_extension(
     body: &[u8],
     length_attr: u8,
     unit: usize,
 ) -> Result<(&[u8], &[u8]), Fail> {
-    if length_attr == 0 {
+    let ipl = length_attr as usize * unit;
+    if ipl == 0 || ipl == body.len() {
         return Ok((body, &[]));
     }
-    let ipl = length_attr as usize * unit;
-    // Section 4: with an extension the original datagram field is at least 128 bytes.
-    if ipl < 128 || ipl > body.len() {
+    if ipl > body.len() {
         return Err(Fail::silent(XlatReason::IcmpExtension));
     }
     Ok(body.split_at(ipl))
 }
 
 /// RFC 4884 section 4 / RFC 7915 4.2, 5.2: lays out the translated body of an ICMP
-/// error: the translated original datagram, then (when the extension fits the `room`
-/// left by the error size limit and the new type has a length attribute) zero padding
-/// to a multiple of `unit` and at least 128 bytes, then the extension unchanged (opaque;
-/// addresses inside are not translated). Returns the body and the new length attribute
-/// (0 without an extension). Without an extension the caller truncates to the limit.
+/// error ([`icmp::icmp_extension_layout`]): the translated original datagram, then
+/// (when the extension fits the `room` left by the error size limit and the new type
+/// has a length attribute) zero padding and the extension unchanged (opaque; addresses
+/// inside are not translated). Returns the body and the new length attribute (0 without
+/// an extension, which is then removed). The caller truncates to the limit.
 pub(crate) fn attach_icmp_extension(
     mut translated: Vec<u8>,
     ext: &[u8],
@@ -204,20 +222,17 @@ pub(crate) fn attach_icmp_extension(
     if ext.is_empty() {
         return (translated, 0);
     }
-    if !has_length_attr || ext.len() + 128 > room {
-        // The extension cannot be carried: dropped, the original datagram kept (padded
-        // to the 128 bytes a compliant receiver expects).
+    let layout = if has_length_attr {
+        icmp::icmp_extension_layout(translated.len(), ext.len(), room, unit)
+    } else {
+        None
+    };
+    let Some((ipl, pad)) = layout else {
         translated.truncate(room);
-        if translated.len() < 128 {
-            translated.resize(128, 0);
-        }
         return (translated, 0);
-    }
-    let ipl = translated.len().min(room - ext.len()) / unit * unit;
+    };
     translated.truncate(ipl);
-    if translated.len() < 128 {
-        translated.resize(128, 0);
-    }
+    translated.resize(ipl + pad, 0);
     let attr = (translated.len() / unit) as u8;
     translated.extend_from_slice(ext);
     (translated, attr)
