@@ -1,6 +1,7 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
 //! data plane.
 
+pub mod agent;
 pub mod lab;
 pub mod netns;
 pub mod packet;
