@@ -3,6 +3,7 @@
 //! balancer's history and parameters, counters) lives in a JSON [`file::StateFile`]
 //! changed under a lock, and its [`metrics`] are Prometheus text.
 
+pub mod execute;
 pub mod file;
 pub mod metrics;
 pub mod state;
