@@ -827,6 +827,8 @@ pub fn cleanup_leftovers() -> Result<Vec<String>> {
             let p = e.path();
             if e.file_name().to_string_lossy().starts_with("vdmmt-") {
                 unmount_pin_dir(&p);
+                // A lab's scratch directory (not a mount) goes with its files.
+                let _ = std::fs::remove_dir_all(&p);
                 removed.push(p.display().to_string());
             }
         }
