@@ -1,6 +1,7 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
-//! data plane.
+//! data plane, real etcd clusters.
 
+pub mod etcd;
 pub mod lab;
 pub mod netns;
 pub mod packet;

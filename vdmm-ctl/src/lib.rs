@@ -11,11 +11,13 @@
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
+//! - [`cluster`]: cluster mode, the state shared through etcd;
 //! - [`cli`] and [`commands`]: the command line;
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod device;
 pub mod error;
