@@ -17,6 +17,12 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: build scripts are single-threaded at this point.
         unsafe { env::set_var("PATH", env::join_paths(paths)?) };
     }
+    // aya-build watches vdmm-ebpf only; the data plane also compiles vdmm-common (the
+    // counter reasons size its counter array).
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("vdmm-common/src").display()
+    );
     let ebpf_dir = workspace.join("vdmm-ebpf");
     let ebpf_dir = ebpf_dir.to_str().expect("utf-8 path");
     aya_build::build_ebpf(

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use vdmm_ctl::{
     addr::Prefix,
-    cluster::{
+    etcd::{
         ClusterError, Etcd, EtcdSettings, Kind,
         alloc::{self, MacRange},
         mirror::{self, Change, MirrorState, Records},

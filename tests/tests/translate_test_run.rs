@@ -690,6 +690,53 @@ fn too_big_without_df_goes_to_the_kernel() {
     );
 }
 
+/// An IPv4 packet on the fragmentation slow path's `vdmmx1` (here `xl6` stands in for it)
+/// that the translator does not take is dropped (`xlat_frag_path_untranslated`): passed,
+/// the kernel would route it into `vdmmx0` again and it would circle until its TTL ran
+/// out. The same packet on any other interface is passed (`no_match`).
+#[test]
+fn untranslated_ipv4_on_the_frag_path_is_dropped() {
+    let lab = Lab::new("xlatfpu");
+    let mut cfg = xlat_config();
+    cfg.frag_ifindex = lab.xl6;
+    configure_translator(lab.dp.pin_dir(), &cfg, &[]).unwrap();
+    // The translator's own address (local: not translated) and loopback (never embedded).
+    for dst in [v4(GW4).octets(), [127, 0, 0, 1]] {
+        let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &udp4(dst, 64, true));
+        let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+        assert_eq!(action_name(action), "pass");
+        assert_eq!(out, f4, "unchanged");
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (Reason::NoMatch, TunnelKind::None, Action::Pass)
+        );
+        let (action, _, delta) = run_one(&lab, &f4, lab.xl6);
+        assert_eq!(action_name(action), "drop");
+        assert_eq!(
+            only_counter(&delta, f4.len()),
+            (
+                Reason::XlatFragPathUntranslated,
+                TunnelKind::Xlat4to6,
+                Action::Drop
+            )
+        );
+    }
+    // A packet that maps is still translated there (and sent back out of `xl6`, which
+    // is also the IPv6 side here: tx).
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([192, 0, 2, 33], 64, true),
+    );
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl6);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::Translated, TunnelKind::Xlat4to6, Action::Tx)
+    );
+}
+
 /// Runs `sent` through the data plane and the reference; both must translate it into
 /// one packet, equal except at `ignore` (offsets from the IP header).
 fn same_as_reference(lab: &Lab, sent: &[u8], v6_in: bool, ignore: &[usize]) -> Vec<u8> {
@@ -769,37 +816,323 @@ fn udp_checksum_zero() {
     p4[27] = 0;
     let out = same_as_reference(&lab, &p4, false, &[]);
     assert_ne!(&out[46..48], &[0, 0], "checksum filled in");
-    // The same as a fragment: it cannot be summed, dropped and counted.
+    // The same as a fragment: it cannot be summed; not translated, answered with 3/13.
     let mut frag = p4.clone();
     frag[6] = 0x20; // MF, DF clear
     frag[10] = 0;
     frag[11] = 0;
     let c = checksum(&frag[..20]);
     frag[10..12].copy_from_slice(&c.to_be_bytes());
-    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &frag);
-    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
-    assert_eq!(action, Action::Drop as u32);
-    assert_eq!(
-        only_counter(&delta, f4.len()),
-        (
-            Reason::XlatUdpZeroChecksum,
-            TunnelKind::Xlat4to6,
-            Action::Drop
-        )
-    );
-    // Configured to drop (XLAT_UDP_ZERO_DROP): dropped too.
+    answered(&lab, &frag, false, Reason::XlatUdpZeroChecksum, 3, 13);
+    // Configured to drop (XLAT_UDP_ZERO_DROP): not translated either; both answered with
+    // ICMP 3/13 (RFC 7915 4.4).
     let mut cfg = xlat_config();
     cfg.flags = vdmm_common::translate::maps::XLAT_UDP_ZERO_DROP;
     configure_translator(lab.dp.pin_dir(), &cfg, &[]).unwrap();
     let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p4);
-    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
-    assert_eq!(action, Action::Drop as u32);
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "tx");
     assert_eq!(
         only_counter(&delta, f4.len()),
         (
             Reason::XlatUdpZeroChecksum,
             TunnelKind::Xlat4to6,
-            Action::Drop
+            Action::Tx
         )
     );
+    assert_eq!((out[14 + 20], out[14 + 21]), (3, 13), "ICMP 3/13");
+    assert_eq!(&out[14 + 28..], &p4[..], "quoting the datagram");
+}
+
+// ---------------------------------------------------------------------------------------
+// ICMP errors for packets the translator refuses (RFC 7915 4.1, 4.4, 5.1, 5.1.1, 5.4)
+
+/// The reference configuration with the gateway's ICMP sources (the tunnel config's).
+fn reference_with_sources() -> TranslatorConfig {
+    let mut c = TranslatorConfig::conformance();
+    c.icmp_source_v4 = Some(v4(GW4).octets());
+    c.icmp_source_v6 = Some(v6(GW6).octets());
+    c
+}
+
+/// The frame for `sent` (IPv6 when `v6_in`) from its host, its ingress and the
+/// reference's outcome.
+fn sent_frame(lab: &Lab, sent: &[u8], v6_in: bool) -> (Vec<u8>, u32, Outcome) {
+    let cfg = reference_with_sources();
+    if v6_in {
+        (
+            ethernet(XL6_MAC, HOST6_MAC, ETH_P_IPV6, sent),
+            lab.xl6,
+            translate_6to4(sent, &cfg),
+        )
+    } else {
+        (
+            ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, sent),
+            lab.xl4,
+            translate_4to6(sent, &cfg),
+        )
+    }
+}
+
+fn xlat_kind(v6_in: bool) -> TunnelKind {
+    if v6_in {
+        TunnelKind::Xlat6to4
+    } else {
+        TunnelKind::Xlat4to6
+    }
+}
+
+/// `sent` must be answered with ICMP (type, code) from the gateway (tx, counted under
+/// `reason`), the same packet the reference translator builds, Ethernet addresses
+/// swapped. Returns the IP packet sent.
+fn answered(lab: &Lab, sent: &[u8], v6_in: bool, reason: Reason, ty: u8, code: u8) -> Vec<u8> {
+    let (frame, ingress, want) = sent_frame(lab, sent, v6_in);
+    let (action, out, delta) = run_one(lab, &frame, ingress);
+    assert_eq!(action_name(action), "tx", "answered with an ICMP error");
+    assert_eq!(
+        only_counter(&delta, frame.len()),
+        (reason, xlat_kind(v6_in), Action::Tx)
+    );
+    assert_eq!(&out[0..6], &frame[6..12], "back to the sender's MAC");
+    assert_eq!(&out[6..12], &frame[0..6], "from the receiving interface");
+    let ip = &out[14..];
+    let icmp_at = if v6_in { 40 } else { 20 };
+    assert_eq!((ip[icmp_at], ip[icmp_at + 1]), (ty, code), "ICMP type/code");
+    match want {
+        Outcome::Drop {
+            icmp: Some(reply), ..
+        } => {
+            assert_eq!((reply.ty, reply.code), (ty, code), "reference type/code");
+            let p = reply.packet.expect("reference builds the error");
+            if let Some(why) = compare(ip, &p, &[]) {
+                panic!("data plane vs reference ICMP error: {why}");
+            }
+        }
+        other => panic!("reference translator: {other} (expected a drop with ICMP)"),
+    }
+    ip.to_vec()
+}
+
+/// `sent` must be dropped without an answer, counted under `reason`; the reference must
+/// not answer either.
+fn not_answered(lab: &Lab, sent: &[u8], v6_in: bool, reason: Reason) {
+    let (frame, ingress, want) = sent_frame(lab, sent, v6_in);
+    let (action, _, delta) = run_one(lab, &frame, ingress);
+    assert_eq!(action_name(action), "drop", "dropped without an answer");
+    assert_eq!(
+        only_counter(&delta, frame.len()),
+        (reason, xlat_kind(v6_in), Action::Drop)
+    );
+    match want {
+        Outcome::Drop { icmp: None, .. } => {}
+        other => panic!("reference translator: {other} (expected a silent drop)"),
+    }
+}
+
+/// An IPv4 packet `src` -> `dst` with `options` (a multiple of 4 bytes) and a UDP
+/// payload of `n` bytes, checksums valid.
+fn udp4_opts(src: [u8; 4], dst: [u8; 4], ttl: u8, options: &[u8], n: usize) -> Vec<u8> {
+    let mut p = udp4_len(dst, ttl, true, n);
+    p[12..16].copy_from_slice(&src);
+    let ihl = 20 + options.len();
+    let total = p.len() + options.len();
+    let mut q = p[..20].to_vec();
+    q[0] = 0x40 | (ihl / 4) as u8;
+    q[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    q.extend_from_slice(options);
+    q[10] = 0;
+    q[11] = 0;
+    let c = checksum(&q);
+    q[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut u = p[20..].to_vec();
+    u[6] = 0;
+    u[7] = 0;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17, 0, u.len() as u8]);
+    pseudo.extend_from_slice(&u);
+    let c = checksum(&pseudo);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    q.extend_from_slice(&u);
+    q
+}
+
+/// An IPv6 packet `src` -> `dst` (hop limit 64) whose payload is `ext` (extension
+/// headers, the first of type `first`) followed by `upper` of protocol `proto` (UDP and
+/// ICMPv6 get a valid checksum).
+fn ipv6_with(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    first: u8,
+    ext: &[u8],
+    proto: u8,
+    upper: &[u8],
+) -> Vec<u8> {
+    let mut u = upper.to_vec();
+    let sum_at = match proto {
+        17 => Some(6),
+        58 => Some(2),
+        _ => None,
+    };
+    if let Some(at) = sum_at {
+        u[at] = 0;
+        u[at + 1] = 0;
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src.octets());
+        pseudo.extend_from_slice(&dst.octets());
+        pseudo.extend_from_slice(&(u.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, proto]);
+        pseudo.extend_from_slice(&u);
+        let c = checksum(&pseudo);
+        u[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let plen = ext.len() + u.len();
+    let nh = if ext.is_empty() { proto } else { first };
+    let mut p = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, nh, 64];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(ext);
+    p.extend_from_slice(&u);
+    p
+}
+
+/// A UDP header and 12 bytes of payload (checksum filled in by `ipv6_with`).
+fn udp_body() -> Vec<u8> {
+    let mut u = vec![0x30, 0x39, 0x00, 0x35, 0, 20, 0, 0];
+    u.extend(1..=12u8);
+    u
+}
+
+/// The IPv4 host's address under the prefix (an IPv6 destination that maps).
+fn host4_as6() -> Ipv6Addr {
+    v6("2001:db8:1c6:3364:2::")
+}
+
+#[test]
+fn untranslatable_sources_are_answered() {
+    let lab = Lab::new("xlatsrc");
+    // 4->6: a link-local IPv4 source is never embedded: administratively prohibited.
+    let p = udp4_opts([169, 254, 7, 7], [192, 0, 2, 33], 64, &[], 14);
+    let ip = answered(&lab, &p, false, Reason::XlatSourceUntranslatable, 3, 13);
+    assert_eq!(&ip[16..20], &[169, 254, 7, 7], "to the sender");
+    assert_eq!(&ip[28..], &p[..], "quoting the packet");
+    // ... but not when the source is loopback (not one host's address).
+    let p = udp4_opts([127, 0, 0, 9], [192, 0, 2, 33], 64, &[], 14);
+    not_answered(&lab, &p, false, Reason::XlatSourceUntranslatable);
+    // 6->4: a source under neither the prefix nor the EAMT: ICMPv6 1/1.
+    let stranger = v6("2001:db8:ffff::1");
+    let p = ipv6_with(stranger, host4_as6(), 0, &[], 17, &udp_body());
+    let ip = answered(&lab, &p, true, Reason::XlatSourceUntranslatable, 1, 1);
+    assert_eq!(&ip[24..40], &stranger.octets(), "to the sender");
+    assert_eq!(&ip[48..], &p[..], "quoting the packet");
+    // An echo request is answered too (it is not an error).
+    let echo = [128, 0, 0, 0, 0x12, 0x34, 0, 1, 9, 9, 9, 9];
+    let p = ipv6_with(stranger, host4_as6(), 0, &[], 58, &echo);
+    answered(&lab, &p, true, Reason::XlatSourceUntranslatable, 1, 1);
+    // A multicast source is never answered.
+    let p = ipv6_with(v6("ff0e::1"), host4_as6(), 0, &[], 17, &udp_body());
+    not_answered(&lab, &p, true, Reason::XlatSourceUntranslatable);
+}
+
+#[test]
+fn ipv4_source_route_option() {
+    let lab = Lab::new("xlatsrr");
+    let host4 = [198, 51, 100, 2];
+    // NOP, LSRR (length 11, pointer 4: two addresses still to visit): 3/5.
+    let lsrr = [1, 131, 11, 4, 10, 0, 0, 1, 10, 0, 0, 2];
+    let p = udp4_opts(host4, [192, 0, 2, 33], 64, &lsrr, 14);
+    let ip = answered(&lab, &p, false, Reason::XlatSourceRoute, 3, 5);
+    assert_eq!(&ip[28..], &p[..], "quoting the packet with its options");
+    // SSRR after a record route option: 3/5 too.
+    let mut ssrr = vec![7, 7, 4, 0, 0, 0, 0];
+    ssrr.extend_from_slice(&[137, 7, 4, 10, 0, 0, 1, 0, 0]);
+    ssrr.resize(16, 0);
+    let p = udp4_opts(host4, [192, 0, 2, 33], 64, &ssrr, 14);
+    answered(&lab, &p, false, Reason::XlatSourceRoute, 3, 5);
+    // Expired (pointer 12 > length 11): translated, the options left behind.
+    let expired = [1, 131, 11, 12, 10, 0, 0, 1, 10, 0, 0, 2];
+    let p = udp4_opts(host4, [192, 0, 2, 33], 64, &expired, 14);
+    let out = same_as_reference(&lab, &p, false, &[]);
+    assert_eq!(out.len(), p.len() - 12 + 20, "IPv6 header, no options");
+    // Record route only: translated.
+    let rr = [7, 7, 4, 0, 0, 0, 0, 0];
+    let p = udp4_opts(host4, [192, 0, 2, 33], 64, &rr, 14);
+    same_as_reference(&lab, &p, false, &[]);
+    // An ICMP error with an unexpired source route: dropped, never answered.
+    let inner = udp4_opts([192, 0, 2, 33], host4, 60, &[], 4);
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = udp4_opts(host4, [192, 0, 2, 33], 64, &lsrr, 0);
+    p.truncate(32);
+    p[9] = 1;
+    p.extend_from_slice(&icmp);
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum(&p[..32]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    not_answered(&lab, &p, false, Reason::XlatSourceRoute);
+}
+
+#[test]
+fn ipv6_routing_header_and_chain_errors() {
+    let lab = Lab::new("xlatrh");
+    let host6 = v6("2001:db8:1c0:2:21::");
+    // A routing header (type 4) with one segment left: parameter problem 4/0 pointing at
+    // Segments Left (40 + 3).
+    let mut rh = vec![17, 2, 4, 1, 0, 0, 0, 0];
+    rh.extend_from_slice(&v6("2001:db8:1c0:2:22::").octets());
+    let p = ipv6_with(host6, host4_as6(), 43, &rh, 17, &udp_body());
+    let ip = answered(&lab, &p, true, Reason::XlatSegmentsLeft, 4, 0);
+    assert_eq!(
+        &ip[44..48],
+        &43u32.to_be_bytes(),
+        "pointer at Segments Left"
+    );
+    // Behind a hop-by-hop options header: pointer 48 + 3.
+    let mut ext = vec![43, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend_from_slice(&rh);
+    let p = ipv6_with(host6, host4_as6(), 0, &ext, 17, &udp_body());
+    let ip = answered(&lab, &p, true, Reason::XlatSegmentsLeft, 4, 0);
+    assert_eq!(
+        &ip[44..48],
+        &51u32.to_be_bytes(),
+        "pointer at Segments Left"
+    );
+    // No segments left: translated (the routing header is skipped).
+    let mut rh0 = rh.clone();
+    rh0[3] = 0;
+    let p = ipv6_with(host6, host4_as6(), 43, &rh0, 17, &udp_body());
+    same_as_reference(&lab, &p, true, &[4, 5, 10, 11]);
+    // An ICMPv6 error behind such a routing header: never answered.
+    let mut err = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&ipv6_with(host4_as6(), host6, 0, &[], 17, &udp_body()));
+    let p = ipv6_with(
+        host6,
+        host4_as6(),
+        43,
+        &{
+            let mut r = rh.clone();
+            r[0] = 58;
+            r
+        },
+        58,
+        &err,
+    );
+    not_answered(&lab, &p, true, Reason::XlatSegmentsLeft);
+    // A destination options header after the fragment header (RFC 7915 5.1.1): 1/1.
+    let chain = [60, 0, 0, 0, 0, 0, 0x12, 0x34, 17, 0, 1, 4, 0, 0, 0, 0];
+    let p = ipv6_with(host6, host4_as6(), 44, &chain, 17, &udp_body());
+    answered(&lab, &p, true, Reason::XlatUnsupportedHeader, 1, 1);
+    // Hop limit 1 on an ICMPv6 error behind a destination options header: not answered.
+    let p = {
+        let mut q = ipv6_with(host6, host4_as6(), 60, &[58, 0, 1, 4, 0, 0, 0, 0], 58, &err);
+        q[7] = 1;
+        q
+    };
+    not_answered(&lab, &p, true, Reason::TtlExpired);
 }

@@ -1865,6 +1865,42 @@ fn icmp_time_exceeded() {
             ),
         ));
     }
+    // Never answered (RFC 1812 4.3.2.7, RFC 4443 2.4 (e)): a source that does not name
+    // one host, and an ICMPv6 error found behind an extension header. Dropped, counted.
+    for (src, what) in [("0.0.0.0", "unspecified"), ("224.0.0.9", "multicast")] {
+        let mut inner = udp4("10.9.1.5", 20);
+        inner.src = v4(src);
+        let inner = Ip::V4(inner.with_ttl_v4(1));
+        cases.push(case(
+            format!("4in4 {what} source, TTL 1 -> not answered"),
+            lab.dn0,
+            from_corr(&inner),
+            drop(Reason::TtlExpired, TunnelKind::Ip4in4),
+        ));
+    }
+    let mut inner = udp6("fd00:10:2::7", 20);
+    inner.src = v6("ff02::1");
+    let inner = Ip::V6(Ip6 {
+        hop_limit: 1,
+        ..inner
+    });
+    cases.push(case(
+        "6in6 multicast source, hop limit 1 -> not answered",
+        lab.dn0,
+        from_corr(&inner),
+        drop(Reason::TtlExpired, TunnelKind::Ip6in6),
+    ));
+    // ICMPv6 destination unreachable behind a destination options header.
+    let mut p = vec![0x60, 0, 0, 0, 0, 16, 60, 1];
+    p.extend_from_slice(&v6(CORR6).octets());
+    p.extend_from_slice(&v6("fd00:10:2::7").octets());
+    p.extend_from_slice(&[58, 0, 1, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0]);
+    cases.push(case(
+        "6in6 ICMPv6 error behind destination options, hop limit 1 -> not answered",
+        lab.dn0,
+        ethernet(DN0_MAC, CORR_MAC, ETH_P_IPV6, &p),
+        drop(Reason::TtlExpired, TunnelKind::Ip6in6),
+    ));
     run_cases(&lab, "icmp_time_exceeded", cases);
 }
 

@@ -168,7 +168,9 @@ reasons! {
     XlatNeedsFragmentation = 19 => "xlat_needs_fragmentation",
     /// The source address has no mapping (no EAMT entry, not under the RFC 6052 prefix,
     /// or an address that must not be translated) and the packet is not an ICMP error
-    /// that could take the RFC 6791 address: dropped (RFC 7915 4.1, 5.1).
+    /// that could take the RFC 6791 address (RFC 7915 4.1, 5.1): not translated; ICMP
+    /// 3/13 / ICMPv6 1/1 (administratively prohibited, 4.4 / 5.4) sent back (tx), or
+    /// dropped when it must not be answered (drop).
     XlatSourceUntranslatable = 20 => "xlat_source_untranslatable",
     /// ICMP message that cannot be translated: type/code without a counterpart
     /// (RFC 7915 4.2, 5.2), a fragmented ICMP message, an error inside an error, an inner
@@ -178,11 +180,13 @@ reasons! {
     /// dropped rather than laundered.
     XlatIcmpBadChecksum = 22 => "xlat_icmp_bad_checksum",
     /// IPv4 UDP with checksum zero that cannot or may not get one (a fragment, or the
-    /// configuration says drop; RFC 7915 4.5).
+    /// configuration says drop; RFC 7915 4.5): not translated; ICMP 3/13 sent back (tx,
+    /// RFC 7915 4.4), or dropped (drop).
     XlatUdpZeroChecksum = 23 => "xlat_udp_zero_checksum",
-    /// Headers the translator does not pass on: an unexpired IPv4 source route option,
-    /// an IPv6 routing header with segments left, an extension header after the fragment
-    /// header, too many extension headers (RFC 7915 4.1, 5.1). Dropped.
+    /// IPv6 extension headers the translator does not pass on: an extension header after
+    /// the fragment header (RFC 7915 5.1.1), or more than four in front of the upper
+    /// layer. Dropped; ICMPv6 destination unreachable, administratively prohibited (1/1,
+    /// RFC 7915 5.4) sent back (tx) unless the packet must not be answered (drop).
     XlatUnsupportedHeader = 24 => "xlat_unsupported_header",
     /// Tunnel packet for a local endpoint whose inner destination has a binding itself:
     /// decapsulated and encapsulated again toward that binding's locator (the transition
@@ -195,6 +199,19 @@ reasons! {
     /// fragments it along its route into `vdmmx0` (MTU = lowest IPv6 MTU - 28); each
     /// fragment comes back on `vdmmx1` and is translated there (kind `xlat4to6`).
     XlatFragmentedByKernel = 26 => "xlat_fragmented_by_kernel",
+    /// IPv4 packet arriving on the translator's fragmentation veth `vdmmx1` that the
+    /// translator does not take (its destination does not map): dropped. Passed on, the
+    /// kernel would route it into `vdmmx0` again and it would circle until its TTL ran
+    /// out.
+    XlatFragPathUntranslated = 27 => "xlat_frag_path_untranslated",
+    /// IPv4 packet with an unexpired loose or strict source route option (RFC 7915 4.1):
+    /// not translated; ICMP destination unreachable, source route failed (3/5) sent back
+    /// (tx), or dropped when it must not be answered (drop).
+    XlatSourceRoute = 28 => "xlat_source_route",
+    /// IPv6 packet with a routing header whose Segments Left is not zero (RFC 7915 5.1):
+    /// not translated; ICMPv6 parameter problem 4/0 pointing at the Segments Left field
+    /// sent back (tx), or dropped when it must not be answered (drop).
+    XlatSegmentsLeft = 29 => "xlat_segments_left",
 }
 
 impl Reason {

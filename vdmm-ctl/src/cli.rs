@@ -180,6 +180,13 @@ pub enum Command {
     /// vdmm_endpoints, vdmm_peers, vdmm_eamt_entries, vdmm_pool_addresses{pool},
     /// vdmm_pool_allocated{pool}, vdmm_interfaces_attached, and vdmm_build_info{version}.
     /// Read from the pinned maps on every scrape; the data plane does not need it.
+    ///
+    /// Handovers (`vap move`): counters vdmm_handovers_started_total,
+    /// vdmm_handovers_completed_total, vdmm_handovers_failed_total{phase},
+    /// vdmm_handovers_refused_total{reason} and histograms
+    /// vdmm_handover_switchover_seconds and vdmm_handover_duration_seconds, read from the
+    /// handover state file ($VDMM_HANDOVER_STATS, default /run/vdmm/handover-stats.json;
+    /// zeros while no move ran).
     #[command(subcommand)]
     Metrics(MetricsCommand),
 }

@@ -11,6 +11,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A cluster description (`vap move --cluster FILE`) that does not parse or check.
+    #[error("cluster file {}: {reason}", path.display())]
+    BadCluster { path: PathBuf, reason: String },
+
     /// Text that is not an IPv4 or IPv6 address.
     #[error("invalid address `{0}`: expected an IPv4 or IPv6 address")]
     BadAddress(String),
@@ -107,6 +111,19 @@ pub enum Error {
 
     #[error("vdmm is not loaded at {0} (no pinned maps); run `vdmm-ctl load --iface IFACE` first")]
     NotLoaded(PathBuf),
+
+    /// The agent's state file does not read back exactly; it is left as it is.
+    #[error(
+        "the agent's state file {path} is damaged ({detail}); refusing to start on it, and it \
+         was left untouched (restore it from a backup, or move it away to start from an empty state)"
+    )]
+    StateFile { path: PathBuf, detail: String },
+
+    /// A store that others write moved on since the batch was planned.
+    #[error(
+        "the store moved on to revision {current} since revision {base}; plan the change again"
+    )]
+    StoreConflict { base: u64, current: u64 },
 
     #[error(
         "pinned map {name} at {path} does not have the layout this vdmm-ctl expects ({detail}); \

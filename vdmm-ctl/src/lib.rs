@@ -2,6 +2,7 @@
 //! over it, and the integration tests (and the future daemon) use it to load and program
 //! the data plane.
 //!
+//! - [`agent`]: the agent daemon: desired state, store, reconciler, control API;
 //! - [`pin`]: the pin directory on a bpffs and its layout;
 //! - [`loader`]: load, attach to / detach from interfaces, reset;
 //! - [`device`]: `vdmm0`, the slow path's device (TC egress program, bindings' routes);
@@ -11,16 +12,21 @@
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
-//! - [`cluster`]: cluster mode, the state shared through etcd;
+//! - [`etcd`]: cluster mode, the state shared through etcd;
 //! - [`cli`] and [`commands`]: the command line;
+//! - [`cluster`]: the cluster description (AP hosts, anchors) a move reads;
+//! - [`handover`]: make-before-break moves of vAPs between AP hosts;
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
+pub mod agent;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod device;
 pub mod error;
+pub mod etcd;
+pub mod handover;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

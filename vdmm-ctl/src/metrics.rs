@@ -14,6 +14,10 @@
 //! `vdmm_pool_addresses{pool}` and `vdmm_pool_allocated{pool}` (per pool prefix),
 //! `vdmm_interfaces_attached` (interfaces `vdmm-ctl load --iface` attached), and
 //! `vdmm_build_info{version}` (always 1).
+//!
+//! Handover counters and histograms (`vdmm_handovers_*_total`,
+//! `vdmm_handover_*_seconds`) come from the state file `vdmm-ctl vap move` keeps (see
+//! [`crate::handover::stats`]).
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -291,7 +295,9 @@ pub fn encode_snapshot(s: &Snapshot) -> Result<String> {
 
 /// Reads the maps pinned under `pins` and encodes them.
 pub fn render(pins: &PinDir) -> Result<String> {
-    encode_snapshot(&Snapshot::read(pins)?)
+    let mut text = encode_snapshot(&Snapshot::read(pins)?)?;
+    text.push_str(&crate::handover::stats::render_for_metrics());
+    Ok(text)
 }
 
 #[cfg(test)]

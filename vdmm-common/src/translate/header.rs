@@ -140,19 +140,25 @@ pub const fn build_ipv4_header(
 const IPOPT_LSRR: u8 = 131;
 const IPOPT_SSRR: u8 = 137;
 
+/// Size of the buffer [`has_unexpired_source_route`] scans: the 40 bytes IPv4 options
+/// can have, rounded up to a power of two so that indexes can be masked.
+pub const IPV4_OPTIONS_BUF: usize = 64;
+
 /// RFC 7915 section 4.1: true when the IPv4 options (`opts[..len]`, the bytes after the
 /// 20-byte header, at most 40) hold an unexpired source route: a loose or strict source
 /// route option whose pointer has not passed its length (RFC 791, "the source route is
 /// empty (and the recorded route full) when the pointer exceeds the length").
-/// Malformed option lists end the scan (nothing more to find). Indexes are reduced
-/// modulo 40 so the compiler sees no out-of-bounds path (they are in range anyway).
+/// Malformed option lists end the scan (nothing more to find). Indexes are masked to
+/// the buffer so the compiler (and the eBPF verifier, which cannot bound `%`) sees no
+/// out-of-bounds path (they are in range anyway).
 #[inline(always)]
-pub const fn has_unexpired_source_route(opts: &[u8; 40], len: usize) -> bool {
+pub const fn has_unexpired_source_route(opts: &[u8; IPV4_OPTIONS_BUF], len: usize) -> bool {
+    const M: usize = IPV4_OPTIONS_BUF - 1;
     let len = if len > 40 { 40 } else { len };
     let mut i = 0;
     // At most 40 iterations: every step advances by at least one byte.
     while i < len {
-        let t = opts[i % 40];
+        let t = opts[i & M];
         if t == 0 {
             return false; // end of option list
         }
@@ -163,12 +169,12 @@ pub const fn has_unexpired_source_route(opts: &[u8; 40], len: usize) -> bool {
         if i + 1 >= len {
             return false;
         }
-        let olen = opts[(i + 1) % 40] as usize;
+        let olen = opts[(i + 1) & M] as usize;
         if olen < 2 || i + olen > len {
             return false;
         }
         if (t == IPOPT_LSRR || t == IPOPT_SSRR) && olen >= 3 {
-            let ptr = opts[(i + 2) % 40] as usize;
+            let ptr = opts[(i + 2) & M] as usize;
             return ptr <= olen;
         }
         i += olen;
@@ -233,7 +239,7 @@ mod tests {
 
     #[test]
     fn source_route_option() {
-        let mut o = [0u8; 40];
+        let mut o = [0u8; IPV4_OPTIONS_BUF];
         // NOP, LSRR len 11 ptr 4 (two addresses left): unexpired.
         o[0] = 1;
         o[1] = 131;
@@ -244,13 +250,13 @@ mod tests {
         o[3] = 12;
         assert!(!has_unexpired_source_route(&o, 12));
         // Record route (7) only: no source route.
-        let mut r = [0u8; 40];
+        let mut r = [0u8; IPV4_OPTIONS_BUF];
         r[0] = 7;
         r[1] = 7;
         r[2] = 4;
         assert!(!has_unexpired_source_route(&r, 8));
         // SSRR after a timestamp option.
-        let mut s = [0u8; 40];
+        let mut s = [0u8; IPV4_OPTIONS_BUF];
         s[0] = 68;
         s[1] = 4;
         s[2] = 5;
@@ -259,7 +265,7 @@ mod tests {
         s[6] = 4;
         assert!(has_unexpired_source_route(&s, 12));
         // Malformed: length 0 ends the scan.
-        let mut m = [0u8; 40];
+        let mut m = [0u8; IPV4_OPTIONS_BUF];
         m[0] = 68;
         assert!(!has_unexpired_source_route(&m, 40));
     }

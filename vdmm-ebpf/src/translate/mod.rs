@@ -47,15 +47,20 @@
 //! and are translated there. On `vdmmx1` itself, or with no slow path set up, it is a
 //! counted drop (`xlat_needs_fragmentation`).
 //!
-//! Not done (each a counted drop, never silent):
-//! - the ICMP errors RFC 7915 asks for on some drops (3/13 or 1/1 for an untranslatable
-//!   source, 4/0 for a routing header with segments left, 1/1 for extension headers
-//!   after the fragment header) are not sent: `icmp_error` builds only time exceeded and
-//!   too big;
-//! - ICMP errors with RFC 4884 extensions (length attribute set): dropped
-//!   (`xlat_icmp_untranslatable`) rather than carried;
-//! - IPv4 options: dropped by the translation (as RFC 7915 4.1 says), but an unexpired
-//!   source route is not refused (the option walk exceeded the verifier's budget).
+//! Refused packets are answered with the ICMP error RFC 7915 asks for (built by
+//! `icmp_error`, which never answers an ICMP error or a source that is not one host's):
+//! an unmappable source 3/13 / 1/1 (`xlat_source_untranslatable`), UDP checksum zero
+//! that may not be computed 3/13, an unexpired IPv4 source route 3/5
+//! (`xlat_source_route`), a routing header with segments left 4/0 at Segments Left
+//! (`xlat_segments_left`), an extension header after the fragment header 1/1
+//! (`xlat_unsupported_header`).
+//!
+//! Not done (each a counted drop, never silent): ICMP errors with RFC 4884 extensions
+//! (length attribute set) are dropped (`xlat_icmp_untranslatable`) rather than carried.
+
+use vdmm_common::Reason;
+
+use crate::icmp_error::IcmpError;
 
 mod addr;
 mod sub;
@@ -72,11 +77,57 @@ pub use v6_to_v4::from_ipv6;
 pub const PROCEED: u32 = 0xffff_fffe;
 /// What a preparing step returns for an ICMP error (translated by `icmp`).
 pub const ICMP_ERROR: u32 = 0xffff_fffd;
-/// A preparing step asks for ICMP time exceeded about the received packet.
-pub const SEND_TIME_EXCEEDED: u32 = 0xffff_fffc;
-/// A preparing step asks for ICMP too big about the received packet (MTU in
-/// `Scratch::icmp_rest`).
-pub const SEND_TOO_BIG: u32 = 0xffff_fffb;
+/// A preparing step asks for an ICMP error about the received packet (what and why in
+/// `Scratch::err_*`, see [`send_error`]).
+pub const SEND_ICMP: u32 = 0xffff_fffc;
+
+/// `Scratch::err_kind` values.
+const ERR_TIME_EXCEEDED: u8 = 0;
+const ERR_TOO_BIG: u8 = 1;
+const ERR_UNREACHABLE: u8 = 2;
+const ERR_PARAM_PROBLEM: u8 = 3;
+
+/// Records in `s` that the received packet is to be answered with `error`, counted
+/// under `reason` (tx when sent, drop when it must not be answered), and returns
+/// [`SEND_ICMP`].
+#[inline(always)]
+pub fn send_error(s: &mut Scratch, error: IcmpError, reason: Reason) -> u32 {
+    let (kind, code, arg) = match error {
+        IcmpError::TimeExceeded => (ERR_TIME_EXCEEDED, 0, 0),
+        IcmpError::TooBig { mtu } => (ERR_TOO_BIG, 0, mtu),
+        IcmpError::Unreachable { code } => (ERR_UNREACHABLE, code, 0),
+        IcmpError::ParamProblem { code, pointer } => (ERR_PARAM_PROBLEM, code, pointer),
+    };
+    s.err_kind = kind;
+    s.err_code = code;
+    s.err_arg = arg;
+    s.err_reason = reason as u32;
+    SEND_ICMP
+}
+
+/// The error [`send_error`] recorded, and its reason.
+#[inline(always)]
+pub fn recorded_error(s: &Scratch) -> (IcmpError, Reason) {
+    let error = match s.err_kind {
+        ERR_TIME_EXCEEDED => IcmpError::TimeExceeded,
+        ERR_TOO_BIG => IcmpError::TooBig { mtu: s.err_arg },
+        ERR_UNREACHABLE => IcmpError::Unreachable { code: s.err_code },
+        _ => IcmpError::ParamProblem {
+            code: s.err_code,
+            pointer: s.err_arg,
+        },
+    };
+    let reason = match s.err_reason {
+        r if r == Reason::TooBig as u32 => Reason::TooBig,
+        r if r == Reason::XlatSourceUntranslatable as u32 => Reason::XlatSourceUntranslatable,
+        r if r == Reason::XlatSourceRoute as u32 => Reason::XlatSourceRoute,
+        r if r == Reason::XlatSegmentsLeft as u32 => Reason::XlatSegmentsLeft,
+        r if r == Reason::XlatUnsupportedHeader as u32 => Reason::XlatUnsupportedHeader,
+        r if r == Reason::XlatUdpZeroChecksum as u32 => Reason::XlatUdpZeroChecksum,
+        _ => Reason::TtlExpired,
+    };
+    (error, reason)
+}
 
 /// Per-CPU scratch value (`VDMM_XLAT_TMP`): what must survive `bpf_xdp_adjust_head` or
 /// be passed by pointer (addresses for `bpf_fib_lookup`).
@@ -124,8 +175,17 @@ pub struct Scratch {
     pub w_frag_word: u16,
     pub w_proto: u8,
     pub w_has_frag: u8,
-    pub w_segments_left: u8,
     pub _pad3: u8,
+    /// Frame offset of the Segments Left field of a routing header with segments left
+    /// (0: none).
+    pub w_segments_left_at: u16,
+    /// The ICMP error to send about the received packet ([`send_error`]).
+    pub err_kind: u8,
+    pub err_code: u8,
+    pub err_arg: u32,
+    pub err_reason: u32,
+    /// IPv4 options of the received packet (RFC 7915 4.1 source route check).
+    pub opts: [u8; vdmm_common::translate::header::IPV4_OPTIONS_BUF],
     /// IPv6 source / destination of the translated (4->6) packet.
     pub src6: [u8; 16],
     pub dst6: [u8; 16],

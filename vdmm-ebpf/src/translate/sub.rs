@@ -4,13 +4,15 @@
 //! code, and the caller reads the results back from map memory, whose contents the
 //! verifier does not track: the caller's paths join again instead of multiplying.
 
-use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use vdmm_common::translate::header::has_unexpired_source_route;
 
 use super::{Scratch, v6_to_v4::walk};
 use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey};
 
 use crate::{
     checksum,
+    headers::{ETH_HLEN, IPV4_HLEN},
     maps::{ROUTES, XLAT_LOCAL},
     packet::{Frame, copy, get_mac},
 };
@@ -61,12 +63,30 @@ pub fn walk_into(ctx: *mut xdp_md, s: *mut Scratch, nh: u32, off: u32) -> u32 {
             s.w_has_frag = w.has_frag as u8;
             s.w_frag_word = w.frag_word;
             s.w_frag_id = w.frag_id;
-            s.w_segments_left = w.segments_left as u8;
+            s.w_segments_left_at = w.segments_left_at;
             WALK_OK
         }
         Some(Err(())) => WALK_REFUSED,
         None => WALK_TRUNCATED,
     }
+}
+
+/// RFC 7915 4.1: 1 when the options of the received IPv4 header (`ihl` bytes) hold an
+/// unexpired loose or strict source route (`header::has_unexpired_source_route`, run
+/// over a copy in `s.opts`), else 0.
+#[inline(never)]
+pub fn source_route(ctx: *mut xdp_md, s: *mut Scratch, ihl: u32) -> u32 {
+    // SAFETY: the per-CPU scratch value.
+    let s = unsafe { &mut *s };
+    let n = ihl.wrapping_sub(IPV4_HLEN as u32);
+    if n == 0 || n > 40 {
+        return 0;
+    }
+    let at = (ETH_HLEN + IPV4_HLEN) as u32;
+    if unsafe { bpf_xdp_load_bytes(ctx, at, s.opts.as_mut_ptr() as *mut _, n) } != 0 {
+        return 0;
+    }
+    has_unexpired_source_route(&s.opts, n as usize) as u32
 }
 
 pub const ROUTE_RESOLVED: u32 = 0;

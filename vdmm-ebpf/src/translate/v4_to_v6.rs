@@ -15,10 +15,9 @@ use vdmm_common::{
 };
 
 use super::{
-    FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_TIME_EXCEEDED, SEND_TOO_BIG,
-    Scratch, UDP_SUM_MAX,
+    FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_ICMP, Scratch, UDP_SUM_MAX,
     addr::{eam_4to6, map_4to6, pool6_4to6, sum4, sum6},
-    icmp, sub,
+    icmp, recorded_error, send_error, sub,
 };
 use crate::{
     classify::valid_ipv4,
@@ -59,14 +58,18 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     // whole call chain).
     let v = select(ctx, cfg, s);
     if v != PROCEED {
+        // Not taken on `vdmmx1`: the kernel would route it into `vdmmx0` again.
+        if v == Verdict::pass(Reason::NoMatch).0 && from_frag_path(&XdpContext::new(ctx), cfg) {
+            return drop(Reason::XlatFragPathUntranslated);
+        }
         return Verdict(v);
     }
     let mut v = prepare(ctx, cfg, s);
     if v == PROCEED {
         v = finish(ctx, s);
     }
-    if v == SEND_TIME_EXCEEDED || v == SEND_TOO_BIG {
-        return Verdict(send_icmp(ctx, s, v));
+    if v == SEND_ICMP {
+        return Verdict(send_icmp(ctx, s));
     }
     if v == ICMP_ERROR {
         if icmp::before_error(ctx, s, 0) != 0 {
@@ -109,19 +112,15 @@ fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     PROCEED
 }
 
-/// ICMP time exceeded / fragmentation needed about the received packet.
+/// The ICMP error [`send_error`] recorded, about the received packet.
 #[inline(never)]
-fn send_icmp(ctx: *mut xdp_md, s: &Scratch, v: u32) -> u32 {
+fn send_icmp(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     let xdp = &XdpContext::new(ctx);
     let frame = Frame::new(xdp);
     let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
         return drop(Reason::Malformed).0;
     };
-    let (error, reason) = if v == SEND_TOO_BIG {
-        (IcmpError::TooBig { mtu: s.icmp_rest }, Reason::TooBig)
-    } else {
-        (IcmpError::TimeExceeded, Reason::TtlExpired)
-    };
+    let (error, reason) = recorded_error(s);
     icmp_error::reply(
         xdp,
         Inner::V4(Ipv4(p)),
@@ -188,20 +187,30 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     let icmp_error = proto == IPPROTO_ICMP && icmp4_is_error(icmp_ty);
 
     // RFC 7915 4.1 / 6: the source; an ICMP error from an unmapped router may use the
-    // RFC 6791 address.
+    // RFC 6791 address. Any other unmapped source: administratively prohibited (4.4).
     if !map_4to6(src, cfg, s.src6.as_mut_ptr()) {
         if !icmp_error || !rfc6791_v6(cfg, s) {
-            return drop(Reason::XlatSourceUntranslatable);
+            return Verdict(send_error(
+                s,
+                IcmpError::Unreachable { code: 13 },
+                Reason::XlatSourceUntranslatable,
+            ));
         }
     }
     // RFC 7915 4.1: a router decrements the TTL; at zero, time exceeded. (Fragments made
     // by the kernel's fragmentation slow path arrive on `vdmmx1` already decremented.)
     if ip.ttl() <= 1 && !from_frag_path(ctx, cfg) {
-        return Verdict(SEND_TIME_EXCEEDED);
+        return Verdict(send_error(s, IcmpError::TimeExceeded, Reason::TtlExpired));
     }
-    // RFC 7915 4.1 (options ignored; an unexpired source route should be refused with
-    // ICMP 3/5): NOT DONE here: the option walk (data-dependent jumps over up to 40
-    // bytes) exceeded the verifier's budget. Options are dropped by the translation.
+    // RFC 7915 4.1: options are not translated, but an unexpired source route is
+    // refused: destination unreachable, source route failed (3/5).
+    if ihl > IPV4_HLEN && sub::source_route(ctx.ctx, s, ihl as u32) != 0 {
+        return Verdict(send_error(
+            s,
+            IcmpError::Unreachable { code: 5 },
+            Reason::XlatSourceRoute,
+        ));
+    }
     if icmp_error {
         if total < ihl + 8 + IPV4_HLEN {
             return drop(Reason::XlatIcmpUntranslatable);
@@ -233,7 +242,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
                     // RFC 7915 4.5: compute it, unless configured to drop; a fragment
                     // cannot be summed.
                     if mf || cfg.flags & XLAT_UDP_ZERO_DROP != 0 || l4_len > UDP_SUM_MAX {
-                        return drop(Reason::XlatUdpZeroChecksum);
+                        return Verdict(send_error(
+                            s,
+                            IcmpError::Unreachable { code: 13 },
+                            Reason::XlatUdpZeroChecksum,
+                        ));
                     }
                     udp_zero = true;
                 }
@@ -277,7 +290,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
 
 /// The route (RFC 7915 section 4 sizes), then the transport checksum update in place
 /// (RFC 7915 4.5, 4.2: the pseudo-header addresses change; ICMPv6 adds a pseudo-header
-/// ICMPv4 does not have) and the last header fields. [`PROCEED`], [`SEND_TOO_BIG`] or a
+/// ICMPv4 does not have) and the last header fields. [`PROCEED`], [`SEND_ICMP`] or a
 /// finished verdict.
 #[inline(never)]
 fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
@@ -294,8 +307,8 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
         sub::ROUTE_RESOLVED => s.resolved = 1,
         sub::ROUTE_TOO_BIG => {
             if df && !frag {
-                s.icmp_rest = frag_needed_mtu_for_ipv6_nexthop(s.mtu, false) as u32;
-                return SEND_TOO_BIG;
+                let mtu = frag_needed_mtu_for_ipv6_nexthop(s.mtu, false) as u32;
+                return send_error(s, IcmpError::TooBig { mtu }, Reason::TooBig);
             }
             return match XLAT_CONFIG.get(0) {
                 Some(cfg) => needs_fragmentation(xdp, cfg),

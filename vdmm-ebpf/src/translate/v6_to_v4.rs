@@ -16,9 +16,9 @@ use vdmm_common::{
 };
 
 use super::{
-    FLAG_DF, FLAG_FIRST, ICMP_ERROR, PROCEED, SEND_TIME_EXCEEDED, SEND_TOO_BIG, Scratch,
+    FLAG_DF, FLAG_FIRST, ICMP_ERROR, PROCEED, SEND_ICMP, Scratch,
     addr::{illegal_source6, map_6to4, sum4, sum6},
-    icmp, sub,
+    icmp, recorded_error, send_error, sub,
 };
 use crate::{
     classify::valid_ipv6,
@@ -59,8 +59,9 @@ pub struct Walk {
     /// Fragment offset / M word of the fragment header (offset << 3 | M).
     pub frag_word: u16,
     pub frag_id: u32,
-    /// A routing header with segments left was seen.
-    pub segments_left: bool,
+    /// Frame offset of the Segments Left field of the first routing header with segments
+    /// left (0: none).
+    pub segments_left_at: u16,
 }
 
 impl Walk {
@@ -73,7 +74,7 @@ impl Walk {
             has_frag: s.w_has_frag != 0,
             frag_word: s.w_frag_word,
             frag_id: s.w_frag_id,
-            segments_left: s.w_segments_left != 0,
+            segments_left_at: s.w_segments_left_at,
         }
     }
 }
@@ -89,7 +90,7 @@ pub fn walk(frame: &Frame, mut nh: u8, mut off: usize) -> Option<Result<Walk, ()
         has_frag: false,
         frag_word: 0,
         frag_id: 0,
-        segments_left: false,
+        segments_left_at: 0,
     };
     let mut i = 0;
     while i <= MAX_EXTENSION_HEADERS {
@@ -100,8 +101,8 @@ pub fn walk(frame: &Frame, mut nh: u8, mut off: usize) -> Option<Result<Walk, ()
                 }
                 let p = frame.ptr(off, 8)?;
                 let (next, len, left) = unsafe { (*p, *p.add(1), *p.add(3)) };
-                if nh == IPPROTO_ROUTING && left != 0 {
-                    w.segments_left = true;
+                if nh == IPPROTO_ROUTING && left != 0 && w.segments_left_at == 0 {
+                    w.segments_left_at = (off + 3) as u16;
                 }
                 nh = next;
                 off += (len as usize + 1) * 8;
@@ -147,8 +148,8 @@ pub fn from_ipv6(ctx: *mut xdp_md) -> Verdict {
     if v == PROCEED {
         v = finish(ctx, s);
     }
-    if v == SEND_TIME_EXCEEDED || v == SEND_TOO_BIG {
-        return Verdict(send_icmp(ctx, s, v));
+    if v == SEND_ICMP {
+        return Verdict(send_icmp(ctx, s));
     }
     if v == ICMP_ERROR {
         if icmp::before_error(ctx, s, 1) != 0 {
@@ -186,19 +187,15 @@ fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     PROCEED
 }
 
-/// ICMPv6 time exceeded / packet too big about the received packet.
+/// The ICMPv6 error [`send_error`] recorded, about the received packet.
 #[inline(never)]
-fn send_icmp(ctx: *mut xdp_md, s: &Scratch, v: u32) -> u32 {
+fn send_icmp(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     let xdp = &XdpContext::new(ctx);
     let frame = Frame::new(xdp);
     let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
         return drop(Reason::Malformed).0;
     };
-    let (error, reason) = if v == SEND_TOO_BIG {
-        (IcmpError::TooBig { mtu: s.icmp_rest }, Reason::TooBig)
-    } else {
-        (IcmpError::TimeExceeded, Reason::TtlExpired)
-    };
+    let (error, reason) = recorded_error(s);
     icmp_error::reply(
         xdp,
         Inner::V6(Ipv6(p)),
@@ -233,7 +230,15 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         (ETH_HLEN + IPV6_HLEN) as u32,
     ) {
         sub::WALK_OK => {}
-        sub::WALK_REFUSED => return drop(Reason::XlatUnsupportedHeader),
+        // RFC 7915 5.1.1 / 5.4: an extension header after the fragment header (or too
+        // many of them): administratively prohibited.
+        sub::WALK_REFUSED => {
+            return Verdict(send_error(
+                s,
+                IcmpError::Unreachable { code: 1 },
+                Reason::XlatUnsupportedHeader,
+            ));
+        }
         _ => return drop(Reason::Malformed),
     }
     let w = Walk::from_scratch(s);
@@ -262,7 +267,8 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     let icmp_error = w.proto == IPPROTO_ICMPV6 && icmp6_is_error(icmp_ty);
 
     // RFC 7915 5.1 / 6: the source; an ICMPv6 error from an unmapped router takes the
-    // RFC 6791 address.
+    // RFC 6791 address. Any other unmapped source: administratively prohibited (5.4;
+    // never sent to a source that is not one host's).
     if illegal_source6(ip.src_ptr()) {
         return drop(Reason::XlatSourceUntranslatable);
     }
@@ -270,16 +276,27 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         Some(a) => s.src4 = a.to_be_bytes(),
         None => {
             if !icmp_error || !rfc6791_v4(cfg, s) {
-                return drop(Reason::XlatSourceUntranslatable);
+                return Verdict(send_error(
+                    s,
+                    IcmpError::Unreachable { code: 1 },
+                    Reason::XlatSourceUntranslatable,
+                ));
             }
         }
     }
     // RFC 7915 5.1: hop limit.
     if ip.hop_limit() <= 1 {
-        return Verdict(SEND_TIME_EXCEEDED);
+        return Verdict(send_error(s, IcmpError::TimeExceeded, Reason::TtlExpired));
     }
-    if w.segments_left {
-        return drop(Reason::XlatUnsupportedHeader);
+    // RFC 7915 5.1: a routing header with segments left is not translated: parameter
+    // problem 4/0 pointing at its Segments Left field.
+    if w.segments_left_at != 0 {
+        let pointer = (w.segments_left_at as usize).wrapping_sub(ETH_HLEN) as u32;
+        return Verdict(send_error(
+            s,
+            IcmpError::ParamProblem { code: 0, pointer },
+            Reason::XlatSegmentsLeft,
+        ));
     }
     if icmp_error {
         s.old_hdr = (l4 - ETH_HLEN) as u16;
@@ -351,7 +368,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
 }
 
 /// The route (RFC 7915 5.1.1), then the transport checksum update in place (RFC 7915
-/// 5.5, 5.2) and the last header fields. [`PROCEED`], [`SEND_TOO_BIG`] or a finished
+/// 5.5, 5.2) and the last header fields. [`PROCEED`], [`SEND_ICMP`] or a finished
 /// verdict.
 #[inline(never)]
 fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
@@ -366,8 +383,8 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
         sub::ROUTE_TOO_BIG => {
             if df {
                 // RFC 7915 5.1.1: packet too big, MTU + 20 (at least 1280).
-                s.icmp_rest = ptb_mtu_for_ipv4_nexthop(s.mtu);
-                return SEND_TOO_BIG;
+                let mtu = ptb_mtu_for_ipv4_nexthop(s.mtu);
+                return send_error(s, IcmpError::TooBig { mtu }, Reason::TooBig);
             }
             // Without DF the kernel fragments the IPv4 packet when it forwards it.
             s.resolved = 0;

@@ -140,6 +140,22 @@ impl Fail {
     }
 }
 
+/// RFC 1812 4.3.2.7: an ICMPv4 error is not sent about a packet whose source does not
+/// name one host (0/8, 127/8, 224/4 multicast, 240/4 with the broadcast address) or
+/// whose destination is multicast or broadcast.
+pub(crate) fn may_answer_v4(src: &[u8; 4], dst: &[u8; 4]) -> bool {
+    !matches!(src[0], 0 | 127 | 224..=255) && dst[0] < 224
+}
+
+/// RFC 4443 2.4 (e): an ICMPv6 error (of type `ty`) is not sent about a packet from the
+/// unspecified address, loopback or a multicast address, nor about one to a multicast
+/// address unless it is packet too big.
+pub(crate) fn may_answer_v6(src: &[u8; 16], dst: &[u8; 16], ty: u8) -> bool {
+    let mut loopback = [0u8; 16];
+    loopback[15] = 1;
+    src[0] != 0xff && *src != [0u8; 16] && *src != loopback && (dst[0] != 0xff || ty == 2)
+}
+
 /// Reads a big-endian u16 at `off` (callers check the length first).
 #[inline]
 pub(crate) fn be16(b: &[u8], off: usize) -> u16 {

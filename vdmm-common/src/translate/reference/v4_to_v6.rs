@@ -4,8 +4,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use super::{
-    Fail, IcmpReply, Outcome, attach_icmp_extension, be16, build_icmp4_error, fragment_ipv6, put16,
-    split_icmp_extension, sum_bytes,
+    Fail, IcmpReply, Outcome, attach_icmp_extension, be16, build_icmp4_error, fragment_ipv6,
+    may_answer_v4, put16, split_icmp_extension, sum_bytes,
 };
 use crate::translate::XlatReason;
 use crate::translate::checksum;
@@ -96,17 +96,22 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv4<'_>, XlatReason> {
 }
 
 /// RFC 7915 4.4: the ICMPv4 error for a dropped packet, unless the packet is itself an
-/// ICMP error or a non-first fragment (RFC 1812 4.3.2.7).
+/// ICMP error, a non-first fragment, or not from one host / to one host (RFC 1812
+/// 4.3.2.7).
 fn reply(cfg: &TranslatorConfig, pkt: &[u8], ip: &Ipv4<'_>, f: Fail) -> Outcome {
     let icmp = match f.icmp {
-        Some((ty, code, rest)) if !ip.is_icmp_error() && ip.offset8 == 0 => Some(IcmpReply {
-            ty,
-            code,
-            rest,
-            packet: cfg.icmp_source_v4.map(|s| {
-                build_icmp4_error(s, ip.src, ty, code, rest, &pkt[..ip.total_len as usize])
-            }),
-        }),
+        Some((ty, code, rest))
+            if !ip.is_icmp_error() && ip.offset8 == 0 && may_answer_v4(&ip.src, &ip.dst) =>
+        {
+            Some(IcmpReply {
+                ty,
+                code,
+                rest,
+                packet: cfg.icmp_source_v4.map(|s| {
+                    build_icmp4_error(s, ip.src, ty, code, rest, &pkt[..ip.total_len as usize])
+                }),
+            })
+        }
         _ => None,
     };
     Outcome::Drop {
@@ -161,7 +166,7 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     // Step 4b: RFC 7915 4.1: options are ignored, but an unexpired source route drops the
     // packet with destination unreachable, source route failed (type 3 code 5).
     if !ip.options.is_empty() {
-        let mut opts = [0u8; 40];
+        let mut opts = [0u8; header::IPV4_OPTIONS_BUF];
         opts[..ip.options.len()].copy_from_slice(ip.options);
         if header::has_unexpired_source_route(&opts, ip.options.len()) {
             return reply(

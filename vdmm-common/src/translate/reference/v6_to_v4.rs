@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::{
     Fail, IcmpReply, Outcome, attach_icmp_extension, be16, build_icmp6_error, fragment_ipv4,
-    next_ipv4_id, put16, split_icmp_extension, sum_bytes,
+    may_answer_v6, next_ipv4_id, put16, split_icmp_extension, sum_bytes,
 };
 use crate::translate::XlatReason;
 use crate::translate::checksum;
@@ -164,24 +164,26 @@ fn parse(pkt: &[u8], inner: bool) -> Result<Ipv6<'_>, Fail> {
 }
 
 /// RFC 7915 5.4: the ICMPv6 error for a dropped packet, unless it is an ICMPv6 error
-/// itself (RFC 4443 2.4 (e)).
+/// itself or not from one host / to one host (RFC 4443 2.4 (e)).
 fn reply(cfg: &TranslatorConfig, pkt: &[u8], ip: &Ipv6<'_>, f: Fail) -> Outcome {
     let icmp = match f.icmp {
-        Some((ty, code, rest)) if !ip.is_icmp_error() => Some(IcmpReply {
-            ty,
-            code,
-            rest,
-            packet: cfg.icmp_source_v6.map(|s| {
-                build_icmp6_error(
-                    s,
-                    ip.src,
-                    ty,
-                    code,
-                    rest,
-                    &pkt[..IPV6_HDR_LEN + ip.payload_len as usize],
-                )
-            }),
-        }),
+        Some((ty, code, rest)) if !ip.is_icmp_error() && may_answer_v6(&ip.src, &ip.dst, ty) => {
+            Some(IcmpReply {
+                ty,
+                code,
+                rest,
+                packet: cfg.icmp_source_v6.map(|s| {
+                    build_icmp6_error(
+                        s,
+                        ip.src,
+                        ty,
+                        code,
+                        rest,
+                        &pkt[..IPV6_HDR_LEN + ip.payload_len as usize],
+                    )
+                }),
+            })
+        }
         _ => None,
     };
     Outcome::Drop {
@@ -198,6 +200,10 @@ fn reply_unparsed(cfg: &TranslatorConfig, pkt: &[u8], f: Fail) -> Outcome {
         return Outcome::drop(f.reason);
     };
     let src: [u8; 16] = pkt[8..24].try_into().unwrap();
+    let dst: [u8; 16] = pkt[24..40].try_into().unwrap();
+    if !may_answer_v6(&src, &dst, ty) {
+        return Outcome::drop(f.reason);
+    }
     let end = (IPV6_HDR_LEN + be16(pkt, 4) as usize).min(pkt.len());
     Outcome::Drop {
         reason: f.reason,
@@ -222,6 +228,17 @@ fn illegal_source(a: &[u8; 16]) -> bool {
 
 /// RFC 7915 section 5: translate one IPv6 packet (raw, from the IP header) to IPv4.
 pub fn translate_6to4(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
+    // Step 2 first when the fixed header is valid: a packet that is not for the
+    // translator (RFC 7915 5.6) is left alone whatever its extension headers or source.
+    if pkt.len() >= IPV6_HDR_LEN
+        && pkt[0] >> 4 == 6
+        && IPV6_HDR_LEN + be16(pkt, 4) as usize <= pkt.len()
+    {
+        let dst: [u8; 16] = pkt[24..40].try_into().unwrap();
+        if cfg.map_6to4(&dst).is_none() {
+            return Outcome::Pass(XlatReason::NoMapping);
+        }
+    }
     // Step 1: RFC 8200 header and extension header walk (RFC 7915 5.1, 5.1.1).
     let ip = match parse(pkt, false) {
         Ok(ip) => ip,

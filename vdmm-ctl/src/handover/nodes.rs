@@ -1,0 +1,54 @@
+//! The two kinds of node a move changes, as the mover needs them: AP hosts (which hold
+//! vAPs) and anchors (which hold the bindings of the clients' home addresses). The real
+//! implementations are in [`super::netns_nodes`]; the tests use fakes.
+
+use std::net::IpAddr;
+
+use super::{ClientMac, VapMode, VapRecord};
+use crate::addr::Prefix;
+
+/// A node's failure, as one line naming the node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{node}: {message}")]
+pub struct NodeError {
+    pub node: String,
+    pub message: String,
+}
+
+impl NodeError {
+    pub fn new(node: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            node: node.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type NodeResult<T> = Result<T, NodeError>;
+
+/// An AP host: where clients attach and their vAPs live.
+pub trait ApHost: Send + Sync {
+    /// The host's name in the cluster (`ap1`).
+    fn name(&self) -> &str;
+    /// The host's tunnel endpoint, the locator anchors bind its clients to.
+    fn locator(&self) -> IpAddr;
+    /// The client's vAP on this host and its mode, if the host has one.
+    fn vap(&self, client: ClientMac) -> NodeResult<Option<(VapRecord, VapMode)>>;
+    /// Installs `vap` in [`VapMode::Serve`] (replacing what the host had for the client).
+    fn install(&self, vap: &VapRecord) -> NodeResult<()>;
+    /// Changes the mode of the client's vAP.
+    fn set_mode(&self, client: ClientMac, mode: VapMode) -> NodeResult<()>;
+    /// Removes the client's vAP; removing one that is not there is not an error.
+    fn remove(&self, client: ClientMac) -> NodeResult<()>;
+}
+
+/// A mobility anchor: owns home prefixes, binds home addresses to locators.
+pub trait Anchor: Send + Sync {
+    fn name(&self) -> &str;
+    /// The anchor's tunnel endpoint (what vAPs name as their anchor).
+    fn locator(&self) -> IpAddr;
+    /// The locator `home` is bound to now, if any.
+    fn binding(&self, home: Prefix) -> NodeResult<Option<IpAddr>>;
+    /// Binds `home` to `locator`, replacing the binding it had.
+    fn bind(&self, home: Prefix, locator: IpAddr) -> NodeResult<()>;
+}
