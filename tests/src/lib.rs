@@ -1,6 +1,7 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
 //! data plane, real etcd clusters.
 
+pub mod agent;
 pub mod etcd;
 pub mod lab;
 pub mod netns;

@@ -1136,3 +1136,168 @@ fn ipv6_routing_header_and_chain_errors() {
     };
     not_answered(&lab, &p, true, Reason::TtlExpired);
 }
+
+// ---------------------------------------------------------------------------------------
+// RFC 4884 extensions in translated ICMP errors (RFC 7915 4.2 / 5.2)
+
+/// An ICMPv4 error `src` -> `dst` (type, code, the 4 bytes after the checksum) carrying
+/// `body`, checksums valid.
+fn icmp4_error_with(
+    src: [u8; 4],
+    dst: [u8; 4],
+    ty: u8,
+    code: u8,
+    rest: [u8; 4],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![ty, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(body);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let total = 20 + icmp.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0,
+        0,
+        64,
+        1,
+        0,
+        0,
+    ];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+/// `inner` zero-padded to `padded` bytes, then an extension of `ext` bytes (a version 2
+/// header and a pattern).
+fn body_with_extension(inner: &[u8], padded: usize, ext: usize) -> Vec<u8> {
+    let mut b = inner.to_vec();
+    b.resize(padded, 0);
+    b.extend_from_slice(&[0x20, 0, 0x12, 0x34]);
+    b.extend((4..ext).map(|i| (i * 7) as u8));
+    b
+}
+
+#[test]
+fn icmp_extensions_4to6() {
+    let lab = Lab::new("xlatext4");
+    let router = [203, 0, 113, 1];
+    let h6_as_v4 = [192, 0, 2, 33];
+    // The packet in error: UDP 192.0.2.33 -> 198.51.100.2, as the IPv6 host sent it.
+    let inner = {
+        let mut q = udp4_opts(h6_as_v4, [198, 51, 100, 2], 63, &[], 72);
+        q.truncate(100);
+        q
+    };
+    // (type, code, length in 32-bit words, padded field, extension bytes, length kept)
+    for (ty, code, words, padded, ext, kept) in [
+        // 128 bytes grow to 148, cut to 144 (18 words), then the extension.
+        (11u8, 0u8, 32u8, 128usize, 20usize, Some(18u8)),
+        (3, 3, 32, 128, 20, Some(18)),
+        // Below 128 bytes (80): accepted, padded to 128 (16 words).
+        (3, 1, 20, 128, 12, Some(16)),
+        // Parameter problem / fragmentation needed: ICMPv6 has no length there: removed.
+        (12, 0, 32, 128, 20, None),
+        // Too big for 1280 beside 128 bytes of datagram (1105 > 1104): removed.
+        (11, 0, 32, 128, 1105, None),
+        // The largest that fits.
+        (11, 0, 32, 128, 1104, Some(16)),
+    ] {
+        let rest = if ty == 12 {
+            [8, words, 0, 0]
+        } else {
+            [0, words, 0, 0]
+        };
+        let p = icmp4_error_with(
+            router,
+            h6_as_v4,
+            ty,
+            code,
+            rest,
+            &body_with_extension(&inner, padded, ext),
+        );
+        let out = same_as_reference(&lab, &p, false, &[]);
+        match kept {
+            Some(words6) => {
+                assert_eq!(out[44], words6, "type {ty}/{code}: ICMPv6 length attribute");
+                // The extension: everything after the field the length attribute gave.
+                let ext_out = padded + ext - words as usize * 4;
+                assert_eq!(
+                    out.len(),
+                    48 + words6 as usize * 8 + ext_out,
+                    "type {ty}/{code}"
+                );
+                assert_eq!(
+                    &out[out.len() - ext_out..],
+                    &p[p.len() - ext_out..],
+                    "extension carried unchanged"
+                );
+            }
+            None => {
+                assert!(
+                    out[40] != 1 && out[40] != 3 || out[44] == 0,
+                    "length zeroed"
+                );
+                assert!(out.len() <= 1280);
+                assert!(
+                    out.len() <= 48 + 20 + padded,
+                    "type {ty}/{code}: extension removed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn icmp_extensions_6to4() {
+    let lab = Lab::new("xlatext6");
+    let router = v6("2001:db8:1c0:2::9");
+    // The packet in error: UDP from the IPv4 host (as IPv6) to the IPv6 host.
+    let inner = ipv6_with(host4_as6(), v6("2001:db8:1c0:2:21::"), 0, &[], 17, &{
+        let mut u = vec![0x30, 0x39, 0x00, 0x35, 0, 60, 0, 0];
+        u.extend(0..52u8);
+        u
+    });
+    // (type, code, length in 64-bit words, padded field, extension bytes, length kept)
+    for (ty, code, words, padded, ext, kept) in [
+        // 128 bytes shrink to 108, padded back to 128 (32 words).
+        (1u8, 4u8, 16u8, 128usize, 20usize, Some(32u8)),
+        (3, 0, 16, 128, 20, Some(32)),
+        // 420 bytes fit a 576-byte ICMPv4 error beside 128, 421 do not.
+        (1, 4, 16, 128, 420, Some(32)),
+        (1, 4, 16, 128, 421, None),
+        // A long datagram field is cut to make room: 576 - 28 - 40 = 508 bytes (127 words).
+        (3, 0, 80, 640, 40, Some(127)),
+    ] {
+        let body = body_with_extension(&inner, padded, ext);
+        let mut icmp = vec![ty, code, 0, 0, words, 0, 0, 0];
+        icmp.extend_from_slice(&body);
+        let p = ipv6_with(router, host4_as6(), 0, &[], 58, &icmp);
+        let out = same_as_reference(&lab, &p, true, &[4, 5, 10, 11]);
+        assert_eq!(checksum(&out[20..]), 0, "ICMPv4 checksum");
+        match kept {
+            Some(words4) => {
+                assert_eq!(out[25], words4, "type {ty}/{code}: ICMPv4 length attribute");
+                assert_eq!(out.len(), 28 + words4 as usize * 4 + ext);
+                assert_eq!(
+                    &out[out.len() - ext..out.len() - ext + 4],
+                    &[0x20, 0, 0x12, 0x34]
+                );
+            }
+            None => {
+                assert_eq!(out[25], 0, "length zeroed");
+                assert_eq!(out.len(), 28 + padded - 20, "extension removed, no padding");
+            }
+        }
+    }
+}

@@ -174,7 +174,8 @@ reasons! {
     XlatSourceUntranslatable = 20 => "xlat_source_untranslatable",
     /// ICMP message that cannot be translated: type/code without a counterpart
     /// (RFC 7915 4.2, 5.2), a fragmented ICMP message, an error inside an error, an inner
-    /// packet without mappings, an RFC 4884 extension. Dropped.
+    /// packet without mappings, an RFC 4884 length attribute longer than the message.
+    /// Dropped.
     XlatIcmpUntranslatable = 21 => "xlat_icmp_untranslatable",
     /// ICMP error with a wrong checksum: its checksum would be recomputed, so it is
     /// dropped rather than laundered.

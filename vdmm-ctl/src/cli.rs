@@ -40,6 +40,15 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub netns: Option<String>,
 
+    /// The control socket of the agent (`vdmm-ctl daemon`).
+    ///
+    /// When an agent listens there, the commands that change endpoints, peers, bindings
+    /// and tunnel settings (and `apply`) go through it: it checks them as one batch,
+    /// records them in its store and programs the maps. When none listens (no socket
+    /// file, or nobody accepting), they work on the pinned maps directly.
+    #[arg(long, global = true, env = "VDMM_AGENT_SOCKET", default_value = crate::agent::config::DEFAULT_SOCKET, value_name = "PATH")]
+    pub agent_socket: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -189,6 +198,57 @@ pub enum Command {
     /// zeros while no move ran).
     #[command(subcommand)]
     Metrics(MetricsCommand),
+
+    /// Run the agent: keep the data plane in step with the desired state (see
+    /// docs/agent.md).
+    ///
+    /// Loads the data plane or adopts what is pinned (nothing is detached or reloaded),
+    /// attaches it to the configured interfaces, loads the desired state from its store
+    /// (a damaged state file stops the start, untouched), reconciles the maps and the
+    /// bindings' routes with it, and then serves the control socket (the other vdmm-ctl
+    /// commands use it), Prometheus metrics (the data plane's and its own), link and
+    /// address changes and a periodic reconcile until SIGTERM or SIGINT. Stopping or
+    /// killing it does not stop forwarding.
+    Daemon {
+        /// The configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+
+    /// Apply a batch of changes, all of them or none.
+    ///
+    /// FILE (or `-` for standard input) holds a JSON array of changes, or an object
+    /// {"ops": [...]}. Each change is an object with an `op`: endpoint_add, endpoint_del,
+    /// peer_add, peer_del ({"addr"}), binding_add ({"home", "locator", "source"?,
+    /// "replace"?, "route"?: default true}), binding_del ({"home"}), config_set
+    /// ({"outer_hop_limit"?, "icmp_sources"?: [ADDR], "clear_icmp_sources"?: ["ipv4"|
+    /// "ipv6"]}). The rules are those of the commands of the same names; the batch is
+    /// checked as a whole (a binding may use an endpoint the same batch adds), and the
+    /// error of a refused batch names the change that failed. Through the agent when one
+    /// listens, else on the pinned maps directly.
+    ///
+    ///   echo '[{"op":"peer_add","addr":"192.0.2.2"},
+    ///          {"op":"binding_add","home":"10.1.0.0/16","locator":"192.0.2.2"}]' | vdmm-ctl apply -
+    #[command(verbatim_doc_comment)]
+    Apply {
+        #[arg(value_name = "FILE")]
+        file: String,
+    },
+
+    /// Ask the running agent: its status, its desired state, a reconcile now.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Pin directory, store and revision, table sizes, interfaces, the last reconcile.
+    Status,
+    /// The desired state as JSON: endpoints, peers, bindings, tunnel settings.
+    State,
+    /// Compare the maps and routes with the desired state now and repair what differs;
+    /// prints what changed.
+    Reconcile,
 }
 
 /// XDP attach mode.

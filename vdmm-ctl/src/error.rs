@@ -119,6 +119,10 @@ pub enum Error {
     )]
     StateFile { path: PathBuf, detail: String },
 
+    /// The agent refused a request (its one-line message).
+    #[error("{0}")]
+    Agent(String),
+
     /// A store that others write moved on since the batch was planned.
     #[error(
         "the store moved on to revision {current} since revision {base}; plan the change again"

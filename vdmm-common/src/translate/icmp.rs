@@ -243,6 +243,37 @@ pub const fn plateau_below(total_len: u16) -> u16 {
 /// Smallest IPv6 MTU (RFC 8200 section 5).
 pub const IPV6_MIN_MTU: u32 = 1280;
 
+/// RFC 4884 section 4: the original datagram field of an ICMP error with an extension is
+/// at least this long (zero-padded).
+pub const ICMP_EXT_MIN_ORIGINAL: usize = 128;
+
+/// RFC 4884 / RFC 7915 4.2 and 5.2 ("ICMP Error Payload"): where a translated ICMP error
+/// that carries an extension of `ext` bytes puts it. `translated`: bytes of the
+/// translated original datagram field (the packet in error as present); `room`: bytes
+/// the error may carry after its ICMP header (1280 - 48 for ICMPv6, 576 - 28 for
+/// ICMPv4); `unit`: the length attribute's unit in the new family (8 for ICMPv6, 4 for
+/// ICMPv4). Returns the original datagram bytes kept (cut to a whole number of units,
+/// to make room) and the zero padding after them (up to the 128 bytes RFC 4884 asks
+/// for); the length attribute is their sum / `unit`. `None`: the extension does not fit
+/// beside the first 128 bytes and is removed (length attribute 0, nothing padded), as
+/// Jool does: the packet in error has priority over the extension, and the extension is
+/// never cut.
+#[inline(always)]
+pub const fn icmp_extension_layout(
+    translated: usize,
+    ext: usize,
+    room: usize,
+    unit: usize,
+) -> Option<(usize, usize)> {
+    if ext + ICMP_EXT_MIN_ORIGINAL > room {
+        return None;
+    }
+    let fit = room - ext;
+    let ipl = (if translated < fit { translated } else { fit }) & !(unit - 1);
+    let pad = ICMP_EXT_MIN_ORIGINAL.saturating_sub(ipl);
+    Some((ipl, pad))
+}
+
 /// RFC 7915 section 4.2, fragmentation needed -> packet too big: the MTU is
 /// `min(advertised + 20, MTU of the IPv6 next hop, MTU of the IPv4 next hop + 20)`,
 /// where an advertised MTU of 0 (a router predating RFC 1191) is replaced by the
@@ -573,6 +604,22 @@ mod tests {
                 "type {ty}"
             );
         }
+    }
+
+    #[test]
+    fn extension_layout() {
+        // Jool graybox ia/ib: 6->4, 128-byte field becomes 108 + 20 padding.
+        assert_eq!(icmp_extension_layout(108, 20, 548, 4), Some((108, 20)));
+        // 4->6: 148 translated bytes are cut to whole 64-bit words.
+        assert_eq!(icmp_extension_layout(148, 20, 1232, 8), Some((144, 0)));
+        // ic4 / ic5: 420 bytes of extension fit beside 128, 421 do not.
+        assert_eq!(icmp_extension_layout(108, 420, 548, 4), Some((108, 20)));
+        assert_eq!(icmp_extension_layout(108, 421, 548, 4), None);
+        // ic1: the packet in error is cut to make room (576 - 28 - 40 = 508).
+        assert_eq!(icmp_extension_layout(508, 40, 548, 4), Some((508, 0)));
+        assert_eq!(icmp_extension_layout(1144, 40, 548, 4), Some((508, 0)));
+        // idf: 1232 - 200 = 1032 bytes of the translated field.
+        assert_eq!(icmp_extension_layout(1040, 200, 1232, 8), Some((1032, 0)));
     }
 
     #[test]

@@ -1,9 +1,21 @@
 //! The agent: `vdmm-ctl daemon --config FILE` keeps a node's data plane in step with its
 //! desired state.
 //!
+//! - [`config`]: the TOML configuration file;
 //! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings), the
 //!   operations clients ask for and the deltas a store records;
-//! - [`store`]: the [`store::Store`] trait and the embedded [`store::FileStore`].
+//! - [`store`]: the [`store::Store`] trait and the embedded [`store::FileStore`];
+//! - [`reconcile`]: the maps and kernel routes brought in step with the desired state;
+//! - [`netlink`]: interface addresses, batches of routes, link and address events;
+//! - [`api`]: the control socket's requests and the client `vdmm-ctl` uses;
+//! - [`metrics`]: the agent's Prometheus metrics (served with the data plane's);
+//! - [`daemon`]: the process: start-up, the state thread, the socket, signals.
 
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod metrics;
+pub mod netlink;
+pub mod reconcile;
 pub mod state;
 pub mod store;

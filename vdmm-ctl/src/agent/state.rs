@@ -315,6 +315,9 @@ pub struct DesiredState {
     source_uses: HashMap<IpAddr, usize>,
     /// Bindings per home family (derived; for the table limits).
     bindings_per_family: [usize; 2],
+    /// Endpoints the agent found on interfaces (`endpoints.from_interfaces`): part of the
+    /// data plane's endpoints, but not stored (they follow the interfaces' addresses).
+    discovered: BTreeSet<IpAddr>,
 }
 
 /// The serialized form of a [`DesiredState`]: every entry, in key order.
@@ -334,8 +337,24 @@ fn family_index(f: Family) -> usize {
 }
 
 impl DesiredState {
+    /// The stored endpoints (those added through the API).
     pub fn endpoints(&self) -> impl Iterator<Item = &IpAddr> {
         self.endpoints.iter()
+    }
+
+    /// The endpoints found on interfaces.
+    pub fn discovered(&self) -> &BTreeSet<IpAddr> {
+        &self.discovered
+    }
+
+    /// Replaces the endpoints found on interfaces.
+    pub fn set_discovered(&mut self, addrs: BTreeSet<IpAddr>) {
+        self.discovered = addrs;
+    }
+
+    /// Every endpoint the data plane should have: stored and discovered.
+    pub fn effective_endpoints(&self) -> BTreeSet<IpAddr> {
+        self.endpoints.union(&self.discovered).copied().collect()
     }
 
     pub fn peers(&self) -> impl Iterator<Item = &IpAddr> {
@@ -449,9 +468,10 @@ impl DesiredState {
         for a in &self.peers {
             check_tunnel_addr("peer", *a)?;
         }
-        let eps: Vec<IpAddr> = self.endpoints.iter().copied().collect();
+        // A binding's source was a local endpoint when the binding was made; an interface
+        // address may have gone since, so only its family and kind are checked here.
         for b in self.bindings.values() {
-            resolve_source(&eps, b.locator, Some(b.source))?;
+            resolve_source(&[b.source], b.locator, Some(b.source))?;
         }
         for f in [Family::V4, Family::V6] {
             if let Some(a) = self.tunnel.icmp_source(f) {
@@ -593,6 +613,12 @@ impl<'a> Overlay<'a> {
             .endpoints
             .iter()
             .filter(|a| !matches!(self.changed.get(&Key::Endpoint(**a)), Some(None)))
+            .chain(
+                self.base
+                    .discovered
+                    .iter()
+                    .filter(|a| !self.base.endpoints.contains(a)),
+            )
             .copied()
             .collect();
         for (k, e) in self
@@ -632,7 +658,8 @@ impl<'a> Overlay<'a> {
         match op {
             Op::EndpointAdd { addr } => {
                 check_tunnel_addr("endpoint", *addr)?;
-                if self.get(&Key::Endpoint(*addr)).is_some() {
+                if self.get(&Key::Endpoint(*addr)).is_some() || self.base.discovered.contains(addr)
+                {
                     return Err(Error::EndpointExists(*addr));
                 }
                 self.set(Key::Endpoint(*addr), Some(Entry::Endpoint { addr: *addr }));
@@ -644,6 +671,14 @@ impl<'a> Overlay<'a> {
                 }
             }
             Op::EndpointDel { addr } => {
+                if self.get(&Key::Endpoint(*addr)).is_none() && self.base.discovered.contains(addr)
+                {
+                    return Err(Error::Conflict(format!(
+                        "endpoint {addr} is an address of an interface the agent takes endpoints \
+                         from (endpoints.from_interfaces); remove the address or change the \
+                         configuration"
+                    )));
+                }
                 if self.get(&Key::Endpoint(*addr)).is_none() {
                     return Err(Error::NoSuchEndpoint(*addr));
                 }
@@ -737,7 +772,9 @@ impl<'a> Overlay<'a> {
     /// uses it, the table limits) and returns the deltas.
     fn finish(self) -> Result<Vec<Delta>> {
         for (k, v) in &self.changed {
-            if let (Key::Endpoint(addr), None) = (k, v) {
+            if let (Key::Endpoint(addr), None) = (k, v)
+                && !self.base.discovered.contains(addr)
+            {
                 let uses = self.base.source_uses.get(addr).copied().unwrap_or(0) as isize
                     + self.source_uses.get(addr).copied().unwrap_or(0);
                 if uses > 0 {

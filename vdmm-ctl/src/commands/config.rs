@@ -21,7 +21,7 @@ pub fn run(pins: &PinDir, cmd: ConfigCommand) -> Result<String> {
     }
 }
 
-fn parse_change(args: &ConfigSetArgs) -> Result<ConfigChange> {
+pub(crate) fn parse_change(args: &ConfigSetArgs) -> Result<ConfigChange> {
     let outer_hop_limit = args
         .outer_hop_limit
         .as_deref()

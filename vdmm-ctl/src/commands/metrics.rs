@@ -47,11 +47,17 @@ fn bind(listen: SocketAddr) -> Result<TcpListener> {
 /// Answers requests on `listener` until accepting fails; a client's error only ends
 /// its connection.
 pub fn serve(listener: &TcpListener, pins: &PinDir) -> Result<()> {
+    serve_with(listener, &|| metrics::render(pins))
+}
+
+/// [`serve`] with another source of the metrics text (the agent adds its own metrics to
+/// the data plane's).
+pub fn serve_with(listener: &TcpListener, render: &dyn Fn() -> Result<String>) -> Result<()> {
     loop {
         let (stream, _) = listener
             .accept()
             .map_err(|e| Error::io("cannot accept a connection".to_string(), e))?;
-        if let Err(e) = handle(stream, pins) {
+        if let Err(e) = handle(stream, render) {
             tracing::debug!("metrics client: {e}");
         }
     }
@@ -60,7 +66,7 @@ pub fn serve(listener: &TcpListener, pins: &PinDir) -> Result<()> {
 /// Reads one request and answers it: `GET /metrics` with the metrics (503 with the error
 /// when the maps cannot be read, e.g. the data plane is not loaded), `GET /` with a
 /// pointer to them, anything else with 404 or 405. The connection is closed after it.
-fn handle(stream: TcpStream, pins: &PinDir) -> std::io::Result<()> {
+fn handle(stream: TcpStream, render: &dyn Fn() -> Result<String>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     // A request is a few hundred bytes; a client that sends more is cut off here.
@@ -74,7 +80,7 @@ fn handle(stream: TcpStream, pins: &PinDir) -> std::io::Result<()> {
             break;
         }
     }
-    let (status, content_type, body) = respond(&request_line, pins);
+    let (status, content_type, body) = respond(&request_line, render);
     let head_only = request_line.starts_with("HEAD ");
     let mut out = &stream;
     write!(
@@ -89,7 +95,10 @@ fn handle(stream: TcpStream, pins: &PinDir) -> std::io::Result<()> {
 }
 
 /// Status line, content type and body for a request line.
-fn respond(request_line: &str, pins: &PinDir) -> (&'static str, &'static str, String) {
+fn respond(
+    request_line: &str,
+    render: &dyn Fn() -> Result<String>,
+) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -97,7 +106,7 @@ fn respond(request_line: &str, pins: &PinDir) -> (&'static str, &'static str, St
         return ("405 Method Not Allowed", TEXT, "only GET\n".into());
     }
     match target.split('?').next().unwrap_or("") {
-        "/metrics" => match metrics::render(pins) {
+        "/metrics" => match render() {
             Ok(body) => ("200 OK", metrics::CONTENT_TYPE, body),
             Err(e) => ("503 Service Unavailable", TEXT, format!("{e}\n")),
         },

@@ -2,6 +2,7 @@
 //! return what to print (so the output is testable). Errors are the library's one-line
 //! [`crate::error::Error`]s.
 
+pub mod agent;
 pub mod binding;
 pub mod config;
 pub mod endpoint;
@@ -24,6 +25,11 @@ pub fn run(cli: Cli) -> Result<String> {
         netns::enter(ns)?;
     }
     let pins = PinDir::new(cli.pin_dir);
+    if let Some(ops) = agent::ops_for(&cli.command)?
+        && let Some(out) = agent::through_agent(&cli.agent_socket, &pins, ops)?
+    {
+        return Ok(out);
+    }
     match cli.command {
         Command::Load { iface, mode } => lifecycle::load(&pins, iface.as_deref(), mode),
         Command::Unload { iface } => lifecycle::unload(&pins, &iface),
@@ -36,6 +42,9 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
+        Command::Daemon { config } => crate::agent::daemon::run(&config),
+        Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),
+        Command::Agent(c) => agent::ask(&cli.agent_socket, c),
     }
 }
 

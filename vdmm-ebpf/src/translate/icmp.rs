@@ -4,8 +4,16 @@
 //! checksum), so traceroute and path MTU discovery work across the translator. The error
 //! is cut to 1280 bytes (ICMPv6, RFC 4443 2.4 (c)) / 576 bytes (ICMPv4, RFC 1812
 //! 4.3.2.3) and its checksum computed over what is sent. An incoming error with a wrong
-//! checksum is dropped rather than laundered. RFC 4884 extensions are not carried
-//! (such errors are dropped, `xlat_icmp_untranslatable`).
+//! checksum is dropped rather than laundered.
+//!
+//! RFC 4884 extensions (RFC 7915 4.2 / 5.2 "ICMP Error Payload", laid out by
+//! `icmp_extension_layout`, as Jool does): carried opaque behind the translated
+//! original datagram field, which is cut to whole units of the new family (64-bit words
+//! for ICMPv6, 32-bit for ICMPv4) and zero-padded to 128 bytes, with the length
+//! attribute converted; removed (length 0) when the new type has no length attribute
+//! (ICMPv6 parameter problem, packet too big) or when it does not fit the 1280 / 576
+//! byte limit beside 128 bytes of datagram. The extension is copied out to the scratch
+//! value before the frame is resized and written back at its new place.
 //!
 //! Layout: everything in front of the inner packet's payload is rewritten; that payload
 //! stays where it is in memory and `bpf_xdp_adjust_head` opens or closes the room in
@@ -13,7 +21,9 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::generated::{
+        bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
     programs::XdpContext,
 };
 use vdmm_common::{
@@ -22,15 +32,16 @@ use vdmm_common::{
         checksum::{fold, udp_mangle_zero, update},
         header::df_for_translated_ipv4,
         icmp::{
-            IPV6_MIN_MTU, IcmpMapping, frag_needed_mtu_6to4, icmp4_is_error, icmp4_to_icmp6,
-            icmp6_is_error, icmp6_to_icmp4, ptb_mtu_4to6,
+            ICMP_EXT_MIN_ORIGINAL, IPV6_MIN_MTU, IcmpMapping, frag_needed_mtu_6to4,
+            icmp_extension_layout, icmp4_is_error, icmp4_to_icmp6, icmp6_is_error, icmp6_to_icmp4,
+            ptb_mtu_4to6,
         },
         maps::{XLAT_RESET_TRAFFIC_CLASS, XlatConfig},
     },
 };
 
 use super::{
-    FLAG_FIRST, ICMP_VERIFY_MAX, PROCEED, Scratch,
+    EXT_MAX, FLAG_FIRST, ICMP_VERIFY_MAX, PROCEED, Scratch,
     addr::{map_4to6, map_6to4, sum4, sum6},
     sub,
     v6_to_v4::Walk,
@@ -48,6 +59,89 @@ const ICMP4_ERROR_MAX: usize = 576;
 /// ICMP message bytes summed after translation: 1280 - 40 and 576 - 20.
 const ICMP6_SUM_MAX: usize = IPV6_MIN_MTU as usize - IPV6_HLEN;
 const ICMP4_SUM_MAX: usize = ICMP4_ERROR_MAX - IPV4_HLEN;
+/// Bytes a translated error may carry after its ICMP header: 1280 - 48, 576 - 28.
+const ROOM6: usize = ICMP6_SUM_MAX - ICMP_HLEN;
+const ROOM4: usize = ICMP4_SUM_MAX - ICMP_HLEN;
+
+/// The RFC 4884 extension of the error in `s`: where it is in the received frame
+/// (`from`, frame offset), how long it is, and the original datagram field as received
+/// (`ipl` bytes from the packet in error's header, which is `in_hdr` bytes long).
+/// Decides its layout in the translated error (`hdr_out`: the translated inner header's
+/// size, `room` / `unit` as in `icmp_extension_layout`) into `s.ext_*` / `s.pad_*`
+/// and returns the bytes of the inner payload that belong to the datagram and the
+/// length attribute; the extension is removed (`s.ext_len` 0) when `keep` is false or
+/// it does not fit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn place_extension(
+    s: &mut Scratch,
+    from: usize,
+    ext_len: usize,
+    ipl: usize,
+    in_hdr: usize,
+    hdr_out: usize,
+    room: usize,
+    unit: usize,
+    keep: bool,
+) -> (usize, u8) {
+    let orig_rest = ipl - in_hdr;
+    s.ext_len = 0;
+    if !keep || ext_len > EXT_MAX {
+        return (orig_rest, 0);
+    }
+    match icmp_extension_layout(hdr_out + orig_rest, ext_len, room, unit) {
+        Some((kept, pad)) => {
+            s.ext_len = ext_len as u16;
+            s.ext_from = from as u16;
+            s.pad_at = (kept - hdr_out) as u16;
+            s.pad_len = pad as u16;
+            (orig_rest, ((kept + pad) / unit) as u8)
+        }
+        None => (orig_rest, 0),
+    }
+}
+
+/// Copies the extension recorded in `s` out of the received frame into `s.ext`
+/// (before the frame is resized). 0 when done (or none).
+#[inline(always)]
+fn save_extension(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
+    let n = s.ext_len as u32 & 0x7ff;
+    if n == 0 {
+        return 0;
+    }
+    if n > EXT_MAX as u32 {
+        return 1;
+    }
+    let from = s.ext_from as u32 & 0xfff;
+    (unsafe { bpf_xdp_load_bytes(ctx, from, s.ext.as_mut_ptr() as *mut _, n) } != 0) as u32
+}
+
+/// Writes the zero padding and the extension recorded in `s` behind the translated
+/// datagram, whose payload starts at frame offset `rest` (after the resize). 0 when
+/// done (or none).
+#[inline(always)]
+fn restore_extension(ctx: *mut xdp_md, s: &Scratch, rest: usize) -> u32 {
+    let n = s.ext_len as u32 & 0x7ff;
+    if n == 0 {
+        return 0;
+    }
+    if n > EXT_MAX as u32 {
+        return 1;
+    }
+    let pad_at = (rest + (s.pad_at as usize & 0x7ff)) as u32;
+    let pad = s.pad_len as u32 & 0xff;
+    if pad != 0 {
+        if pad > ICMP_EXT_MIN_ORIGINAL as u32 {
+            return 1;
+        }
+        let zeros = s.zeros.as_ptr() as *mut _;
+        if unsafe { bpf_xdp_store_bytes(ctx, pad_at, zeros, pad) } != 0 {
+            return 1;
+        }
+    }
+    let at = pad_at + pad;
+    (unsafe { bpf_xdp_store_bytes(ctx, at, s.ext.as_ptr() as *mut _, n) } != 0) as u32
+}
 
 /// The outcome of the FIB (`sub::route` code) for a translated error, stored in `s`
 /// (forwarded, or passed to the kernel with the received MACs); `Some(verdict)` when it
@@ -134,10 +228,18 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     let (ty, code) = unsafe { (*h, *h.add(1)) };
     let rest = get32(unsafe { h.add(4) });
     // RFC 4884 length attribute (destination unreachable, time exceeded, parameter
-    // problem): an extension follows the original datagram; not carried.
-    if matches!(ty, 3 | 11 | 12) && unsafe { *h.add(5) } != 0 {
+    // problem, 32-bit words): an extension follows the original datagram field, unless
+    // the field is the whole message.
+    let body_len = total - ihl - ICMP_HLEN;
+    let ipl = if matches!(ty, 3 | 11 | 12) {
+        (unsafe { *h.add(5) }) as usize * 4
+    } else {
+        0
+    };
+    if ipl > body_len {
         return drop(Reason::XlatIcmpUntranslatable);
     }
+    let has_ext = ipl != 0 && ipl != body_len;
 
     // The packet in error (RFC 7915 4.3), cut short: lengths come from its header.
     let in_off = icmp_off + ICMP_HLEN;
@@ -157,10 +259,10 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     let in_proto = inner.protocol();
     let rest_off = in_off + in_ihl;
     let end = ETH_HLEN + total;
-    if rest_off > end {
+    if rest_off > end || (has_ext && ipl < in_ihl) {
         return drop(Reason::XlatIcmpUntranslatable);
     }
-    let rest_len = end - rest_off;
+    let mut rest_len = end - rest_off;
     let mut in_type_code = 0u16;
     let mut in_new_type_code = 0u16;
     if in_proto == IPPROTO_ICMP && in_off8 == 0 && rest_len >= 1 {
@@ -199,7 +301,36 @@ pub fn error_4to6(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     };
 
     let fh = if in_frag { 8 } else { 0 };
-    let new_total = IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh + rest_len;
+    s.ext_len = 0;
+    let mut rest6 = rest6;
+    if has_ext {
+        // Only ICMPv6 destination unreachable and time exceeded have a length attribute
+        // (RFC 4884): from parameter problem / packet too big the extension is removed.
+        let (orig_rest, attr) = place_extension(
+            s,
+            in_off + ipl,
+            body_len - ipl,
+            ipl,
+            in_ihl,
+            IPV6_HLEN + fh,
+            ROOM6,
+            8,
+            matches!(t6, 1 | 3),
+        );
+        rest_len = orig_rest;
+        if matches!(t6, 1 | 3) {
+            rest6 = (rest6 & 0x00ff_ffff) | ((attr as u32) << 24);
+        }
+    }
+    let new_total = if s.ext_len != 0 {
+        IPV6_HLEN
+            + ICMP_HLEN
+            + IPV6_HLEN
+            + fh
+            + (s.pad_at as usize + s.pad_len as usize + s.ext_len as usize)
+    } else {
+        IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh + rest_len
+    };
     let capped = if new_total > IPV6_MIN_MTU as usize {
         IPV6_MIN_MTU as usize
     } else {
@@ -286,6 +417,9 @@ pub fn finish_4to6(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
             _ => {}
         }
     }
+    if save_extension(ctx, s) != 0 {
+        return Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+    }
     PROCEED
 }
 
@@ -306,7 +440,17 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     }
     let have = frame_len(ctx);
     let want = ETH_HLEN + capped;
-    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    // Shorter: cut to the 1280-byte limit (and any Ethernet padding); longer only when an
+    // RFC 4884 extension moves back behind padding.
+    if have != want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return aborted;
+    }
+    if restore_extension(
+        ctx.ctx,
+        s,
+        ETH_HLEN + IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh,
+    ) != 0
+    {
         return aborted;
     }
     let frame = Frame::new(ctx);
@@ -414,10 +558,17 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     };
     let (ty, code) = unsafe { (*h, *h.add(1)) };
     let rest = get32(unsafe { h.add(4) });
-    // RFC 4884 length attribute (destination unreachable, time exceeded).
-    if matches!(ty, 1 | 3) && unsafe { *h.add(4) } != 0 {
+    // RFC 4884 length attribute (destination unreachable, time exceeded; 64-bit words).
+    let body_len = icmp_len - ICMP_HLEN;
+    let ipl = if matches!(ty, 1 | 3) {
+        (unsafe { *h.add(4) }) as usize * 8
+    } else {
+        0
+    };
+    if ipl > body_len {
         return drop(Reason::XlatIcmpUntranslatable);
     }
+    let has_ext = ipl != 0 && ipl != body_len;
 
     // The packet in error (RFC 7915 5.3).
     let in_off = l4 + ICMP_HLEN;
@@ -433,8 +584,11 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
     if rest_off > end {
         return drop(Reason::XlatIcmpUntranslatable);
     }
-    let rest_len = end - rest_off;
+    let mut rest_len = end - rest_off;
     let in_ext = rest_off - in_off - IPV6_HLEN;
+    if has_ext && ipl < IPV6_HLEN + in_ext {
+        return drop(Reason::XlatIcmpUntranslatable);
+    }
     let in_payload = inner.payload_len() as usize;
     let in_upper_len = if in_payload > in_ext {
         in_payload - in_ext
@@ -479,7 +633,32 @@ pub fn error_6to4(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch, _l4: u32)
         _ => return drop(Reason::XlatIcmpUntranslatable),
     };
 
-    let new_total = IPV4_HLEN + ICMP_HLEN + IPV4_HLEN + rest_len;
+    s.ext_len = 0;
+    let mut rest4 = rest4;
+    if has_ext {
+        // ICMPv4 destination unreachable and time exceeded both have a length attribute.
+        let (orig_rest, attr) = place_extension(
+            s,
+            in_off + ipl,
+            body_len - ipl,
+            ipl,
+            IPV6_HLEN + in_ext,
+            IPV4_HLEN,
+            ROOM4,
+            4,
+            true,
+        );
+        rest_len = orig_rest;
+        rest4 = (rest4 & 0xff00_ffff) | ((attr as u32) << 16);
+    }
+    let new_total = if s.ext_len != 0 {
+        IPV4_HLEN
+            + ICMP_HLEN
+            + IPV4_HLEN
+            + (s.pad_at as usize + s.pad_len as usize + s.ext_len as usize)
+    } else {
+        IPV4_HLEN + ICMP_HLEN + IPV4_HLEN + rest_len
+    };
     let capped = if new_total > ICMP4_ERROR_MAX {
         ICMP4_ERROR_MAX
     } else {
@@ -571,6 +750,9 @@ pub fn finish_6to4(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
             _ => {}
         }
     }
+    if save_extension(ctx, s) != 0 {
+        return Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+    }
     PROCEED
 }
 
@@ -588,7 +770,10 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     }
     let have = frame_len(ctx);
     let want = ETH_HLEN + capped;
-    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    if have != want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return aborted;
+    }
+    if restore_extension(ctx.ctx, s, ETH_HLEN + IPV4_HLEN + ICMP_HLEN + IPV4_HLEN) != 0 {
         return aborted;
     }
     let frame = Frame::new(ctx);

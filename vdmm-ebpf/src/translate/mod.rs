@@ -55,8 +55,9 @@
 //! (`xlat_segments_left`), an extension header after the fragment header 1/1
 //! (`xlat_unsupported_header`).
 //!
-//! Not done (each a counted drop, never silent): ICMP errors with RFC 4884 extensions
-//! (length attribute set) are dropped (`xlat_icmp_untranslatable`) rather than carried.
+//! ICMP errors with RFC 4884 extensions carry them through, with the length attribute
+//! converted and the padding adjusted, or lose them where the new type has no length
+//! attribute or they do not fit (see `icmp`).
 
 use vdmm_common::Reason;
 
@@ -184,6 +185,16 @@ pub struct Scratch {
     pub err_code: u8,
     pub err_arg: u32,
     pub err_reason: u32,
+    /// RFC 4884 extension of an ICMP error being translated (`icmp`): its length (0:
+    /// none or removed) and frame offset as received; where the zero padding goes,
+    /// relative to the inner payload (which does not move), and how long it is; a copy
+    /// of the extension kept across the resize; and zeros to pad with (never written).
+    pub ext_len: u16,
+    pub ext_from: u16,
+    pub pad_at: u16,
+    pub pad_len: u16,
+    pub ext: [u8; EXT_MAX],
+    pub zeros: [u8; 128],
     /// IPv4 options of the received packet (RFC 7915 4.1 source route check).
     pub opts: [u8; vdmm_common::translate::header::IPV4_OPTIONS_BUF],
     /// IPv6 source / destination of the translated (4->6) packet.
@@ -221,5 +232,9 @@ pub const FLAG_FIRST: u8 = 4;
 
 /// Largest UDP datagram whose checksum the translator computes (IPv4 UDP checksum zero).
 pub const UDP_SUM_MAX: usize = 2048;
+/// Largest RFC 4884 extension carried: what fits a 1280-byte ICMPv6 error beside the
+/// headers and 128 bytes of datagram.
+pub const EXT_MAX: usize = 1280 - 48 - 128;
+
 /// Largest ICMP error whose incoming checksum is verified (bigger ones are dropped).
 pub const ICMP_VERIFY_MAX: usize = 2048;

@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use super::XlatReason;
 use super::checksum;
 use super::header::{self, FRAG_HDR_LEN, IPV4_HDR_LEN, IPV6_HDR_LEN};
+use super::icmp;
 
 mod v4_to_v6;
 mod v6_to_v4;
@@ -187,29 +188,30 @@ pub(crate) fn sum_bytes(mut sum: u32, b: &[u8]) -> u32 {
 /// RFC 4884 section 4 (and RFC 7915 4.2 / 5.2, "ICMP Error Payload"): splits the body
 /// of an ICMP error (after its 8-byte header) into the original datagram field and the
 /// extension structure, from the length attribute (`unit`: 4 bytes for ICMPv4, 8 for
-/// ICMPv6). Length 0 means no extension (RFC 4884 "non-compliant" or none).
+/// ICMPv6). Length 0, or a length covering the whole body, means no extension. A field
+/// shorter than the 128 bytes RFC 4884 asks for is accepted (some routers send them;
+/// Jool issue 396) and padded on the way out; one longer than the body is refused.
 pub(crate) fn split_icmp_extension(
     body: &[u8],
     length_attr: u8,
     unit: usize,
 ) -> Result<(&[u8], &[u8]), Fail> {
-    if length_attr == 0 {
+    let ipl = length_attr as usize * unit;
+    if ipl == 0 || ipl == body.len() {
         return Ok((body, &[]));
     }
-    let ipl = length_attr as usize * unit;
-    // Section 4: with an extension the original datagram field is at least 128 bytes.
-    if ipl < 128 || ipl > body.len() {
+    if ipl > body.len() {
         return Err(Fail::silent(XlatReason::IcmpExtension));
     }
     Ok(body.split_at(ipl))
 }
 
 /// RFC 4884 section 4 / RFC 7915 4.2, 5.2: lays out the translated body of an ICMP
-/// error: the translated original datagram, then (when the extension fits the `room`
-/// left by the error size limit and the new type has a length attribute) zero padding
-/// to a multiple of `unit` and at least 128 bytes, then the extension unchanged (opaque;
-/// addresses inside are not translated). Returns the body and the new length attribute
-/// (0 without an extension). Without an extension the caller truncates to the limit.
+/// error ([`icmp::icmp_extension_layout`]): the translated original datagram, then
+/// (when the extension fits the `room` left by the error size limit and the new type
+/// has a length attribute) zero padding and the extension unchanged (opaque; addresses
+/// inside are not translated). Returns the body and the new length attribute (0 without
+/// an extension, which is then removed). The caller truncates to the limit.
 pub(crate) fn attach_icmp_extension(
     mut translated: Vec<u8>,
     ext: &[u8],
@@ -220,20 +222,17 @@ pub(crate) fn attach_icmp_extension(
     if ext.is_empty() {
         return (translated, 0);
     }
-    if !has_length_attr || ext.len() + 128 > room {
-        // The extension cannot be carried: dropped, the original datagram kept (padded
-        // to the 128 bytes a compliant receiver expects).
+    let layout = if has_length_attr {
+        icmp::icmp_extension_layout(translated.len(), ext.len(), room, unit)
+    } else {
+        None
+    };
+    let Some((ipl, pad)) = layout else {
         translated.truncate(room);
-        if translated.len() < 128 {
-            translated.resize(128, 0);
-        }
         return (translated, 0);
-    }
-    let ipl = translated.len().min(room - ext.len()) / unit * unit;
+    };
     translated.truncate(ipl);
-    if translated.len() < 128 {
-        translated.resize(128, 0);
-    }
+    translated.resize(ipl + pad, 0);
     let attr = (translated.len() / unit) as u8;
     translated.extend_from_slice(ext);
     (translated, attr)

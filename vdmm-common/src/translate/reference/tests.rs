@@ -753,8 +753,18 @@ fn icmp_extensions_4to6() {
     assert_eq!(&out[40..48], &[4, 0, out[42], out[43], 0, 0, 0, 7]);
     assert_eq!(out.len(), 40 + 8 + 148);
     assert_checksums(out);
-    // A length attribute below 128 bytes is invalid.
+    // A length attribute below the 128 bytes RFC 4884 asks for (80 bytes) is accepted
+    // (Jool issue 396): the 80 bytes grow to 100, are cut to 96 and padded to 128 (16
+    // words); everything after them (padding and EXT, 60 bytes) is the extension.
     let p = icmp4([203, 0, 113, 1], H6_AS_V4, 11, 0, [0, 20, 0, 0], &body);
+    let o = translate_4to6(&p, &cfg());
+    let out = one(&o);
+    assert_eq!((out[40], out[44]), (3, 16));
+    assert_eq!(out.len(), 40 + 8 + 128 + 60);
+    assert_eq!(&out[out.len() - EXT.len()..], &EXT);
+    assert_checksums(out);
+    // A length attribute longer than the message is invalid.
+    let p = icmp4([203, 0, 113, 1], H6_AS_V4, 11, 0, [0, 40, 0, 0], &body);
     assert_eq!(
         translate_4to6(&p, &cfg()),
         Outcome::drop(XlatReason::IcmpExtension)
@@ -776,14 +786,15 @@ fn icmp_extensions_6to4() {
     assert_eq!(&out[out.len() - EXT.len()..], &EXT);
     assert_eq!(&out[28 + 12..28 + 20], &[198, 51, 100, 2, 192, 0, 2, 33]);
     assert_checksums(out);
-    // An extension that cannot fit in 576 bytes beside 128 of datagram is dropped.
+    // An extension that cannot fit in 576 bytes beside 128 of datagram is removed, and
+    // the length zeroed; nothing is padded (Jool graybox ic5).
     let big = [7u8; 480];
     let body = with_extension(&inner, 128, &big);
     let p = icmp6(router, h4_as_v6(), 3, 0, [16, 0, 0, 0], &body);
     let o = translate_6to4(&p, &cfg());
     let out = one(&o);
     assert_eq!((out[20], out[25]), (11, 0));
-    assert_eq!(out.len(), 20 + 8 + 128);
+    assert_eq!(out.len(), 20 + 8 + 108);
     assert_checksums(out);
     // Length longer than the message: invalid.
     let p = icmp6(router, h4_as_v6(), 1, 4, [200, 0, 0, 0], &body);
