@@ -238,6 +238,10 @@ pub enum Command {
     /// Ask the running agent: its status, its desired state, a reconcile now.
     #[command(subcommand)]
     Agent(AgentCommand),
+
+    /// Adaptive load balancing: move clients off overloaded APs to APs with less load and
+    /// good enough signal. See docs/alb.md.
+    Alb(crate::alb::cli::AlbArgs),
 }
 
 #[derive(Debug, Subcommand)]

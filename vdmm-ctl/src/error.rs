@@ -210,6 +210,15 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    /// Bad input to the load balancer (`vdmm-ctl alb`): a scenario, a report, an AP, a
+    /// parameter.
+    #[error("{0}")]
+    Alb(String),
+
+    /// A plot could not be drawn or written.
+    #[error("cannot write the plot {path}: {detail}")]
+    Plot { path: PathBuf, detail: String },
 }
 
 impl Error {

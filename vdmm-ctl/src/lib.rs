@@ -16,10 +16,13 @@
 //! - [`cli`] and [`commands`]: the command line;
 //! - [`cluster`]: the cluster description (AP hosts, anchors) a move reads;
 //! - [`handover`]: make-before-break moves of vAPs between AP hosts;
+//! - [`alb`]: adaptive load balancing (the algorithm, its simulator);
+//! - [`plot`]: SVG line charts;
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
 pub mod agent;
+pub mod alb;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -33,6 +36,7 @@ pub mod metrics;
 pub mod natpt;
 pub mod netns;
 pub mod pin;
+pub mod plot;
 pub mod routes;
 pub mod table;
 pub mod verifier;

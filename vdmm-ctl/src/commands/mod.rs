@@ -3,6 +3,7 @@
 //! [`crate::error::Error`]s.
 
 pub mod agent;
+pub mod alb;
 pub mod binding;
 pub mod config;
 pub mod endpoint;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Daemon { config } => crate::agent::daemon::run(&config),
         Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),
         Command::Agent(c) => agent::ask(&cli.agent_socket, c),
+        Command::Alb(c) => alb::run(c),
     }
 }
 
