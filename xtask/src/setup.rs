@@ -22,6 +22,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "python3-scapy",     // an independent packet builder for tests that want one
     "tayga",             // userspace NAT64: the translation forwarding-rate baseline
     "prometheus",        // promtool check metrics, and a server that scrapes vdmm-ctl metrics
+    "dnsmasq-base",      // DHCP servers of the handover lab's break-before-make baseline
+    "udhcpc",            // the baseline client's DHCP client
     "protobuf-compiler", // protoc: the etcd-client crate compiles etcd's .proto files
     "etcd-server",       // etcd members started by the cluster tests and benchmark
     "etcd-client",       // etcdctl, to inspect a cluster's keys
