@@ -64,6 +64,12 @@ pub struct TrafficMeter {
 }
 
 impl TrafficMeter {
+    /// Forgets the last reading but keeps the rate: the next counter is another AP's
+    /// (the client moved), so the next reading starts a new interval.
+    pub fn rebase(&mut self) {
+        self.last = None;
+    }
+
     /// Takes a reading of the cumulative byte count. A counter that went backwards (the
     /// client re-associated, the AP restarted) starts over without a rate spike.
     pub fn update(&mut self, now: f64, bytes: u64) {
@@ -136,5 +142,11 @@ mod tests {
         assert!((m.mbps - 10.0).abs() < 1e-9);
         m.update(4.0, 125_100);
         assert!((m.mbps - 1.0).abs() < 1e-9);
+        // Another AP's counter: the rate stays until two readings of it give a new one.
+        m.rebase();
+        m.update(5.0, 10);
+        assert!((m.mbps - 1.0).abs() < 1e-9);
+        m.update(6.0, 250_010);
+        assert!((m.mbps - 2.0).abs() < 1e-9);
     }
 }

@@ -7,6 +7,7 @@
 //! See docs/alb.md.
 
 pub mod cli;
+pub mod controller;
 pub mod decide;
 pub mod history;
 pub mod load;
