@@ -9,6 +9,8 @@
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
 //! - [`natpt`]: the transition gateway's tables (SIIT translator settings, RFC 7757 EAMT,
 //!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
+//! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
+//!   reports of unknown clients);
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
@@ -37,6 +39,7 @@ pub mod pin;
 pub mod plot;
 pub mod routes;
 pub mod table;
+pub mod vap;
 pub mod verifier;
 
 #[cfg(test)]

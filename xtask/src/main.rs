@@ -41,20 +41,27 @@ enum Cmd {
         args: Vec<OsString>,
     },
     /// Set up, build, and run the lab demo in network namespaces (as root): traffic
-    /// through each of the four tunnel kinds. Extra arguments go to `vdmm-lab demo`.
+    /// through each of the four tunnel kinds, then the handover scenarios (a client
+    /// walks ap1 -> ap2 -> ap3 and a VM migrates, with vAPs and with the break-before-make
+    /// baseline), a table per handover and an SVG chart in the target directory. Extra
+    /// arguments go to `vdmm-lab demo` (e.g. --no-handover, --no-tunnels).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
     /// Set up, build in release, and run the benchmarks (as root): ns/packet through
-    /// BPF_PROG_TEST_RUN, and forwarding rate between namespaces.
+    /// BPF_PROG_TEST_RUN, forwarding rate between namespaces, and the handover
+    /// interruption of vAPs against the break-before-make baseline.
     Bench {
         /// Only the ns/packet benchmark (vdmm-bench).
-        #[arg(long, conflicts_with = "forward_only")]
+        #[arg(long, conflicts_with_all = ["forward_only", "handover_only"])]
         prog_only: bool,
         /// Only the forwarding-rate benchmarks (vdmm-lab bench-forward, vdmm-xlat-bench).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "handover_only")]
         forward_only: bool,
+        /// Only the handover benchmark (vdmm-lab handover --strict).
+        #[arg(long)]
+        handover_only: bool,
     },
     /// Delete what a crashed lab or test left behind (namespaces, /run/vdmm pin mounts):
     /// runs `vdmm-lab cleanup`.
@@ -91,7 +98,13 @@ fn run_command(command: Cmd) -> Result<()> {
         Cmd::Bench {
             prog_only,
             forward_only,
-        } => bench(&ws, !forward_only, !prog_only),
+            handover_only,
+        } => bench(
+            &ws,
+            !forward_only && !handover_only,
+            !prog_only && !handover_only,
+            !prog_only && !forward_only,
+        ),
         Cmd::CleanLab => clean_lab(&ws),
         Cmd::Docs { check } => {
             setup::ensure(&ws, false)?;
@@ -155,7 +168,7 @@ fn demo(ws: &Workspace, args: &[OsString]) -> Result<()> {
         .env("VDMM_CTL", ws.binary("debug", "vdmm-ctl")))
 }
 
-fn bench(ws: &Workspace, prog: bool, forward: bool) -> Result<()> {
+fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool) -> Result<()> {
     setup::ensure(ws, false)?;
     run(ws.cargo([
         "build",
@@ -196,6 +209,18 @@ fn bench(ws: &Workspace, prog: bool, forward: bool) -> Result<()> {
         // Exits 3 when it ran but vdmm missed the 10x target.
         let xlat = existing_binary(ws, "release", "vdmm-xlat-bench")?;
         if let Err(e) = run(Command::new(xlat).env("VDMM_CTL", &vdmm_ctl)) {
+            failed.push(e.to_string());
+        }
+    }
+    if handover {
+        eprintln!("\n== handover interruption, vAP vs break-before-make (vdmm-lab handover) ==");
+        // Exits 3 when it ran but a target was missed (vAP loss, gap, RTO, ratio).
+        let lab = existing_binary(ws, "release", "vdmm-lab")?;
+        if let Err(e) = run(Command::new(lab)
+            .args(["handover", "--strict", "--plot"])
+            .arg(ws.target.join("handover-bench.svg"))
+            .env("VDMM_CTL", &vdmm_ctl))
+        {
             failed.push(e.to_string());
         }
     }
