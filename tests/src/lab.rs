@@ -827,6 +827,8 @@ pub fn cleanup_leftovers() -> Result<Vec<String>> {
             let p = e.path();
             if e.file_name().to_string_lossy().starts_with("vdmmt-") {
                 unmount_pin_dir(&p);
+                // A lab's scratch directory (not a mount) goes with its files.
+                let _ = std::fs::remove_dir_all(&p);
                 removed.push(p.display().to_string());
             }
         }
@@ -1742,7 +1744,12 @@ impl CaptureSummary {
             let caplen = rd32(&data[off + 8..]) as usize;
             let wire_len = rd32(&data[off + 12..]) as usize;
             off += 16;
-            ensure!(off + caplen <= data.len(), "truncated pcap record");
+            if off + caplen > data.len() {
+                // Only the last record can be cut short: tcpdump stopped by SIGINT on a
+                // loaded machine sometimes leaves half of its final write. That frame was
+                // seen by nobody else either; everything before it is whole.
+                break;
+            }
             let frame = &data[off..off + caplen];
             let class = classify_frame(frame);
             if matches!(class, FrameClass::Tunnel { .. }) {
@@ -1840,6 +1847,26 @@ mod tests {
             classify_frame(&plain),
             FrameClass::OtherIp { protocol: 17, .. }
         ));
+    }
+
+    #[test]
+    fn pcap_with_a_cut_last_record_keeps_the_whole_ones() {
+        let inner = udp_packet(CORR_V4.into(), HOST_V4.into(), 1, 2, b"x");
+        let frame = [&[0u8; 12][..], &[0x08, 0x00], &inner].concat();
+        let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        pcap.extend_from_slice(&[0; 8]);
+        pcap.extend_from_slice(&65535u32.to_le_bytes());
+        pcap.extend_from_slice(&1u32.to_le_bytes());
+        for _ in 0..2 {
+            pcap.extend_from_slice(&[0; 8]);
+            pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            pcap.extend_from_slice(&frame);
+        }
+        let whole = CaptureSummary::from_pcap(&pcap).unwrap();
+        assert_eq!(whole.frames.len(), 2);
+        let cut = CaptureSummary::from_pcap(&pcap[..pcap.len() - 5]).unwrap();
+        assert_eq!(cut.frames.len(), 1);
     }
 
     /// Ethernet + outer header (built here field by field) + `inner`.

@@ -24,13 +24,14 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader, TestRun, TestRunOptions,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuValues, RingBuf, lpm_trie::Key},
     programs::{SchedClassifier, Xdp},
 };
 use vdmm_common::{
     Action, Binding, CounterValue, IpAddrKey, Reason, TunnelConfig, TunnelKind,
     counters::{COUNTER_ENTRIES, counter_index, counter_labels},
     maps,
+    vap::{MacKey, VAP_HAS_V4, VAP_HAS_V6, Vap, VapAddr, VapCounters, VapEvent},
 };
 use vdmm_ctl::verifier::load_retrying;
 
@@ -134,7 +135,7 @@ impl DataPlane {
             .default_map_pin_directory(&bpffs.dir)
             .load(vdmm_ctl::EBPF_OBJECT)
             .context("load the vdmm eBPF object")?;
-        for name in [maps::XDP_PROGRAM, maps::EMPTY_PROGRAM] {
+        for name in [maps::XDP_PROGRAM, maps::EMPTY_PROGRAM, maps::VAP_PROGRAM] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
@@ -222,6 +223,58 @@ impl DataPlane {
         let mut m: Array<_, TunnelConfig> = Array::try_from(self.map_mut(maps::CONFIG)?)?;
         m.set(0, config, 0).context("config")?;
         Ok(())
+    }
+
+    /// Adds a vAP: its entry in `VDMM_VAPS`, its addresses in `VDMM_VAP_ADDRS` and
+    /// zeroed counters in slot `vap.slot`.
+    pub fn add_vap(&mut self, vap: Vap) -> Result<()> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("nr_cpus: {e}"))?;
+        let mut stats: PerCpuArray<_, VapCounters> =
+            PerCpuArray::try_from(self.map_mut(maps::VAP_STATS)?)?;
+        stats
+            .set(
+                vap.slot,
+                PerCpuValues::try_from(vec![VapCounters::default(); ncpu])?,
+                0,
+            )
+            .context("vAP counters")?;
+        let mut vaps: HashMap<_, MacKey, Vap> = HashMap::try_from(self.map_mut(maps::VAPS)?)?;
+        vaps.insert(vap.client_mac, vap, 0).context("vAP")?;
+        let mut addrs: HashMap<_, IpAddrKey, VapAddr> =
+            HashMap::try_from(self.map_mut(maps::VAP_ADDRS)?)?;
+        let owner = VapAddr {
+            client_mac: vap.client_mac,
+        };
+        if vap.has(VAP_HAS_V4) {
+            addrs.insert(IpAddrKey::from_v4(vap.ipv4), owner, 0)?;
+        }
+        if vap.has(VAP_HAS_V6) {
+            addrs.insert(IpAddrKey::from_v6(vap.ipv6), owner, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The counters of the vAP in `slot`, summed over the CPUs.
+    pub fn vap_counters(&self, slot: u32) -> Result<VapCounters> {
+        let m: PerCpuArray<_, VapCounters> = PerCpuArray::try_from(self.map(maps::VAP_STATS)?)?;
+        let mut sum = VapCounters::default();
+        for c in m.get(&slot, 0)?.iter() {
+            sum.add(c);
+        }
+        Ok(sum)
+    }
+
+    /// Drains the vAP reports (`VDMM_VAP_EVENTS`).
+    pub fn vap_events(&mut self) -> Result<Vec<VapEvent>> {
+        let mut ring: RingBuf<_> = RingBuf::try_from(self.map_mut(maps::VAP_EVENTS)?)?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= std::mem::size_of::<VapEvent>() {
+                // SAFETY: the data plane writes whole VapEvents.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const VapEvent) });
+            }
+        }
+        Ok(out)
     }
 
     /// Every counter of the XDP program, summed over the CPUs, indexed by `counter_index`.

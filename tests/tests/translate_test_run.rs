@@ -1301,3 +1301,79 @@ fn icmp_extensions_6to4() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// RFC 7915 details checked against Jool's graybox suite
+
+/// Sets the IPv4 fragment fields of `p` (identification, DF, MF, offset) and its header
+/// checksum.
+fn set_frag4(p: &mut [u8], id: u16, df: bool, mf: bool) {
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    let fw = ((df as u16) << 14) | ((mf as u16) << 13);
+    p[6..8].copy_from_slice(&fw.to_be_bytes());
+    p[10] = 0;
+    p[11] = 0;
+    let ihl = (p[0] & 0xf) as usize * 4;
+    let c = checksum(&p[..ihl]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn df_fragments_and_the_lowest_ipv6_mtu() {
+    let lab = Lab::new("xlatdff");
+    // Graybox "ca": a fragment with DF, too big for the 1300-byte IPv6 next hop of
+    // 192.0.2.153 (1290 + 20 > 1300): fragmentation needed, MTU 1300 - 20.
+    let mut p = udp4_len([192, 0, 2, 153], 64, true, 1262);
+    set_frag4(&mut p, 1234, true, true);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p);
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "tx");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::TooBig, TunnelKind::Xlat4to6, Action::Tx)
+    );
+    assert_eq!((out[14 + 20], out[14 + 21]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([out[14 + 26], out[14 + 27]]), 1280);
+    // Graybox "jbb": with DF the lowest IPv6 MTU (1280) does not apply: a 1300-byte DF
+    // fragment toward a 1500-byte next hop is translated whole (1328 bytes), where
+    // without DF it would need IPv6 fragments (no slow path here: dropped).
+    let mut p = udp4_len([192, 0, 2, 33], 64, true, 1272);
+    set_frag4(&mut p, 1234, true, true);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p);
+    let (action, out, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "redirect");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (Reason::Translated, TunnelKind::Xlat4to6, Action::Redirect)
+    );
+    assert_eq!(out.len(), 14 + 1300 + 28, "one IPv6 fragment");
+    set_frag4(&mut p, 1234, false, true);
+    let f4 = ethernet(XL4_MAC, HOST4_MAC, ETH_P_IP, &p);
+    let (action, _, delta) = run_one(&lab, &f4, lab.xl4);
+    assert_eq!(action_name(action), "drop");
+    assert_eq!(
+        only_counter(&delta, f4.len()),
+        (
+            Reason::XlatNeedsFragmentation,
+            TunnelKind::Xlat4to6,
+            Action::Drop
+        )
+    );
+}
+
+#[test]
+fn illegal_source_of_an_icmp4_error_is_embedded() {
+    let lab = Lab::new("xlatill");
+    // RFC 7915 4.1 / graybox "ha": an ICMPv4 port unreachable from 127.0.0.1 or
+    // 0.0.0.0 about a packet the IPv6 host sent keeps its source, under the prefix.
+    let inner = udp4_opts([192, 0, 2, 33], [198, 51, 100, 2], 63, &[], 4);
+    for (src, want) in [
+        ([127, 0, 0, 1], v6("2001:db8:17f:0:1::")),
+        ([0, 0, 0, 0], v6("2001:db8:100::")),
+    ] {
+        let p = icmp4_error_with(src, [192, 0, 2, 33], 3, 3, [0; 4], &inner);
+        let out = same_as_reference(&lab, &p, false, &[]);
+        assert_eq!(&out[8..24], &want.octets(), "source {src:?}");
+        assert_eq!((out[40], out[41]), (1, 4), "port unreachable");
+    }
+}

@@ -213,6 +213,44 @@ reasons! {
     /// not translated; ICMPv6 parameter problem 4/0 pointing at the Segments Left field
     /// sent back (tx), or dropped when it must not be answered (drop).
     XlatSegmentsLeft = 29 => "xlat_segments_left",
+    /// vAP program (client-facing interface): a frame from a MAC that has no vAP on this
+    /// AP host. Reported to the agent (ring buffer, at most once a second per MAC) and
+    /// passed to the kernel.
+    VapUnknownClient = 30 => "vap_unknown_client",
+    /// ARP request from a client for any address but its own, answered with the vAP MAC
+    /// (`tx`).
+    VapArpReply = 31 => "vap_arp_reply",
+    /// IPv6 neighbour solicitation from a client for any address but its own, answered
+    /// with a neighbour advertisement carrying the vAP MAC (`tx`).
+    VapNdReply = 32 => "vap_nd_reply",
+    /// A client sent from an address that is not its own (IPv4 or ARP sender, IPv6
+    /// source): dropped.
+    VapSpoofed = 33 => "vap_spoofed",
+    /// Sent by a client to its vAP: encapsulated toward the client's home anchor (the kind
+    /// is the tunnel's). The exits of this path that the FIB or the packet decide reuse
+    /// the tunnel reasons (`too_big`, `ttl_expired`, `fib_*`).
+    VapUplink = 34 => "vap_uplink",
+    /// Sent by a client to its vAP with local breakout: routed by the AP host itself
+    /// (`bpf_fib_lookup`) and redirected.
+    VapBreakout = 35 => "vap_breakout",
+    /// Packet for a vAP's client (also after decapsulation): source MAC set to the vAP
+    /// MAC, destination to the client's, redirected to the client's interface.
+    VapDeliver = 36 => "vap_deliver",
+    /// Packet for a vAP's client while the vAP forwards (handover grace period):
+    /// encapsulated toward the AP host the client moved to.
+    VapForward = 37 => "vap_forward",
+    /// Multicast or broadcast frame from a client (other than ARP and neighbour
+    /// solicitations): passed to the kernel.
+    VapMulticast = 38 => "vap_multicast",
+    /// Frame from a client that is neither IP nor ARP: passed to the kernel.
+    VapNotIp = 39 => "vap_not_ip",
+    /// Unicast frame from a client to a MAC other than its vAP's, or ARP / ICMPv6
+    /// neighbour discovery the vAP does not answer (replies, probes for the client's own
+    /// address): passed to the kernel.
+    VapPassed = 40 => "vap_passed",
+    /// IPv6 packet to the vAP with a link-local or unspecified source or a link-local
+    /// destination (not routable): dropped.
+    VapLinkLocal = 41 => "vap_link_local",
 }
 
 impl Reason {

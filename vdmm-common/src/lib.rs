@@ -13,6 +13,7 @@ pub mod flow_hash;
 pub mod maps;
 pub mod translate;
 pub mod tunnel;
+pub mod vap;
 
 pub use addr::IpAddrKey;
 pub use counters::{Action, CounterValue, Reason, TunnelKind};

@@ -56,8 +56,26 @@ pub const MAX_POOLS: u32 = 4096;
 pub const SEGMENTS: &str = "VDMM_SEGMENTS";
 pub const MAX_SEGMENTS: u32 = 4096;
 
+/// Hash map [`crate::vap::MacKey`] (client MAC) -> [`crate::vap::Vap`]: the vAPs of this
+/// AP host.
+pub const VAPS: &str = "VDMM_VAPS";
+pub const MAX_VAPS: u32 = 4096;
+/// Hash map [`crate::IpAddrKey`] (a client address) -> [`crate::vap::VapAddr`]: whose
+/// address it is (downlink delivery).
+pub const VAP_ADDRS: &str = "VDMM_VAP_ADDRS";
+/// Per-CPU array of [`crate::vap::VapCounters`], indexed by [`crate::vap::Vap::slot`]
+/// ([`MAX_VAPS`] entries).
+pub const VAP_STATS: &str = "VDMM_VAP_STATS";
+/// Ring buffer of [`crate::vap::VapEvent`]s: new client MACs on client-facing interfaces.
+pub const VAP_EVENTS: &str = "VDMM_VAP_EVENTS";
+pub const VAP_EVENTS_BYTES: u32 = 64 * 1024;
+/// LRU hash [`crate::vap::MacKey`] -> `u64` (`bpf_ktime_get_ns` of the last report):
+/// rate limit of the reports of unknown MACs (data plane internal).
+pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
+pub const MAX_VAP_SEEN: u32 = 4096;
+
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 20] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -73,6 +91,11 @@ pub const ALL: [&str; 15] = [
     XLAT_LOCAL,
     POOL_V4,
     SEGMENTS,
+    VAPS,
+    VAP_ADDRS,
+    VAP_STATS,
+    VAP_EVENTS,
+    VAP_SEEN,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;
@@ -90,6 +113,10 @@ unsafe impl aya::Pod for crate::translate::Prefix6 {}
 pub const XDP_PROGRAM: &str = "vdmm_xdp";
 /// An XDP program that only returns `XDP_PASS`: the baseline benchmarks compare against.
 pub const EMPTY_PROGRAM: &str = "vdmm_empty";
+/// The XDP program of an AP host's client-facing interface: the vAPs' uplink side (ARP
+/// and neighbour answers, anti-spoofing, tunnel or breakout toward the network, reports
+/// of unknown clients).
+pub const VAP_PROGRAM: &str = "vdmm_vap";
 /// The TC egress program (clsact egress) that encapsulates what the kernel forwards or
 /// originates toward a bound home address: the slow path behind [`XDP_PROGRAM`].
 pub const TC_EGRESS_PROGRAM: &str = "vdmm_tc_egress";

@@ -77,8 +77,12 @@ pub enum Command {
     /// set up: the tables can then be filled before any interface is touched.
     Load {
         /// Interface whose received packets the data plane handles.
-        #[arg(long, value_name = "IFACE")]
+        #[arg(long, value_name = "IFACE", conflicts_with = "client_facing")]
         iface: Option<String>,
+        /// Client-facing interface of an AP host: attach the vAP program vdmm_vap instead
+        /// (link pinned as link_vap_IFACE; see `vdmm-ctl vap`).
+        #[arg(long, value_name = "IFACE")]
+        client_facing: Option<String>,
         /// XDP attach mode.
         #[arg(long, value_enum, default_value_t = ModeArg::Native)]
         mode: ModeArg,
@@ -182,6 +186,30 @@ pub enum Command {
         json: bool,
     },
 
+    /// Virtual access points (vAPs) of an AP host.
+    ///
+    /// A vAP holds one client's state on the AP host it is attached to: the client MAC
+    /// (its key), a locally administered vAP MAC the client resolves its gateway to, the
+    /// client's IPv4 and/or IPv6 address, its home anchor (the locator its traffic is
+    /// tunnelled to, from a local endpoint), the client-facing interface, and counters.
+    /// The vAP program (attached with `load --client-facing IFACE`) answers the client's
+    /// ARP requests and neighbour solicitations for any address but its own with the vAP
+    /// MAC, drops what the client sends from an address that is not its own, and
+    /// tunnels frames sent to the vAP MAC toward the anchor (or routes them locally with
+    /// --breakout). vdmm_xdp delivers packets for the client's addresses (also from the
+    /// anchor's tunnel) to the client with the vAP MAC as source. Frames from a MAC
+    /// without a vAP are reported (`vap events`) and passed.
+    ///
+    /// Typical set-up of an AP host:
+    ///
+    ///   vdmm-ctl load --iface eth0
+    ///   vdmm-ctl load --client-facing wlan0
+    ///   vdmm-ctl endpoint add 192.0.2.11
+    ///   vdmm-ctl peer add 192.0.2.1
+    ///   vdmm-ctl vap create 00:16:3e:00:00:01 --ipv4 10.1.0.5 --anchor 192.0.2.1
+    #[command(subcommand, verbatim_doc_comment)]
+    Vap(VapCommand),
+
     /// Prometheus metrics: the counters of `stats` and the sizes of the tables.
     ///
     /// Counters vdmm_packets_total and vdmm_bytes_total (labels program, reason, kind,
@@ -238,6 +266,10 @@ pub enum Command {
     /// Ask the running agent: its status, its desired state, a reconcile now.
     #[command(subcommand)]
     Agent(AgentCommand),
+
+    /// Adaptive load balancing: move clients off overloaded APs to APs with less load and
+    /// good enough signal. See docs/alb.md.
+    Alb(crate::alb::cli::AlbArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +281,105 @@ pub enum AgentCommand {
     /// Compare the maps and routes with the desired state now and repair what differs;
     /// prints what changed.
     Reconcile,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VapCommand {
+    /// Create the vAP of a client.
+    ///
+    /// Refused when the client has a vAP, when an address or the vAP MAC belongs to
+    /// another vAP, or when the anchor has no local endpoint of its family to send from;
+    /// nothing is changed then. Prints the vAP as `vap show` does.
+    Create {
+        /// The client's MAC address.
+        #[arg(value_name = "CLIENT_MAC")]
+        client: String,
+        /// The client's IPv4 address.
+        #[arg(long, value_name = "ADDR")]
+        ipv4: Option<String>,
+        /// The client's IPv6 address (not link-local).
+        #[arg(long, value_name = "ADDR")]
+        ipv6: Option<String>,
+        /// The client's home anchor: the locator its traffic is tunnelled to (required
+        /// unless --breakout).
+        #[arg(long, value_name = "LOCATOR")]
+        anchor: Option<String>,
+        /// Outer source toward the anchor (a local endpoint; default: the lowest one of
+        /// the anchor's family).
+        #[arg(long, value_name = "ADDR")]
+        source: Option<String>,
+        /// The vAP MAC (default: a locally administered MAC derived from the client MAC,
+        /// unique on this host).
+        #[arg(long, value_name = "MAC")]
+        vap_mac: Option<String>,
+        /// The client-facing interface (default: the one `load --client-facing` attached).
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+        /// Route the client's traffic locally instead of tunnelling it to the anchor.
+        #[arg(long)]
+        breakout: bool,
+    },
+    /// Delete the vAP of a client (its addresses are no longer delivered here).
+    Delete {
+        #[arg(value_name = "CLIENT_MAC")]
+        client: String,
+    },
+    /// List the vAPs.
+    List {
+        /// Print a JSON array of vAP objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one vAP with its counters.
+    ///
+    /// Counters (packets and bytes, summed over CPUs): from_client (every frame received
+    /// from it), uplink (sent on toward the network), spoofed (dropped: foreign source),
+    /// replies (ARP / neighbour solicitations answered), delivered (packets for the
+    /// client sent to it), forwarded (tunnelled to another AP host while forwarding).
+    Show {
+        #[arg(value_name = "CLIENT_MAC")]
+        client: String,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forward the client's packets to another AP host, or (with --off) deliver them
+    /// here again.
+    ///
+    /// While forwarding, packets for the client's addresses are tunnelled to LOCATOR (the
+    /// AP host the client moved to) instead of delivered here: a handover's grace period.
+    Forward {
+        #[arg(value_name = "CLIENT_MAC")]
+        client: String,
+        /// The AP host's locator.
+        #[arg(
+            long,
+            value_name = "LOCATOR",
+            required_unless_present = "off",
+            conflicts_with = "off"
+        )]
+        to: Option<String>,
+        /// Outer source (a local endpoint; default: the lowest one of LOCATOR's family).
+        #[arg(long, value_name = "ADDR", requires = "to")]
+        source: Option<String>,
+        /// Stop forwarding: deliver to the client here.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Print the data plane's reports of unknown clients, oldest first, and consume
+    /// them.
+    ///
+    /// A frame from a MAC without a vAP on a client-facing interface is reported at most
+    /// once a second per MAC, with the sender's address when the frame has one (ARP
+    /// sender, IPv4 or IPv6 source).
+    Events {
+        /// Wait up to this many seconds for a first report when there is none.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// XDP attach mode.

@@ -194,6 +194,24 @@ pub enum Error {
         summary: String,
     },
 
+    /// Text that is not a MAC address.
+    #[error("invalid MAC address `{0}`: expected six hex bytes like 02:00:5e:10:00:01")]
+    BadMac(String),
+
+    #[error("no vAP for client {0}")]
+    NoSuchVap(crate::vap::Mac),
+
+    #[error("client {0} already has a vAP (vAP MAC {1}); delete it first")]
+    VapExists(crate::vap::Mac, crate::vap::Mac),
+
+    /// A client address or vAP MAC that another vAP already has.
+    #[error("{what} {value} already belongs to the vAP of client {owner}")]
+    VapTaken {
+        what: &'static str,
+        value: String,
+        owner: crate::vap::Mac,
+    },
+
     #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
 
@@ -210,6 +228,15 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    /// Bad input to the load balancer (`vdmm-ctl alb`): a scenario, a report, an AP, a
+    /// parameter.
+    #[error("{0}")]
+    Alb(String),
+
+    /// A plot could not be drawn or written.
+    #[error("cannot write the plot {path}: {detail}")]
+    Plot { path: PathBuf, detail: String },
 }
 
 impl Error {

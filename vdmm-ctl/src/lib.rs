@@ -9,16 +9,21 @@
 //! - [`maps`]: typed access to the pinned maps with validation ([`maps::Dataplane`]);
 //! - [`natpt`]: the transition gateway's tables (SIIT translator settings, RFC 7757 EAMT,
 //!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
+//! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
+//!   reports of unknown clients);
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
 //! - [`cli`] and [`commands`]: the command line;
 //! - [`cluster`]: the cluster description (AP hosts, anchors) a move reads;
 //! - [`handover`]: make-before-break moves of vAPs between AP hosts;
+//! - [`alb`]: adaptive load balancing (the algorithm, its simulator);
+//! - [`plot`]: SVG line charts;
 //! - [`error`]: the library's one-line errors.
 
 pub mod addr;
 pub mod agent;
+pub mod alb;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -31,8 +36,10 @@ pub mod metrics;
 pub mod natpt;
 pub mod netns;
 pub mod pin;
+pub mod plot;
 pub mod routes;
 pub mod table;
+pub mod vap;
 pub mod verifier;
 
 #[cfg(test)]

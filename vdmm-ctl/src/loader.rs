@@ -82,6 +82,38 @@ impl Mode {
     }
 }
 
+/// Which XDP program an interface runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `vdmm_xdp`: tunnels, translation, delivery to vAP clients (uplink / underlay side).
+    Network,
+    /// `vdmm_vap`: the client-facing interface of an AP host (see [`crate::vap`]).
+    ClientFacing,
+}
+
+impl Role {
+    fn program(self, pins: &PinDir) -> PathBuf {
+        match self {
+            Role::Network => pins.program(),
+            Role::ClientFacing => pins.vap_program(),
+        }
+    }
+
+    fn link(self, pins: &PinDir, iface: &str) -> PathBuf {
+        match self {
+            Role::Network => pins.link(iface),
+            Role::ClientFacing => pins.vap_link(iface),
+        }
+    }
+
+    fn linked_interfaces(self, pins: &PinDir) -> Result<Vec<String>> {
+        match self {
+            Role::Network => pins.linked_interfaces(),
+            Role::ClientFacing => pins.vap_linked_interfaces(),
+        }
+    }
+}
+
 /// What happened to the pinned program during [`prepare`] or [`load`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramState {
@@ -103,6 +135,8 @@ pub struct LoadReport {
     pub program: ProgramState,
     /// The TC egress program.
     pub tc_program: ProgramState,
+    /// The vAP program.
+    pub vap_program: ProgramState,
     /// The XDP link pin, when an interface was attached to now.
     pub link: Option<PathBuf>,
     /// The slow path's device as it is now, and whether this call created it.
@@ -160,12 +194,13 @@ fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
         if names::ALL.iter().any(|n| pins.map(n).exists()) && Dataplane::is_pinned(pins) {
             Dataplane::open(pins)?;
         }
-        let (program, tc_program) = ensure_programs(pins)?;
+        let (program, tc_program, vap_program) = ensure_programs(pins)?;
         let (device, tc_link) = ensure_slow_path(pins)?;
         Ok(LoadReport {
             mounted_bpffs,
             program,
             tc_program,
+            vap_program,
             link: None,
             device,
             tc_link,
@@ -183,6 +218,16 @@ fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
 /// interface is checked before anything is touched; one that already has vdmm's XDP link
 /// is refused. If the attach fails, what [`prepare`] did here is undone too.
 pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
+    load_as(pins, iface, mode, Role::Network)
+}
+
+/// Attaches the vAP program `vdmm_vap` to `iface`, the client-facing interface of an AP
+/// host (link pin `link_vap_<iface>`), as [`load`] does the XDP program.
+pub fn load_client_facing(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
+    load_as(pins, iface, mode, Role::ClientFacing)
+}
+
+fn load_as(pins: &PinDir, iface: &str, mode: Mode, role: Role) -> Result<LoadReport> {
     if iface == device::FRAG_TX || iface == device::FRAG_RX {
         return Err(Error::Conflict(format!(
             "{iface} belongs to the translator's fragmentation slow path, which `load` sets \
@@ -196,16 +241,18 @@ pub fn load(pins: &PinDir, iface: &str, mode: Mode) -> Result<LoadReport> {
         )));
     }
     let index = if_index(iface)?;
-    let xdp_path = pins.link(iface);
-    if xdp_path.exists() {
-        return Err(Error::AlreadyLoaded {
-            iface: iface.to_string(),
-            path: xdp_path,
-        });
+    let xdp_path = role.link(pins, iface);
+    for path in [pins.link(iface), pins.vap_link(iface)] {
+        if path.exists() {
+            return Err(Error::AlreadyLoaded {
+                iface: iface.to_string(),
+                path,
+            });
+        }
     }
     let fresh = !has_pins(pins)?;
     let mut report = prepare_or_undo(pins, fresh)?;
-    if let Err(e) = attach_xdp(pins, iface, index, mode, &xdp_path) {
+    if let Err(e) = attach_xdp(&role.program(pins), iface, index, mode, &xdp_path) {
         undo_slow_path(&report);
         if fresh {
             let _ = pins.reset();
@@ -237,7 +284,7 @@ fn ensure_frag_path(pins: &PinDir, mode: Mode) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot remove the stale {}", path.display()), e))?;
     }
     if !path.exists() {
-        attach_xdp(pins, device::FRAG_RX, pair.rx_index, mode, &path)?;
+        attach_xdp(&pins.program(), device::FRAG_RX, pair.rx_index, mode, &path)?;
     }
     crate::natpt::Translator::open(pins)?.set_frag_ifindex(pair.rx_index)
 }
@@ -318,9 +365,9 @@ pub fn legacy_tc_interfaces(pins: &PinDir) -> Result<Vec<String>> {
         .collect())
 }
 
-fn attach_xdp(pins: &PinDir, iface: &str, index: u32, mode: Mode, link_path: &Path) -> Result<()> {
-    let mut prog = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
-        .map_err(|e| Error::ebpf(format!("cannot open {}", pins.program().display()), e))?;
+fn attach_xdp(program: &Path, iface: &str, index: u32, mode: Mode, link_path: &Path) -> Result<()> {
+    let mut prog = Xdp::from_pin(program, XdpAttachType::Interface)
+        .map_err(|e| Error::ebpf(format!("cannot open {}", program.display()), e))?;
     let link_id = prog
         .attach_to_if_index(index, mode.xdp())
         .map_err(|e| attach_error(iface, mode, e))?;
@@ -414,7 +461,7 @@ pub fn unload(pins: &PinDir, iface: &str) -> Result<()> {
              stays while bindings route into it, until `vdmm-ctl reset`"
         )));
     }
-    let paths = [pins.link(iface), pins.tc_link(iface)];
+    let paths = [pins.link(iface), pins.tc_link(iface), pins.vap_link(iface)];
     if !paths.iter().any(|p| p.exists()) {
         if_index(iface)?;
         return Err(Error::NotLoadedOnInterface {
@@ -449,7 +496,7 @@ pub fn reset(pins: &PinDir) -> Result<ResetReport> {
 /// Loads this build's programs (maps pinned by name under `pins`) and makes each program
 /// pin point at an identical program; see the module documentation. Both programs are
 /// loaded (verified) before any pin changes.
-fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState)> {
+fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState, ProgramState)> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins.path())
         .load(EBPF_OBJECT)
@@ -473,19 +520,32 @@ fn ensure_programs(pins: &PinDir) -> Result<(ProgramState, ProgramState)> {
     crate::verifier::load_retrying(|| tc.load())
         .map_err(|e| load_error(names::TC_EGRESS_PROGRAM, e))?;
 
+    let vap: &mut Xdp = ebpf
+        .program_mut(names::VAP_PROGRAM)
+        .ok_or(Error::MissingProgram(names::VAP_PROGRAM))?
+        .try_into()
+        .map_err(|e| Error::ebpf(format!("{} is not an XDP program", names::VAP_PROGRAM), e))?;
+    crate::verifier::load_retrying(|| vap.load()).map_err(|e| load_error(names::VAP_PROGRAM, e))?;
+
     let xdp: &mut Xdp = ebpf
         .program_mut(names::XDP_PROGRAM)
         .expect("loaded above")
         .try_into()
         .expect("checked above");
-    let xdp_state = ensure_xdp_pin(pins, xdp)?;
+    let xdp_state = ensure_xdp_pin(pins, xdp, Role::Network)?;
+    let vap: &mut Xdp = ebpf
+        .program_mut(names::VAP_PROGRAM)
+        .expect("loaded above")
+        .try_into()
+        .expect("checked above");
+    let vap_state = ensure_xdp_pin(pins, vap, Role::ClientFacing)?;
     let tc: &mut SchedClassifier = ebpf
         .program_mut(names::TC_EGRESS_PROGRAM)
         .expect("loaded above")
         .try_into()
         .expect("checked above");
     let tc_state = ensure_tc_pin(pins, tc)?;
-    Ok((xdp_state, tc_state))
+    Ok((xdp_state, tc_state, vap_state))
 }
 
 fn pin_program(
@@ -509,10 +569,10 @@ fn open_link(path: &Path) -> Result<FdLink> {
         .into())
 }
 
-/// Pins `prog` as the XDP program, reusing an identical pinned one, or replacing a
-/// different one after switching every XDP link to `prog`.
-fn ensure_xdp_pin(pins: &PinDir, prog: &mut Xdp) -> Result<ProgramState> {
-    let prog_path = pins.program();
+/// Pins `prog` as the XDP program of `role`, reusing an identical pinned one, or
+/// replacing a different one after switching every link of that role to `prog`.
+fn ensure_xdp_pin(pins: &PinDir, prog: &mut Xdp, role: Role) -> Result<ProgramState> {
+    let prog_path = role.program(pins);
     if !prog_path.exists() {
         pin_program(&prog_path, |p| prog.pin(p))?;
         return Ok(ProgramState::Loaded);
@@ -522,9 +582,9 @@ fn ensure_xdp_pin(pins: &PinDir, prog: &mut Xdp) -> Result<ProgramState> {
     if fingerprint(pinned.info())? == fingerprint(prog.info())? {
         return Ok(ProgramState::Reused);
     }
-    let ifaces = pins.linked_interfaces()?;
+    let ifaces = role.linked_interfaces(pins)?;
     for iface in &ifaces {
-        let path = pins.link(iface);
+        let path = role.link(pins, iface);
         let link = XdpLink::try_from(open_link(&path)?).map_err(|e: LinkError| {
             Error::ebpf(format!("{} is not an XDP link", path.display()), e)
         })?;

@@ -26,6 +26,7 @@ use vdmm_common::{
     counters::{COUNTER_ENTRIES, counter_labels},
     maps as names,
     tunnel::{AddressFlags, DEFAULT_OUTER_HOP_LIMIT},
+    vap::{MacKey, Vap, VapAddr, VapCounters},
 };
 
 use crate::{
@@ -203,7 +204,7 @@ pub fn sort_addrs(addrs: &mut [IpAddr]) {
     addrs.sort_by_key(|a| (Family::of(a), *a));
 }
 
-/// The six maps of a loaded data plane, opened from their pins.
+/// The maps of a loaded data plane, opened from their pins.
 pub struct Dataplane {
     endpoints: HashMap<MapData, IpAddrKey, AddressFlags>,
     peers: HashMap<MapData, IpAddrKey, AddressFlags>,
@@ -212,6 +213,11 @@ pub struct Dataplane {
     config: Array<MapData, TunnelConfig>,
     counters: PerCpuArray<MapData, CounterValue>,
     tc_counters: PerCpuArray<MapData, CounterValue>,
+    // The vAPs (see `crate::vap`).
+    pub(crate) vaps: HashMap<MapData, MacKey, Vap>,
+    pub(crate) vap_addrs: HashMap<MapData, IpAddrKey, VapAddr>,
+    pub(crate) vap_stats: PerCpuArray<MapData, VapCounters>,
+    pub(crate) pins: PinDir,
 }
 
 /// Opens one pinned map as a typed map, turning a wrong type or size into
@@ -259,6 +265,10 @@ impl Dataplane {
             config: open_map(pins, names::CONFIG)?,
             counters: open_map(pins, names::COUNTERS)?,
             tc_counters: open_map(pins, names::TC_COUNTERS)?,
+            vaps: open_map(pins, names::VAPS)?,
+            vap_addrs: open_map(pins, names::VAP_ADDRS)?,
+            vap_stats: open_map(pins, names::VAP_STATS)?,
+            pins: pins.clone(),
         };
         Ok(dp)
     }

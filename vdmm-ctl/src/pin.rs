@@ -6,6 +6,8 @@
 //! - `prog_vdmm_xdp`: the loaded XDP program;
 //! - `prog_vdmm_tc_egress`: the loaded TC egress program (the slow path);
 //! - `link_xdp_<iface>`: one XDP link per interface the data plane is attached to;
+//! - `prog_vdmm_vap`: the loaded vAP program (client-facing interfaces of an AP host);
+//! - `link_vap_<iface>`: one XDP link per client-facing interface running it;
 //! - `link_tc_vdmm0`: the TC egress (tcx) link of the slow path's device `vdmm0` (see
 //!   [`crate::device`]); an older vdmm-ctl left `link_tc_<iface>` on every loaded
 //!   interface instead.
@@ -34,6 +36,10 @@ pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const PROGRAM_PIN: &str = "prog_vdmm_xdp";
 /// File name prefix of the per-interface XDP link pins.
 pub const LINK_PIN_PREFIX: &str = "link_xdp_";
+/// File name of the pinned vAP program.
+pub const VAP_PROGRAM_PIN: &str = "prog_vdmm_vap";
+/// File name prefix of the per-interface vAP program link pins.
+pub const VAP_LINK_PIN_PREFIX: &str = "link_vap_";
 /// File name of the pinned TC egress program.
 pub const TC_PROGRAM_PIN: &str = "prog_vdmm_tc_egress";
 /// File name prefix of the TC egress link pins (`link_tc_vdmm0`).
@@ -67,6 +73,21 @@ impl PinDir {
     /// Path of the XDP link pin for `iface`.
     pub fn link(&self, iface: &str) -> PathBuf {
         self.dir.join(format!("{LINK_PIN_PREFIX}{iface}"))
+    }
+
+    /// Path of the pinned vAP program.
+    pub fn vap_program(&self) -> PathBuf {
+        self.dir.join(VAP_PROGRAM_PIN)
+    }
+
+    /// Path of the vAP program's link pin for the client-facing interface `iface`.
+    pub fn vap_link(&self, iface: &str) -> PathBuf {
+        self.dir.join(format!("{VAP_LINK_PIN_PREFIX}{iface}"))
+    }
+
+    /// Client-facing interfaces (with a vAP program link pin), sorted.
+    pub fn vap_linked_interfaces(&self) -> Result<Vec<String>> {
+        self.with_prefix(VAP_LINK_PIN_PREFIX)
     }
 
     /// Path of the pinned TC egress program.
@@ -157,11 +178,14 @@ impl PinDir {
         vdmm_common::maps::ALL.contains(&name)
             || name == PROGRAM_PIN
             || name == TC_PROGRAM_PIN
+            || name == VAP_PROGRAM_PIN
             || Self::is_link(name)
     }
 
     fn is_link(name: &str) -> bool {
-        name.starts_with(LINK_PIN_PREFIX) || name.starts_with(TC_LINK_PIN_PREFIX)
+        name.starts_with(LINK_PIN_PREFIX)
+            || name.starts_with(TC_LINK_PIN_PREFIX)
+            || name.starts_with(VAP_LINK_PIN_PREFIX)
     }
 
     /// Removes every vdmm pin in the directory (maps, program, links: detaching the program

@@ -1,6 +1,7 @@
 //! First look at a frame: Ethernet and IP header validation, then the choice of action:
 //! a tunnel packet for a local endpoint is decapsulated, a packet for a bound home
-//! address is encapsulated, anything else is left to the kernel.
+//! address is encapsulated, a packet for a vAP client's address is delivered to it (see
+//! `vap::deliver`), anything else is left to the kernel.
 
 use aya_ebpf::programs::XdpContext;
 use vdmm_common::{Reason, TunnelKind};
@@ -15,6 +16,7 @@ use crate::{
         self,
         decap::{NOT_A_TUNNEL, REENCAP_V4, REENCAP_V6},
     },
+    vap::deliver::{self, DELIVER, vap_of},
 };
 
 /// Classifies the frame and acts on it.
@@ -68,6 +70,9 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     {
         return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
+    if let Some(vap) = vap_of(&key_v4(ip.dst_ptr())) {
+        return deliver::to_client::<false>(ctx.ctx, vap, TunnelKind::None as u32);
+    }
     let key = lpm_key_v4(ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
@@ -97,6 +102,9 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
             return reencapsulate(ctx, v);
         }
     }
+    if let Some(vap) = vap_of(&key_v6(ip.dst_ptr())) {
+        return deliver::to_client::<true>(ctx.ctx, vap, TunnelKind::None as u32);
+    }
     let key = lpm_key_v6(ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
         Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
@@ -107,9 +115,13 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
 /// After decapsulation: a packet whose inner destination has a binding of its own (the
 /// decapsulator stripped the outer header and said so) is encapsulated again toward that
 /// binding's locator, possibly in the other family (the transition gateway's
-/// re-encapsulation). Every other verdict is returned as it is.
+/// re-encapsulation); one for a vAP client is delivered to it. Every other verdict is
+/// returned as it is.
 #[inline(always)]
 fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
+    if decap.0 & 0xffff_ff00 == DELIVER {
+        return deliver_decapsulated(ctx, decap.0 & 0x10 != 0, decap.0 & 0xf);
+    }
     let inner_v6 = if decap.0 == REENCAP_V4.0 {
         false
     } else if decap.0 == REENCAP_V6.0 {
@@ -136,5 +148,26 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
             Some(b) => tunnel::encap::encapsulate::<false>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
         }
+    }
+}
+
+/// After decapsulation of a packet for a vAP client (`kind` is the tunnel's).
+#[inline(always)]
+fn deliver_decapsulated(ctx: &XdpContext, inner_v6: bool, kind: u32) -> Verdict {
+    let frame = Frame::new(ctx);
+    let vap = if inner_v6 {
+        frame
+            .ptr(ETH_HLEN, IPV6_HLEN)
+            .and_then(|p| vap_of(&key_v6(Ipv6(p).dst_ptr())))
+    } else {
+        frame
+            .ptr(ETH_HLEN, IPV4_HLEN)
+            .and_then(|p| vap_of(&key_v4(Ipv4(p).dst_ptr())))
+    };
+    match (vap, inner_v6) {
+        (Some(v), true) => deliver::to_client::<true>(ctx.ctx, v, kind),
+        (Some(v), false) => deliver::to_client::<false>(ctx.ctx, v, kind),
+        // Removed between the two look-ups.
+        (None, _) => Verdict::drop(Reason::Malformed, TunnelKind::None),
     }
 }

@@ -33,6 +33,11 @@ impl Verdict {
     const fn counter(self) -> u32 {
         self.0 >> 8
     }
+    /// The reason (`Reason as u32`) the verdict is counted under.
+    #[inline(always)]
+    pub const fn reason(self) -> u32 {
+        self.counter() / (TunnelKind::COUNT * Action::COUNT)
+    }
 }
 
 /// Adds one packet of `bytes` to the verdict's counter in `map` (the XDP or the TC

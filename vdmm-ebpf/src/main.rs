@@ -9,6 +9,8 @@
 //! - `forward`: `bpf_fib_lookup` and the XDP verdict for a rewritten packet.
 //! - `slow_path`: TC egress encapsulation of what the kernel forwards or originates.
 //! - `translate`: stateless IPv4/IPv6 translation (SIIT, RFC 7915 / 6052 / 7757 / 6791).
+//! - `vap`: virtual access points: the client side (`vdmm_vap`) and the delivery to
+//!   clients (in `vdmm_xdp`).
 //! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
 #![no_std]
 #![no_main]
@@ -24,6 +26,7 @@ mod packet;
 mod slow_path;
 mod translate;
 mod tunnel;
+mod vap;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, xdp_action},
@@ -45,6 +48,17 @@ pub fn vdmm_empty(_ctx: XdpContext) -> u32 {
 pub fn vdmm_xdp(ctx: XdpContext) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let verdict = classify::process(&ctx);
+    counters::count(&maps::COUNTERS, verdict, frame_len);
+    verdict.action()
+}
+
+/// The client-facing interface of an AP host: ARP and neighbour solicitations of vAP
+/// clients answered, anti-spoofing, frames to a vAP tunnelled toward the client's anchor
+/// or broken out, unknown clients reported (see `vap`). Counted in the XDP counters.
+#[xdp]
+pub fn vdmm_vap(ctx: XdpContext) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let verdict = vap::from_client(&ctx, frame_len);
     counters::count(&maps::COUNTERS, verdict, frame_len);
     verdict.action()
 }

@@ -4,13 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use vdmm_common::{
     Binding, CounterValue, IpAddrKey, TunnelConfig,
     counters::COUNTER_ENTRIES,
     maps as names,
     tunnel::{AddressFlags, CachedRoute, RouteKey},
+    vap::{MacKey, Vap, VapAddr, VapCounters},
 };
 
 #[map(name = "VDMM_COUNTERS")]
@@ -92,3 +93,20 @@ pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> = PerCpuArray::p
 #[map(name = "VDMM_XLAT_LOCAL")]
 pub static XLAT_LOCAL: LruPerCpuHashMap<crate::translate::LocalKey, crate::translate::LocalValue> =
     LruPerCpuHashMap::pinned(names::MAX_XLAT_LOCAL, 0);
+
+// Virtual access points (see `vdmm_common::vap` and `vdmm_common::maps::VAPS`).
+
+#[map(name = "VDMM_VAPS")]
+pub static VAPS: HashMap<MacKey, Vap> = HashMap::pinned(names::MAX_VAPS, 0);
+
+#[map(name = "VDMM_VAP_ADDRS")]
+pub static VAP_ADDRS: HashMap<IpAddrKey, VapAddr> = HashMap::pinned(names::MAX_VAPS * 2, 0);
+
+#[map(name = "VDMM_VAP_STATS")]
+pub static VAP_STATS: PerCpuArray<VapCounters> = PerCpuArray::pinned(names::MAX_VAPS, 0);
+
+#[map(name = "VDMM_VAP_EVENTS")]
+pub static VAP_EVENTS: RingBuf = RingBuf::pinned(names::VAP_EVENTS_BYTES, 0);
+
+#[map(name = "VDMM_VAP_SEEN")]
+pub static VAP_SEEN: LruHashMap<MacKey, u64> = LruHashMap::pinned(names::MAX_VAP_SEEN, 0);

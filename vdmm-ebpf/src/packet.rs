@@ -3,7 +3,8 @@
 //! see it. Offsets are bounded so the verifier can track them.
 
 use aya_ebpf::{
-    helpers::generated::bpf_xdp_get_buff_len, maps::lpm_trie::Key, programs::XdpContext,
+    bindings::xdp_md, helpers::generated::bpf_xdp_get_buff_len, maps::lpm_trie::Key,
+    programs::XdpContext,
 };
 use vdmm_common::IpAddrKey;
 
@@ -46,6 +47,19 @@ impl Frame {
             return None;
         }
         Some(p as *mut u8)
+    }
+}
+
+/// The frame of `ctx`, read with volatile loads so that LLVM cannot turn the context
+/// argument of a subprogram into `data` / `data_end` arguments (argument promotion),
+/// which the verifier rejects (it forbids arithmetic on `data_end`).
+#[inline(always)]
+pub fn frame_of(ctx: *mut xdp_md) -> Frame {
+    unsafe {
+        Frame {
+            start: core::ptr::read_volatile(&(*ctx).data) as usize,
+            end: core::ptr::read_volatile(&(*ctx).data_end) as usize,
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "python3-scapy", // an independent packet builder for tests that want one
     "tayga",         // userspace NAT64: the translation forwarding-rate baseline
     "prometheus",    // promtool check metrics, and a server that scrapes vdmm-ctl metrics
+    "dnsmasq-base",  // DHCP servers of the handover lab's break-before-make baseline
+    "udhcpc",        // the baseline client's DHCP client
 ];
 
 /// bpf-linker release that fits the toolchain (see ../shared/toolchain.md).

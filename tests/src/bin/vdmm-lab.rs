@@ -10,6 +10,11 @@
 //!   the host, through the XDP tunnel gateways versus plain kernel IP forwarding (no XDP,
 //!   no tunnel) on the same topology in the same run; median packets/s of several runs,
 //!   the ratio, and PASS/FAIL against the target (>= 3x the kernel's).
+//! - `vdmm-lab handover`: the handover scenarios ([`vdmm_tests::handover_lab`]): in the
+//!   vAP lab and in the break-before-make baseline lab, a client walks ap1 -> ap2 -> ap3
+//!   (and a VM migrates) under a UDP stream and a TCP transfer; prints a table per
+//!   handover, checks the targets, writes an SVG chart. `demo` runs it after the tunnel
+//!   kinds (unless `--no-handover`).
 //! - `vdmm-lab cleanup`: removes namespaces and pin mounts a killed lab left behind.
 //!
 //! vdmm-ctl is taken from `$VDMM_CTL`, else from next to this executable.
@@ -87,6 +92,22 @@ enum Cmd {
         /// Print every gateway counter that moved, per kind.
         #[arg(long)]
         verbose: bool,
+        /// Skip the tunnel kinds (only the handover scenarios).
+        #[arg(long, conflicts_with = "no_handover")]
+        no_tunnels: bool,
+        /// Skip the handover scenarios (only the tunnel kinds).
+        #[arg(long)]
+        no_handover: bool,
+        #[command(flatten)]
+        handover: HandoverArgs,
+    },
+    /// Handover scenarios: vAP make-before-break vs the break-before-make baseline.
+    Handover {
+        #[command(flatten)]
+        args: HandoverArgs,
+        /// Exit 3 when a target is missed (the benchmark).
+        #[arg(long)]
+        strict: bool,
     },
     /// Forwarding rate: XDP tunnel gateways vs kernel IP forwarding (64-byte UDP).
     BenchForward {
@@ -124,8 +145,75 @@ enum Cmd {
         #[arg(long)]
         direct: bool,
     },
+    /// Build the handover lab, attach the client and the VM to ap1, and keep it until
+    /// Ctrl-C (for poking at it by hand).
+    HandoverUp {
+        /// Baseline (break-before-make) lab instead of the vAP lab.
+        #[arg(long)]
+        baseline: bool,
+    },
     /// Remove namespaces and pin mounts left by a lab that was killed.
     Cleanup,
+}
+
+/// Options of the handover scenarios.
+#[derive(clap::Args, Clone, Debug)]
+struct HandoverArgs {
+    /// Which walks to run.
+    #[arg(long, value_enum, default_value = "both")]
+    walks: Walks,
+    /// Datagrams per second of the client's UDP stream.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u32,
+    /// Milliseconds between handovers.
+    #[arg(long, default_value_t = 1500)]
+    dwell_ms: u64,
+    /// Grace period of `vap move` (ms).
+    #[arg(long, default_value_t = 200)]
+    grace_ms: u64,
+    /// No VM migration.
+    #[arg(long)]
+    no_vm: bool,
+    /// Where to write the SVG chart (default: handover-demo.svg in the target directory).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Walks {
+    Both,
+    Vap,
+    Baseline,
+}
+
+/// Runs the handover scenarios; `Ok(true)` when every target held.
+fn handover(ctl: Option<PathBuf>, a: &HandoverArgs) -> Result<bool> {
+    use vdmm_tests::handover_lab::{demo, scenario::WalkOptions};
+    let plot = match &a.plot {
+        Some(p) => p.clone(),
+        None => {
+            // target/<profile>/vdmm-lab -> target/
+            let exe = std::env::current_exe()?;
+            let dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            dir.join("handover-demo.svg")
+        }
+    };
+    let which = match a.walks {
+        Walks::Both => demo::Which::Both,
+        Walks::Vap => demo::Which::VapOnly,
+        Walks::Baseline => demo::Which::BaselineOnly,
+    };
+    let opts = WalkOptions {
+        rate: a.rate,
+        dwell: Duration::from_millis(a.dwell_ms),
+        grace_ms: a.grace_ms,
+        vm: !a.no_vm,
+    };
+    demo::run(ctl, which, &opts, &plot)
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -161,7 +249,29 @@ fn main() -> ExitCode {
             udp,
             tcp_bytes,
             verbose,
-        } => demo(cli.ctl, underlay, pings, udp, tcp_bytes, verbose),
+            no_tunnels,
+            no_handover,
+            handover: h,
+        } => {
+            let tunnels = if no_tunnels {
+                Ok(Outcome::Ok)
+            } else {
+                demo(cli.ctl.clone(), underlay, pings, udp, tcp_bytes, verbose)
+            };
+            match tunnels {
+                Ok(t) if !no_handover => match handover(cli.ctl, &h) {
+                    Ok(true) => Ok(t),
+                    Ok(false) => Ok(Outcome::ChecksFailed),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            }
+        }
+        Cmd::Handover { args, strict } => handover(cli.ctl, &args).map(|ok| match (ok, strict) {
+            (true, _) => Outcome::Ok,
+            (false, true) => Outcome::TargetMissed,
+            (false, false) => Outcome::ChecksFailed,
+        }),
         Cmd::BenchForward {
             runs,
             seconds,
@@ -178,6 +288,7 @@ fn main() -> ExitCode {
             kernel,
             direct,
         } => up(cli.ctl, underlay, kernel, direct),
+        Cmd::HandoverUp { baseline } => handover_up(cli.ctl, baseline),
         Cmd::Cleanup => lab::cleanup_leftovers().map(|removed| {
             for r in &removed {
                 println!("removed {r}");
@@ -202,6 +313,39 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn handover_up(ctl: Option<PathBuf>, baseline: bool) -> Result<Outcome> {
+    use vdmm_tests::handover_lab::{HandoverLab, Mobility, scenario};
+    let mobility = if baseline {
+        Mobility::Baseline
+    } else {
+        Mobility::Vap
+    };
+    let lab = HandoverLab::build(mobility, ctl)?;
+    let _air = scenario::attach_at_ap1(&lab)?;
+    println!(
+        "handover lab is up: correspondent {}, anchors {} {}, AP hosts {}, air {}, client {}, vm {}",
+        lab.corr.name(),
+        lab.gw1.name(),
+        lab.gw2.name(),
+        lab.aps
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(" "),
+        lab.air.name(),
+        lab.client.name(),
+        lab.vm.name()
+    );
+    println!(
+        "cluster file {}; vdmm-ctl --netns NS --pin-dir /run/vdmm/NS ...; Ctrl-C removes it",
+        lab.cluster_file().display()
+    );
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Outcome::Ok)
 }
 
 enum Outcome {

@@ -5,7 +5,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use super::eamt::{self, EamEntry, MappedBy};
-use super::rfc6052::Prefix6;
+use super::rfc6052::{self, Prefix6};
 
 /// IPv4 UDP datagrams with checksum zero (RFC 7915 section 4.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,6 +149,18 @@ impl TranslatorConfig {
     /// RFC 7915 section 6 / RFC 7757: IPv4 address to IPv6 (EAMT, then RFC 6052).
     pub fn map_4to6(&self, a: &[u8; 4]) -> Option<([u8; 16], MappedBy)> {
         eamt::address_4to6(self.eam_for_v4(a), self.pool6.as_ref(), a)
+    }
+
+    /// RFC 7915 4.1 ("when translating ICMPv4 Error Messages into ICMPv6, the 'illegal'
+    /// source address will be translated for the purpose of trouble shooting"): the
+    /// source of an ICMPv4 error, through the EAMT, else embedded under the RFC 6052
+    /// prefix whatever the address (0.0.0.0, 127.0.0.1, ...), as Jool does.
+    pub fn map_4to6_icmp_source(&self, a: &[u8; 4]) -> Option<([u8; 16], MappedBy)> {
+        if let Some(m) = eamt::address_4to6(self.eam_for_v4(a), None, a) {
+            return Some(m);
+        }
+        let p = self.pool6.as_ref()?;
+        Some((rfc6052::embed(p, *a)?, MappedBy::Rfc6052))
     }
 
     /// RFC 7915 section 6 / RFC 7757: IPv6 address to IPv4 (EAMT, then RFC 6052).

@@ -13,16 +13,30 @@ use crate::{
     routes,
 };
 
-pub fn load(pins: &PinDir, iface: Option<&str>, mode: ModeArg) -> Result<String> {
+pub fn load(
+    pins: &PinDir,
+    iface: Option<&str>,
+    client_facing: Option<&str>,
+    mode: ModeArg,
+) -> Result<String> {
     let mode = match mode {
         ModeArg::Native => Mode::Native,
         ModeArg::Generic => Mode::Generic,
     };
-    let report = match iface {
-        Some(iface) => loader::load(pins, iface, mode)?,
-        None => loader::prepare(pins)?,
+    let report = match (iface, client_facing) {
+        (Some(iface), _) => loader::load(pins, iface, mode)?,
+        (None, Some(iface)) => loader::load_client_facing(pins, iface, mode)?,
+        (None, None) => loader::prepare(pins)?,
     };
-    Ok(describe(pins, iface, mode, &report))
+    let out = describe(pins, iface.or(client_facing), mode, &report);
+    Ok(match client_facing {
+        // The attach line names the program a client-facing interface runs.
+        Some(cf) if report.link.is_some() => out.replace(
+            &format!("attached to {cf} ("),
+            &format!("attached the vAP program {} to {cf} (", names::VAP_PROGRAM),
+        ),
+        _ => out,
+    })
 }
 
 fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> String {
@@ -40,7 +54,11 @@ fn describe(pins: &PinDir, iface: Option<&str>, mode: Mode, r: &LoadReport) -> S
             pins.path().display()
         )),
         (xdp, tc) => {
-            for (state, what) in [(xdp, "XDP program"), (tc, "TC egress program")] {
+            for (state, what) in [
+                (xdp, "XDP program"),
+                (tc, "TC egress program"),
+                (r.vap_program, "vAP program"),
+            ] {
                 match state {
                     ProgramState::Loaded => {
                         out.push_str(&format!("loaded and pinned the {what}\n"))
@@ -250,6 +268,8 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
         .collect();
     let program = pins.program().exists();
     let tc_program = pins.tc_program().exists();
+    let vap_program = pins.vap_program().exists();
+    let client_facing = pins.vap_linked_interfaces()?;
     let (ifaces, frag_path) = user_interfaces(pins)?;
     let legacy = loader::legacy_tc_interfaces(pins)?;
     let missing: Vec<&str> = ifaces
@@ -267,7 +287,9 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
                 "maps": maps,
                 "program": program,
                 "tc_program": tc_program,
+                "vap_program": vap_program,
                 "interfaces": ifaces,
+                "client_facing_interfaces": client_facing,
                 "missing_interfaces": missing,
                 "slow_path": slow.json(),
                 "frag_path": frag_path,
@@ -301,10 +323,17 @@ pub fn status(pins: &PinDir, json: bool) -> Result<String> {
     ));
     let pinned = |p: bool| if p { "pinned" } else { "not pinned" };
     out.push_str(&format!(
-        "programs: XDP {}, TC egress {}\n",
+        "programs: XDP {}, TC egress {}, vAP {}\n",
         pinned(program),
-        pinned(tc_program)
+        pinned(tc_program),
+        pinned(vap_program)
     ));
+    if !client_facing.is_empty() {
+        out.push_str(&format!(
+            "client-facing interfaces (vAP program): {}\n",
+            client_facing.join(", ")
+        ));
+    }
     let list: Vec<String> = ifaces
         .iter()
         .map(|i| {

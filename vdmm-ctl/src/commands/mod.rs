@@ -3,6 +3,7 @@
 //! [`crate::error::Error`]s.
 
 pub mod agent;
+pub mod alb;
 pub mod binding;
 pub mod config;
 pub mod endpoint;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod natpt;
 pub mod peer;
 pub mod stats;
+pub mod vap;
 
 use crate::{
     cli::{Cli, Command},
@@ -31,7 +33,11 @@ pub fn run(cli: Cli) -> Result<String> {
         return Ok(out);
     }
     match cli.command {
-        Command::Load { iface, mode } => lifecycle::load(&pins, iface.as_deref(), mode),
+        Command::Load {
+            iface,
+            client_facing,
+            mode,
+        } => lifecycle::load(&pins, iface.as_deref(), client_facing.as_deref(), mode),
         Command::Unload { iface } => lifecycle::unload(&pins, &iface),
         Command::Status { json } => lifecycle::status(&pins, json),
         Command::Reset => lifecycle::reset(&pins),
@@ -42,9 +48,11 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Natpt(c) => natpt::run(&pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
+        Command::Vap(c) => vap::run(&pins, c),
         Command::Daemon { config } => crate::agent::daemon::run(&config),
         Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),
         Command::Agent(c) => agent::ask(&cli.agent_socket, c),
+        Command::Alb(c) => alb::run(c),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod nodes;
 pub mod stats;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 #[cfg(test)]
 mod mover_tests;
 

@@ -27,9 +27,10 @@ pub fn eam_4to6(a: u32, out: *mut u8) -> bool {
 }
 
 /// IPv4 `a` under the RFC 6052 prefix (section 2.2), if one is set and `a` may be
-/// embedded (`rfc6052::translatable_v4`).
+/// embedded (`rfc6052::translatable_v4`; not checked when `any`: the source of an ICMPv4
+/// error, RFC 7915 4.1).
 #[inline(always)]
-pub fn pool6_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
+pub fn pool6_4to6(a: u32, cfg: &XlatConfig, out: *mut u8, any: bool) -> bool {
     let len = cfg.pool6.len;
     let b = a.to_be_bytes();
     let pos: [usize; 4] = match len {
@@ -41,7 +42,7 @@ pub fn pool6_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
         96 => [12, 13, 14, 15],
         _ => return false,
     };
-    if !translatable_v4(&cfg.pool6, &b) {
+    if !any && !translatable_v4(&cfg.pool6, &b) {
         return false;
     }
     let n = (len / 8) as usize;
@@ -63,7 +64,7 @@ pub fn pool6_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
 /// IPv4 -> IPv6, EAMT then prefix.
 #[inline(always)]
 pub fn map_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
-    eam_4to6(a, out) || pool6_4to6(a, cfg, out)
+    eam_4to6(a, out) || pool6_4to6(a, cfg, out, false)
 }
 
 /// IPv6 address at `a` (16 bytes the caller checked) to IPv4, EAMT then prefix.

@@ -14,7 +14,7 @@ use crate::{
     checksum,
     headers::{ETH_HLEN, IPV4_HLEN},
     maps::{ROUTES, XLAT_LOCAL},
-    packet::{Frame, copy, get_mac},
+    packet::{copy, get_mac},
 };
 
 /// `s.sum` = unfolded sum of `len` bytes at `off` (at most `MAX`). 0 on success.
@@ -33,18 +33,8 @@ pub fn sum<const MAX: usize>(ctx: *mut xdp_md, s: *mut Scratch, off: u32, len: u
     }
 }
 
-/// The frame of `ctx`, read with volatile loads so that LLVM cannot turn the context
-/// argument of a subprogram into `data` / `data_end` arguments (argument promotion),
-/// which the verifier rejects (it forbids arithmetic on `data_end`).
-#[inline(always)]
-pub fn frame_of(ctx: *mut xdp_md) -> Frame {
-    unsafe {
-        Frame {
-            start: core::ptr::read_volatile(&(*ctx).data) as usize,
-            end: core::ptr::read_volatile(&(*ctx).data_end) as usize,
-        }
-    }
-}
+/// Moved to `packet`, where the vAP program uses it too.
+pub use crate::packet::frame_of;
 
 pub const WALK_OK: u32 = 0;
 pub const WALK_REFUSED: u32 = 1;

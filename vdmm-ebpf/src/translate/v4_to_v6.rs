@@ -105,7 +105,9 @@ fn select(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     s.dst4 = dst.to_be_bytes();
     s.total = total as u16;
     if !eam_4to6(dst, s.dst6.as_mut_ptr()) {
-        if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr()) || !sub::v4_forwarded(ctx, s, total as u32) {
+        if !pool6_4to6(dst, cfg, s.dst6.as_mut_ptr(), false)
+            || !sub::v4_forwarded(ctx, s, total as u32)
+        {
             return Verdict::pass(Reason::NoMatch).0;
         }
     }
@@ -186,10 +188,14 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     }
     let icmp_error = proto == IPPROTO_ICMP && icmp4_is_error(icmp_ty);
 
-    // RFC 7915 4.1 / 6: the source; an ICMP error from an unmapped router may use the
-    // RFC 6791 address. Any other unmapped source: administratively prohibited (4.4).
+    // RFC 7915 4.1 / 6: the source. That of an ICMP error is embedded under the prefix
+    // even when "illegal" (127.0.0.1, ...: "for the purpose of trouble shooting"), else
+    // takes the RFC 6791 address. Any other unmapped source: administratively prohibited
+    // (4.4).
     if !map_4to6(src, cfg, s.src6.as_mut_ptr()) {
-        if !icmp_error || !rfc6791_v6(cfg, s) {
+        let icmp_source =
+            icmp_error && (pool6_4to6(src, cfg, s.src6.as_mut_ptr(), true) || rfc6791_v6(cfg, s));
+        if !icmp_source {
             return Verdict(send_error(
                 s,
                 IcmpError::Unreachable { code: 13 },
@@ -261,11 +267,11 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         }
     }
 
-    // Sizes (RFC 7915 section 4): without DF, or as a fragment, the IPv6 packet must fit
-    // the lowest IPv6 MTU, or it would have to be fragmented.
+    // Sizes (RFC 7915 section 4): without DF the IPv6 packet must fit the lowest IPv6
+    // MTU, or it is fragmented (the slow path); it does not apply with DF.
     let fh = if frag { 8 } else { 0 };
     let out_len = IPV6_HLEN + fh + l4_len;
-    if (!df || frag) && out_len as u32 > cfg.lowest_mtu() {
+    if !df && out_len as u32 > cfg.lowest_mtu() {
         return Verdict(needs_fragmentation(ctx, cfg));
     }
     // The rest is done by `finish`, from the scratch value.
@@ -306,7 +312,11 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     match sub::route(ctx, s, 1, out_len as u32) {
         sub::ROUTE_RESOLVED => s.resolved = 1,
         sub::ROUTE_TOO_BIG => {
-            if df && !frag {
+            // RFC 7915 4.1: DF set (a fragment too) and "the MTU of the next-hop interface
+            // is less than the total length value of the IPv4 packet plus 20":
+            // fragmentation needed, MTU - 20. A DF fragment that only its fragment header
+            // tips over goes to the kernel, which answers with the route's MTU.
+            if df && s.total as u32 + 20 > s.mtu {
                 let mtu = frag_needed_mtu_for_ipv6_nexthop(s.mtu, false) as u32;
                 return send_error(s, IcmpError::TooBig { mtu }, Reason::TooBig);
             }

@@ -176,6 +176,18 @@ fn finish<const INNER_V6: bool>(
     if ecn != tc & 3 {
         inner.set_traffic_class((tc & !3) | ecn);
     }
+    // A vAP client's address: delivered (or forwarded) by the caller after the strip.
+    let vap = if INNER_V6 {
+        crate::vap::deliver::vap_of(&key_v6(dst)).is_some()
+    } else {
+        crate::vap::deliver::vap_of(&key_v4(dst)).is_some()
+    };
+    if vap {
+        return match strip(ctx, off, inner_len, INNER_V6, kind) {
+            Ok(()) => Verdict(crate::vap::deliver::DELIVER | (INNER_V6 as u32) << 4 | kind as u32),
+            Err(v) => v,
+        };
+    }
     // Bound inner destination: re-encapsulation. Strip the outer header here; the
     // encapsulation that follows decrements the TTL once.
     let rebound = if INNER_V6 {

@@ -440,23 +440,64 @@ fn ipv4_without_df_is_fragmented_to_the_lowest_ipv6_mtu() {
 }
 
 #[test]
-fn ipv4_fragments_are_refragmented_whatever_their_df() {
-    // Jool graybox "cf": a 1261-byte IPv4 fragment (MF, with or without DF) becomes
-    // two IPv6 fragments of 1280 and 57 bytes with the same identification.
-    for df in [false, true] {
-        let mut p = udp4(H4, H6_AS_V4, 64, &payload(1233));
-        set_v4_frag(&mut p, 4321, df, true, 0);
-        let mut c = cfg();
-        c.mtu_v6_nexthop = Some(1280);
-        let o = translate_4to6(&p, &c);
-        let f = o.packets().expect("fragments");
-        assert_eq!((f.len(), f[0].len(), f[1].len()), (2, 1280, 57), "df {df}");
-        assert_eq!(
-            &f[1][42..48],
-            &[0x04, 0xd1, 0, 0, 0x10, 0xe1],
-            "offset 1232, M, id 4321"
-        );
+fn ipv4_fragments_too_big_for_the_ipv6_next_hop() {
+    // Jool graybox "cf": a 1261-byte IPv4 fragment (MF, DF clear) becomes two IPv6
+    // fragments of 1280 and 57 bytes with the same identification.
+    let mut p = udp4(H4, H6_AS_V4, 64, &payload(1233));
+    set_v4_frag(&mut p, 4321, false, true, 0);
+    let mut c = cfg();
+    c.mtu_v6_nexthop = Some(1280);
+    let o = translate_4to6(&p, &c);
+    let f = o.packets().expect("fragments");
+    assert_eq!((f.len(), f[0].len(), f[1].len()), (2, 1280, 57));
+    assert_eq!(
+        &f[1][42..48],
+        &[0x04, 0xd1, 0, 0, 0x10, 0xe1],
+        "offset 1232, M, id 4321"
+    );
+    // Graybox "ca": the same fragment with DF: fragmentation needed, MTU 1280 - 20.
+    set_v4_frag(&mut p, 4321, true, true, 0);
+    let (r, ty, code, rest, _) = icmp_reply(&translate_4to6(&p, &c));
+    assert_eq!((r, ty, code), (XlatReason::TooBig, 3, 4));
+    assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1260);
+    // Graybox "ce": a DF fragment that fits (1252 + 20 + 8 = 1280) is translated whole,
+    // whatever the lowest IPv6 MTU.
+    let mut p = udp4(H4, H6_AS_V4, 64, &payload(1224));
+    set_v4_frag(&mut p, 1234, true, true, 0);
+    c.lowest_ipv6_mtu = 1280;
+    assert!(
+        translate_4to6(&p, &c)
+            .packets()
+            .is_some_and(|f| f.len() == 1 && f[0].len() == 1280)
+    );
+}
+
+#[test]
+fn illegal_source_of_an_icmp4_error_is_embedded() {
+    // RFC 7915 4.1 / Jool graybox "ha": an ICMPv4 error from 127.0.0.1 or 0.0.0.0 is
+    // translated with that address under the prefix.
+    let inner = udp4(H6_AS_V4, H4, 63, &payload(4));
+    for (src, want) in [
+        ([127, 0, 0, 1], v6("2001:db8:17f:0:1::")),
+        ([0, 0, 0, 0], v6("2001:db8:100::")),
+    ] {
+        let p = icmp4(src, H6_AS_V4, 3, 3, [0; 4], &inner);
+        let o = translate_4to6(&p, &cfg());
+        let out = one(&o);
+        assert_eq!(&out[8..24], &want, "source {src:?}");
+        assert_checksums(out);
     }
+    // Not for anything else: a UDP packet from 127.0.0.1 is refused (not answered).
+    let mut p = udp4(H4, H6_AS_V4, 64, &payload(4));
+    p[12..16].copy_from_slice(&[127, 0, 0, 1]);
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum::ipv4_header_checksum(&p[..20].try_into().unwrap());
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        translate_4to6(&p, &cfg()),
+        Outcome::drop(XlatReason::SourceUntranslatable)
+    );
 }
 
 #[test]

@@ -137,7 +137,12 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     // Step 3: RFC 7915 4.1 / section 6, source address. An ICMPv4 error from a router
     // without a mapping may use the RFC 6791 address; anything else without a mapping
     // is refused with destination unreachable, administratively prohibited (4.4).
-    let src6 = match cfg.map_4to6(&ip.src) {
+    let mapped = if ip.is_icmp_error() {
+        cfg.map_4to6_icmp_source(&ip.src)
+    } else {
+        cfg.map_4to6(&ip.src)
+    };
+    let src6 = match mapped {
         Some((a, _)) => a,
         None => match cfg.rfc6791_v6.or(cfg.icmp_source_v6) {
             Some(a) if ip.is_icmp_error() => a,
@@ -216,12 +221,11 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
     let out_len = hdr_len + payload.len();
 
     // Step 7: sizes (RFC 7915 section 4 introduction and 4.1).
-    // A DF packet larger than the IPv6 next hop: fragmentation needed back to the
-    // sender, with the MTU the sender must use on the IPv4 side. A packet that is
-    // already a fragment is fragmented further whatever its DF says (the datagram is
-    // reassembled from fragments anyway; Jool's graybox test "cf" expects this).
-    if ip.df && !frag && out_len as u64 > cfg.nexthop6() as u64 {
-        let mtu = icmp::frag_needed_mtu_for_ipv6_nexthop(cfg.nexthop6(), frag).to_be_bytes();
+    // DF set (a fragment too: Jool graybox "ca") and "the MTU of the next-hop interface
+    // is less than the total length value of the IPv4 packet plus 20": fragmentation
+    // needed back to the sender, with that MTU - 20.
+    if ip.df && ip.total_len as u64 + 20 > cfg.nexthop6() as u64 {
+        let mtu = icmp::frag_needed_mtu_for_ipv6_nexthop(cfg.nexthop6(), false).to_be_bytes();
         return reply(
             cfg,
             pkt,
@@ -229,13 +233,17 @@ pub fn translate_4to6(pkt: &[u8], cfg: &TranslatorConfig) -> Outcome {
             Fail::icmp(XlatReason::TooBig, 3, 4, [0, 0, mtu[0], mtu[1]]),
         );
     }
-    // Without DF the translator must make the IPv6 packets fit the lowest IPv6 MTU
-    // (or the next hop's, if smaller) by fragmenting, with fragment headers.
-    let limit = cfg
-        .lowest_ipv6_mtu
-        .min(cfg.nexthop6())
-        .max(icmp::IPV6_MIN_MTU);
-    if (!ip.df || frag) && out_len as u64 > limit as u64 {
+    // Without DF the IPv6 packets must fit the lowest IPv6 MTU (4.1; it does not apply
+    // with DF) and the next hop: fragmented, with fragment headers (a fragment
+    // further: graybox "cf"). With DF only a fragment whose fragment header tips it
+    // over the next hop gets here.
+    let limit = if ip.df {
+        cfg.nexthop6()
+    } else {
+        cfg.lowest_ipv6_mtu.min(cfg.nexthop6())
+    }
+    .max(icmp::IPV6_MIN_MTU);
+    if out_len as u64 > limit as u64 {
         let packets = fragment_ipv6(&hdr6, upper, &payload, ip.offset8, ip.mf, ip.id, limit);
         return Outcome::Translated {
             packets,

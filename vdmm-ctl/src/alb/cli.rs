@@ -1,0 +1,158 @@
+//! The `vdmm-ctl alb` command line (clap derive): the simulator and the controller.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// Where the controller keeps its state unless told otherwise.
+pub const DEFAULT_STATE: &str = "/var/lib/vdmm/alb.json";
+
+#[derive(Debug, Args)]
+pub struct AlbArgs {
+    /// The controller's state file (JSON, created on first use; FILE.lock beside it
+    /// serialises commands). `simulate` does not use it.
+    #[arg(long, global = true, env = "VDMM_ALB_STATE", default_value = DEFAULT_STATE, value_name = "FILE")]
+    pub state: PathBuf,
+
+    #[command(subcommand)]
+    pub command: AlbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlbCommand {
+    /// Compare ALB with three baselines on a seeded scenario.
+    ///
+    /// APs and clients are placed on a floor; clients walk by random waypoint; each AP
+    /// reports each client's signal every second (log-distance path loss, shadowing
+    /// correlated along the path, report noise). ALB, strongest-signal-first,
+    /// least-loaded-first and an EmPOWER-style |RSSI| x utilisation policy each run on
+    /// the same reports. Prints per policy: Jain's fairness index of AP utilisation, the
+    /// most loaded AP's utilisation, the clients' mean and 5th-percentile signal,
+    /// handovers and ping-pong handovers, then whether ALB met issue 6's targets.
+    /// Scenarios: examples/alb/*.toml; see docs/alb.md.
+    Simulate {
+        /// The scenario file (TOML).
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// Run with this seed instead of the scenario's.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Set a balancer parameter for this run, over the scenario's [alb] section
+        /// (repeatable), e.g. --param max_signal_drop_db=6.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write an SVG plot of every AP's utilisation over time, one panel per policy.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+
+    /// The APs the controller balances: name and capacity.
+    #[command(subcommand)]
+    Ap(ApCommand),
+
+    /// Take one signal report: AP AP hears CLIENT at RSSI dBm.
+    ///
+    /// Real APs export station signal and byte counters through hostapd / nl80211; an AP
+    /// host agent passes them on with this command or, better, as a stream to `alb feed`.
+    /// The signal is averaged over linear power per client and AP (parameter rssi_alpha).
+    Report {
+        /// The reporting AP (added with `alb ap add`).
+        #[arg(long, value_name = "AP")]
+        ap: String,
+        /// The client (its MAC address).
+        #[arg(long, value_name = "CLIENT")]
+        client: String,
+        /// The client's signal at this AP, dBm (-120 to 0).
+        #[arg(long, value_name = "DBM", allow_negative_numbers = true)]
+        rssi: f64,
+        /// This AP serves the client (its vAP is here).
+        #[arg(long)]
+        associated: bool,
+        /// The client's cumulative bytes at this AP (both directions), for its traffic rate.
+        #[arg(long, value_name = "N", requires = "associated")]
+        bytes: Option<u64>,
+        /// When it was measured, seconds since the epoch (default: now).
+        #[arg(long, value_name = "SECONDS")]
+        time: Option<f64>,
+    },
+
+    /// Take a stream of reports, one JSON object per line on standard input, and run a
+    /// round whenever one is due.
+    ///
+    /// Each line: {"ap": "ap1", "client": "02:00:00:00:00:01", "rssi_dbm": -61.5,
+    /// "associated": true, "bytes": 123456, "time": 1700000000.5} ("associated", "bytes"
+    /// and "time" are optional; time defaults to the arrival). A bad line is reported on
+    /// standard error with its number, counted (vdmm_alb_reports_rejected_total) and
+    /// skipped. While the balancer is enabled, a round runs when round_interval_s has
+    /// passed (in report time) since the last one; each round with moves prints one JSON
+    /// line {"time", "moves": [...]} on standard output. Without --commit the moves are
+    /// only printed.
+    Feed {
+        /// Record the moves as made: the caller executes them (a vAP handover each).
+        #[arg(long)]
+        commit: bool,
+    },
+
+    /// Show the APs with their load, the clients, the fairness index and the counters.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Run one round now and print its moves.
+    ///
+    /// Without --commit this is a dry run: only the decision counter changes. Refused while
+    /// the balancer is disabled, except as a dry run.
+    Rebalance {
+        /// Record the moves as made: the caller executes them (a vAP handover each).
+        #[arg(long)]
+        commit: bool,
+        /// Decide as of this time, seconds since the epoch (default: now; for replays).
+        #[arg(long, value_name = "SECONDS")]
+        time: Option<f64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Let the balancer move clients (rounds of `feed`, `rebalance --commit`).
+    Enable,
+
+    /// Stop moving clients; reports are still taken in.
+    Disable,
+
+    /// Show the balancer's parameters, or set some (see docs/alb.md for each).
+    Params {
+        /// Set a parameter (repeatable), e.g. --set high_util=0.75.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+
+    /// Print the controller's Prometheus metrics: vdmm_alb_reports_total,
+    /// vdmm_alb_reports_rejected_total, vdmm_alb_decisions_total,
+    /// vdmm_alb_moves_total{reason}, vdmm_alb_reverted_moves_total,
+    /// vdmm_alb_moves_failed_total, vdmm_alb_ap_utilisation{ap},
+    /// vdmm_alb_ap_clients{ap}, vdmm_alb_fairness, vdmm_alb_enabled.
+    Metrics,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApCommand {
+    /// Add an AP.
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// What its utilisation is measured against, Mb/s.
+        #[arg(long, value_name = "MBPS")]
+        capacity: f64,
+    },
+    /// Remove an AP; its reports are forgotten and the next round moves its clients.
+    Del {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}

@@ -1,0 +1,328 @@
+//! The decision: a pure function from a [`Snapshot`], the [`History`] and the [`Params`]
+//! to a list of moves. Four kinds of move, in this order, each seeing the placement the
+//! earlier ones left:
+//!
+//! 1. rescue: the client's AP is gone, or hears it below `min_rssi_dbm` (or not at all):
+//!    to the strongest AP with room (or the strongest at all) that hears it well enough;
+//! 2. revert: a recent balancing move whose target is overloaded now goes back, if the old
+//!    AP has room;
+//! 3. roam: another AP hears the client `roam_margin_db` better and does not become
+//!    overloaded by taking it;
+//! 4. balance: while an AP is overloaded, the move of one of its clients that most reduces
+//!    the imbalance (sum of squared utilisations) per dB of signal lost, among targets
+//!    that hear the client well enough, cost at most `max_signal_drop_db`, end up no more
+//!    loaded than the source and stay out of overload with the hysteresis band to spare.
+//!
+//! Reverts and balancing moves together are limited to `max_moves_per_round`. The
+//! ping-pong guard holds back roaming and balancing, the dwell time balancing only (a
+//! client that walks away from its new AP must be able to follow its signal); neither
+//! holds back rescues or reverts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    history::History,
+    load::{client_load, jain, mean, utilisation},
+    model::{ApId, ClientId, Snapshot},
+    params::Params,
+};
+
+/// Slack in utilisation comparisons, so that sums of shares that are equal on paper
+/// compare equal.
+const EPS: f64 = 1e-9;
+
+/// Why a client is moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveReason {
+    /// Its AP is gone or hears it too weakly.
+    Rescue,
+    /// Undoing a balancing move whose target became overloaded.
+    Revert,
+    /// Another AP hears it much better.
+    Roam,
+    /// Taking load off an overloaded AP.
+    Balance,
+}
+
+impl MoveReason {
+    pub const ALL: [MoveReason; 4] = [Self::Rescue, Self::Revert, Self::Roam, Self::Balance];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rescue => "rescue",
+            Self::Revert => "revert",
+            Self::Roam => "roam",
+            Self::Balance => "balance",
+        }
+    }
+}
+
+/// One client to move.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    pub client: ClientId,
+    pub from: ApId,
+    pub to: ApId,
+    pub reason: MoveReason,
+    /// The smoothed signal of the old AP (none if it no longer hears the client or is gone).
+    pub rssi_from: Option<f64>,
+    /// The smoothed signal of the new AP.
+    pub rssi_to: f64,
+}
+
+/// The moves of one round and the loads they lead to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub moves: Vec<Move>,
+    /// APs overloaded before the moves.
+    pub overloaded: Vec<ApId>,
+    /// Utilisation per AP before and after the moves.
+    pub utilisation_before: BTreeMap<ApId, f64>,
+    pub utilisation_after: BTreeMap<ApId, f64>,
+    /// Jain's index of the utilisations before and after.
+    pub fairness_before: f64,
+    pub fairness_after: f64,
+    /// Clients that need a rescue but no AP hears them well enough.
+    pub stranded: Vec<ClientId>,
+}
+
+/// The placement being worked on during a round.
+struct Work<'a> {
+    s: &'a Snapshot,
+    p: &'a Params,
+    h: &'a History,
+    util: BTreeMap<ApId, f64>,
+    ap_of: BTreeMap<&'a str, &'a str>,
+    moved: BTreeSet<&'a str>,
+    moves: Vec<Move>,
+}
+
+impl<'a> Work<'a> {
+    fn mean(&self) -> f64 {
+        mean(self.util.values().copied())
+    }
+
+    fn overloaded(&self, u: f64, mean: f64) -> bool {
+        u > self.p.high_util + EPS || u > mean + self.p.imbalance_gap + EPS
+    }
+
+    /// Whether an AP at utilisation `u` (after taking a client) is clear of overload by
+    /// the hysteresis band; above the absolute threshold only while not above the mean
+    /// (when every AP is saturated, spreading still helps).
+    fn fits(&self, u: f64, mean: f64) -> bool {
+        let p = self.p;
+        u <= mean + p.imbalance_gap - p.hysteresis + EPS
+            && (u <= p.high_util - p.hysteresis + EPS || u <= mean + EPS)
+    }
+
+    /// The utilisation `client` would add to `ap`.
+    fn share(&self, client: &str, ap: &str) -> f64 {
+        client_load(&self.s.clients[client], self.p) / self.s.aps[ap].capacity_mbps
+    }
+
+    fn apply(&mut self, client: &'a str, to: &'a str, reason: MoveReason) {
+        let from = self.ap_of[client];
+        let c = &self.s.clients[client];
+        if self.s.aps.contains_key(from) {
+            let d = self.share(client, from);
+            *self.util.get_mut(from).expect("AP of the snapshot") -= d;
+        }
+        let d = self.share(client, to);
+        *self.util.get_mut(to).expect("AP of the snapshot") += d;
+        self.ap_of.insert(client, to);
+        self.moved.insert(client);
+        self.moves.push(Move {
+            client: client.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            reason,
+            rssi_from: c.rssi_of(from).filter(|_| self.s.aps.contains_key(from)),
+            rssi_to: c.rssi_of(to).unwrap_or(f64::NEG_INFINITY),
+        });
+    }
+
+    /// APs of the snapshot that hear `client` at `min_rssi_dbm` or better, strongest first.
+    fn audible(&self, client: &'a str) -> Vec<(&'a str, f64)> {
+        let mut v: Vec<(&str, f64)> = self.s.clients[client]
+            .rssi
+            .iter()
+            .filter(|(ap, r)| self.s.aps.contains_key(*ap) && **r >= self.p.min_rssi_dbm)
+            .map(|(ap, r)| (ap.as_str(), *r))
+            .collect();
+        v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(y.0)));
+        v
+    }
+
+    fn rescues(&mut self, stranded: &mut Vec<ClientId>) {
+        for (id, c) in &self.s.clients {
+            let here = self.s.aps.contains_key(&c.ap);
+            let rssi = c.rssi_of(&c.ap).filter(|_| here);
+            if rssi.is_some_and(|r| r >= self.p.min_rssi_dbm) {
+                continue;
+            }
+            let mean = self.mean();
+            let options = self.audible(id);
+            let with_room = options.iter().find(|(ap, _)| {
+                *ap != c.ap && self.fits(self.util[*ap] + self.share(id, ap), mean)
+            });
+            let choice = with_room.or(options.iter().find(|(ap, _)| *ap != c.ap));
+            match choice {
+                Some((ap, r)) if rssi.is_none_or(|cur| *r > cur) => {
+                    self.apply(id, ap, MoveReason::Rescue)
+                }
+                _ => stranded.push(id.clone()),
+            }
+        }
+    }
+
+    fn reverts(&mut self) {
+        let s = self.s;
+        let candidates: Vec<(&'a str, &'a str)> = self
+            .h
+            .revertible(s.now, self.p, |c| s.clients.get(c).map(|c| c.ap.as_str()))
+            .filter(|(c, _)| !self.moved.contains(c.as_str()))
+            .map(|(c, r)| (c.as_str(), r.from.as_str()))
+            .collect();
+        for (client, back) in candidates {
+            if self.limited() >= self.p.max_moves_per_round {
+                return;
+            }
+            let to = self.ap_of[client];
+            let mean = self.mean();
+            if !s.aps.contains_key(back) || !self.overloaded(self.util[to], mean) {
+                continue;
+            }
+            let heard = s.clients[client]
+                .rssi_of(back)
+                .is_some_and(|r| r >= self.p.min_rssi_dbm);
+            let u_back = self.util[back] + self.share(client, back);
+            let u_to = self.util[to] - self.share(client, to);
+            if heard && self.fits(u_back, mean) && u_back <= u_to + EPS {
+                self.apply(client, back, MoveReason::Revert);
+            }
+        }
+    }
+
+    /// Moves so far that count against `max_moves_per_round` (reverts and balancing).
+    fn limited(&self) -> usize {
+        self.moves
+            .iter()
+            .filter(|m| m.reason == MoveReason::Revert || m.reason == MoveReason::Balance)
+            .count()
+    }
+
+    fn roams(&mut self) {
+        let s = self.s;
+        for id in s.clients.keys() {
+            let cur = self.ap_of[id.as_str()];
+            if self.moved.contains(id.as_str()) {
+                continue;
+            }
+            let Some(r_cur) = s.clients[id].rssi_of(cur) else {
+                continue;
+            };
+            let mean = self.mean();
+            let target = self.audible(id).into_iter().find(|(ap, r)| {
+                *ap != cur
+                    && *r >= r_cur + self.p.roam_margin_db
+                    && !self.h.is_ping_pong(id, ap, s.now, self.p)
+                    && !self.overloaded(self.util[*ap] + self.share(id, ap), mean)
+            });
+            if let Some((ap, _)) = target {
+                self.apply(id, ap, MoveReason::Roam);
+            }
+        }
+    }
+
+    fn balance(&mut self) {
+        let (s, p) = (self.s, self.p);
+        while self.limited() < p.max_moves_per_round {
+            let mean = self.mean();
+            let mut best: Option<(f64, &'a str, &'a str)> = None;
+            for (src, &u_s) in &self.util {
+                if !self.overloaded(u_s, mean) {
+                    continue;
+                }
+                for (id, c) in &s.clients {
+                    if self.ap_of[id.as_str()] != src
+                        || self.moved.contains(id.as_str())
+                        || self.h.in_dwell(id, s.now, p)
+                    {
+                        continue;
+                    }
+                    let Some(r_cur) = c.rssi_of(src) else {
+                        continue;
+                    };
+                    let u_s2 = u_s - self.share(id, src);
+                    for (to, r) in self.audible(id) {
+                        let cost = (r_cur - r).max(0.0);
+                        if to == src
+                            || cost > p.max_signal_drop_db
+                            || self.h.is_ping_pong(id, to, s.now, p)
+                        {
+                            continue;
+                        }
+                        let u_t = self.util[to];
+                        let u_t2 = u_t + self.share(id, to);
+                        if !self.fits(u_t2, mean) || u_t2 > u_s2 + EPS {
+                            continue;
+                        }
+                        let gain = u_s * u_s + u_t * u_t - u_s2 * u_s2 - u_t2 * u_t2;
+                        if gain < p.min_gain {
+                            continue;
+                        }
+                        let score = gain / (cost + p.signal_cost_floor_db);
+                        if best.is_none_or(|(b, _, _)| score > b) {
+                            best = Some((score, id.as_str(), to));
+                        }
+                    }
+                }
+            }
+            match best {
+                Some((_, client, to)) => self.apply(client, to, MoveReason::Balance),
+                None => return,
+            }
+        }
+    }
+}
+
+/// The moves of one round.
+pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decision {
+    let util = utilisation(snapshot, params);
+    let m = mean(util.values().copied());
+    let mut w = Work {
+        s: snapshot,
+        p: params,
+        h: history,
+        util: util.clone(),
+        ap_of: snapshot
+            .clients
+            .iter()
+            .map(|(id, c)| (id.as_str(), c.ap.as_str()))
+            .collect(),
+        moved: BTreeSet::new(),
+        moves: Vec::new(),
+    };
+    let overloaded = util
+        .iter()
+        .filter(|(_, u)| w.overloaded(**u, m))
+        .map(|(a, _)| a.clone())
+        .collect();
+    let mut stranded = Vec::new();
+    w.rescues(&mut stranded);
+    w.reverts();
+    w.roams();
+    w.balance();
+    Decision {
+        fairness_before: jain(util.values().copied()),
+        fairness_after: jain(w.util.values().copied()),
+        utilisation_after: w.util,
+        utilisation_before: util,
+        overloaded,
+        moves: w.moves,
+        stranded,
+    }
+}

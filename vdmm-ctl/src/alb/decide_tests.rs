@@ -1,0 +1,288 @@
+//! Small hand-made cases for [`super::decide::decide`].
+
+use std::collections::BTreeMap;
+
+use super::{
+    decide::{Decision, MoveReason, decide},
+    history::History,
+    model::{Ap, Client, Snapshot},
+    params::Params,
+};
+
+/// APs of capacity 10 Mb/s at time 100 s.
+fn net(aps: &[&str]) -> Snapshot {
+    Snapshot {
+        now: 100.0,
+        aps: aps
+            .iter()
+            .map(|a| {
+                (
+                    a.to_string(),
+                    Ap {
+                        capacity_mbps: 10.0,
+                    },
+                )
+            })
+            .collect(),
+        clients: BTreeMap::new(),
+    }
+}
+
+/// Adds a client on `ap` whose load is `load` Mb/s (base 0.5 included).
+fn client(s: &mut Snapshot, id: &str, ap: &str, load: f64, rssi: &[(&str, f64)]) {
+    s.clients.insert(
+        id.into(),
+        Client {
+            ap: ap.into(),
+            traffic_mbps: load - Params::default().client_base_mbps,
+            rssi: rssi.iter().map(|(a, r)| (a.to_string(), *r)).collect(),
+        },
+    );
+}
+
+fn run(s: &Snapshot, h: &History) -> Decision {
+    decide(s, h, &Params::default())
+}
+
+fn moves(d: &Decision) -> Vec<(String, String, String, MoveReason)> {
+    d.moves
+        .iter()
+        .map(|m| (m.client.clone(), m.from.clone(), m.to.clone(), m.reason))
+        .collect()
+}
+
+fn mv(c: &str, from: &str, to: &str, r: MoveReason) -> (String, String, String, MoveReason) {
+    (c.into(), from.into(), to.into(), r)
+}
+
+/// ap1 carries ten 2 Mb/s clients (utilisation 2.0), ap2 and ap3 one each (0.2).
+fn hotspot() -> Snapshot {
+    let mut s = net(&["ap1", "ap2", "ap3"]);
+    for i in 1..=10 {
+        // c1 hears ap2 nearly as well as ap1; the others lose 8 dB on ap2 or ap3.
+        let ap2 = if i == 1 { -51.0 } else { -58.0 };
+        client(
+            &mut s,
+            &format!("c{i}"),
+            "ap1",
+            2.0,
+            &[("ap1", -50.0), ("ap2", ap2), ("ap3", -58.0)],
+        );
+    }
+    client(&mut s, "d2", "ap2", 2.0, &[("ap2", -45.0), ("ap1", -70.0)]);
+    client(&mut s, "d3", "ap3", 2.0, &[("ap3", -45.0), ("ap1", -70.0)]);
+    s
+}
+
+#[test]
+fn hotspot_is_spread_cheapest_signal_first_within_the_limit() {
+    let s = hotspot();
+    let d = run(&s, &History::default());
+    assert_eq!(d.overloaded, ["ap1"]);
+    assert_eq!(d.moves.len(), Params::default().max_moves_per_round);
+    assert_eq!(
+        d.moves[0].client, "c1",
+        "the move that costs 1 dB goes first"
+    );
+    assert_eq!(d.moves[0].to, "ap2");
+    for m in &d.moves {
+        assert_eq!((m.from.as_str(), m.reason), ("ap1", MoveReason::Balance));
+        assert!(m.rssi_to >= Params::default().min_rssi_dbm);
+    }
+    assert!((d.utilisation_after["ap1"] - 1.2).abs() < 1e-9, "{d:?}");
+    assert!(d.fairness_after > d.fairness_before + 0.15, "{d:?}");
+
+    // Next round, with the moves applied and remembered: the moved clients dwell, the
+    // others continue until ap1 is within the imbalance gap of the mean.
+    let mut h = History::default();
+    h.record(&d.moves, s.now);
+    let mut s2 = s.clone();
+    for m in &d.moves {
+        s2.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
+    }
+    s2.now += 5.0;
+    let d2 = run(&s2, &h);
+    assert!(!d2.moves.is_empty(), "{d:?}\n{d2:?}");
+    for m in &d2.moves {
+        assert!(!h.last.contains_key(&m.client), "{} moved twice", m.client);
+    }
+    let mean = d2.utilisation_after.values().sum::<f64>() / 3.0;
+    assert!(d2.utilisation_after["ap1"] <= mean + Params::default().imbalance_gap);
+    assert!(d2.fairness_after > 0.95, "{d2:?}");
+}
+
+#[test]
+fn ap_just_below_the_threshold_is_left_alone() {
+    let mut s = net(&["ap1", "ap2"]);
+    let both = [("ap1", -50.0), ("ap2", -52.0)];
+    // ap1 at 0.78, ap2 at 0.70: below 0.8 and within 0.15 of the mean.
+    client(&mut s, "c1", "ap1", 7.8, &both);
+    client(&mut s, "c2", "ap2", 7.0, &both);
+    let d = run(&s, &History::default());
+    assert!(d.overloaded.is_empty() && d.moves.is_empty(), "{d:?}");
+
+    // Just above the threshold, with room on ap2 for a small client: that one moves.
+    let mut s = net(&["ap1", "ap2"]);
+    client(&mut s, "c1", "ap1", 7.2, &both);
+    client(&mut s, "c2", "ap1", 1.0, &both);
+    client(&mut s, "c3", "ap2", 5.0, &both);
+    let d = run(&s, &History::default());
+    assert_eq!(d.overloaded, ["ap1"]);
+    assert_eq!(moves(&d), [mv("c2", "ap1", "ap2", MoveReason::Balance)]);
+}
+
+#[test]
+fn a_client_heard_by_one_ap_stays() {
+    let mut s = net(&["ap1", "ap2"]);
+    client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
+    // Heard by ap2 but below min_rssi_dbm (-75): not a candidate either.
+    client(
+        &mut s,
+        "faint",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -80.0)],
+    );
+    client(
+        &mut s,
+        "both",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -55.0)],
+    );
+    let d = run(&s, &History::default());
+    assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
+    assert!(d.stranded.is_empty());
+}
+
+#[test]
+fn equal_loads_move_nobody() {
+    let mut s = net(&["ap1", "ap2", "ap3"]);
+    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
+        .iter()
+        .enumerate()
+    {
+        let rssi = [("ap1", -50.0), ("ap2", -50.0), ("ap3", -50.0)];
+        client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
+    }
+    let d = run(&s, &History::default());
+    assert!(d.moves.is_empty(), "{d:?}");
+    assert_eq!(d.fairness_before, 1.0);
+    assert!(
+        d.utilisation_before
+            .values()
+            .all(|u| (u - 0.9).abs() < 1e-9)
+    );
+}
+
+#[test]
+fn clients_of_an_ap_that_disappears_are_rescued() {
+    let mut s = net(&["ap1", "ap2"]);
+    // ap9 is gone: its clients go where they are heard best with room; its own signal
+    // reports (still fresh) are ignored.
+    client(
+        &mut s,
+        "c1",
+        "ap9",
+        2.0,
+        &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
+    );
+    client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
+    client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
+    let d = run(&s, &History::default());
+    assert_eq!(
+        moves(&d),
+        [
+            mv("c1", "ap9", "ap2", MoveReason::Rescue),
+            mv("c2", "ap9", "ap1", MoveReason::Rescue),
+        ]
+    );
+    assert_eq!(d.moves[0].rssi_from, None);
+    assert_eq!(d.stranded, ["c3"], "nobody hears c3 well enough");
+    assert!(!d.utilisation_after.contains_key("ap9"));
+}
+
+#[test]
+fn a_move_whose_target_became_overloaded_is_reverted() {
+    let mut s = net(&["ap1", "ap2"]);
+    let both = [("ap1", -50.0), ("ap2", -55.0)];
+    // 20 s ago the balancer moved c1 from ap1 to ap2; since then others roamed into ap2.
+    client(&mut s, "c1", "ap2", 2.0, &both);
+    client(&mut s, "c2", "ap2", 7.0, &[("ap2", -50.0)]);
+    client(&mut s, "c3", "ap1", 2.0, &both);
+    let mut h = History::default();
+    h.last.insert(
+        "c1".into(),
+        super::history::MoveRecord {
+            from: "ap1".into(),
+            to: "ap2".into(),
+            at: 80.0,
+            reason: MoveReason::Balance,
+        },
+    );
+    let d = run(&s, &h);
+    assert_eq!(moves(&d), [mv("c1", "ap2", "ap1", MoveReason::Revert)]);
+
+    // Out of the revert window it is an ordinary client: balancing may still move it
+    // (the dwell time is over), but nothing is reverted.
+    let mut late = s.clone();
+    late.now = 80.0 + Params::default().revert_window_s;
+    let d = run(&late, &h);
+    assert!(
+        d.moves.iter().all(|m| m.reason != MoveReason::Revert),
+        "{d:?}"
+    );
+
+    // No room on ap1 any more: no revert.
+    let mut full = s.clone();
+    client(&mut full, "c4", "ap1", 7.0, &[("ap1", -50.0)]);
+    let d = run(&full, &h);
+    assert!(d.moves.is_empty(), "{d:?}");
+}
+
+#[test]
+fn dwell_and_ping_pong_hold_clients_back() {
+    let mut s = net(&["ap1", "ap2"]);
+    let both = [("ap1", -50.0), ("ap2", -52.0)];
+    client(&mut s, "c1", "ap1", 3.0, &both);
+    client(&mut s, "c2", "ap1", 6.0, &both);
+    client(&mut s, "c3", "ap2", 1.0, &both);
+    let mut h = History::default();
+    let rec = |from: &str, to: &str| super::history::MoveRecord {
+        from: from.into(),
+        to: to.into(),
+        at: 90.0,
+        reason: MoveReason::Roam,
+    };
+    // c1 moved 10 s ago (dwell), c2 came from ap2 10 s ago (dwell and ping-pong).
+    h.last.insert("c1".into(), rec("ap2", "ap1"));
+    h.last.insert("c2".into(), rec("ap2", "ap1"));
+    assert!(run(&s, &h).moves.is_empty());
+    // After the dwell time but within the ping-pong window, only c1 may go (to an AP it
+    // did not come from) -- it came from ap2 too, so nobody goes.
+    s.now = 90.0 + Params::default().min_dwell_s + 1.0;
+    assert!(run(&s, &h).moves.is_empty());
+    h.last.insert("c1".into(), rec("ap3", "ap1"));
+    assert_eq!(
+        moves(&run(&s, &h)),
+        [mv("c1", "ap1", "ap2", MoveReason::Balance)]
+    );
+}
+
+#[test]
+fn roaming_follows_the_signal_where_there_is_room() {
+    let mut s = net(&["ap1", "ap2", "ap3"]);
+    client(
+        &mut s,
+        "walker",
+        "ap1",
+        1.0,
+        &[("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)],
+    );
+    let d = run(&s, &History::default());
+    assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
+    // ap2 full: the next-best AP that is roam_margin_db better (ap3) instead.
+    client(&mut s, "big", "ap2", 9.0, &[("ap2", -50.0)]);
+    let d = run(&s, &History::default());
+    assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
+}
