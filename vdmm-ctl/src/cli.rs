@@ -215,8 +215,10 @@ pub enum Command {
     /// Counters vdmm_packets_total and vdmm_bytes_total (labels program, reason, kind,
     /// action, family; only non-zero ones), gauges vdmm_bindings{family},
     /// vdmm_endpoints, vdmm_peers, vdmm_eamt_entries, vdmm_pool_addresses{pool},
-    /// vdmm_pool_allocated{pool}, vdmm_interfaces_attached, and vdmm_build_info{version}.
-    /// Read from the pinned maps on every scrape; the data plane does not need it.
+    /// vdmm_pool_allocated{pool}, vdmm_interfaces_attached, vdmm_vaps, and
+    /// vdmm_build_info{version}; per vAP, counters vdmm_vap_packets_total and
+    /// vdmm_vap_bytes_total (labels client, counter: the counters of `vap show`). Read
+    /// from the pinned maps on every scrape; the data plane does not need it.
     ///
     /// Handovers (`vap move`): counters vdmm_handovers_started_total,
     /// vdmm_handovers_completed_total, vdmm_handovers_failed_total{phase},

@@ -48,6 +48,8 @@ mod kernel_tests;
 mod metrics_kernel_tests;
 #[cfg(test)]
 mod natpt_kernel_tests;
+#[cfg(test)]
+mod vap_kernel_tests;
 
 pub use error::{Error, Result};
 

@@ -15,6 +15,11 @@
 //! `vdmm_interfaces_attached` (interfaces `vdmm-ctl load --iface` attached), and
 //! `vdmm_build_info{version}` (always 1).
 //!
+//! vAPs: the gauge `vdmm_vaps` and, per vAP, the counters `vdmm_vap_packets_total` and
+//! `vdmm_vap_bytes_total` labelled `client` (the client MAC) and `counter` (from_client,
+//! uplink, spoofed, replies, delivered, forwarded; see `vdmm-ctl vap show`), all six
+//! exported for every vAP.
+//!
 //! Handover counters and histograms (`vdmm_handovers_*_total`,
 //! `vdmm_handover_*_seconds`) come from the state file `vdmm-ctl vap move` keeps (see
 //! [`crate::handover::stats`]).
@@ -24,7 +29,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use vdmm_common::TunnelKind;
+use vdmm_common::{TunnelKind, vap::VapCounters};
 
 use crate::{
     addr::Family as AddrFamily,
@@ -76,6 +81,8 @@ pub struct Snapshot {
     /// Interfaces with an XDP link pin (`load --iface`), the translator's own `vdmmx1`
     /// not counted.
     pub interfaces_attached: u64,
+    /// Every vAP (client MAC) with its counters, summed over CPUs.
+    pub vaps: Vec<(String, VapCounters)>,
 }
 
 impl Snapshot {
@@ -86,6 +93,10 @@ impl Snapshot {
         let count = |f: AddrFamily| bindings.iter().filter(|b| b.outer() == f).count() as u64;
         let nat = Translator::open(pins)?;
         let state = nat.state()?;
+        let mut vaps = Vec::new();
+        for v in dp.vaps()? {
+            vaps.push((v.client.to_string(), dp.vap_counters(v.client)?));
+        }
         Ok(Self {
             counters: dp.counters()?,
             bindings_v4: count(AddrFamily::V4),
@@ -107,6 +118,7 @@ impl Snapshot {
                 .iter()
                 .filter(|i| *i != device::FRAG_RX)
                 .count() as u64,
+            vaps,
         })
     }
 }
@@ -128,6 +140,12 @@ struct FamilyLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
     pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VapLabels {
+    client: String,
+    counter: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -276,6 +294,42 @@ pub fn encode_snapshot(s: &Snapshot) -> Result<String> {
         s.interfaces_attached,
     );
 
+    gauge(
+        &mut registry,
+        "vdmm_vaps",
+        "Virtual access points (vAPs) on this AP host",
+        s.vaps.len() as u64,
+    );
+    let vap_packets = Family::<VapLabels, Counter>::default();
+    let vap_bytes = Family::<VapLabels, Counter>::default();
+    for (client, c) in &s.vaps {
+        for (counter, v) in [
+            ("from_client", c.from_client),
+            ("uplink", c.uplink),
+            ("spoofed", c.spoofed),
+            ("replies", c.replies),
+            ("delivered", c.delivered),
+            ("forwarded", c.forwarded),
+        ] {
+            let labels = VapLabels {
+                client: client.clone(),
+                counter,
+            };
+            vap_packets.get_or_create(&labels).inc_by(v.packets);
+            vap_bytes.get_or_create(&labels).inc_by(v.bytes);
+        }
+    }
+    registry.register(
+        "vdmm_vap_packets",
+        "Packets of one vAP, by client MAC and counter (as in vdmm-ctl vap show), summed over CPUs",
+        vap_packets,
+    );
+    registry.register(
+        "vdmm_vap_bytes",
+        "Bytes (frame lengths on entry) of one vAP, with the labels of vdmm_vap_packets_total",
+        vap_bytes,
+    );
+
     let build = Family::<VersionLabel, Gauge>::default();
     build
         .get_or_create(&VersionLabel {
@@ -355,6 +409,12 @@ mod tests {
                 allocated: 1,
             }],
             interfaces_attached: 1,
+            vaps: vec![("00:16:3e:00:00:05".into(), {
+                let mut c = VapCounters::default();
+                c.spoofed.packets = 3;
+                c.spoofed.bytes = 180;
+                c
+            })],
         };
         let out = encode_snapshot(&s).unwrap();
         for line in [
@@ -372,6 +432,10 @@ mod tests {
             "vdmm_pool_addresses{pool=\"192.0.2.0/24\"} 254",
             "vdmm_pool_allocated{pool=\"192.0.2.0/24\"} 1",
             "vdmm_interfaces_attached 1",
+            "vdmm_vaps 1",
+            "vdmm_vap_packets_total{client=\"00:16:3e:00:00:05\",counter=\"spoofed\"} 3",
+            "vdmm_vap_bytes_total{client=\"00:16:3e:00:00:05\",counter=\"spoofed\"} 180",
+            "vdmm_vap_packets_total{client=\"00:16:3e:00:00:05\",counter=\"uplink\"} 0",
             &format!(
                 "vdmm_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")

@@ -36,13 +36,14 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vdmm_common::{
-    Action, Reason, TunnelConfig, TunnelKind,
+    Action, Binding, IpAddrKey, Reason, TunnelConfig, TunnelKind,
     counters::{counter_index, counter_labels},
     maps,
+    vap::{VAP_HAS_V4, Vap, mac_key},
 };
 use vdmm_tests::{
     netns::{Netns, require_root},
-    packet::{ETH_P_IP, ETH_P_IPV6, Ip, Ip4, Ip6, L4, Mac, Outer4, Outer6, ethernet},
+    packet::{ETH_P_IP, ETH_P_IPV6, Ip, Ip4, Ip6, L4, Mac, Outer4, Outer6, arp_request, ethernet},
     testrun::{DataPlane, action_name, counter_delta, counter_name, ifindex},
     xlat_lab::{HOST4_MAC, HOST6_MAC, XL4_MAC, XL6_MAC, XlatPrefix, write_translator_maps},
 };
@@ -93,6 +94,11 @@ const DN0_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
 const CORR_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x02];
 const UL0_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
 const PEER_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x02];
+/// The vAP rows: the AP host's client-facing interface, a client and its vAP.
+const CL0_MAC: Mac = [0x02, 0, 0, 0, 0x0c, 0x01];
+const CLIENT_MAC: Mac = [0x00, 0x16, 0x3e, 0, 0, 0x05];
+const CLIENT_VAP_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 0x05];
+const CLIENT4: &str = "10.50.0.5";
 
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -110,6 +116,7 @@ struct Gateway {
     ul0: u32,
     xl4: u32,
     xl6: u32,
+    cl0: u32,
 }
 
 fn gateway() -> Result<Gateway> {
@@ -119,7 +126,7 @@ fn gateway() -> Result<Gateway> {
         ns.ip(&v)?;
         Ok(())
     };
-    for (dev, mac) in [("dn0", DN0_MAC), ("ul0", UL0_MAC)] {
+    for (dev, mac) in [("dn0", DN0_MAC), ("ul0", UL0_MAC), ("cl0", CL0_MAC)] {
         sh(&format!("link add {dev} type veth peer name {dev}p"))?;
         sh(&format!("link set {dev} address {}", mac_str(mac)))?;
         sh(&format!("link set {dev} up"))?;
@@ -200,6 +207,23 @@ fn gateway() -> Result<Gateway> {
     let ul0 = ifindex("ul0")?;
     let xl4 = ifindex("xl4")?;
     let xl6 = ifindex("xl6")?;
+    let cl0 = ifindex("cl0")?;
+    // A vAP tunnelled to the peer as its anchor.
+    dp.add_vap(Vap {
+        client_mac: mac_key(CLIENT_MAC),
+        vap_mac: mac_key(CLIENT_VAP_MAC),
+        host_mac: mac_key(CL0_MAC),
+        ifindex: cl0,
+        flags: VAP_HAS_V4,
+        ipv4: v4(CLIENT4).octets(),
+        slot: 0,
+        ipv6: [0; 16],
+        anchor: Binding::new(
+            IpAddrKey::from_v4(v4("100.64.0.2").octets()),
+            IpAddrKey::from_v4(v4("100.64.0.1").octets()),
+        ),
+        forward: Binding::default(),
+    })?;
     Ok(Gateway {
         _entered: entered,
         dp,
@@ -208,6 +232,7 @@ fn gateway() -> Result<Gateway> {
         ul0,
         xl4,
         xl6,
+        cl0,
     })
 }
 
@@ -372,8 +397,69 @@ fn paths(gw: &Gateway, size: usize) -> Vec<Path> {
             exit: Some((Reason::Decap, kind, Action::Redirect)),
         });
     }
+    out.extend(vap_paths(gw, size));
     if size == 1400 {
         out.extend(xlat_paths(gw).unwrap_or_else(|e| panic!("{e:#}")));
+    }
+    out
+}
+
+/// vAP rows (issue #5 target: within 2.5x of the empty program, like the tunnel rows):
+/// the client's uplink to its vAP tunnelled to the anchor (`vdmm_vap`), a packet for the
+/// client from the anchor's tunnel unwrapped and delivered to it (`vdmm_xdp`), a spoofed
+/// packet dropped, an ARP request answered.
+fn vap_paths(gw: &Gateway, size: usize) -> Vec<Path> {
+    let up = udp_packet(CLIENT4.parse().unwrap(), "10.1.0.2".parse().unwrap(), size);
+    let down = udp_packet("10.1.0.2".parse().unwrap(), CLIENT4.parse().unwrap(), size);
+    let spoofed = udp_packet(
+        "10.50.0.99".parse().unwrap(),
+        "10.1.0.2".parse().unwrap(),
+        size,
+    );
+    let mut out = vec![
+        Path {
+            name: "vap uplink 4in4".into(),
+            tunnel: true,
+            xlat: false,
+            program: maps::VAP_PROGRAM,
+            frame: ethernet(CLIENT_VAP_MAC, CLIENT_MAC, ETH_P_IP, &up.bytes()),
+            ingress: gw.cl0,
+            exit: Some((Reason::VapUplink, TunnelKind::Ip4in4, Action::Redirect)),
+        },
+        Path {
+            name: "vap decap+deliver 4in4".into(),
+            tunnel: true,
+            xlat: false,
+            program: maps::XDP_PROGRAM,
+            frame: ethernet(
+                UL0_MAC,
+                PEER_MAC,
+                ETH_P_IP,
+                &Outer4::new(v4("100.64.0.2"), v4("100.64.0.1"), 4).wrap(&down.bytes()),
+            ),
+            ingress: gw.ul0,
+            exit: Some((Reason::VapDeliver, TunnelKind::Ip4in4, Action::Redirect)),
+        },
+        Path {
+            name: "vap drop spoofed".into(),
+            tunnel: true,
+            xlat: false,
+            program: maps::VAP_PROGRAM,
+            frame: ethernet(CLIENT_VAP_MAC, CLIENT_MAC, ETH_P_IP, &spoofed.bytes()),
+            ingress: gw.cl0,
+            exit: Some((Reason::VapSpoofed, TunnelKind::None, Action::Drop)),
+        },
+    ];
+    if size == 64 {
+        out.push(Path {
+            name: "vap arp reply".into(),
+            tunnel: true,
+            xlat: false,
+            program: maps::VAP_PROGRAM,
+            frame: arp_request(CLIENT_MAC, v4(CLIENT4), v4("10.50.0.1")),
+            ingress: gw.cl0,
+            exit: Some((Reason::VapArpReply, TunnelKind::None, Action::Tx)),
+        });
     }
     out
 }
