@@ -1,7 +1,8 @@
 //! Shared harness for vdmm's integration tests: namespaces, packet building, loading the
-//! data plane.
+//! data plane, real etcd clusters.
 
 pub mod agent;
+pub mod etcd;
 pub mod handover_lab;
 pub mod lab;
 pub mod netns;

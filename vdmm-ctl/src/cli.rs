@@ -374,6 +374,36 @@ pub enum VapCommand {
     /// A frame from a MAC without a vAP on a client-facing interface is reported at most
     /// once a second per MAC, with the sender's address when the frame has one (ARP
     /// sender, IPv4 or IPv6 source).
+    /// Move the client's vAP to another AP host: a make-before-break handover.
+    ///
+    /// Reads the cluster file (TOML: every AP host and anchor with its name, locator, pin
+    /// directory and network namespace; see docs/handover.md), then installs the vAP on
+    /// the target (same vAP MAC, same addresses), binds the client's home addresses to
+    /// the target's locator on the client's anchor, makes the source forward what still
+    /// arrives for the client to the target for the grace period, and removes the
+    /// source's vAP. A failure before the removal rolls every step back: the client stays
+    /// on the source. Refused without a change when the client is already on the target,
+    /// the target or the client is unknown, or another move of the client runs. Every
+    /// outcome is counted in the handover state file ($VDMM_HANDOVER_STATS, default
+    /// /run/vdmm/handover-stats.json), which `vdmm-ctl metrics` exports. The global
+    /// --pin-dir and --netns do not apply: the cluster file names each node's.
+    Move {
+        /// The client's MAC address.
+        #[arg(value_name = "CLIENT_MAC")]
+        client: String,
+        /// The target AP host's name in the cluster file.
+        #[arg(long, value_name = "AP")]
+        to: String,
+        /// The cluster file.
+        #[arg(long, value_name = "FILE")]
+        cluster: std::path::PathBuf,
+        /// Milliseconds the source forwards to the target before its vAP is removed.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        grace_ms: u64,
+        /// Print the report as JSON (phases and times in milliseconds).
+        #[arg(long)]
+        json: bool,
+    },
     Events {
         /// Wait up to this many seconds for a first report when there is none.
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]

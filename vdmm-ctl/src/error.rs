@@ -11,6 +11,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A vAP move that was refused or failed (its message says which and why).
+    #[error(transparent)]
+    Move(#[from] crate::handover::mover::MoveError),
+
     /// A cluster description (`vap move --cluster FILE`) that does not parse or check.
     #[error("cluster file {}: {reason}", path.display())]
     BadCluster { path: PathBuf, reason: String },

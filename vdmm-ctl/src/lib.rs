@@ -14,6 +14,7 @@
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
+//! - [`etcd`]: cluster mode, the state shared through etcd;
 //! - [`cli`] and [`commands`]: the command line;
 //! - [`cluster`]: the cluster description (AP hosts, anchors) a move reads;
 //! - [`handover`]: make-before-break moves of vAPs between AP hosts;
@@ -29,6 +30,7 @@ pub mod cluster;
 pub mod commands;
 pub mod device;
 pub mod error;
+pub mod etcd;
 pub mod handover;
 pub mod loader;
 pub mod maps;

@@ -11,19 +11,22 @@ use crate::workspace::{Workspace, is_root, output, run};
 /// Debian packages the build, tests, labs and benchmarks use. Later issues add theirs
 /// here (tayga, prometheus, etcd-server, ...).
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2",      // ip netns / link / route
-    "iputils-ping",  // ping in the labs
-    "tcpdump",       // underlay captures in the labs
-    "bpftool",       // inspecting programs and maps
-    "xdp-tools",     // xdp-bench, xdp-trafficgen
-    "netsniff-ng",   // trafgen: 64-byte UDP load for the forwarding benchmark
-    "ethtool",       // GRO / checksum offload switches on veth
-    "iperf3",        // TCP transfers through the tunnels
-    "python3-scapy", // an independent packet builder for tests that want one
-    "tayga",         // userspace NAT64: the translation forwarding-rate baseline
-    "prometheus",    // promtool check metrics, and a server that scrapes vdmm-ctl metrics
-    "dnsmasq-base",  // DHCP servers of the handover lab's break-before-make baseline
-    "udhcpc",        // the baseline client's DHCP client
+    "iproute2",          // ip netns / link / route
+    "iputils-ping",      // ping in the labs
+    "tcpdump",           // underlay captures in the labs
+    "bpftool",           // inspecting programs and maps
+    "xdp-tools",         // xdp-bench, xdp-trafficgen
+    "netsniff-ng",       // trafgen: 64-byte UDP load for the forwarding benchmark
+    "ethtool",           // GRO / checksum offload switches on veth
+    "iperf3",            // TCP transfers through the tunnels
+    "python3-scapy",     // an independent packet builder for tests that want one
+    "tayga",             // userspace NAT64: the translation forwarding-rate baseline
+    "prometheus",        // promtool check metrics, and a server that scrapes vdmm-ctl metrics
+    "dnsmasq-base",      // DHCP servers of the handover lab's break-before-make baseline
+    "udhcpc",            // the baseline client's DHCP client
+    "protobuf-compiler", // protoc: the etcd-client crate compiles etcd's .proto files
+    "etcd-server",       // etcd members started by the cluster tests and benchmark
+    "etcd-client",       // etcdctl, to inspect a cluster's keys
 ];
 
 /// bpf-linker release that fits the toolchain (see ../shared/toolchain.md).

@@ -73,7 +73,8 @@ pub struct HandoverResult {
     pub udp: WindowStats,
     /// Longest pause of the TCP transfer in the window (ns).
     pub tcp_stall: u64,
-    /// TCP retransmission timeouts and retransmitted segments in the window (both ends).
+    /// TCP retransmission timeouts and retransmitted segments from this handover's start
+    /// to the next one's (all TCP flows of the lab, both ends).
     pub tcp: TcpCounters,
     /// What the mover reported (`vap move --json`), vAP lab only.
     pub mover_switch_over_ms: Option<f64>,
@@ -197,7 +198,7 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
         if when > now {
             thread::sleep(Duration::from_nanos(when - now));
         }
-        let before = tcp_counters(lab, hop)?;
+        let before = tcp_counters(lab)?;
         let r = match (lab.mobility, hop) {
             (Mobility::Vap, Hop::Client(f, t)) => vap_move(
                 lab,
@@ -245,6 +246,7 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
             }
         }
     }
+    let last = tcp_counters(lab)?;
     let (sent, arrivals) = client.udp.finish(Duration::from_millis(300))?;
     let tcp = client.tcp.finish().context("the client's TCP transfer")?;
     let vm_out = match vm_flows {
@@ -258,8 +260,14 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
     result?;
     let end = start + duration.as_nanos() as u64;
     let mut handovers = vec![];
-    for (_, p) in events {
-        let after = tcp_counters(lab, p.hop)?;
+    // A handover's TCP counters run until the next handover starts.
+    let nexts: Vec<TcpCounters> = events
+        .iter()
+        .skip(1)
+        .map(|(_, p)| p.before)
+        .chain(std::iter::once(last))
+        .collect();
+    for ((_, p), after) in events.into_iter().zip(nexts) {
         let from = p.timing.command.saturating_sub(100_000_000);
         let to = p.timing.command + opts.dwell.as_nanos() as u64 / 2;
         let (udp, stall) = match p.hop {
@@ -310,19 +318,17 @@ fn sent_count(s: &Sent) -> u64 {
     s.at.len() as u64
 }
 
-/// TCP counters are per namespace: the correspondent's (data sender) plus the mobile
-/// node's.
-fn tcp_counters(lab: &HandoverLab, hop: Hop) -> Result<TcpCounters> {
-    let node = match hop {
-        Hop::Client(..) => &lab.client,
-        Hop::Vm(..) => &lab.vm,
-    };
-    let a = TcpCounters::read(&lab.corr)?;
-    let b = TcpCounters::read(node)?;
-    Ok(TcpCounters {
-        timeouts: a.timeouts + b.timeouts,
-        retrans_segs: a.retrans_segs + b.retrans_segs,
-    })
+/// TCP counters are per namespace: the correspondent's (the data sender of both
+/// transfers) plus the client's and the VM's, so a handover's counts cover every flow
+/// from its start to the next handover's.
+fn tcp_counters(lab: &HandoverLab) -> Result<TcpCounters> {
+    let mut sum = TcpCounters::default();
+    for ns in [&lab.corr, &lab.client, &lab.vm] {
+        let c = TcpCounters::read(ns)?;
+        sum.timeouts += c.timeouts;
+        sum.retrans_segs += c.retrans_segs;
+    }
+    Ok(sum)
 }
 
 pub fn lab_name(m: Mobility) -> &'static str {

@@ -13,6 +13,7 @@ pub mod natpt;
 pub mod peer;
 pub mod stats;
 pub mod vap;
+pub mod vap_move;
 
 use crate::{
     cli::{Cli, Command},

@@ -20,6 +20,13 @@ use crate::{
 
 pub fn run(pins: &PinDir, cmd: VapCommand) -> Result<String> {
     match cmd {
+        VapCommand::Move {
+            client,
+            to,
+            cluster,
+            grace_ms,
+            json,
+        } => super::vap_move::run(&client, &to, &cluster, grace_ms, json),
         VapCommand::Create {
             client,
             ipv4,

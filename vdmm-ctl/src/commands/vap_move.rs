@@ -39,7 +39,8 @@ pub fn run(client: &str, to: &str, cluster: &Path, grace_ms: u64, json: bool) ->
         }
     };
     let (hosts, anchors) = netns_nodes::nodes(&cluster);
-    let mover = Mover::new(hosts, anchors, Arc::new(SystemClock::default())).with_stats_file(stats_file);
+    let mover =
+        Mover::new(hosts, anchors, Arc::new(SystemClock::default())).with_stats_file(stats_file);
     let report = mover.move_client(client, to, Duration::from_millis(grace_ms))?;
     Ok(if json {
         format!("{}\n", report_json(&report))
@@ -51,7 +52,10 @@ pub fn run(client: &str, to: &str, cluster: &Path, grace_ms: u64, json: bool) ->
 /// Takes `move-MAC.lock` in the state file's directory without waiting: `None` when
 /// another command holds it. Released when the returned file is closed.
 fn lock_client(state: &Path, client: ClientMac) -> Result<Option<std::fs::File>> {
-    let dir = state.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = state
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let path = dir.join(format!("move-{}.lock", client.to_string().replace(':', "")));
@@ -163,7 +167,11 @@ mod tests {
         let first = lock_client(&state, c).unwrap();
         assert!(first.is_some());
         assert!(lock_client(&state, c).unwrap().is_none());
-        assert!(lock_client(&state, ClientMac([2, 0, 0, 0, 0, 2])).unwrap().is_some());
+        assert!(
+            lock_client(&state, ClientMac([2, 0, 0, 0, 0, 2]))
+                .unwrap()
+                .is_some()
+        );
         drop(first);
         assert!(lock_client(&state, c).unwrap().is_some());
         let _ = std::fs::remove_dir_all(dir);

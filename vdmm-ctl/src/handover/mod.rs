@@ -8,7 +8,7 @@
 //! back, so the client stays reachable on the source.
 //!
 //! The machine talks to AP hosts and anchors only through the traits of [`nodes`] and
-//! reads time through [`clock::Clock`], so it is tested with fakes; `netns_nodes` holds
+//! reads time through [`clock::Clock`], so it is tested with fakes; [`netns_nodes`] holds
 //! the real implementations over the pinned maps of nodes that share this machine (one
 //! network namespace and pin directory each, as described by [`crate::cluster`]).
 //! [`inflight`] refuses a second move of a client whose move runs; [`stats`] counts the
@@ -17,6 +17,7 @@
 pub mod clock;
 pub mod inflight;
 pub mod mover;
+pub mod netns_nodes;
 pub mod nodes;
 pub mod stats;
 

@@ -169,8 +169,11 @@ impl Anchor for NetnsAnchor {
     }
 }
 
-/// The AP hosts and anchors of `cluster`, as the mover takes them.
-pub fn nodes(cluster: &Cluster) -> (Vec<Arc<dyn ApHost>>, Vec<Arc<dyn Anchor>>) {
+/// The AP hosts and anchors of a cluster, as [`super::mover::Mover::new`] takes them.
+pub type ClusterNodes = (Vec<Arc<dyn ApHost>>, Vec<Arc<dyn Anchor>>);
+
+/// The AP hosts and anchors of `cluster`.
+pub fn nodes(cluster: &Cluster) -> ClusterNodes {
     (
         cluster
             .ap_hosts

@@ -1,0 +1,246 @@
+//! Real etcd for the cluster tests and benchmark: members from Debian's `etcd-server`,
+//! started on loopback with ports nobody else holds and a data directory of their own
+//! (on /dev/shm when it exists: etcd fsyncs every write, and a disk would measure the
+//! disk). Members can be killed (SIGKILL) and restarted with their data to test faults;
+//! dropping the [`EtcdCluster`] kills every member and removes the directories, also
+//! when a test panics.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// One member: its ports, its directory, its process while it runs.
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running etcd cluster of one or more members on 127.0.0.1.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+    root: PathBuf,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Fails with a clear message when Debian's etcd-server is not installed.
+pub fn require_etcd() -> Result<()> {
+    match Command::new("etcd").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => bail!(
+            "this test needs the `etcd` binary (Debian package etcd-server); `cargo xtask setup` installs it"
+        ),
+    }
+}
+
+/// A loopback port that was free a moment ago (bound, read, released).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl EtcdCluster {
+    /// Starts `n` members named `<tag>0..` and waits until every one reports healthy.
+    pub fn start(tag: &str, n: usize) -> Result<Self> {
+        require_etcd()?;
+        let base = if PathBuf::from("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let token = format!(
+            "vdmmt-etcd-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let root = base.join(&token);
+        fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push(Member {
+                name: format!("{tag}{i}"),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                dir: root.join(format!("{tag}{i}")),
+                child: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            members,
+            initial_cluster,
+            token,
+            root,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i, Duration::from_secs(20))?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let m = &self.members[i];
+        fs::create_dir_all(&m.dir)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.with_extension("log"))?;
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let child = Command::new("etcd")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            // Fast elections so a killed leader is replaced within a second.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start etcd")?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until member `i` answers `/health` with `"health":"true"` (it has a leader).
+    pub fn wait_healthy(&mut self, i: usize, within: Duration) -> Result<()> {
+        let start = Instant::now();
+        let port = self.members[i].client_port;
+        loop {
+            if let Some(child) = self.members[i].child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                let log = fs::read_to_string(self.members[i].dir.with_extension("log"))
+                    .unwrap_or_default();
+                bail!(
+                    "etcd member {} exited ({status}); its log ends:\n{}",
+                    self.members[i].name,
+                    tail(&log, 15)
+                );
+            }
+            if http_health(port).unwrap_or(false) {
+                return Ok(());
+            }
+            if start.elapsed() > within {
+                bail!(
+                    "etcd member {} not healthy within {within:?}",
+                    self.members[i].name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Client URLs of every member (running or not), e.g. `http://127.0.0.1:40123`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Kills member `i` with SIGKILL (no goodbye to its peers or clients).
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(mut c) = self.members[i].child.take() {
+            c.kill().context("kill etcd")?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `i` again on its data (after [`Self::kill`]); does not wait.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        if self.members[i].child.is_none() {
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `etcdctl` against every member with `args` and returns its stdout.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")))
+            .args(args)
+            .output()
+            .context("run etcdctl (Debian package etcd-client)")?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            let _ = self.kill(i);
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// GET /health on a client port; true when etcd says it is healthy.
+fn http_health(port: u16) -> Result<bool> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse()?,
+        Duration::from_millis(200),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body.contains("\"health\":\"true\""))
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
