@@ -368,3 +368,92 @@ fn mirrors_survive_a_killed_member_refuse_changes_with_all_down_and_catch_up() -
         Ok(())
     })
 }
+
+/// The agent's store on etcd: a binding committed by one node reaches the other nodes'
+/// watchers, resolved to each node's own endpoint; a batch planned on a stale revision is
+/// refused.
+#[test]
+fn a_binding_committed_on_one_node_reaches_the_others_with_their_own_source() -> Result<()> {
+    use vdmm_ctl::{
+        agent::{
+            state::{Delta, DesiredState, Entry},
+            store::{Store, StoreEvent},
+        },
+        etcd::store::EtcdStore,
+    };
+    let cluster = EtcdCluster::start("estore", 1)?;
+    let settings = EtcdSettings::new(cluster.endpoints(), "/store");
+    let mut nodes = Vec::new();
+    for (i, name) in ["n1", "n2", "n3"].into_iter().enumerate() {
+        let mut s = EtcdStore::open(&settings, name)?;
+        let loaded = s.load()?;
+        let ep = Entry::Endpoint {
+            addr: format!("192.0.2.{}", i + 1).parse()?,
+        };
+        let rev = s.commit(
+            loaded.revision,
+            &[Delta::Put { entry: ep }],
+            &DesiredState::default(),
+        )?;
+        nodes.push((s, rev));
+    }
+    let mut watchers = Vec::new();
+    for (s, _) in nodes.iter_mut().skip(1) {
+        let loaded = s.load()?;
+        ensure!(
+            loaded.state.endpoints().count() == 1,
+            "{:?}",
+            loaded.state.to_json()
+        );
+        watchers.push(s.watcher(loaded.revision)?.context("no watcher")?);
+    }
+    let (n1, _) = &mut nodes[0];
+    let loaded = n1.load()?;
+    let binding: vdmm_ctl::agent::state::BindingSpec = serde_json::from_value(serde_json::json!({
+        "home": "10.7.0.0/16", "locator": "198.51.100.7", "source": "192.0.2.1", "route": false
+    }))?;
+    let started = Instant::now();
+    n1.commit(
+        loaded.revision,
+        &[Delta::Put {
+            entry: Entry::Binding(binding),
+        }],
+        &DesiredState::default(),
+    )?;
+    for (i, w) in watchers.iter_mut().enumerate() {
+        let want_source: std::net::IpAddr = format!("192.0.2.{}", i + 2).parse()?;
+        match w.next()? {
+            StoreEvent::Deltas { deltas, .. } => {
+                ensure!(
+                    deltas
+                        == vec![Delta::Put {
+                            entry: Entry::Binding(vdmm_ctl::agent::state::BindingSpec {
+                                source: want_source,
+                                ..binding
+                            })
+                        }],
+                    "{deltas:?}"
+                );
+            }
+            e => bail!("expected the binding's delta, got {e:?}"),
+        }
+    }
+    let t = started.elapsed();
+    println!("binding committed on n1 delivered to n2 and n3 in {t:?}");
+    ensure!(t < Duration::from_secs(1), "{t:?}");
+    // Planned at the old revision: refused, the binding changed since.
+    let e = n1
+        .commit(
+            loaded.revision,
+            &[Delta::Delete {
+                key: vdmm_ctl::agent::state::Key::Binding(binding.home),
+            }],
+            &DesiredState::default(),
+        )
+        .unwrap_err();
+    ensure!(
+        matches!(e, vdmm_ctl::error::Error::StoreConflict { .. }),
+        "{e}"
+    );
+    Ok(())
+}

@@ -33,10 +33,12 @@ pub enum Kind {
     Host,
     /// A node's liveness key, attached to its lease.
     Alive,
+    /// What is a node's own: its endpoints, peers, tunnel settings (`NAME/PATH`).
+    Node,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Binding,
         Kind::VapLocation,
         Kind::PoolAllocation,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::SegmentPrefix,
         Kind::Host,
         Kind::Alive,
+        Kind::Node,
     ];
 
     /// The directory name of the kind under the prefix.
@@ -56,6 +59,7 @@ impl Kind {
             Kind::SegmentPrefix => "prefixes",
             Kind::Host => "hosts",
             Kind::Alive => "alive",
+            Kind::Node => "nodes",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod keys;
 pub mod mirror;
+pub mod store;
 
 pub use client::Etcd;
 pub use config::EtcdSettings;
