@@ -12,7 +12,8 @@
 //! `--samples` times and the median is reported, with its ratio to the empty program of
 //! the same size and PASS / FAIL against the target (`--target`, 2.5x). Missing the
 //! target is reported, not an error: the exit status is non-zero only when something
-//! could not be measured.
+//! could not be measured. `--only TEXT` measures just the rows whose name contains TEXT
+//! (and the empty program).
 //!
 //! How the time is taken. With `repeat = N` the kernel runs the program N times on ONE
 //! buffer without restoring it, so from the second repetition on a tunnel path sees its
@@ -88,6 +89,10 @@ struct Opts {
     /// Exit with status 3 when a path misses the target (default: report it, exit 0).
     #[arg(long)]
     strict: bool,
+    /// Measure only the rows whose name contains TEXT (e.g. "xlat", "6to4 udp", "encap");
+    /// the empty program is always measured as the baseline.
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
 }
 
 const DN0_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
@@ -679,7 +684,18 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
     let gw = gateway().context("setting up the benchmark namespace")?;
     let mut rows = Vec::new();
     for size in [64usize, 1400] {
-        let ps = paths(&gw, size);
+        let mut ps = paths(&gw, size);
+        // `--only`: the empty program (the first row, the baseline) and the rows named.
+        if let Some(only) = &o.only {
+            let mut i = 0;
+            ps.retain(|p| {
+                i += 1;
+                i == 1 || p.name.contains(only.as_str())
+            });
+            if ps.len() == 1 {
+                continue;
+            }
+        }
         let empty = &ps[0];
         let mut empty_ns = std::collections::HashMap::new();
         for m in [Method::KernelRepeat, Method::SingleRuns] {
