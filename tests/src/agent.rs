@@ -61,6 +61,11 @@ impl AgentProcess {
         })
     }
 
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The state file of the embedded store.
     pub fn state_file(&self) -> PathBuf {
         self.dir.join("state").join("state.jsonl")

@@ -50,18 +50,22 @@ enum Cmd {
         args: Vec<OsString>,
     },
     /// Set up, build in release, and run the benchmarks (as root): ns/packet through
-    /// BPF_PROG_TEST_RUN, forwarding rate between namespaces, and the handover
-    /// interruption of vAPs against the break-before-make baseline.
+    /// BPF_PROG_TEST_RUN, forwarding rate between namespaces, the handover interruption
+    /// of vAPs against the break-before-make baseline, and the agent's bindings/s and
+    /// ns/packet at 1k vs 1M bindings.
     Bench {
         /// Only the ns/packet benchmark (vdmm-bench).
-        #[arg(long, conflicts_with_all = ["forward_only", "handover_only"])]
+        #[arg(long, conflicts_with_all = ["forward_only", "handover_only", "agent_only"])]
         prog_only: bool,
         /// Only the forwarding-rate benchmarks (vdmm-lab bench-forward, vdmm-xlat-bench).
-        #[arg(long, conflicts_with = "handover_only")]
+        #[arg(long, conflicts_with_all = ["handover_only", "agent_only"])]
         forward_only: bool,
         /// Only the handover benchmark (vdmm-lab handover --strict).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "agent_only")]
         handover_only: bool,
+        /// Only the agent benchmark (vdmm-agent-bench).
+        #[arg(long)]
+        agent_only: bool,
     },
     /// Delete what a crashed lab or test left behind (namespaces, /run/vdmm pin mounts):
     /// runs `vdmm-lab cleanup`.
@@ -99,11 +103,13 @@ fn run_command(command: Cmd) -> Result<()> {
             prog_only,
             forward_only,
             handover_only,
+            agent_only,
         } => bench(
             &ws,
-            !forward_only && !handover_only,
-            !prog_only && !handover_only,
-            !prog_only && !forward_only,
+            !forward_only && !handover_only && !agent_only,
+            !prog_only && !handover_only && !agent_only,
+            !prog_only && !forward_only && !agent_only,
+            !prog_only && !forward_only && !handover_only,
         ),
         Cmd::CleanLab => clean_lab(&ws),
         Cmd::Docs { check } => {
@@ -168,7 +174,7 @@ fn demo(ws: &Workspace, args: &[OsString]) -> Result<()> {
         .env("VDMM_CTL", ws.binary("debug", "vdmm-ctl")))
 }
 
-fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool) -> Result<()> {
+fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool, agent: bool) -> Result<()> {
     setup::ensure(ws, false)?;
     run(ws.cargo([
         "build",
@@ -221,6 +227,16 @@ fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool) -> Result<()
             .arg(ws.target.join("handover-bench.svg"))
             .env("VDMM_CTL", &vdmm_ctl))
         {
+            failed.push(e.to_string());
+        }
+    }
+    if agent {
+        eprintln!(
+            "\n== bindings/s through the agent, ns/packet at 1k vs 1M bindings (vdmm-agent-bench) =="
+        );
+        // Exits 3 when it ran but missed a target.
+        let bench = existing_binary(ws, "release", "vdmm-agent-bench")?;
+        if let Err(e) = run(Command::new(bench).env("VDMM_CTL", &vdmm_ctl)) {
             failed.push(e.to_string());
         }
     }

@@ -178,7 +178,7 @@ impl Agent {
             // Endpoints found on interfaces are not stored.
             .filter(|op| !matches!(op, Op::EndpointAdd { addr } if self.state.discovered().contains(addr)))
             .collect();
-        match self.commit_ops(&ops) {
+        match self.commit(&ops, false) {
             Ok((deltas, _, _)) if !deltas.is_empty() => {
                 tracing::info!(
                     changes = deltas.len(),
@@ -216,15 +216,10 @@ impl Agent {
     }
 
     fn update_gauges(&self) {
-        let v4 = self
-            .state
-            .bindings()
-            .filter(|b| b.home.family() == Family::V4)
-            .count();
-        let n = self.state.binding_count();
+        let (v4, v6) = self.state.binding_counts();
         self.metrics.desired(
             v4,
-            n - v4,
+            v6,
             self.state.effective_endpoints().len(),
             self.state.peers().count(),
             self.revision,
@@ -261,11 +256,27 @@ impl Agent {
 
     /// Plans, commits and applies a batch; returns the deltas and the apply report.
     fn commit_ops(&mut self, ops: &[Op]) -> Result<(Vec<Delta>, Report, Vec<String>)> {
+        self.commit(ops, true)
+    }
+
+    /// [`Agent::commit_ops`]; without `write_maps` only the store and the desired state
+    /// change (an import of what the maps already hold).
+    fn commit(
+        &mut self,
+        ops: &[Op],
+        write_maps: bool,
+    ) -> Result<(Vec<Delta>, Report, Vec<String>)> {
+        let t0 = Instant::now();
         let deltas = self.state.plan(ops)?;
+        let planned = t0.elapsed();
         if deltas.is_empty() {
             return Ok((deltas, Report::default(), Vec::new()));
         }
-        let routes = self.rec.plan_routes(&deltas)?;
+        let routes = if write_maps {
+            self.rec.plan_routes(&deltas)?
+        } else {
+            Vec::new()
+        };
         let undo: Vec<Delta> = deltas
             .iter()
             .map(|d| match self.state.get(&d.key()) {
@@ -274,6 +285,7 @@ impl Agent {
             })
             .collect();
         self.state.apply(&deltas);
+        let t1 = Instant::now();
         match self.store.commit(self.revision, &deltas, &self.state) {
             Ok(r) => self.revision = r,
             Err(e) => {
@@ -283,7 +295,21 @@ impl Agent {
             }
         }
         self.metrics.deltas(deltas.len());
-        let report = self.rec.apply(&deltas, &self.state, &routes);
+        let t2 = Instant::now();
+        let report = if write_maps {
+            self.rec.apply(&deltas, &self.state, &routes)
+        } else {
+            Report::default()
+        };
+        tracing::debug!(
+            ops = ops.len(),
+            deltas = deltas.len(),
+            plan_ms = planned.as_millis() as u64,
+            state_ms = (t1 - t0 - planned).as_millis() as u64,
+            store_ms = (t2 - t1).as_millis() as u64,
+            maps_ms = t2.elapsed().as_millis() as u64,
+            "committed a batch"
+        );
         self.metrics.changes(&report, Stage::Apply);
         for e in &report.errors {
             tracing::warn!("apply: {e} (retried by the next reconcile)");
@@ -302,11 +328,7 @@ impl Agent {
     }
 
     fn status(&self) -> serde_json::Value {
-        let v4 = self
-            .state
-            .bindings()
-            .filter(|b| b.home.family() == Family::V4)
-            .count();
+        let (v4, v6) = self.state.binding_counts();
         serde_json::json!({
             "pin_dir": self.pins.path(),
             "store": self.store.describe(),
@@ -314,7 +336,7 @@ impl Agent {
             "endpoints": self.state.endpoints().map(|a| a.to_string()).collect::<Vec<_>>(),
             "discovered_endpoints": self.state.discovered().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "peers": self.state.peers().count(),
-            "bindings": {"ipv4": v4, "ipv6": self.state.binding_count() - v4},
+            "bindings": {"ipv4": v4, "ipv6": v6},
             "interfaces": self.pins.linked_interfaces().unwrap_or_default(),
             "last_reconcile": self.last_reconcile.as_ref().map(|(t, r, s)| serde_json::json!({
                 "trigger": t.name(), "report": r, "seconds": s,
@@ -505,7 +527,14 @@ async fn serve_connection(
         if line.trim().is_empty() {
             continue;
         }
-        let response = match serde_json::from_str::<Request>(&line) {
+        let t0 = Instant::now();
+        let parsed = api::parse_request(&line);
+        tracing::debug!(
+            bytes = line.len(),
+            parse_ms = t0.elapsed().as_millis() as u64,
+            "read a request"
+        );
+        let response = match parsed {
             Err(e) => {
                 metrics.request("unknown", Outcome::Invalid);
                 api::bad_request(&e)

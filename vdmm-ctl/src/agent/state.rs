@@ -374,6 +374,11 @@ impl DesiredState {
         self.bindings.len()
     }
 
+    /// Bindings by home family: `(IPv4, IPv6)`.
+    pub fn binding_counts(&self) -> (usize, usize) {
+        (self.bindings_per_family[0], self.bindings_per_family[1])
+    }
+
     pub fn tunnel(&self) -> &TunnelSettings {
         &self.tunnel
     }
@@ -578,6 +583,9 @@ struct Overlay<'a> {
     bindings: [isize; 2],
     /// Change of the number of bindings that use a source.
     source_uses: HashMap<IpAddr, isize>,
+    /// [`Overlay::endpoints`], until an op changes an endpoint (a batch of bindings
+    /// computes it once).
+    endpoints_now: Option<Vec<IpAddr>>,
 }
 
 impl<'a> Overlay<'a> {
@@ -589,6 +597,7 @@ impl<'a> Overlay<'a> {
             peers: 0,
             bindings: [0; 2],
             source_uses: HashMap::new(),
+            endpoints_now: None,
         }
     }
 
@@ -636,6 +645,14 @@ impl<'a> Overlay<'a> {
 
     fn set(&mut self, key: Key, value: Option<Entry>) {
         let old = self.get(&key);
+        self.set_from(key, old, value);
+    }
+
+    /// [`Overlay::set`] when the caller already looked up the current value `old`.
+    fn set_from(&mut self, key: Key, old: Option<Entry>, value: Option<Entry>) {
+        if matches!(key, Key::Endpoint(_)) {
+            self.endpoints_now = None;
+        }
         match (&old, &value) {
             (Some(Entry::Binding(b)), _) => {
                 *self.source_uses.entry(b.source).or_default() -= 1;
@@ -715,8 +732,13 @@ impl<'a> Overlay<'a> {
                 replace,
                 route,
             } => {
-                let source = resolve_source(&self.endpoints(), *locator, *source)?;
-                if !replace && let Some(Entry::Binding(b)) = self.get(&Key::Binding(*home)) {
+                if self.endpoints_now.is_none() {
+                    self.endpoints_now = Some(self.endpoints());
+                }
+                let eps = self.endpoints_now.as_deref().unwrap_or_default();
+                let source = resolve_source(eps, *locator, *source)?;
+                let old = self.get(&Key::Binding(*home));
+                if !replace && let Some(Entry::Binding(b)) = old {
                     return Err(Error::BindingExists {
                         prefix: *home,
                         locator: b.locator,
@@ -728,13 +750,14 @@ impl<'a> Overlay<'a> {
                     source,
                     route: *route,
                 };
-                self.set(Key::Binding(*home), Some(Entry::Binding(spec)));
+                self.set_from(Key::Binding(*home), old, Some(Entry::Binding(spec)));
             }
             Op::BindingDel { home } => {
-                if self.get(&Key::Binding(*home)).is_none() {
+                let old = self.get(&Key::Binding(*home));
+                if old.is_none() {
                     return Err(Error::NoSuchBinding(*home));
                 }
-                self.set(Key::Binding(*home), None);
+                self.set_from(Key::Binding(*home), old, None);
             }
             Op::ConfigSet {
                 outer_hop_limit,

@@ -111,12 +111,21 @@ const VERSION: u32 = 1;
 /// Appended bytes beyond which the file is compacted even when the snapshot is small.
 const MIN_COMPACT_BYTES: u64 = 1 << 20;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SnapshotLine {
     format: String,
     version: u32,
     revision: Revision,
     state: DesiredState,
+}
+
+/// [`SnapshotLine`] as written (the state borrowed, not copied).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: &'a str,
+    version: u32,
+    revision: Revision,
+    state: &'a DesiredState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -271,11 +280,11 @@ impl FileStore {
     /// Writes `state` at `revision` as the whole file (temporary file, sync, rename, sync
     /// the directory) and reopens it for appending.
     fn write_snapshot(&mut self, state: &DesiredState, revision: Revision) -> Result<()> {
-        let snap = SnapshotLine {
-            format: FORMAT.into(),
+        let snap = SnapshotRef {
+            format: FORMAT,
             version: VERSION,
             revision,
-            state: state.clone(),
+            state,
         };
         let json = serde_json::to_string(&snap)
             .map_err(|e| Error::Conflict(format!("cannot encode the state: {e}")))?;
