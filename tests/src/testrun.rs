@@ -202,6 +202,14 @@ impl DataPlane {
             bail!("binding {home}/{len}: locator {locator} and source {source} differ in family");
         }
         let binding = Binding::new(IpAddrKey::from(locator), IpAddrKey::from(source));
+        // As the control plane stores them: single addresses in the host hash.
+        if u32::from(len) == if home.is_ipv4() { 32 } else { 128 } {
+            let mut m: HashMap<_, IpAddrKey, Binding> =
+                HashMap::try_from(self.map_mut(maps::HOST_BINDINGS)?)?;
+            m.insert(IpAddrKey::from(home), binding, 0)
+                .with_context(|| format!("binding {home}/{len}"))?;
+            return Ok(());
+        }
         match home {
             IpAddr::V4(h) => {
                 let mut m: LpmTrie<_, [u8; 4], Binding> =

@@ -11,9 +11,12 @@ pub const ENDPOINTS: &str = "VDMM_ENDPOINTS";
 /// Hash map [`crate::IpAddrKey`] -> [`crate::tunnel::AddressFlags`]: peers allowed to send
 /// tunnel packets to a local endpoint.
 pub const PEERS: &str = "VDMM_PEERS";
-/// LPM trie (IPv4 home prefix, `[u8; 4]`) -> [`crate::Binding`].
+/// Hash map [`crate::IpAddrKey`] (a /32 or /128 home address) -> [`crate::Binding`]:
+/// host bindings, looked up before the tries (constant cost at any table size).
+pub const HOST_BINDINGS: &str = "VDMM_HOSTS";
+/// LPM trie (IPv4 home prefix shorter than /32, `[u8; 4]`) -> [`crate::Binding`].
 pub const BINDINGS_V4: &str = "VDMM_BINDINGS4";
-/// LPM trie (IPv6 home prefix, `[u8; 16]`) -> [`crate::Binding`].
+/// LPM trie (IPv6 home prefix shorter than /128, `[u8; 16]`) -> [`crate::Binding`].
 pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
 /// Per-CPU LRU hash [`crate::tunnel::RouteKey`] -> [`crate::tunnel::CachedRoute`]: routes
 /// `bpf_fib_lookup` resolved, reused for `ROUTE_CACHE_TTL_NS`.
@@ -75,11 +78,12 @@ pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
 pub const MAX_VAP_SEEN: u32 = 4096;
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
     PEERS,
+    HOST_BINDINGS,
     BINDINGS_V4,
     BINDINGS_V6,
     CONFIG,
@@ -102,6 +106,10 @@ pub const MAX_ENDPOINTS: u32 = 64;
 pub const MAX_PEERS: u32 = 4096;
 /// Bindings per family. LPM tries allocate per entry, so the bound costs nothing unused.
 pub const MAX_BINDINGS: u32 = 1 << 20;
+/// Host bindings of both families ([`HOST_BINDINGS`], allocated per entry too).
+pub const MAX_HOST_BINDINGS: u32 = 2 * MAX_BINDINGS;
+/// `BPF_F_NO_PREALLOC`: a hash map that allocates its entries as they are added.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 /// EAMT entries per family (each entry is in both tries).
 pub const MAX_EAMT: u32 = 1 << 16;
 

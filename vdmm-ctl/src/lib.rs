@@ -25,6 +25,7 @@
 pub mod addr;
 pub mod agent;
 pub mod alb;
+pub mod binding_table;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

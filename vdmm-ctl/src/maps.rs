@@ -17,10 +17,7 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{
-    Array, HashMap, Map, MapData, MapError, PerCpuArray,
-    lpm_trie::{Key, LpmTrie},
-};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use vdmm_common::{
     Action, Binding, CounterValue, IpAddrKey, Reason, TunnelConfig, TunnelKind,
     counters::{COUNTER_ENTRIES, counter_labels},
@@ -31,6 +28,7 @@ use vdmm_common::{
 
 use crate::{
     addr::{Family, Prefix, check_tunnel_addr},
+    binding_table::BindingTable,
     error::{Error, Result},
     pin::PinDir,
 };
@@ -208,8 +206,7 @@ pub fn sort_addrs(addrs: &mut [IpAddr]) {
 pub struct Dataplane {
     endpoints: HashMap<MapData, IpAddrKey, AddressFlags>,
     peers: HashMap<MapData, IpAddrKey, AddressFlags>,
-    bindings4: LpmTrie<MapData, [u8; 4], Binding>,
-    bindings6: LpmTrie<MapData, [u8; 16], Binding>,
+    bindings: BindingTable,
     config: Array<MapData, TunnelConfig>,
     counters: PerCpuArray<MapData, CounterValue>,
     tc_counters: PerCpuArray<MapData, CounterValue>,
@@ -260,8 +257,7 @@ impl Dataplane {
         let dp = Self {
             endpoints: open_map(pins, names::ENDPOINTS)?,
             peers: open_map(pins, names::PEERS)?,
-            bindings4: open_map(pins, names::BINDINGS_V4)?,
-            bindings6: open_map(pins, names::BINDINGS_V6)?,
+            bindings: BindingTable::open(pins)?,
             config: open_map(pins, names::CONFIG)?,
             counters: open_map(pins, names::COUNTERS)?,
             tc_counters: open_map(pins, names::TC_COUNTERS)?,
@@ -389,15 +385,16 @@ impl Dataplane {
 
     /// Every binding, IPv4 home prefixes first, sorted by prefix.
     pub fn bindings(&self) -> Result<Vec<BindingEntry>> {
-        let mut v = Vec::new();
-        for item in self.bindings4.iter() {
-            let (k, b) = item.map_err(|e| Error::ebpf("cannot read the IPv4 bindings", e))?;
-            v.push(entry(IpAddr::from(k.data()), k.prefix_len(), &b)?);
-        }
-        for item in self.bindings6.iter() {
-            let (k, b) = item.map_err(|e| Error::ebpf("cannot read the IPv6 bindings", e))?;
-            v.push(entry(IpAddr::from(k.data()), k.prefix_len(), &b)?);
-        }
+        let mut v: Vec<BindingEntry> = self
+            .bindings
+            .entries()?
+            .into_iter()
+            .map(|(home, b)| BindingEntry {
+                home,
+                locator: IpAddr::from(b.locator),
+                source: IpAddr::from(b.source),
+            })
+            .collect();
         v.sort_by_key(|b| b.home);
         Ok(v)
     }
@@ -421,19 +418,7 @@ impl Dataplane {
         let source = resolve_source(&self.endpoints()?, locator, source)?;
         let value = Binding::new(IpAddrKey::from(locator), IpAddrKey::from(source));
         let flags = if replace { BPF_ANY } else { BPF_NOEXIST };
-        let r = match home.addr() {
-            IpAddr::V4(a) => self.bindings4.insert(
-                &Key::new(home.prefix_len() as u32, a.octets()),
-                value,
-                flags,
-            ),
-            IpAddr::V6(a) => self.bindings6.insert(
-                &Key::new(home.prefix_len() as u32, a.octets()),
-                value,
-                flags,
-            ),
-        };
-        if let Err(e) = r {
+        if let Err(e) = self.bindings.insert(&home, value, flags) {
             return Err(match errno(&e) {
                 Some(libc::EEXIST) => {
                     let existing = self.binding(&home)?;
@@ -458,15 +443,7 @@ impl Dataplane {
 
     /// Removes the binding for exactly `home`.
     pub fn del_binding(&mut self, home: Prefix) -> Result<()> {
-        let r = match home.addr() {
-            IpAddr::V4(a) => self
-                .bindings4
-                .remove(&Key::new(home.prefix_len() as u32, a.octets())),
-            IpAddr::V6(a) => self
-                .bindings6
-                .remove(&Key::new(home.prefix_len() as u32, a.octets())),
-        };
-        r.map_err(|e| match errno(&e) {
+        self.bindings.remove(&home).map_err(|e| match errno(&e) {
             Some(libc::ENOENT) => Error::NoSuchBinding(home),
             _ => map_err("the bindings", e),
         })
@@ -544,14 +521,6 @@ fn read_counters(
 }
 
 /// A [`BindingEntry`] from a trie key and value.
-fn entry(addr: IpAddr, len: u32, b: &Binding) -> Result<BindingEntry> {
-    Ok(BindingEntry {
-        home: Prefix::new(addr, len)?,
-        locator: IpAddr::from(b.locator),
-        source: IpAddr::from(b.source),
-    })
-}
-
 /// The effective outer hop limit of `cfg`.
 pub fn effective_hop_limit(cfg: &TunnelConfig) -> u8 {
     if cfg.outer_hop_limit == 0 {

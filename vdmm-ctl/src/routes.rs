@@ -143,20 +143,28 @@ fn io_err(context: &str, e: std::io::Error) -> Error {
     Error::io(format!("netlink: {context}"), e)
 }
 
+/// A request socket talking to the kernel (bound, connected, extended ACKs asked for):
+/// shared by [`Netlink`] and the agent's route batches.
+pub(crate) fn open_socket() -> Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| io_err("cannot open a socket", e))?;
+    socket
+        .bind_auto()
+        .map_err(|e| io_err("cannot bind the socket", e))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(|e| io_err("cannot connect the socket", e))?;
+    // Best effort: error strings from the kernel, and short error replies.
+    let _ = socket.set_ext_ack(true);
+    let _ = socket.set_cap_ack(true);
+    Ok(socket)
+}
+
 impl Netlink {
     pub fn open() -> Result<Self> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| io_err("cannot open a socket", e))?;
-        socket
-            .bind_auto()
-            .map_err(|e| io_err("cannot bind the socket", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| io_err("cannot connect the socket", e))?;
-        // Best effort: error strings from the kernel, and short error replies.
-        let _ = socket.set_ext_ack(true);
-        let _ = socket.set_cap_ack(true);
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket: open_socket()?,
+            seq: 0,
+        })
     }
 
     /// Sends one request and collects the replies: until the ACK (`NLM_F_ACK`), until

@@ -7,10 +7,11 @@ use aya_ebpf::programs::XdpContext;
 use vdmm_common::{Reason, TunnelKind};
 
 use crate::{
+    binding,
     counters::Verdict,
     headers::*,
-    maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
-    packet::{Frame, key_v4, key_v6, lpm_key_v4, lpm_key_v6},
+    maps::ENDPOINTS,
+    packet::{Frame, key_v4, key_v6},
     translate,
     tunnel::{
         self,
@@ -73,8 +74,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     if let Some(vap) = vap_of(&key_v4(ip.dst_ptr())) {
         return deliver::to_client::<false>(ctx.ctx, vap, TunnelKind::None as u32);
     }
-    let key = lpm_key_v4(ip.dst_ptr());
-    match BINDINGS_V4.get(&key) {
+    match binding::for_v4(ip.dst_ptr()) {
         Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
         // Stateless translation (pass no_match when the destination does not map).
         None => translate::from_ipv4(ctx.ctx),
@@ -105,8 +105,7 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
     if let Some(vap) = vap_of(&key_v6(ip.dst_ptr())) {
         return deliver::to_client::<true>(ctx.ctx, vap, TunnelKind::None as u32);
     }
-    let key = lpm_key_v6(ip.dst_ptr());
-    match BINDINGS_V6.get(&key) {
+    match binding::for_v6(ip.dst_ptr()) {
         Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
         None => translate::from_ipv6(ctx.ctx),
     }
@@ -134,8 +133,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         let Some(p) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
             return Verdict::drop(Reason::Malformed, TunnelKind::None);
         };
-        let key = lpm_key_v6(Ipv6(p).dst_ptr());
-        match BINDINGS_V6.get(&key) {
+        match binding::for_v6(Ipv6(p).dst_ptr()) {
             Some(b) => tunnel::encap::encapsulate::<true>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
         }
@@ -143,8 +141,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         let Some(p) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
             return Verdict::drop(Reason::Malformed, TunnelKind::None);
         };
-        let key = lpm_key_v4(Ipv4(p).dst_ptr());
-        match BINDINGS_V4.get(&key) {
+        match binding::for_v4(Ipv4(p).dst_ptr()) {
             Some(b) => tunnel::encap::encapsulate::<false>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
         }

@@ -15,6 +15,7 @@
 #![no_std]
 #![no_main]
 
+mod binding;
 mod checksum;
 mod classify;
 mod counters;

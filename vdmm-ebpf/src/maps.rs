@@ -26,6 +26,10 @@ pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::
 #[map(name = "VDMM_PEERS")]
 pub static PEERS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::MAX_PEERS, 0);
 
+#[map(name = "VDMM_HOSTS")]
+pub static HOST_BINDINGS: HashMap<IpAddrKey, Binding> =
+    HashMap::pinned(names::MAX_HOST_BINDINGS, names::BPF_F_NO_PREALLOC);
+
 #[map(name = "VDMM_BINDINGS4")]
 pub static BINDINGS_V4: LpmTrie<[u8; 4], Binding> = LpmTrie::pinned(names::MAX_BINDINGS, 0);
 

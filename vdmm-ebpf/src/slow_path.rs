@@ -23,11 +23,11 @@ use aya_ebpf::{
 use vdmm_common::{Action, Binding, Reason, TunnelKind};
 
 use crate::{
+    binding,
     counters::Verdict,
     forward::{self, Route},
     headers::*,
-    maps::{BINDINGS_V4, BINDINGS_V6},
-    packet::{Frame, lpm_key_v4, lpm_key_v6},
+    packet::Frame,
     tunnel::{Inner, encap::OuterHeader},
 };
 
@@ -48,8 +48,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
             let Some(ip) = frame.ptr(ETH_HLEN, IPV4_HLEN) else {
                 return Verdict::drop(Reason::Malformed, TunnelKind::None);
             };
-            let key = lpm_key_v4(Ipv4(ip).dst_ptr());
-            match BINDINGS_V4.get(&key) {
+            match binding::for_v4(Ipv4(ip).dst_ptr()) {
                 Some(b) => encapsulate::<false>(ctx.skb.skb, b),
                 None => Verdict::pass(Reason::NoMatch),
             }
@@ -58,8 +57,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
             let Some(ip) = frame.ptr(ETH_HLEN, IPV6_HLEN) else {
                 return Verdict::drop(Reason::Malformed, TunnelKind::None);
             };
-            let key = lpm_key_v6(Ipv6(ip).dst_ptr());
-            match BINDINGS_V6.get(&key) {
+            match binding::for_v6(Ipv6(ip).dst_ptr()) {
                 Some(b) => encapsulate::<true>(ctx.skb.skb, b),
                 None => Verdict::pass(Reason::NoMatch),
             }

@@ -18,8 +18,8 @@
 //! 4. adds `--routed` more bindings in one batch with their slow-path kernel routes, to
 //!    show what the routes cost.
 //!
-//! It prints the binding table's memory (the kernel's `memlock` of VDMM_BINDINGS4 in
-//! /proc/self/fdinfo) at 1,000 and at all bindings, the agent's resident memory and the
+//! It prints the binding table's memory (the kernel's `memlock` of VDMM_HOSTS, where host
+//! bindings live, in /proc/self/fdinfo) at 1,000 and at all bindings, the agent's resident memory and the
 //! state file's size. Exit status 3 when a target is missed.
 
 use std::{
@@ -274,7 +274,7 @@ fn run(o: &Opts) -> Result<bool> {
     }
     let mut one_time = t0.elapsed();
     let ns_1k = ns_per_packet(&pins, &frame, ul0, o)?;
-    let mem_1k = map_memory(&pins, names::BINDINGS_V4)?;
+    let mem_1k = map_memory(&pins, names::HOST_BINDINGS)?;
     let t0 = Instant::now();
     for i in 1000..o.one_by_one {
         conn.apply(&[binding_op(i, false)])?;
@@ -306,7 +306,7 @@ fn run(o: &Opts) -> Result<bool> {
         bail!("the binding map holds {in_map} bindings, not {}", o.total);
     }
     let ns_all = ns_per_packet(&pins, &frame, ul0, o)?;
-    let mem_all = map_memory(&pins, names::BINDINGS_V4)?;
+    let mem_all = map_memory(&pins, names::HOST_BINDINGS)?;
     drop(entered);
 
     // 4. A batch with slow-path routes.
@@ -363,7 +363,7 @@ fn run(o: &Opts) -> Result<bool> {
     );
     println!("memory");
     println!(
-        "  VDMM_BINDINGS4 (memlock):  {:>12} bytes at 1000 bindings, {:>12} bytes at {} ({:.0} bytes/binding)",
+        "  VDMM_HOSTS (memlock):      {:>12} bytes at 1000 bindings, {:>12} bytes at {} ({:.0} bytes/binding)",
         mem_1k,
         mem_all,
         o.total,

@@ -28,7 +28,7 @@ use crate::{
     addr::{Family, Prefix, check_tunnel_addr},
     error::{Error, Result},
     loader::if_index,
-    routes::{Netlink, NetlinkError, SlowPathRoute, ext_ack_message, route_message},
+    routes::{Netlink, NetlinkError, SlowPathRoute, ext_ack_message, open_socket, route_message},
 };
 
 fn io_err(context: &str, e: std::io::Error) -> Error {
@@ -100,17 +100,10 @@ const WINDOW: usize = 256;
 
 impl RouteBatch {
     pub fn open() -> Result<Self> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| io_err("cannot open a socket", e))?;
-        socket
-            .bind_auto()
-            .map_err(|e| io_err("cannot bind the socket", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| io_err("cannot connect the socket", e))?;
-        let _ = socket.set_ext_ack(true);
-        let _ = socket.set_cap_ack(true);
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket: open_socket()?,
+            seq: 0,
+        })
     }
 
     /// Sends every request and returns the ones the kernel refused, with its error.

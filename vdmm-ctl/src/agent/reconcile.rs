@@ -18,9 +18,7 @@ use std::{
     net::IpAddr,
 };
 
-use aya::maps::{
-    Array, HashMap as BpfHashMap, MapData, lpm_trie::Key as LpmKey, lpm_trie::LpmTrie,
-};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use serde::Serialize;
 use vdmm_common::{Binding, IpAddrKey, TunnelConfig, maps as names, tunnel::AddressFlags};
 
@@ -30,6 +28,7 @@ use super::{
 };
 use crate::{
     addr::{Family, Prefix},
+    binding_table::BindingTable,
     device::DEVICE,
     error::{Error, Result},
     maps::{errno, open_map},
@@ -62,8 +61,7 @@ impl Report {
 pub struct Reconciler {
     endpoints: BpfHashMap<MapData, IpAddrKey, AddressFlags>,
     peers: BpfHashMap<MapData, IpAddrKey, AddressFlags>,
-    bindings4: LpmTrie<MapData, [u8; 4], Binding>,
-    bindings6: LpmTrie<MapData, [u8; 16], Binding>,
+    bindings: BindingTable,
     config: Array<MapData, TunnelConfig>,
     nl: Netlink,
     batch: RouteBatch,
@@ -107,8 +105,7 @@ impl Reconciler {
         Ok(Self {
             endpoints: open_map(pins, names::ENDPOINTS)?,
             peers: open_map(pins, names::PEERS)?,
-            bindings4: open_map(pins, names::BINDINGS_V4)?,
-            bindings6: open_map(pins, names::BINDINGS_V6)?,
+            bindings: BindingTable::open(pins)?,
             config: open_map(pins, names::CONFIG)?,
             nl: Netlink::open()?,
             batch: RouteBatch::open()?,
@@ -137,15 +134,7 @@ impl Reconciler {
         for k in self.peers.keys() {
             a.peers.push(IpAddr::from(k.map_err(read("the peers"))?));
         }
-        for item in self.bindings4.iter() {
-            let (k, v) = item.map_err(read("the IPv4 bindings"))?;
-            let home = Prefix::new(IpAddr::from(k.data()), k.prefix_len())?;
-            a.bindings
-                .insert(home, (IpAddr::from(v.locator), IpAddr::from(v.source)));
-        }
-        for item in self.bindings6.iter() {
-            let (k, v) = item.map_err(read("the IPv6 bindings"))?;
-            let home = Prefix::new(IpAddr::from(k.data()), k.prefix_len())?;
+        for (home, v) in self.bindings.entries()? {
             a.bindings
                 .insert(home, (IpAddr::from(v.locator), IpAddr::from(v.source)));
         }
@@ -250,30 +239,13 @@ impl Reconciler {
     }
 
     fn put_binding(&mut self, b: &BindingSpec) -> Result<()> {
-        let v = value(b);
-        let r = match b.home.addr() {
-            IpAddr::V4(a) => {
-                self.bindings4
-                    .insert(&LpmKey::new(b.home.prefix_len() as u32, a.octets()), v, 0)
-            }
-            IpAddr::V6(a) => {
-                self.bindings6
-                    .insert(&LpmKey::new(b.home.prefix_len() as u32, a.octets()), v, 0)
-            }
-        };
-        r.map_err(|e| map_error("the binding table", e))
+        self.bindings
+            .insert(&b.home, value(b), 0)
+            .map_err(|e| map_error("the binding table", e))
     }
 
     fn del_binding(&mut self, home: &Prefix) -> Result<()> {
-        let r = match home.addr() {
-            IpAddr::V4(a) => self
-                .bindings4
-                .remove(&LpmKey::new(home.prefix_len() as u32, a.octets())),
-            IpAddr::V6(a) => self
-                .bindings6
-                .remove(&LpmKey::new(home.prefix_len() as u32, a.octets())),
-        };
-        match r {
+        match self.bindings.remove(home) {
             Err(e) if errno(&e) != Some(libc::ENOENT) => Err(map_error("the binding table", e)),
             _ => Ok(()),
         }

@@ -12,12 +12,13 @@ use vdmm_common::{Action, Reason, TunnelKind};
 
 use super::{Inner, ecn};
 use crate::{
+    binding,
     classify::{valid_ipv4, valid_ipv6},
     counters::Verdict,
     forward::{self, Route},
     headers::*,
-    maps::{BINDINGS_V4, BINDINGS_V6, PEERS},
-    packet::{Frame, frame_len, key_v4, key_v6, lpm_key_v4, lpm_key_v6},
+    maps::PEERS,
+    packet::{Frame, frame_len, key_v4, key_v6},
 };
 
 /// IPv6 extension headers walked in front of the tunnel header.
@@ -191,11 +192,9 @@ fn finish<const INNER_V6: bool>(
     // Bound inner destination: re-encapsulation. Strip the outer header here; the
     // encapsulation that follows decrements the TTL once.
     let rebound = if INNER_V6 {
-        let key = lpm_key_v6(dst);
-        BINDINGS_V6.get(&key).is_some()
+        binding::for_v6(dst).is_some()
     } else {
-        let key = lpm_key_v4(dst);
-        BINDINGS_V4.get(&key).is_some()
+        binding::for_v4(dst).is_some()
     };
     if rebound {
         return match strip(ctx, off, inner_len, INNER_V6, kind) {
