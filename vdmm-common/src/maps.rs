@@ -73,9 +73,13 @@ pub const VAP_EVENTS_BYTES: u32 = 64 * 1024;
 /// rate limit of the reports of unknown MACs (data plane internal).
 pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
 pub const MAX_VAP_SEEN: u32 = 4096;
+/// Per-CPU array of [`crate::vap::VapRoute`], indexed by [`crate::vap::Vap::slot`]: the
+/// route of each vAP's tunnel, cached by the data plane (internal; an array look-up on
+/// the uplink instead of the shared route cache's hash).
+pub const VAP_ROUTES: &str = "VDMM_VAP_ROUTES";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -96,6 +100,7 @@ pub const ALL: [&str; 20] = [
     VAP_STATS,
     VAP_EVENTS,
     VAP_SEEN,
+    VAP_ROUTES,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

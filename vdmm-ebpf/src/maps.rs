@@ -11,7 +11,7 @@ use vdmm_common::{
     counters::COUNTER_ENTRIES,
     maps as names,
     tunnel::{AddressFlags, CachedRoute, RouteKey},
-    vap::{MacKey, Vap, VapAddr, VapCounters},
+    vap::{MacKey, Vap, VapAddr, VapCounters, VapRoute},
 };
 
 #[map(name = "VDMM_COUNTERS")]
@@ -110,3 +110,9 @@ pub static VAP_EVENTS: RingBuf = RingBuf::pinned(names::VAP_EVENTS_BYTES, 0);
 
 #[map(name = "VDMM_VAP_SEEN")]
 pub static VAP_SEEN: LruHashMap<MacKey, u64> = LruHashMap::pinned(names::MAX_VAP_SEEN, 0);
+
+/// The route of each vAP's tunnel (anchor, or the forward target of a handover), per CPU,
+/// indexed by the vAP slot (see `forward::SHARED_ROUTE_CACHE`). Data plane internal;
+/// pinned like `VDMM_XLAT_TMP`.
+#[map(name = "VDMM_VAP_ROUTES")]
+pub static VAP_ROUTES: PerCpuArray<VapRoute> = PerCpuArray::pinned(names::MAX_VAPS, 0);

@@ -209,7 +209,14 @@ fn finish<const INNER_V6: bool>(
             Err(v) => v,
         };
     }
-    let route = forward::lookup(ctx, inner_v6, src, dst, inner_len as u16);
+    let route = forward::lookup(
+        ctx,
+        inner_v6,
+        src,
+        dst,
+        inner_len as u16,
+        forward::SHARED_ROUTE_CACHE,
+    );
     if let Route::Unreachable = route {
         return Verdict::drop(Reason::FibUnreachable, kind);
     }
