@@ -138,8 +138,14 @@ fn still_valid(r: &CachedRoute, now: u64, tot_len: u16) -> Option<Route> {
 #[inline(always)]
 fn same_key(a: &RouteKey, b: &RouteKey) -> bool {
     // SAFETY: `RouteKey` is six u32 words (repr(C), no padding).
-    let (a, b) = unsafe { (&*(a as *const _ as *const [u32; 6]), &*(b as *const _ as *const [u32; 6])) };
-    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
+    let (a, b) = unsafe {
+        (
+            &*(a as *const _ as *const [u32; 6]),
+            &*(b as *const _ as *const [u32; 6]),
+        )
+    };
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
+        == 0
 }
 
 /// Writes a vAP's cached route word by word (no `memcpy`).

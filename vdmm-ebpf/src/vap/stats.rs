@@ -12,7 +12,10 @@ pub fn add(slot: u32, which: VapCounter, bytes: u64) {
     };
     // SAFETY: per-CPU slot, no concurrent writer on this CPU; the struct is an array of
     // `CounterValue`s and `which` is below its length.
-    bump(unsafe { &mut *(c as *mut CounterValue).add(which as usize) }, bytes);
+    bump(
+        unsafe { &mut *(c as *mut CounterValue).add(which as usize) },
+        bytes,
+    );
 }
 
 /// Counts a frame from the client (`from_client`) and its outcome: answered, dropped as
@@ -24,7 +27,10 @@ pub fn add_from_client(slot: u32, v: Verdict, bytes: u64) {
     };
     let c = c as *mut CounterValue;
     // SAFETY: as in `add`.
-    bump(unsafe { &mut *c.add(VapCounter::FromClient as usize) }, bytes);
+    bump(
+        unsafe { &mut *c.add(VapCounter::FromClient as usize) },
+        bytes,
+    );
     if let Some(which) = outcome(v) {
         bump(unsafe { &mut *c.add(which as usize) }, bytes);
     }
