@@ -505,11 +505,11 @@ fn uplink_is_tunnelled_to_the_anchor_or_broken_out_and_spoofing_is_dropped() {
     assert_eq!((c.from_client.packets, c.uplink.packets), (1, 1));
 }
 
-/// The uplink caches the route to the anchor per vAP slot (`VDMM_VAP_ROUTES`): a vAP
-/// whose anchor changes, or whose slot's cached route was resolved for the forward target
-/// of a handover, must never send toward the old locator.
+/// Routes are cached per CPU (`VDMM_ROUTES` and its first level): a vAP whose anchor
+/// changes must never send toward the old locator's cached route, nor mix up its uplink
+/// (to the anchor) with its forwarding (to the next AP host) while both run.
 #[test]
-fn the_per_vap_route_cache_follows_the_anchor() {
+fn cached_routes_follow_the_vaps_anchor_and_forward_target() {
     let mut lab = Lab::new("vaprc");
     let p4 = udp4(CLIENT4, REMOTE4);
     let sent = frame(CLIENT_VAP, CLIENT, &p4);
@@ -530,8 +530,7 @@ fn the_per_vap_route_cache_follows_the_anchor() {
         (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
         Some(&tunnelled(&p4, AP2, AP2_MAC)),
     );
-    // The same slot forwards toward AP host 2 while its uplink goes to the anchor: the
-    // two destinations take turns in the one cache entry.
+    // The vAP forwards toward AP host 2 while its uplink goes to the anchor.
     let mut both = client_vap(lab.cl0);
     both.flags |= VAP_FORWARD;
     both.forward = binding(AP2);

@@ -8,10 +8,7 @@
 //! MAC addresses are held as the low 48 bits of a `u64`, first byte most significant
 //! ([`mac_key`]): the data plane reads a MAC from a frame into one register that way.
 
-use crate::{
-    Binding, CounterValue, IpAddrKey,
-    tunnel::{CachedRoute, RouteKey},
-};
+use crate::{Binding, CounterValue, IpAddrKey};
 
 /// A MAC address as the low 48 bits of a `u64` (the key of `VDMM_VAPS`).
 pub type MacKey = u64;
@@ -158,15 +155,6 @@ impl VapCounters {
     }
 }
 
-/// The value of `VDMM_VAP_ROUTES` (per CPU, indexed by [`Vap::slot`]): the route the data
-/// plane resolved for the vAP's tunnel, and for which destination (data plane internal).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VapRoute {
-    pub key: RouteKey,
-    pub route: CachedRoute,
-}
-
 /// Which [`VapCounters`] field a packet is counted in (the data plane's index into the
 /// struct, in units of one `CounterValue`).
 #[repr(u32)]
@@ -212,7 +200,6 @@ mod user {
     unsafe impl aya::Pod for super::VapAddr {}
     unsafe impl aya::Pod for super::VapCounters {}
     unsafe impl aya::Pod for super::VapEvent {}
-    unsafe impl aya::Pod for super::VapRoute {}
 }
 
 #[cfg(test)]

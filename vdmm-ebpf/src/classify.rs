@@ -8,7 +8,6 @@ use vdmm_common::{Reason, TunnelKind};
 
 use crate::{
     counters::Verdict,
-    forward,
     headers::*,
     maps::{BINDINGS_V4, BINDINGS_V6, ENDPOINTS},
     packet::{Frame, key_v4, key_v6, lpm_key_v4, lpm_key_v6},
@@ -76,12 +75,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     }
     let key = lpm_key_v4(ip.dst_ptr());
     match BINDINGS_V4.get(&key) {
-        Some(binding) => tunnel::encap::encapsulate::<false>(
-            ctx.ctx,
-            binding,
-            Reason::Encap,
-            forward::SHARED_ROUTE_CACHE,
-        ),
+        Some(binding) => tunnel::encap::encapsulate::<false>(ctx.ctx, binding, Reason::Encap),
         // Stateless translation (pass no_match when the destination does not map).
         None => translate::from_ipv4(ctx.ctx),
     }
@@ -113,12 +107,7 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
     }
     let key = lpm_key_v6(ip.dst_ptr());
     match BINDINGS_V6.get(&key) {
-        Some(binding) => tunnel::encap::encapsulate::<true>(
-            ctx.ctx,
-            binding,
-            Reason::Encap,
-            forward::SHARED_ROUTE_CACHE,
-        ),
+        Some(binding) => tunnel::encap::encapsulate::<true>(ctx.ctx, binding, Reason::Encap),
         None => translate::from_ipv6(ctx.ctx),
     }
 }
@@ -147,12 +136,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         };
         let key = lpm_key_v6(Ipv6(p).dst_ptr());
         match BINDINGS_V6.get(&key) {
-            Some(b) => tunnel::encap::encapsulate::<true>(
-                ctx.ctx,
-                b,
-                Reason::Reencap,
-                forward::SHARED_ROUTE_CACHE,
-            ),
+            Some(b) => tunnel::encap::encapsulate::<true>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
         }
     } else {
@@ -161,12 +145,7 @@ fn reencapsulate(ctx: &XdpContext, decap: Verdict) -> Verdict {
         };
         let key = lpm_key_v4(Ipv4(p).dst_ptr());
         match BINDINGS_V4.get(&key) {
-            Some(b) => tunnel::encap::encapsulate::<false>(
-                ctx.ctx,
-                b,
-                Reason::Reencap,
-                forward::SHARED_ROUTE_CACHE,
-            ),
+            Some(b) => tunnel::encap::encapsulate::<false>(ctx.ctx, b, Reason::Reencap),
             None => Verdict::drop(Reason::Malformed, TunnelKind::None),
         }
     }

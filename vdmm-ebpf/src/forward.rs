@@ -16,12 +16,11 @@ use aya_ebpf::{
 use vdmm_common::{
     Action, Reason, TunnelKind,
     tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey},
-    vap::VapRoute,
 };
 
 use crate::{
     counters::Verdict,
-    maps::{ROUTES, VAP_ROUTES},
+    l1_cache,
     packet::{copy, get_mac, word, words16},
 };
 
@@ -42,56 +41,37 @@ pub enum Route {
     NotForwarded,
 }
 
-/// Where [`lookup`] caches a resolved route: [`SHARED_ROUTE_CACHE`] for the per-CPU LRU
-/// hash `VDMM_ROUTES` (keyed by ingress interface and destination), or a vAP slot for that
-/// vAP's entry in `VDMM_VAP_ROUTES` (per CPU, indexed by the slot: an array look-up instead
-/// of a hash; the entry remembers which destination it holds, so a vAP whose anchor
-/// changes, or a slot taken over by another vAP, never uses a route for another address).
-pub const SHARED_ROUTE_CACHE: u32 = u32::MAX;
-
 /// Looks up the route for an IPv4 (`v6` false) or IPv6 destination, as the packet of
 /// `tot_len` bytes (IP header included) would take arriving on the ingress interface.
 /// `src` and `dst` point to the addresses (4 or 16 bytes, in packet or map memory).
-/// Resolved routes are cached per CPU for `ROUTE_CACHE_TTL_NS` in `cache` (see
-/// [`SHARED_ROUTE_CACHE`]); source-based policy routing is therefore not honoured within
-/// that time.
+/// Resolved routes are cached per CPU for `ROUTE_CACHE_TTL_NS` (keyed by ingress
+/// interface and destination; source-based policy routing is therefore not honoured
+/// within that time).
 #[inline(always)]
-pub fn lookup(
-    ctx: &XdpContext,
-    v6: bool,
-    src: *const u8,
-    dst: *const u8,
-    tot_len: u16,
-    cache: u32,
-) -> Route {
+pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_len: u16) -> Route {
     let addr = if v6 {
         words16(dst)
     } else {
         [word(dst), 0, 0, 0]
     };
-    let ingress = ctx.ingress_ifindex() as u32;
     let key = RouteKey {
-        ingress_ifindex: ingress,
+        ingress_ifindex: ctx.ingress_ifindex() as u32,
         family: if v6 { 6 } else { 4 },
         // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if cache == SHARED_ROUTE_CACHE {
-        if let Some(r) = ROUTES.get_ptr(&key)
-            // SAFETY: map value of a successful look-up.
-            && let Some(route) = still_valid(unsafe { &*r }, now, tot_len)
-        {
-            return route;
+    if let Some(r) = l1_cache::route(&key, now) {
+        if r.mtu != 0 && tot_len as u32 > r.mtu {
+            return Route::TooBig { mtu: r.mtu as u16 };
         }
-    } else if let Some(e) = VAP_ROUTES.get_ptr(cache)
-        // SAFETY: per-CPU map value of a successful look-up.
-        && let e = unsafe { &*e }
-        && same_key(&e.key, &key)
-        && let Some(route) = still_valid(&e.route, now, tot_len)
-    {
-        return route;
+        return Route::Resolved {
+            ifindex: r.ifindex,
+            smac: r.smac,
+            dmac: r.dmac,
+        };
     }
+    let ingress = ctx.ingress_ifindex() as u32;
     let (route, mtu) = fib_lookup(ctx.ctx as *mut c_void, ingress, v6, src, dst, tot_len);
     if let Route::Resolved {
         ifindex,
@@ -99,76 +79,16 @@ pub fn lookup(
         dmac,
     } = route
     {
-        let fresh = CachedRoute {
+        let cached = CachedRoute {
             expires_ns: now + ROUTE_CACHE_TTL_NS,
             smac,
             dmac,
             ifindex,
             mtu,
         };
-        if cache == SHARED_ROUTE_CACHE {
-            let _ = ROUTES.insert(&key, &fresh, 0);
-        } else if let Some(e) = VAP_ROUTES.get_ptr_mut(cache) {
-            // SAFETY: this CPU's value of a successful look-up.
-            unsafe { store(e, &key, &fresh) };
-        }
+        l1_cache::remember_route(&key, &cached);
     }
     route
-}
-
-/// The cached route `r` while it has not expired (`TooBig` for a packet of `tot_len`
-/// bytes above its MTU).
-#[inline(always)]
-fn still_valid(r: &CachedRoute, now: u64, tot_len: u16) -> Option<Route> {
-    if now >= r.expires_ns {
-        return None;
-    }
-    if r.mtu != 0 && tot_len as u32 > r.mtu {
-        return Some(Route::TooBig { mtu: r.mtu as u16 });
-    }
-    Some(Route::Resolved {
-        ifindex: r.ifindex,
-        smac: r.smac,
-        dmac: r.dmac,
-    })
-}
-
-/// True when two route keys are equal, compared word by word (a derived comparison of
-/// the address array would become a call to a byte-loop `bcmp`).
-#[inline(always)]
-fn same_key(a: &RouteKey, b: &RouteKey) -> bool {
-    // SAFETY: `RouteKey` is six u32 words (repr(C), no padding).
-    let (a, b) = unsafe {
-        (
-            &*(a as *const _ as *const [u32; 6]),
-            &*(b as *const _ as *const [u32; 6]),
-        )
-    };
-    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
-        == 0
-}
-
-/// Writes a vAP's cached route word by word (no `memcpy`).
-///
-/// # Safety
-/// `e` is a per-CPU map value of this CPU.
-#[inline(always)]
-unsafe fn store(e: *mut VapRoute, key: &RouteKey, route: &CachedRoute) {
-    unsafe {
-        let k = &mut *(&mut (*e).key as *mut _ as *mut [u32; 6]);
-        let src = &*(key as *const _ as *const [u32; 6]);
-        let mut i = 0;
-        while i < 6 {
-            k[i] = src[i];
-            i += 1;
-        }
-        let r = &mut (*e).route;
-        r.expires_ns = route.expires_ns;
-        r.smac = route.smac;
-        r.dmac = route.dmac;
-        r.ifindex = route.ifindex;
-        r.mtu = route.mtu;
-    }
 }
 
 /// `bpf_fib_lookup` itself, from an XDP or a TC context (`ctx`), as a packet arriving on

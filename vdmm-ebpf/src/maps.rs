@@ -11,7 +11,7 @@ use vdmm_common::{
     counters::COUNTER_ENTRIES,
     maps as names,
     tunnel::{AddressFlags, CachedRoute, RouteKey},
-    vap::{MacKey, Vap, VapAddr, VapCounters, VapRoute},
+    vap::{MacKey, Vap, VapAddr, VapCounters},
 };
 
 #[map(name = "VDMM_COUNTERS")]
@@ -35,6 +35,11 @@ pub static BINDINGS_V6: LpmTrie<[u8; 16], Binding> = LpmTrie::pinned(names::MAX_
 #[map(name = "VDMM_ROUTES")]
 pub static ROUTES: LruPerCpuHashMap<RouteKey, CachedRoute> =
     LruPerCpuHashMap::pinned(names::MAX_CACHED_ROUTES, 0);
+
+/// First level of `VDMM_ROUTES` (see `l1_cache`). Pinned like `VDMM_XLAT_TMP`.
+#[map(name = "VDMM_ROUTES_L1")]
+pub static ROUTES_L1: PerCpuArray<crate::l1_cache::RouteSlot> =
+    PerCpuArray::pinned(crate::l1_cache::SLOTS, 0);
 
 #[map(name = "VDMM_CONFIG")]
 pub static CONFIG: Array<TunnelConfig> = Array::pinned(1, 0);
@@ -94,6 +99,11 @@ pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> = PerCpuArray::p
 pub static XLAT_LOCAL: LruPerCpuHashMap<crate::translate::LocalKey, crate::translate::LocalValue> =
     LruPerCpuHashMap::pinned(names::MAX_XLAT_LOCAL, 0);
 
+/// First level of `VDMM_XLAT_LOCAL` (see `l1_cache`). Pinned like `VDMM_XLAT_TMP`.
+#[map(name = "VDMM_XLAT_L1")]
+pub static XLAT_LOCAL_L1: PerCpuArray<crate::l1_cache::LocalSlot> =
+    PerCpuArray::pinned(crate::l1_cache::SLOTS, 0);
+
 // Virtual access points (see `vdmm_common::vap` and `vdmm_common::maps::VAPS`).
 
 #[map(name = "VDMM_VAPS")]
@@ -110,9 +120,3 @@ pub static VAP_EVENTS: RingBuf = RingBuf::pinned(names::VAP_EVENTS_BYTES, 0);
 
 #[map(name = "VDMM_VAP_SEEN")]
 pub static VAP_SEEN: LruHashMap<MacKey, u64> = LruHashMap::pinned(names::MAX_VAP_SEEN, 0);
-
-/// The route of each vAP's tunnel (anchor, or the forward target of a handover), per CPU,
-/// indexed by the vAP slot (see `forward::SHARED_ROUTE_CACHE`). Data plane internal;
-/// pinned like `VDMM_XLAT_TMP`.
-#[map(name = "VDMM_VAP_ROUTES")]
-pub static VAP_ROUTES: PerCpuArray<VapRoute> = PerCpuArray::pinned(names::MAX_VAPS, 0);

@@ -209,14 +209,7 @@ fn finish<const INNER_V6: bool>(
             Err(v) => v,
         };
     }
-    let route = forward::lookup(
-        ctx,
-        inner_v6,
-        src,
-        dst,
-        inner_len as u16,
-        forward::SHARED_ROUTE_CACHE,
-    );
+    let route = forward::lookup(ctx, inner_v6, src, dst, inner_len as u16);
     if let Route::Unreachable = route {
         return Verdict::drop(Reason::FibUnreachable, kind);
     }

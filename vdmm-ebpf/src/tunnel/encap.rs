@@ -32,15 +32,13 @@ const IPV6_MIN_MTU: u32 = 1280;
 
 /// Encapsulates the packet after the Ethernet header (IPv6 when `INNER_V6`) toward
 /// `binding.locator` and forwards it, counted under `reason` (`encap`, or `reencap` for a
-/// packet that arrived through a tunnel); the route to the locator is cached in
-/// `route_cache` (`forward::SHARED_ROUTE_CACHE`, or a vAP's slot). A BPF subprogram of
-/// its own, one per inner family.
+/// packet that arrived through a tunnel). A BPF subprogram of its own, one per inner
+/// family.
 #[inline(never)]
 pub fn encapsulate<const INNER_V6: bool>(
     ctx: *mut xdp_md,
     binding: *const Binding,
     reason: Reason,
-    route_cache: u32,
 ) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let frame = &Frame::new(ctx);
@@ -80,14 +78,7 @@ pub fn encapsulate<const INNER_V6: bool>(
     let at = if outer_v6 { 0 } else { 12 };
     let source = unsafe { binding.source.addr.as_ptr().add(at) };
     let locator = unsafe { binding.locator.addr.as_ptr().add(at) };
-    let route = forward::lookup(
-        ctx,
-        outer_v6,
-        source,
-        locator,
-        outer_len as u16,
-        route_cache,
-    );
+    let route = forward::lookup(ctx, outer_v6, source, locator, outer_len as u16);
     let (ifindex, smac, dmac) = match route {
         Route::Resolved {
             ifindex,

@@ -46,7 +46,7 @@ pub fn to_client<const V6: bool>(ctx: *mut xdp_md, vap: *const Vap, kind: u32) -
     let kind = tunnel_kind(kind);
     let bytes = frame_len(xdp) as u64;
     if v.has(VAP_FORWARD) {
-        let verdict = encapsulate::<V6>(ctx, &v.forward, Reason::VapForward, v.slot);
+        let verdict = encapsulate::<V6>(ctx, &v.forward, Reason::VapForward);
         if verdict.reason() == Reason::VapForward as u32
             && verdict.action() != Action::Aborted as u32
         {

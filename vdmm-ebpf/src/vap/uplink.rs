@@ -50,7 +50,7 @@ pub fn ipv4(ctx: *mut xdp_md, vap: *const Vap) -> Verdict {
     let verdict = if v.has(VAP_BREAKOUT) {
         breakout::<false>(ctx)
     } else {
-        encapsulate::<false>(ctx, &v.anchor, Reason::VapUplink, v.slot)
+        encapsulate::<false>(ctx, &v.anchor, Reason::VapUplink)
     };
     to_kernel_if_passed(ctx, vap, verdict)
 }
@@ -92,7 +92,7 @@ pub fn ipv6(ctx: *mut xdp_md, vap: *const Vap) -> Verdict {
     let verdict = if v.has(VAP_BREAKOUT) {
         breakout::<true>(ctx)
     } else {
-        encapsulate::<true>(ctx, &v.anchor, Reason::VapUplink, v.slot)
+        encapsulate::<true>(ctx, &v.anchor, Reason::VapUplink)
     };
     to_kernel_if_passed(ctx, vap, verdict)
 }
@@ -153,7 +153,7 @@ fn breakout<const V6: bool>(ctx: *mut xdp_md) -> Verdict {
         Inner::V4(h) => (h.src_ptr(), h.dst_ptr(), h.dont_fragment()),
         Inner::V6(h) => (h.src_ptr(), h.dst_ptr(), true),
     };
-    match forward::lookup(ctx, V6, src, dst, len as u16, forward::SHARED_ROUTE_CACHE) {
+    match forward::lookup(ctx, V6, src, dst, len as u16) {
         Route::Resolved {
             ifindex,
             smac,
