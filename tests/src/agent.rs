@@ -30,6 +30,18 @@ impl AgentProcess {
     /// Writes the configuration (`extra` is appended: more sections, e.g. `[interfaces]`)
     /// with a fresh state directory, without starting the agent.
     pub fn configure(ctl: &Path, netns: &str, pin_dir: &Path, extra: &str) -> Result<Self> {
+        Self::configure_with(ctl, netns, pin_dir, "", extra)
+    }
+
+    /// [`Self::configure`] with `top` (top-level fields, e.g. `store = "etcd"`) written
+    /// before the first section.
+    pub fn configure_with(
+        ctl: &Path,
+        netns: &str,
+        pin_dir: &Path,
+        top: &str,
+        extra: &str,
+    ) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("vdmm-agent-{netns}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
@@ -44,7 +56,7 @@ impl AgentProcess {
             &config,
             format!(
                 "pin_dir = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"info\"\n\
-                 reconcile_interval_secs = 0\n{metrics}{extra}\n[api]\nsocket = \"{}\"\n",
+                 reconcile_interval_secs = 0\n{top}\n{metrics}{extra}\n[api]\nsocket = \"{}\"\n",
                 pin_dir.display(),
                 dir.join("state").display(),
                 socket.display()

@@ -8,7 +8,7 @@
 use std::{
     fs,
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{IpAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -32,6 +32,9 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     root: PathBuf,
+    /// More addresses the members listen on for clients (besides 127.0.0.1), e.g. the
+    /// root-namespace end of veths that agents in namespaces reach etcd through.
+    extra_listen: Vec<IpAddr>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -54,6 +57,12 @@ fn free_port() -> Result<u16> {
 impl EtcdCluster {
     /// Starts `n` members named `<tag>0..` and waits until every one reports healthy.
     pub fn start(tag: &str, n: usize) -> Result<Self> {
+        Self::start_listening(tag, n, &[])
+    }
+
+    /// [`Self::start`], the members also listening for clients on `extra` (addresses that
+    /// exist in this namespace); see [`Self::endpoints_at`].
+    pub fn start_listening(tag: &str, n: usize, extra: &[IpAddr]) -> Result<Self> {
         require_etcd()?;
         let base = if PathBuf::from("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
@@ -87,6 +96,7 @@ impl EtcdCluster {
             initial_cluster,
             token,
             root,
+            extra_listen: extra.to_vec(),
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -105,6 +115,14 @@ impl EtcdCluster {
             .append(true)
             .open(m.dir.with_extension("log"))?;
         let client = format!("http://127.0.0.1:{}", m.client_port);
+        let listen = std::iter::once(client.clone())
+            .chain(
+                self.extra_listen
+                    .iter()
+                    .map(|a| format!("http://{a}:{}", m.client_port)),
+            )
+            .collect::<Vec<_>>()
+            .join(",");
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let child = Command::new("etcd")
             .args(["--name", &m.name])
@@ -112,7 +130,7 @@ impl EtcdCluster {
             .arg(&m.dir)
             .args([
                 "--listen-client-urls",
-                &client,
+                &listen,
                 "--advertise-client-urls",
                 &client,
             ])
@@ -171,6 +189,14 @@ impl EtcdCluster {
         self.members
             .iter()
             .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// Client URLs of every member at `addr` (one of the `extra` addresses).
+    pub fn endpoints_at(&self, addr: IpAddr) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{addr}:{}", m.client_port))
             .collect()
     }
 

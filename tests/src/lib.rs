@@ -7,6 +7,7 @@ pub mod handover_lab;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod pinned;
 /// SVG charts: vdmm-ctl's plot module, shared with `vdmm-ctl alb simulate --plot`.
 pub use vdmm_ctl::plot;
 pub mod testrun;

@@ -1,6 +1,8 @@
 //! Cluster mode against real etcd (Debian's etcd-server, started by the test on
 //! loopback): allocation safety between controllers, mirrors that converge, survive a
-//! killed member, refuse changes with every member down and catch up after a restart.
+//! killed member, refuse changes with every member down and catch up after a restart;
+//! the agent's store; liveness leases and the watchdog that hands a dead host's clients
+//! to its neighbours.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -456,4 +458,209 @@ fn a_binding_committed_on_one_node_reaches_the_others_with_their_own_source() ->
         "{e}"
     );
     Ok(())
+}
+
+/// Liveness: three AP hosts hold leases (TTL 2 s). One stops (its task aborted, as a
+/// crash: the lease is not revoked) and the watchdog marks it down once the lease expired
+/// and hands its clients to its neighbour; it registers again when it comes back; a
+/// second host that stops has its clients spread over the least-loaded hosts left.
+#[test]
+fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() -> Result<()> {
+    use std::collections::BTreeMap;
+    use vdmm_ctl::etcd::{
+        liveness::{self, Registration},
+        records::{HostRecord, HostState, VapLocation},
+        watchdog,
+    };
+    let cluster = EtcdCluster::start("elive", 1)?;
+    runtime().block_on(async {
+        let mut s = EtcdSettings::new(cluster.endpoints(), "/live");
+        s.lease_ttl_s = 2;
+        s.request_timeout_ms = 1000;
+        let ctl = Etcd::connect(&s).await?;
+        let layout = ctl.layout().clone();
+        let hold = |node: &'static str, i: u8| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let etcd = Etcd::connect(&s).await.expect("connect");
+                let locators = vec![std::net::IpAddr::from([192, 0, 2, i])];
+                liveness::hold(
+                    etcd,
+                    Registration {
+                        node: node.into(),
+                        locators,
+                    },
+                )
+                .await
+            })
+        };
+        // The operator says ap2's clients go to ap3.
+        ctl.put(
+            &layout.key(Kind::Host, "ap2"),
+            serde_json::to_vec(&HostRecord {
+                state: HostState::Down,
+                locators: Vec::new(),
+                neighbours: vec!["ap3".into()],
+                since_unix: 0,
+            })?,
+        )
+        .await?;
+        let mut tasks = vec![hold("ap1", 1), hold("ap2", 2), hold("ap3", 3)];
+        let hosts = || async {
+            let (kvs, _) = ctl.get_prefix(&layout.root()).await?;
+            let mut hosts = BTreeMap::new();
+            let mut alive = HashSet::new();
+            let mut vaps = BTreeMap::new();
+            for kv in kvs {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                match layout.parse(&key) {
+                    Some((Kind::Host, id)) => {
+                        hosts.insert(
+                            id.to_string(),
+                            serde_json::from_slice::<HostRecord>(kv.value())?,
+                        );
+                    }
+                    Some((Kind::Alive, id)) => {
+                        alive.insert(id.to_string());
+                    }
+                    Some((Kind::VapLocation, id)) => {
+                        vaps.insert(
+                            id.to_string(),
+                            serde_json::from_slice::<VapLocation>(kv.value())?,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            anyhow::Ok((hosts, alive, vaps))
+        };
+        // What is read back from etcd: host records, live hosts, vAP locations.
+        type Seen = (
+            BTreeMap<String, HostRecord>,
+            HashSet<String>,
+            BTreeMap<String, VapLocation>,
+        );
+        let wait = |what: &'static str, cond: Box<dyn Fn(&Seen) -> bool>| {
+            let hosts = &hosts;
+            async move {
+                let t0 = Instant::now();
+                loop {
+                    let h = hosts().await?;
+                    if cond(&h) {
+                        return anyhow::Ok(t0.elapsed());
+                    }
+                    if t0.elapsed() > Duration::from_secs(15) {
+                        bail!("{what}: not within 15 s: {:?}", h);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        wait(
+            "three hosts up",
+            Box::new(|(h, a, _)| {
+                a.len() == 3 && h.values().filter(|r| r.state == HostState::Up).count() == 3
+            }),
+        )
+        .await?;
+        let (h, _, _) = hosts().await?;
+        ensure!(
+            h["ap2"].neighbours == ["ap3"] && h["ap2"].locators.len() == 1,
+            "{h:?}"
+        );
+        // 30 clients, 10 on each host.
+        let on = |i: usize| ["ap1", "ap2", "ap3"][i % 3].to_string();
+        for i in 0..30 {
+            let loc = VapLocation {
+                ap_host: on(i),
+                vap_mac: format!("02:56:44:00:00:{i:02x}"),
+                ipv4: Some(Ipv4Addr::new(198, 18, 0, i as u8)),
+                ipv6: None,
+                anchor: None,
+                rehomed: 0,
+            };
+            ctl.put(
+                &layout.key(Kind::VapLocation, &format!("a2:00:00:00:00:{i:02x}")),
+                serde_json::to_vec(&loc)?,
+            )
+            .await?;
+        }
+        let counters = Arc::new(watchdog::Counters::default());
+        let dog = tokio::spawn(watchdog::run(ctl.clone(), counters.clone()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        ensure!(
+            counters.report() == watchdog::Report::default(),
+            "the watchdog acted while every host lived: {:?}",
+            counters.report()
+        );
+
+        // ap2 stops without a goodbye.
+        let t0 = Instant::now();
+        tasks[1].abort();
+        let t = wait(
+            "ap2 marked down, its clients moved",
+            Box::new(|(h, _, v)| {
+                h["ap2"].state == HostState::Down && v.values().all(|l| l.ap_host != "ap2")
+            }),
+        )
+        .await?;
+        let t = t0.elapsed().max(t);
+        println!(
+            "ap2 stopped: marked down and its 10 clients handed over {t:?} later (lease TTL 2 s)"
+        );
+        // Not before its lease could expire (kept alive at most 2/3 s before the abort).
+        ensure!(
+            t > Duration::from_millis(1200),
+            "marked down after {t:?}: before the lease expired"
+        );
+        ensure!(t < Duration::from_secs(5), "{t:?}");
+        let (_, _, v) = hosts().await?;
+        for (i, (_, l)) in v.iter().enumerate() {
+            let want = if i % 3 == 1 { "ap3" } else { &on(i) };
+            ensure!(l.ap_host == want, "client {i} on {}: {v:?}", l.ap_host);
+            ensure!(l.rehomed == u32::from(i % 3 == 1), "{l:?}");
+        }
+        let r = counters.report();
+        ensure!(
+            r.marked_down == 1 && r.moved == 10 && r.stranded == 0,
+            "{r:?}"
+        );
+
+        // ap2 comes back: up again, nothing moves back.
+        tasks[1] = hold("ap2", 2);
+        wait(
+            "ap2 up again",
+            Box::new(|(h, a, _)| h["ap2"].state == HostState::Up && a.contains("ap2")),
+        )
+        .await?;
+        // ap3 stops: its 20 clients go to the least-loaded of ap1 (10) and ap2 (0).
+        tasks[2].abort();
+        wait(
+            "ap3 marked down, its clients moved",
+            Box::new(|(h, _, v)| {
+                h["ap3"].state == HostState::Down && v.values().all(|l| l.ap_host != "ap3")
+            }),
+        )
+        .await?;
+        let (_, _, v) = hosts().await?;
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in v.values() {
+            *per.entry(l.ap_host.as_str()).or_default() += 1;
+        }
+        ensure!(
+            per == BTreeMap::from([("ap1", 15), ("ap2", 15)]),
+            "clients per host: {per:?}"
+        );
+        let r = counters.report();
+        ensure!(
+            r.marked_down == 2 && r.moved == 30 && r.errors == 0,
+            "{r:?}"
+        );
+        println!("ap3 stopped: its 20 clients spread to ap1 and ap2: {per:?}; watchdog {r:?}");
+        dog.abort();
+        for t in tasks {
+            t.abort();
+        }
+        Ok(())
+    })
 }

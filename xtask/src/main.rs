@@ -43,29 +43,36 @@ enum Cmd {
     /// Set up, build, and run the lab demo in network namespaces (as root): traffic
     /// through each of the four tunnel kinds, then the handover scenarios (a client
     /// walks ap1 -> ap2 -> ap3 and a VM migrates, with vAPs and with the break-before-make
-    /// baseline), a table per handover and an SVG chart in the target directory. Extra
-    /// arguments go to `vdmm-lab demo` (e.g. --no-handover, --no-tunnels).
+    /// baseline), a table per handover and an SVG chart in the target directory, then the
+    /// balancer scenario (six stations on ap1, ALB moves clients by vAP handovers, a
+    /// table of the AP hosts' load before and after). Extra arguments go to `vdmm-lab
+    /// demo` (e.g. --no-handover, --no-tunnels, --no-alb).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
     /// Set up, build in release, and run the benchmarks (as root): ns/packet through
     /// BPF_PROG_TEST_RUN, forwarding rate between namespaces, the handover interruption
-    /// of vAPs against the break-before-make baseline, and the agent's bindings/s and
-    /// ns/packet at 1k vs 1M bindings.
+    /// of vAPs against the break-before-make baseline, the agent's bindings/s and
+    /// ns/packet at 1k vs 1M bindings, and the convergence of binding changes through
+    /// etcd to many AP hosts.
     Bench {
         /// Only the ns/packet benchmark (vdmm-bench).
-        #[arg(long, conflicts_with_all = ["forward_only", "handover_only", "agent_only"])]
+        #[arg(long, conflicts_with_all = ["forward_only", "handover_only", "agent_only", "cluster_only"])]
         prog_only: bool,
         /// Only the forwarding-rate benchmarks (vdmm-lab bench-forward, vdmm-xlat-bench).
-        #[arg(long, conflicts_with_all = ["handover_only", "agent_only"])]
+        #[arg(long, conflicts_with_all = ["handover_only", "agent_only", "cluster_only"])]
         forward_only: bool,
         /// Only the handover benchmark (vdmm-lab handover --strict).
-        #[arg(long, conflicts_with = "agent_only")]
+        #[arg(long, conflicts_with_all = ["agent_only", "cluster_only"])]
         handover_only: bool,
         /// Only the agent benchmark (vdmm-agent-bench).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster_only")]
         agent_only: bool,
+        /// Only the cluster benchmark (vdmm-cluster-bench): convergence of binding
+        /// changes through etcd to 100 simulated AP hosts with 10,000 clients.
+        #[arg(long)]
+        cluster_only: bool,
     },
     /// Delete what a crashed lab or test left behind (namespaces, /run/vdmm pin mounts):
     /// runs `vdmm-lab cleanup`.
@@ -104,13 +111,18 @@ fn run_command(command: Cmd) -> Result<()> {
             forward_only,
             handover_only,
             agent_only,
-        } => bench(
-            &ws,
-            !forward_only && !handover_only && !agent_only,
-            !prog_only && !handover_only && !agent_only,
-            !prog_only && !forward_only && !agent_only,
-            !prog_only && !forward_only && !handover_only,
-        ),
+            cluster_only,
+        } => {
+            let only = [
+                prog_only,
+                forward_only,
+                handover_only,
+                agent_only,
+                cluster_only,
+            ];
+            let selected = |i: usize| only.iter().all(|o| !o) || only[i];
+            bench(&ws, [0, 1, 2, 3, 4].map(selected))
+        }
         Cmd::CleanLab => clean_lab(&ws),
         Cmd::Docs { check } => {
             setup::ensure(&ws, false)?;
@@ -174,7 +186,8 @@ fn demo(ws: &Workspace, args: &[OsString]) -> Result<()> {
         .env("VDMM_CTL", ws.binary("debug", "vdmm-ctl")))
 }
 
-fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool, agent: bool) -> Result<()> {
+/// Runs the benchmarks selected in `[prog, forward, handover, agent, cluster]`.
+fn bench(ws: &Workspace, [prog, forward, handover, agent, cluster]: [bool; 5]) -> Result<()> {
     setup::ensure(ws, false)?;
     run(ws.cargo([
         "build",
@@ -237,6 +250,16 @@ fn bench(ws: &Workspace, prog: bool, forward: bool, handover: bool, agent: bool)
         // Exits 3 when it ran but missed a target.
         let bench = existing_binary(ws, "release", "vdmm-agent-bench")?;
         if let Err(e) = run(Command::new(bench).env("VDMM_CTL", &vdmm_ctl)) {
+            failed.push(e.to_string());
+        }
+    }
+    if cluster {
+        eprintln!(
+            "\n== binding changes through etcd to 100 AP hosts, 10,000 clients (vdmm-cluster-bench) =="
+        );
+        // Exits 3 when it ran but missed the p99 target.
+        let bench = existing_binary(ws, "release", "vdmm-cluster-bench")?;
+        if let Err(e) = run(&mut Command::new(bench)) {
             failed.push(e.to_string());
         }
     }

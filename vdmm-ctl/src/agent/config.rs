@@ -1,5 +1,6 @@
-//! The agent's configuration file (TOML): where things live, which interfaces the data
-//! plane is attached to, where endpoints come from, the control socket, metrics, logging.
+//! The agent's configuration file (TOML): where things live, which store keeps the desired
+//! state (the embedded file, or etcd in cluster mode), which interfaces the data plane is
+//! attached to, where endpoints come from, the control socket, metrics, logging.
 //! Every field has a default, so an empty file is a valid configuration; docs/agent.md
 //! documents each one (a test checks that none is missing there).
 //!
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 use crate::{
     error::{Error, Result},
+    etcd::{ClusterError, EtcdSettings},
     pin::DEFAULT_PIN_DIR,
 };
 
@@ -33,6 +35,8 @@ pub const FIELDS: &[&str] = &[
     "state_dir",
     "log_level",
     "reconcile_interval_secs",
+    "store",
+    "node_name",
     "interfaces.attach",
     "interfaces.xdp_mode",
     "interfaces.detach_unlisted",
@@ -44,7 +48,28 @@ pub const FIELDS: &[&str] = &[
     "metrics.enabled",
     "metrics.listen",
     "adopt.import_on_first_start",
+    "etcd.endpoints",
+    "etcd.prefix",
+    "etcd.ca_file",
+    "etcd.cert_file",
+    "etcd.key_file",
+    "etcd.server_name",
+    "etcd.username",
+    "etcd.password_file",
+    "etcd.lease_ttl_s",
+    "etcd.request_timeout_ms",
 ];
+
+/// Where the desired state is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded store: one file in `state_dir` (one node).
+    #[default]
+    File,
+    /// etcd, shared by the nodes of a cluster (`[etcd]`).
+    Etcd,
+}
 
 /// XDP attach mode of the configured interfaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -170,11 +195,16 @@ pub struct Config {
     /// Seconds between full reconciles of the maps with the desired state (0: only at
     /// start and on netlink events).
     pub reconcile_interval_secs: u64,
+    pub store: StoreKind,
+    /// This node's name in the cluster (etcd store); unset: the host name.
+    pub node_name: Option<String>,
     pub interfaces: Interfaces,
     pub endpoints: Endpoints,
     pub api: Api,
     pub metrics: Metrics,
     pub adopt: Adopt,
+    /// The `[etcd]` section (with `store = "etcd"`).
+    pub etcd: Option<EtcdSettings>,
 }
 
 impl Default for Config {
@@ -184,11 +214,14 @@ impl Default for Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             log_level: "info".into(),
             reconcile_interval_secs: 60,
+            store: StoreKind::File,
+            node_name: None,
             interfaces: Interfaces::default(),
             endpoints: Endpoints::default(),
             api: Api::default(),
             metrics: Metrics::default(),
             adopt: Adopt::default(),
+            etcd: None,
         }
     }
 }
@@ -287,7 +320,59 @@ impl Config {
                 "at most 86400 (a day)",
             ));
         }
-        Ok(())
+        self.check_store()
+    }
+
+    /// `store`, `node_name` and `[etcd]`.
+    fn check_store(&self) -> Result<()> {
+        if let Some(n) = &self.node_name
+            && (n.is_empty() || n.contains('/') || n.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "node_name",
+                format!("{n:?}"),
+                "a node name is one non-empty word without `/`",
+            ));
+        }
+        match (self.store, &self.etcd) {
+            (StoreKind::File, None) => Ok(()),
+            (StoreKind::File, Some(_)) => Err(invalid(
+                "store",
+                "\"file\"",
+                "an [etcd] section is only used with store = \"etcd\"",
+            )),
+            (StoreKind::Etcd, None) => Err(invalid(
+                "store",
+                "\"etcd\"",
+                "needs an [etcd] section with the members' endpoints",
+            )),
+            (StoreKind::Etcd, Some(s)) => s.validate().map_err(|e| match e {
+                ClusterError::BadSetting {
+                    field,
+                    value,
+                    reason,
+                } => invalid(&format!("etcd.{field}"), format!("{value:?}"), reason),
+                ClusterError::MissingSetting { field, reason } => {
+                    invalid(&format!("etcd.{field}"), "(unset)", reason)
+                }
+                e => Error::Conflict(format!("invalid configuration: [etcd]: {e}")),
+            }),
+        }
+    }
+
+    /// This node's name in the cluster: `node_name`, else the host name.
+    pub fn node_name(&self) -> String {
+        if let Some(n) = &self.node_name {
+            return n.clone();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(h) if ok && !h.is_empty() => h.to_string(),
+            _ => "localhost".to_string(),
+        }
     }
 
     /// `api.socket_mode` as permission bits.
@@ -403,6 +488,32 @@ mod tests {
             ("log_level = \"[\"", "log_level = \"[\""),
             ("[endpoints]\nfamilies = []", "endpoints.families"),
             ("[api]\nsokcet = \"/x\"", "unknown field `sokcet`"),
+            (
+                "store = \"etcd\"",
+                "store = \"etcd\": needs an [etcd] section",
+            ),
+            ("store = \"zk\"", "unknown variant `zk`"),
+            (
+                "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]",
+                "store = \"file\": an [etcd] section is only used with store = \"etcd\"",
+            ),
+            (
+                "store = \"etcd\"\n[etcd]\nendpoints = [\"127.0.0.1:2379\"]",
+                "etcd.endpoints = \"127.0.0.1:2379\": expected http://HOST:PORT",
+            ),
+            (
+                "store = \"etcd\"\n[etcd]\nendpoints = [\"http://e:2379\"]\nlease_ttl_s = 1",
+                "etcd.lease_ttl_s = \"1\"",
+            ),
+            (
+                "store = \"etcd\"\n[etcd]\nendpoints = [\"http://e:2379\"]\nusername = \"u\"",
+                "etcd.password_file = (unset): user `u` needs a password_file",
+            ),
+            (
+                "store = \"etcd\"\n[etcd]\nendpoints = [\"http://e:2379\"]\nprefx = \"/v\"",
+                "unknown field `prefx`",
+            ),
+            ("node_name = \"a/b\"", "node_name = \"a/b\""),
         ] {
             let e = Config::from_toml(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
@@ -443,16 +554,23 @@ mod tests {
         }
         // And FIELDS lists every field: each key of the anchor gateway example (which
         // shows them all) is in it, and no documented row is missing from FIELDS.
-        let full: toml::Table =
-            toml::from_str(include_str!("../../../examples/anchor-gateway.toml")).unwrap();
+        // The cluster example shows the store's fields and every one of [etcd].
         let mut keys = Vec::new();
-        for (k, v) in &full {
-            match v {
-                toml::Value::Table(t) => keys.extend(t.keys().map(|k2| format!("{k}.{k2}"))),
-                _ => keys.push(k.clone()),
+        for text in [
+            include_str!("../../../examples/anchor-gateway.toml"),
+            include_str!("../../../examples/cluster-ap-host.toml"),
+        ] {
+            let full: toml::Table = toml::from_str(text).unwrap();
+            for (k, v) in &full {
+                match v {
+                    toml::Value::Table(t) => keys.extend(t.keys().map(|k2| format!("{k}.{k2}"))),
+                    _ => keys.push(k.clone()),
+                }
             }
         }
         keys.push("api.socket_group".into()); // commented out there: unset by default
+        keys.sort();
+        keys.dedup();
         for k in &keys {
             assert!(FIELDS.contains(&k.as_str()), "{k} is not in FIELDS");
         }
@@ -467,6 +585,10 @@ mod tests {
                 include_str!("../../../examples/anchor-gateway.toml"),
             ),
             ("ap-host", include_str!("../../../examples/ap-host.toml")),
+            (
+                "cluster-ap-host",
+                include_str!("../../../examples/cluster-ap-host.toml"),
+            ),
             (
                 "transition-gateway",
                 include_str!("../../../examples/transition-gateway.toml"),

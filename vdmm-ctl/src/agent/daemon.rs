@@ -28,18 +28,19 @@ use tokio::{
 
 use super::{
     api::{self, Request, Response},
-    config::{Config, EndpointFamily, XdpMode},
+    config::{Config, EndpointFamily, StoreKind, XdpMode},
     metrics::{AgentMetrics, Outcome, Stage, Trigger},
     netlink::{self, Event, Events},
     reconcile::{Reconciler, Report},
     state::{Delta, DesiredState, Op},
-    store::{FileStore, Revision, Store, StoreEvent},
+    store::{FileStore, Revision, Store, StoreEvent, StoreHealth},
 };
 use crate::{
     addr::Family,
     commands::binding::describe_route,
     device,
     error::{Error, Result},
+    etcd::store::EtcdStore,
     loader::{self, Mode},
     pin::PinDir,
     routes::RouteOutcome,
@@ -156,7 +157,9 @@ impl Agent {
             last_reconcile: None,
         };
         agent.discover();
-        if agent.revision == 0
+        // A shared store is the truth: what one node's maps hold is not imported into it.
+        if !agent.store.shared()
+            && agent.revision == 0
             && agent.state.binding_count() == 0
             && agent.state.peers().count() == 0
             && agent.state.endpoints().count() == 0
@@ -166,6 +169,7 @@ impl Agent {
         }
         agent.reconcile(Trigger::Start);
         agent.update_gauges();
+        agent.store.hold_liveness(&agent.state);
         Ok(agent)
     }
 
@@ -337,6 +341,7 @@ impl Agent {
             "discovered_endpoints": self.state.discovered().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "peers": self.state.peers().count(),
             "bindings": {"ipv4": v4, "ipv6": v6},
+            "store_health": self.store.health().map(|h| h.status()),
             "interfaces": self.pins.linked_interfaces().unwrap_or_default(),
             "last_reconcile": self.last_reconcile.as_ref().map(|(t, r, s)| serde_json::json!({
                 "trigger": t.name(), "report": r, "seconds": s,
@@ -413,9 +418,21 @@ impl Agent {
 
     fn on_store(&mut self, event: Result<StoreEvent>) {
         match event {
-            Ok(StoreEvent::Deltas { revision, deltas }) => {
-                self.state.apply(&deltas);
+            Ok(StoreEvent::Deltas {
+                revision,
+                mut deltas,
+            }) => {
                 self.revision = revision;
+                // This agent's own commits come back too: they are in the state already.
+                deltas.retain(|d| match d {
+                    Delta::Put { entry } => self.state.get(&d.key()) != Some(*entry),
+                    Delta::Delete { key } => self.state.get(key).is_some(),
+                });
+                if deltas.is_empty() {
+                    self.update_gauges();
+                    return;
+                }
+                self.state.apply(&deltas);
                 let routes = match self.rec.plan_routes(&deltas) {
                     Ok(r) => r,
                     Err(e) => {
@@ -433,7 +450,7 @@ impl Agent {
                 self.state = state;
                 self.state.set_discovered(discovered);
                 self.revision = revision;
-                self.reconcile(Trigger::Request);
+                self.reconcile(Trigger::Store);
             }
             Err(e) => {
                 tracing::warn!("store watch: {e}");
@@ -621,8 +638,11 @@ pub fn run(path: &Path) -> Result<String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let store = FileStore::open(&cfg.state_dir)?;
-    let agent = Agent::start(cfg.clone(), Box::new(store))?;
+    let store: Box<dyn Store> = match (cfg.store, &cfg.etcd) {
+        (StoreKind::Etcd, Some(settings)) => Box::new(EtcdStore::open(settings, &cfg.node_name())?),
+        _ => Box::new(FileStore::open(&cfg.state_dir)?),
+    };
+    let agent = Agent::start(cfg.clone(), store)?;
     serve(cfg, agent)
 }
 
@@ -631,6 +651,7 @@ pub fn serve(cfg: Config, mut agent: Agent) -> Result<String> {
     let (tx, rx) = mpsc::channel::<Command>();
     let metrics = agent.metrics.clone();
     let pins = agent.pins.clone();
+    let store_health: Option<std::sync::Arc<dyn StoreHealth>> = agent.store.health();
 
     if let Some(mut watcher) = agent.store.watcher(agent.revision)? {
         let tx = tx.clone();
@@ -665,6 +686,9 @@ pub fn serve(cfg: Config, mut agent: Agent) -> Result<String> {
                 let render = || {
                     let mut text = crate::metrics::render(&pins)?;
                     text.push_str(&m.encode()?);
+                    if let Some(h) = &store_health {
+                        text.push_str(&h.metrics());
+                    }
                     Ok(text)
                 };
                 if let Err(e) = crate::commands::metrics::serve_with(&listener, &render) {

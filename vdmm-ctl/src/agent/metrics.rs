@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `vdmm_agent_requests_total` | counter | `request`, `result` (ok, refused, denied, invalid) |
 //! | `vdmm_agent_deltas_total` | counter | | state changes committed |
-//! | `vdmm_agent_reconciles_total` | counter | `trigger` (start, interval, netlink, request) |
+//! | `vdmm_agent_reconciles_total` | counter | `trigger` (start, interval, netlink, request, store) |
 //! | `vdmm_agent_reconcile_changes_total` | counter | `action` (added, updated, removed, route_installed, route_removed) |
 //! | `vdmm_agent_errors_total` | counter | `stage` (apply, reconcile, store, netlink, attach) |
 //! | `vdmm_agent_netlink_events_total` | counter | `kind` (link, address) |
@@ -74,6 +74,9 @@ pub enum Trigger {
     Interval,
     Netlink,
     Request,
+    /// A cluster store handed over the whole state (at start of its watch, or after a
+    /// lost watch).
+    Store,
 }
 
 impl Trigger {
@@ -83,6 +86,7 @@ impl Trigger {
             Trigger::Interval => "interval",
             Trigger::Netlink => "netlink",
             Trigger::Request => "request",
+            Trigger::Store => "store",
         }
     }
 }
@@ -133,11 +137,12 @@ impl Outcome {
 }
 
 const REQUESTS: [&str; 5] = ["apply", "state", "status", "reconcile", "unknown"];
-const TRIGGERS: [Trigger; 4] = [
+const TRIGGERS: [Trigger; 5] = [
     Trigger::Start,
     Trigger::Interval,
     Trigger::Netlink,
     Trigger::Request,
+    Trigger::Store,
 ];
 const STAGES: [Stage; 5] = [
     Stage::Apply,

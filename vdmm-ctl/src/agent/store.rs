@@ -76,6 +76,15 @@ pub trait StoreWatcher: Send {
     fn next(&mut self) -> Result<StoreEvent>;
 }
 
+/// The health of a store others share (a cluster store), for `agent status` and the
+/// metrics: whether it is reachable, since when, and its counters.
+pub trait StoreHealth: Send + Sync {
+    /// A JSON object for `status` (`reachable`, `last_error`, counters, ...).
+    fn status(&self) -> serde_json::Value;
+    /// Prometheus text (format 0.0.4) of the store's own metrics.
+    fn metrics(&self) -> String;
+}
+
 /// The agent's persistent desired state.
 pub trait Store: Send {
     /// What the store is, for logs and `status` (e.g. `file /var/lib/vdmm/state.jsonl`).
@@ -100,6 +109,22 @@ pub trait Store: Send {
     /// embedded store: only this agent writes it).
     fn watcher(&mut self, _from: Revision) -> Result<Option<Box<dyn StoreWatcher>>> {
         Ok(None)
+    }
+
+    /// True for a store others write too (a cluster store): the agent does not import
+    /// what its maps hold into it, since the shared state is the truth.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Announces this node alive, for as long as the store lives (a cluster store holds
+    /// a lease and registers the node with its endpoints in `state`; nothing for the
+    /// embedded store).
+    fn hold_liveness(&mut self, _state: &DesiredState) {}
+
+    /// The health of a shared store (None for the embedded store).
+    fn health(&self) -> Option<std::sync::Arc<dyn StoreHealth>> {
+        None
     }
 }
 

@@ -103,6 +103,48 @@ pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Optio
     Ok(Some(out))
 }
 
+/// What `vdmm-ctl status` adds when an agent manages this pin directory: its store and,
+/// for a cluster store, whether etcd is reachable. None without such an agent (or when it
+/// does not answer: `status` reads the maps and must work without one).
+pub fn store_status(socket: &Path, pins: &PinDir) -> Option<serde_json::Value> {
+    let mut client = Client::connect(socket).ok()??;
+    let status = client.call(&Request::Status).ok()?.into_result().ok()?;
+    if status["pin_dir"].as_str() != Some(&pins.path().display().to_string()) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "socket": socket.display().to_string(),
+        "store": status["store"],
+        "revision": status["revision"],
+        "store_health": status["store_health"],
+    }))
+}
+
+/// The text line of [`store_status`].
+pub fn store_status_text(s: &serde_json::Value) -> String {
+    let mut out = format!(
+        "agent: {}, store {} at revision {}",
+        s["socket"].as_str().unwrap_or_default(),
+        s["store"].as_str().unwrap_or_default(),
+        s["revision"]
+    );
+    let h = &s["store_health"];
+    if h.is_object() {
+        if h["reachable"] == true {
+            out.push_str("; etcd reachable");
+        } else {
+            out.push_str(&format!(
+                "; etcd UNREACHABLE for {} ms (last error: {}): forwarding continues with the \
+                 last state, changes are refused",
+                h["unreachable_for_ms"],
+                h["last_error"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// The ops in a batch file's text: a JSON array of ops, or `{"ops": [...]}`.
 pub fn parse_batch(text: &str, name: &str) -> Result<Vec<Op>> {
     // Parse as a value first, so the error of a bad op names it (untagged enums do not).

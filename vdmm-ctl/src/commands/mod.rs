@@ -40,7 +40,20 @@ pub fn run(cli: Cli) -> Result<String> {
             mode,
         } => lifecycle::load(&pins, iface.as_deref(), client_facing.as_deref(), mode),
         Command::Unload { iface } => lifecycle::unload(&pins, &iface),
-        Command::Status { json } => lifecycle::status(&pins, json),
+        Command::Status { json } => {
+            let out = lifecycle::status(&pins, json)?;
+            let Some(agent) = agent::store_status(&cli.agent_socket, &pins) else {
+                return Ok(out);
+            };
+            if json {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&out).expect("status prints JSON");
+                v["agent"] = agent;
+                Ok(format!("{v}\n"))
+            } else {
+                Ok(out + &agent::store_status_text(&agent))
+            }
+        }
         Command::Reset => lifecycle::reset(&pins),
         Command::Endpoint(c) => endpoint::run(&pins, c),
         Command::Peer(c) => peer::run(&pins, c),

@@ -13,7 +13,8 @@
 //! since the revision the batch was planned at (else [`Error::StoreConflict`]). While
 //! etcd is unreachable commits are refused at once with a clear error and the watcher
 //! keeps the agent on its last state; it catches up (a `Replace` of the whole state)
-//! when etcd is back.
+//! when etcd is back. [`Store::hold_liveness`] holds the node's lease
+//! ([`super::liveness`]) on the store's runtime.
 
 use std::{
     collections::BTreeMap,
@@ -33,13 +34,14 @@ use super::{
     config::EtcdSettings,
     error::ClusterError,
     keys::Kind,
+    liveness::{self, Registration},
     mirror::{self, Change, MirrorState, Update},
 };
 use crate::{
     addr::Prefix,
     agent::{
         state::{BindingSpec, Delta, DesiredState, Entry, Key, addr_text},
-        store::{Loaded, Revision, Store, StoreEvent, StoreWatcher},
+        store::{Loaded, Revision, Store, StoreEvent, StoreHealth, StoreWatcher},
     },
     error::{Error, Result},
     maps::resolve_source,
@@ -285,7 +287,12 @@ impl Store for EtcdStore {
         let (kvs, revision) = self
             .rt
             .block_on(self.etcd.get_prefix(&self.etcd.layout().root()))
-            .map_err(cluster)?;
+            .map_err(|e| {
+                Error::Agent(format!(
+                    "cannot load the desired state from etcd: {e} (a pinned data plane keeps \
+                     forwarding; start the agent again when etcd is reachable)"
+                ))
+            })?;
         let mut state = MirrorState::new(self.etcd.layout().clone(), &KINDS);
         state.replace(
             kvs.into_iter().map(|kv| {
@@ -379,6 +386,22 @@ impl Store for EtcdStore {
                 let _ = tx.send(event);
             }));
         Ok(Some(Box::new(EtcdWatcher { rx })))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn hold_liveness(&mut self, state: &DesiredState) {
+        let reg = Registration {
+            node: self.node.clone(),
+            locators: state.endpoints().copied().collect(),
+        };
+        self.rt.spawn(liveness::hold(self.etcd.clone(), reg));
+    }
+
+    fn health(&self) -> Option<Arc<dyn StoreHealth>> {
+        Some(self.etcd.health().clone())
     }
 }
 

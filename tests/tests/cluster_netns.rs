@@ -1,0 +1,419 @@
+//! Cluster mode end to end: three agents (`vdmm-ctl daemon` with `store = "etcd"`), each
+//! in a network namespace of its own with its own pinned data plane, on one real etcd
+//! (Debian's etcd-server, in the root namespace, reached through a veth per namespace):
+//!
+//! - a binding added, replaced and deleted through one agent's API is in all three data
+//!   planes (`vdmm-ctl binding list --json` on each namespace's pin directory), each with
+//!   its own endpoint as the outer source, within [`BOUND`];
+//! - with etcd killed, every agent keeps running and its data plane keeps forwarding
+//!   (a packet to the bound home is encapsulated and sent back out, `BPF_PROG_TEST_RUN`
+//!   on the pinned program), `vdmm-ctl status` and `agent status` report etcd
+//!   unreachable, and a change is refused with the clear error and changes nothing;
+//! - after etcd restarts, changes are accepted again and all three converge.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use vdmm_ctl::pin::PinDir;
+use vdmm_tests::{
+    agent::AgentProcess,
+    etcd::{EtcdCluster, require_etcd},
+    lab::default_ctl_path,
+    netns::{Netns, mount_pin_dir, require_root, run, unmount_pin_dir},
+    packet::{ETH_P_IP, Ip, Ip4, L4, ethernet},
+    pinned::expect_encap4_tx,
+    testrun::ifindex,
+};
+
+/// How long a change may take to reach every data plane (asserted). Generous: the test
+/// machine is shared with builds; the measured time is printed.
+const BOUND: Duration = Duration::from_secs(3);
+/// The locator the bindings point to, on every node's uplink (a permanent neighbour).
+const LOCATOR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const LOCATOR2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 201);
+const HOME: &str = "10.77.0.0/16";
+const UL0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The root namespace's end of node `i`'s veth to etcd.
+fn etcd_side(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(100, 77, i as u8, 1)
+}
+
+/// Node `i`'s tunnel endpoint (on its uplink `ul0`).
+fn endpoint(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, 10 + i as u8)
+}
+
+/// Unmounts a pin directory when dropped.
+struct PinMount(PathBuf);
+
+impl Drop for PinMount {
+    fn drop(&mut self) {
+        unmount_pin_dir(&self.0);
+    }
+}
+
+/// One node: its namespace (with a veth to the root namespace and an uplink), its pinned
+/// data plane, its agent. Dropped in this order: agent, pins, namespace.
+struct Node {
+    agent: AgentProcess,
+    pins: PinMount,
+    ns: Netns,
+}
+
+/// Creates node `i`'s namespace: `et0` toward etcd (the root end `etv<pid><i>` holds
+/// [`etcd_side`]), `ul0` with the node's endpoint and the locators as neighbours.
+fn node_netns(i: usize) -> Result<Netns> {
+    let ns = Netns::new(&format!("et{i}"))?;
+    let root_if = format!("etv{}{i}", std::process::id() % 100_000);
+    run(std::process::Command::new("ip").args([
+        "link",
+        "add",
+        &root_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "et0",
+        "netns",
+        ns.name(),
+    ]))?;
+    run(std::process::Command::new("ip").args([
+        "addr",
+        "add",
+        &format!("{}/30", etcd_side(i)),
+        "dev",
+        &root_if,
+    ]))?;
+    run(std::process::Command::new("ip").args(["link", "set", &root_if, "up"]))?;
+    let sh = |args: String| -> Result<()> {
+        ns.ip(&args.split_whitespace().collect::<Vec<_>>())?;
+        Ok(())
+    };
+    sh(format!(
+        "addr add {}/30 dev et0",
+        Ipv4Addr::new(100, 77, i as u8, 2)
+    ))?;
+    sh("link set et0 up".into())?;
+    sh("link add ul0 type veth peer name ul0p".into())?;
+    sh(format!("link set ul0 address {}", mac(UL0_MAC)))?;
+    sh("link set ul0 up".into())?;
+    sh("link set ul0p up".into())?;
+    sh(format!("addr add {}/24 dev ul0", endpoint(i)))?;
+    for l in [LOCATOR, LOCATOR2] {
+        sh(format!(
+            "neigh add {l} lladdr {} dev ul0 nud permanent",
+            mac(PEER_MAC)
+        ))?;
+    }
+    ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+    Ok(ns)
+}
+
+/// The bindings in node's pinned maps: home -> (locator, source).
+fn bindings(n: &Node) -> Result<Vec<(String, String, String)>> {
+    let out = n.agent.ctl(&["binding", "list", "--json"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("binding list --json")?;
+    Ok(v.as_array()
+        .context("a list")?
+        .iter()
+        .map(|b| {
+            let s = |k: &str| b[k].as_str().unwrap_or_default().to_string();
+            (s("home"), s("locator"), s("source"))
+        })
+        .collect())
+}
+
+/// What node `i` must hold: `home -> locator`, each with node `i`'s endpoint as source.
+fn want(i: usize, homes: &[(&str, Ipv4Addr)]) -> Vec<(String, String, String)> {
+    homes
+        .iter()
+        .map(|(h, l)| (h.to_string(), l.to_string(), endpoint(i).to_string()))
+        .collect()
+}
+
+/// Waits until every node's maps hold exactly `homes`; returns how long it took.
+fn converge(nodes: &[Node], homes: &[(&str, Ipv4Addr)], within: Duration) -> Result<Duration> {
+    let t0 = Instant::now();
+    let mut pending: Vec<usize> = (0..nodes.len()).collect();
+    loop {
+        let mut still = Vec::new();
+        for &i in &pending {
+            if bindings(&nodes[i])? != want(i, homes) {
+                still.push(i);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > within {
+            let got: Vec<String> = pending
+                .iter()
+                .map(|&i| format!("node {i}: {:?}", bindings(&nodes[i])))
+                .collect();
+            bail!(
+                "not converged on {homes:?} within {within:?}: {}",
+                got.join("; ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A 64-byte UDP packet from a correspondent to `dst`, arriving on `ul0`.
+fn frame_to(dst: Ipv4Addr) -> Vec<u8> {
+    ethernet(
+        UL0_MAC,
+        PEER_MAC,
+        ETH_P_IP,
+        &Ip::V4(Ip4::new(
+            Ipv4Addr::new(198, 51, 100, 7),
+            dst,
+            L4::Udp {
+                sport: 40000,
+                dport: 5001,
+                len: 64 - 14 - 28,
+            },
+        ))
+        .bytes(),
+    )
+}
+
+/// Node's data plane forwards a packet to the bound home (4in4, XDP_TX).
+fn forwards(n: &Node) -> Result<()> {
+    let _in = n.ns.enter()?;
+    let pins = PinDir::new(&n.pins.0);
+    expect_encap4_tx(
+        &pins,
+        &frame_to(Ipv4Addr::new(10, 77, 3, 4)),
+        ifindex("ul0")?,
+    )
+    .map(|_| ())
+    .with_context(|| format!("forwarding in {}", n.ns.name()))
+}
+
+fn store_health(n: &Node) -> Result<serde_json::Value> {
+    Ok(n.agent.ok(r#"{"request":"status"}"#)?["store_health"].clone())
+}
+
+/// Waits until `cond` holds for every node's `store_health`.
+fn wait_health(
+    nodes: &[Node],
+    what: &str,
+    within: Duration,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Duration> {
+    let t0 = Instant::now();
+    loop {
+        let mut all = true;
+        for n in nodes {
+            if !cond(&store_health(n)?) {
+                all = false;
+            }
+        }
+        if all {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > within {
+            bail!(
+                "the agents did not report {what} within {within:?}: {:?}",
+                nodes.iter().map(store_health).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()> {
+    require_root()?;
+    require_etcd()?;
+    let ctl = default_ctl_path()?;
+    let mut namespaces = Vec::new();
+    for i in 0..3 {
+        namespaces.push(node_netns(i)?);
+    }
+    let extra: Vec<IpAddr> = (0..3).map(|i| IpAddr::V4(etcd_side(i))).collect();
+    let mut etcd = EtcdCluster::start_listening("etns", 1, &extra)?;
+    let prefix = format!("/etns-{}", std::process::id());
+    let mut nodes = Vec::new();
+    for (i, ns) in namespaces.into_iter().enumerate() {
+        let pins = PinMount(PathBuf::from("/run/vdmm").join(ns.name()));
+        mount_pin_dir(&pins.0)?;
+        let endpoints = etcd
+            .endpoints_at(extra[i])
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut agent = AgentProcess::configure_with(
+            &ctl,
+            ns.name(),
+            &pins.0,
+            &format!("store = \"etcd\"\nnode_name = \"et{i}\""),
+            &format!(
+                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{prefix}\"\nrequest_timeout_ms = 1000\n"
+            ),
+        )?;
+        agent.start()?;
+        agent.ctl(&["endpoint", "add", &endpoint(i).to_string()])?;
+        nodes.push(Node { agent, pins, ns });
+    }
+
+    // A binding added through node 0 reaches all three data planes.
+    let t0 = Instant::now();
+    nodes[0].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    let t = converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    println!(
+        "binding added on node 0: in all three data planes {:?} after the command returned ({:?} after it started)",
+        t,
+        t0.elapsed()
+    );
+    for n in &nodes {
+        forwards(n)?;
+    }
+    // Replaced through node 1, then a second one added through node 2.
+    nodes[1].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR2.to_string(),
+        "--no-route",
+        "--replace",
+    ])?;
+    let t = converge(&nodes, &[(HOME, LOCATOR2)], BOUND)?;
+    println!("binding replaced on node 1: in all three data planes in {t:?}");
+    nodes[2].agent.ctl(&[
+        "binding",
+        "add",
+        "10.78.0.0/16",
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    let t = converge(
+        &nodes,
+        &[(HOME, LOCATOR2), ("10.78.0.0/16", LOCATOR)],
+        BOUND,
+    )?;
+    println!("binding added on node 2: in all three data planes in {t:?}");
+    nodes[0].agent.ctl(&["binding", "del", "10.78.0.0/16"])?;
+    let t = converge(&nodes, &[(HOME, LOCATOR2)], BOUND)?;
+    println!("binding deleted on node 0: gone from all three data planes in {t:?}");
+    for n in &nodes {
+        let h = store_health(n)?;
+        ensure!(h["reachable"] == true, "{h}");
+    }
+
+    // etcd goes away: forwarding continues, the loss is reported, changes are refused.
+    etcd.kill(0)?;
+    let t = wait_health(&nodes, "etcd unreachable", Duration::from_secs(15), |h| {
+        h["reachable"] == false
+    })?;
+    println!("etcd killed: all three agents report it unreachable after {t:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        forwards(n)?;
+        ensure!(
+            bindings(n)? == want(i, &[(HOME, LOCATOR2)]),
+            "node {i} lost state"
+        );
+        let status = n.agent.ctl(&["status"])?;
+        ensure!(
+            status.contains("etcd UNREACHABLE") && status.contains("changes are refused"),
+            "vdmm-ctl status says:\n{status}"
+        );
+    }
+    let state_before = nodes[1].agent.ok(r#"{"request":"state"}"#)?;
+    let out = nodes[1].agent.ctl_raw(&[
+        "binding",
+        "add",
+        "10.79.0.0/16",
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "a change went through without etcd");
+    ensure!(
+        err.contains("etcd is unreachable")
+            && err.contains("changes are refused until it is back")
+            && err.lines().count() == 1,
+        "refusal: {err}"
+    );
+    println!("a change without etcd: {}", err.trim());
+    ensure!(nodes[1].agent.ok(r#"{"request":"state"}"#)? == state_before);
+    ensure!(bindings(&nodes[1])? == want(1, &[(HOME, LOCATOR2)]));
+    let h = store_health(&nodes[1])?;
+    ensure!(h["refused_changes"].as_u64() >= Some(1), "{h}");
+    for n in &mut nodes {
+        ensure!(
+            n.agent.pid().is_some() && n.agent.request(r#"{"request":"status"}"#).is_ok(),
+            "an agent died without etcd: {}",
+            n.agent.log_tail()
+        );
+    }
+
+    // etcd is back: changes are accepted again and every node catches up.
+    etcd.restart(0)?;
+    etcd.wait_healthy(0, Duration::from_secs(20))?;
+    let t0 = Instant::now();
+    loop {
+        let out = nodes[2].agent.ctl_raw(&[
+            "binding",
+            "add",
+            "10.79.0.0/16",
+            "--locator",
+            &LOCATOR.to_string(),
+            "--no-route",
+        ])?;
+        if out.status.success() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            bail!(
+                "changes still refused 15 s after etcd came back: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "etcd restarted: a change accepted {:?} after it was healthy",
+        t0.elapsed()
+    );
+    let t = converge(
+        &nodes,
+        &[(HOME, LOCATOR2), ("10.79.0.0/16", LOCATOR)],
+        Duration::from_secs(10),
+    )?;
+    println!("after the restart: all three converged in {t:?}");
+    wait_health(&nodes, "etcd reachable", Duration::from_secs(10), |h| {
+        h["reachable"] == true && h["reconnects"].as_u64() >= Some(1)
+    })?;
+    for n in &nodes {
+        forwards(n)?;
+        n.agent.ctl(&["status"])?;
+    }
+    Ok(())
+}
