@@ -43,8 +43,10 @@ enum Cmd {
     /// Set up, build, and run the lab demo in network namespaces (as root): traffic
     /// through each of the four tunnel kinds, then the handover scenarios (a client
     /// walks ap1 -> ap2 -> ap3 and a VM migrates, with vAPs and with the break-before-make
-    /// baseline), a table per handover and an SVG chart in the target directory. Extra
-    /// arguments go to `vdmm-lab demo` (e.g. --no-handover, --no-tunnels).
+    /// baseline), a table per handover and an SVG chart in the target directory, then the
+    /// balancer scenario (six stations on ap1, ALB moves clients by vAP handovers, a
+    /// table of the AP hosts' load before and after). Extra arguments go to `vdmm-lab
+    /// demo` (e.g. --no-handover, --no-tunnels, --no-alb).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,

@@ -15,6 +15,10 @@
 //!   (and a VM migrates) under a UDP stream and a TCP transfer; prints a table per
 //!   handover, checks the targets, writes an SVG chart. `demo` runs it after the tunnel
 //!   kinds (unless `--no-handover`).
+//! - `vdmm-lab alb`: the balancer scenario ([`vdmm_tests::handover_lab::alb`]): the vAP
+//!   lab with extra stations on ap1 under traffic, one `vdmm-ctl alb rebalance --apply`;
+//!   prints the moves, each AP host's load before and after from its per-vAP counters,
+//!   and the targets. `demo` runs it last (unless `--no-alb`).
 //! - `vdmm-lab cleanup`: removes namespaces and pin mounts a killed lab left behind.
 //!
 //! vdmm-ctl is taken from `$VDMM_CTL`, else from next to this executable.
@@ -98,6 +102,9 @@ enum Cmd {
         /// Skip the handover scenarios (only the tunnel kinds).
         #[arg(long)]
         no_handover: bool,
+        /// Skip the balancer scenario.
+        #[arg(long)]
+        no_alb: bool,
         #[command(flatten)]
         handover: HandoverArgs,
     },
@@ -108,6 +115,12 @@ enum Cmd {
         /// Exit 3 when a target is missed (the benchmark).
         #[arg(long)]
         strict: bool,
+    },
+    /// The balancer scenario: stations piled on ap1, ALB moves them by vAP handovers.
+    Alb {
+        /// Extra stations on ap1 (besides the handover lab's client and VM).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=50))]
+        stations: u16,
     },
     /// Forwarding rate: XDP tunnel gateways vs kernel IP forwarding (64-byte UDP).
     BenchForward {
@@ -216,6 +229,11 @@ fn handover(ctl: Option<PathBuf>, a: &HandoverArgs) -> Result<bool> {
     demo::run(ctl, which, &opts, &plot)
 }
 
+/// Runs the balancer scenario; `Ok(true)` when every target held.
+fn alb(ctl: Option<PathBuf>, stations: usize) -> Result<bool> {
+    vdmm_tests::handover_lab::demo::run_alb(ctl, stations)
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -251,6 +269,7 @@ fn main() -> ExitCode {
             verbose,
             no_tunnels,
             no_handover,
+            no_alb,
             handover: h,
         } => {
             let tunnels = if no_tunnels {
@@ -258,15 +277,28 @@ fn main() -> ExitCode {
             } else {
                 demo(cli.ctl.clone(), underlay, pings, udp, tcp_bytes, verbose)
             };
-            match tunnels {
-                Ok(t) if !no_handover => match handover(cli.ctl, &h) {
+            let handovers = match tunnels {
+                Ok(t) if !no_handover => match handover(cli.ctl.clone(), &h) {
                     Ok(true) => Ok(t),
                     Ok(false) => Ok(Outcome::ChecksFailed),
                     Err(e) => Err(e),
                 },
                 other => other,
+            };
+            match handovers {
+                Ok(t) if !no_alb => {
+                    alb(cli.ctl, 6).map(|ok| if ok { t } else { Outcome::ChecksFailed })
+                }
+                other => other,
             }
         }
+        Cmd::Alb { stations } => alb(cli.ctl, stations as usize).map(|ok| {
+            if ok {
+                Outcome::Ok
+            } else {
+                Outcome::ChecksFailed
+            }
+        }),
         Cmd::Handover { args, strict } => handover(cli.ctl, &args).map(|ok| match (ok, strict) {
             (true, _) => Outcome::Ok,
             (false, true) => Outcome::TargetMissed,

@@ -94,3 +94,29 @@ pub fn run(
     );
     Ok(ok)
 }
+
+/// The balancer scenario ([`super::alb`]): builds the vAP lab with `stations` extra
+/// stations on ap1, runs one `alb rebalance --apply`, prints the moves, the per-AP load
+/// table and the targets, removes the lab; true when every target held.
+pub fn run_alb(ctl: Option<std::path::PathBuf>, stations: usize) -> Result<bool> {
+    let opts = super::alb::AlbOptions::default();
+    println!(
+        "\n== balancer: {stations} stations on ap1, each under a {} datagrams/s UDP stream and a TCP transfer; ALB moves clients by vAP handovers ==",
+        opts.udp_rate
+    );
+    let t = Instant::now();
+    let lab = HandoverLab::build_with(Mobility::Vap, ctl, stations)
+        .context("building the vAP lab with extra stations")?;
+    println!(
+        "   vAP lab with {stations} extra stations built in {:.1}s; alb rebalance --apply:",
+        t.elapsed().as_secs_f64()
+    );
+    let r = super::alb::run(&lab, &opts).context("the balancer scenario")?;
+    print!("{}", super::alb_report::table(&r));
+    let (lines, ok) = super::alb_report::verdict(&r);
+    println!();
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(ok)
+}

@@ -24,6 +24,10 @@
 //!   care-of address by DHCP at every attachment, after which the anchor's binding and
 //!   the AP host's route are updated.
 //!
+//! The balancer scenario ([`alb`]) builds the vAP lab with extra stations
+//! ([`HandoverLab::build_with`]): more clients of gw1 (10.20.0.21...), each in its own
+//! namespace with a port on the air and a vAP on ap1. The other scenarios build none.
+//!
 //! Kernel settings as in the tunnel lab ([`crate::lab`]): no DAD, no rp_filter,
 //! forwarding on the gateways and AP hosts, tx checksum offload off on the end hosts,
 //! GRO on after link-up on every veth end that receives redirected frames, pass-only
@@ -31,6 +35,8 @@
 //! Dropping the lab stops dnsmasq, unmounts the pins and deletes every namespace.
 
 pub mod air;
+pub mod alb;
+pub mod alb_report;
 pub mod analysis;
 pub mod baseline;
 pub mod demo;
@@ -74,6 +80,24 @@ pub const VM_HOME: Ipv4Addr = Ipv4Addr::new(10, 21, 0, 10);
 pub const VM_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 21, 0, 1);
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x20, 0x10];
 pub const VM_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x21, 0x10];
+
+/// An extra station of the balancer scenario: a client of gw1 with a vAP.
+pub struct ExtraClient {
+    pub ns: Netns,
+    pub mac: [u8; 6],
+    pub home: Ipv4Addr,
+    /// Its port on the air.
+    pub port: String,
+}
+
+/// The MAC, home address and air port of extra station `i` (0-based).
+pub fn extra_client(i: usize) -> ([u8; 6], Ipv4Addr, String) {
+    (
+        [0x02, 0x00, 0x00, 0x00, 0x22, 0x01 + i as u8],
+        Ipv4Addr::new(10, 20, 0, 21 + i as u8),
+        format!("air-a{}", i + 1),
+    )
+}
 
 /// The locator (underlay address) of AP host `i` (0-based).
 pub fn ap_locator(i: usize) -> Ipv4Addr {
@@ -129,12 +153,29 @@ pub struct HandoverLab {
     pub air: Netns,
     pub client: Netns,
     pub vm: Netns,
+    /// Extra stations (the balancer scenario); none otherwise.
+    pub extra: Vec<ExtraClient>,
 }
 
 impl HandoverLab {
     /// Builds the lab for `mobility`; on an error everything built so far is removed.
     pub fn build(mobility: Mobility, ctl: Option<PathBuf>) -> Result<Self> {
+        Self::build_with(mobility, ctl, 0)
+    }
+
+    /// Builds the lab with `extra_clients` more stations on ap1 (vAP lab only).
+    pub fn build_with(
+        mobility: Mobility,
+        ctl: Option<PathBuf>,
+        extra_clients: usize,
+    ) -> Result<Self> {
         require_root()?;
+        if extra_clients > 0 && mobility != Mobility::Vap {
+            bail!("extra stations exist only in the vAP lab");
+        }
+        if extra_clients > 200 {
+            bail!("at most 200 extra stations");
+        }
         let ctl = match ctl {
             Some(c) => c,
             None => default_ctl_path()?,
@@ -180,7 +221,17 @@ impl HandoverLab {
             air: Netns::new("hoair")?,
             client: Netns::new("hocl")?,
             vm: Netns::new("hovm")?,
+            extra: vec![],
         };
+        for i in 0..extra_clients {
+            let (mac, home, port) = extra_client(i);
+            lab.extra.push(ExtraClient {
+                ns: Netns::new(&format!("alc{}", i + 1))?,
+                mac,
+                home,
+                port,
+            });
+        }
         lab.dir = PathBuf::from("/run/vdmm").join(format!("{}-scratch", lab.corr.name()));
         std::fs::create_dir_all(&lab.dir)
             .with_context(|| format!("mkdir {}", lab.dir.display()))?;
@@ -221,6 +272,7 @@ impl HandoverLab {
         let mut v = vec![&self.corr, &self.gw1, &self.gw2, &self.underlay];
         v.extend(self.aps.iter());
         v.extend([&self.air, &self.client, &self.vm]);
+        v.extend(self.extra.iter().map(|e| &e.ns));
         v
     }
 
@@ -322,6 +374,19 @@ impl HandoverLab {
         link(&self.vm, VM_IF, &[(VM_HOME.into(), 24)], true)?;
         self.vm
             .ip(&["route", "add", "default", "via", &VM_GATEWAY.to_string()])?;
+        for e in &self.extra {
+            veth(&e.ns, CLIENT_IF, &self.air, &e.port)?;
+            e.ns.ip(&["link", "set", CLIENT_IF, "address", &mac_text(e.mac)])?;
+            up_gro(&self.air, &e.port)?;
+            link(&e.ns, CLIENT_IF, &[(e.home.into(), 24)], true)?;
+            e.ns.ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &CLIENT_GATEWAY.to_string(),
+            ])?;
+        }
         Ok(())
     }
 
@@ -402,17 +467,23 @@ impl HandoverLab {
             for i in 0..3 {
                 self.ctl(ns, &["peer", "add", &ap_locator(i).to_string()])?;
             }
-            // Both mobile nodes start on ap1.
-            self.ctl(
-                ns,
-                &[
-                    "binding",
-                    "add",
-                    &format!("{home}/32"),
-                    "--locator",
-                    &ap_locator(0).to_string(),
-                ],
-            )?;
+            // Every mobile node starts on ap1.
+            let mut homes = vec![home];
+            if matches!(g, NodeRef::Gw1) {
+                homes.extend(self.extra.iter().map(|e| e.home));
+            }
+            for h in homes {
+                self.ctl(
+                    self.node(g),
+                    &[
+                        "binding",
+                        "add",
+                        &format!("{h}/32"),
+                        "--locator",
+                        &ap_locator(0).to_string(),
+                    ],
+                )?;
+            }
         }
         Ok(())
     }
@@ -434,7 +505,9 @@ impl HandoverLab {
             self.program_ap_common(i)?;
             self.load(NodeRef::Ap(i), &["--client-facing", AP_RADIO_IF])?;
         }
-        for (mac, home, anchor) in [(CLIENT_MAC, CLIENT_HOME, GW1_UL), (VM_MAC, VM_HOME, GW2_UL)] {
+        let mut stations = vec![(CLIENT_MAC, CLIENT_HOME, GW1_UL), (VM_MAC, VM_HOME, GW2_UL)];
+        stations.extend(self.extra.iter().map(|e| (e.mac, e.home, GW1_UL)));
+        for (mac, home, anchor) in stations {
             self.ctl(
                 &self.aps[0],
                 &[

@@ -205,6 +205,17 @@ pub struct TcpOutcome {
 /// Starts a TCP connection from `from` to `dst` (a listener in `to`) on which `from`
 /// writes one 1448-byte segment every millisecond until [`TcpFlow::finish`].
 pub fn tcp_flow(from: &Netns, to: &Netns, dst: SocketAddr) -> Result<TcpFlow> {
+    tcp_flow_paced(from, to, dst, Duration::from_millis(1))
+}
+
+/// [`tcp_flow`] with one segment every `period`.
+pub fn tcp_flow_paced(
+    from: &Netns,
+    to: &Netns,
+    dst: SocketAddr,
+    period: Duration,
+) -> Result<TcpFlow> {
+    let period = period.as_nanos() as u64;
     let (ready_tx, ready) = mpsc::channel();
     let reader = in_netns(to, move || {
         let l = TcpListener::bind(dst).with_context(|| format!("listen on {dst}"))?;
@@ -238,7 +249,7 @@ pub fn tcp_flow(from: &Netns, to: &Netns, dst: SocketAddr) -> Result<TcpFlow> {
         while !stop_w.load(Ordering::Relaxed) {
             s.write_all(&chunk).context("TCP write")?;
             written += chunk.len() as u64;
-            next += 1_000_000;
+            next += period;
             sleep_until(next);
         }
         s.shutdown(std::net::Shutdown::Write)?;

@@ -105,13 +105,49 @@ pub enum AlbCommand {
 
     /// Run one round now and print its moves.
     ///
-    /// Without --commit this is a dry run: only the decision counter changes. Refused while
-    /// the balancer is disabled, except as a dry run.
+    /// Without --commit or --apply this is a dry run: only the decision counter changes.
+    /// --apply first reads who serves whom and the per-vAP byte counters from the AP
+    /// hosts of the cluster file (as `collect` does), decides, then makes each move as a
+    /// vAP handover (`vap move`), one after the other, and prints per move whether it was
+    /// done (with the anchor's switch-over time) or failed (and why); only the moves made
+    /// are recorded, the others are counted (vdmm_alb_moves_failed_total). The state file
+    /// stays locked for the whole round. Refused while the balancer is disabled, except
+    /// as a dry run.
     Rebalance {
         /// Record the moves as made: the caller executes them (a vAP handover each).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "apply")]
         commit: bool,
+        /// Make the moves as vAP handovers between the AP hosts of --cluster.
+        #[arg(long, requires = "cluster")]
+        apply: bool,
+        /// The cluster file (as for `vap move`); AP hosts are matched to APs by name.
+        #[arg(long, value_name = "FILE", requires = "apply")]
+        cluster: Option<PathBuf>,
+        /// With --apply: how long each source AP host forwards to the target before its
+        /// vAP is removed (as `vap move --grace-ms`).
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        grace_ms: u64,
         /// Decide as of this time, seconds since the epoch (default: now; for replays).
+        #[arg(long, value_name = "SECONDS")]
+        time: Option<f64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Read who serves whom and the per-vAP byte counters from the AP hosts' data planes.
+    ///
+    /// For every AP host of the cluster file that is a balanced AP (same name), every vAP
+    /// serving a client there: that AP is the client's serving AP, and its bytes (from the client plus delivered to it) are a reading of its traffic
+    /// meter: the rate between two readings is the client's traffic, and its load is
+    /// that plus client_base_mbps. Run it every few seconds (rebalance --apply also
+    /// reads them first). A client served by two AP hosts at once (a move running) is
+    /// left as it was.
+    Collect {
+        /// The cluster file (as for `vap move`).
+        #[arg(long, value_name = "FILE")]
+        cluster: PathBuf,
+        /// Take the reading as of this time, seconds since the epoch (default: now).
         #[arg(long, value_name = "SECONDS")]
         time: Option<f64>,
         /// Print JSON instead of text.
@@ -133,7 +169,7 @@ pub enum AlbCommand {
     },
 
     /// Print the controller's Prometheus metrics: vdmm_alb_reports_total,
-    /// vdmm_alb_reports_rejected_total, vdmm_alb_decisions_total,
+    /// vdmm_alb_reports_rejected_total, vdmm_alb_vap_samples_total, vdmm_alb_decisions_total,
     /// vdmm_alb_moves_total{reason}, vdmm_alb_reverted_moves_total,
     /// vdmm_alb_moves_failed_total, vdmm_alb_ap_utilisation{ap},
     /// vdmm_alb_ap_clients{ap}, vdmm_alb_fairness, vdmm_alb_enabled.

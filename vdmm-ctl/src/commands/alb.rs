@@ -4,7 +4,8 @@
 
 use std::{
     io::BufRead,
-    time::{SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde_json::json;
@@ -13,8 +14,10 @@ use crate::{
     alb::{
         cli::{AlbArgs, AlbCommand, ApCommand},
         controller::{
+            execute::{self, Executed},
             file::StateFile,
             metrics,
+            sample::{self, SampleSummary},
             state::{Report, State},
         },
         decide::{Decision, Move, MoveReason},
@@ -22,7 +25,10 @@ use crate::{
         params::Params,
         sim::{self, report, scenario::Scenario},
     },
+    cluster::Cluster,
+    commands::vap_move::lock_client,
     error::{Error, Result},
+    handover::{clock::SystemClock, mover::Mover, netns_nodes, stats},
     table::{Align, render},
 };
 
@@ -109,28 +115,55 @@ pub fn run(args: AlbArgs) -> Result<String> {
                 status_text(&s, now())
             })
         }
-        AlbCommand::Rebalance { commit, time, json } => {
+        AlbCommand::Rebalance {
+            commit,
+            apply,
+            cluster,
+            grace_ms,
+            time,
+            json,
+        } => match cluster.filter(|_| apply) {
+            Some(cluster) => {
+                rebalance_apply(&file, &cluster, Duration::from_millis(grace_ms), time, json)
+            }
+            None => {
+                let t = time.unwrap_or_else(now);
+                let d = file.update(|s| {
+                    if commit && !s.enabled {
+                        return Err(disabled("--commit"));
+                    }
+                    let d = s.decide(t);
+                    if commit {
+                        s.commit(&d.moves, t);
+                        s.last_round = Some(t);
+                    }
+                    Ok(d)
+                })?;
+                Ok(if json {
+                    format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&d).expect("serialises")
+                    )
+                } else {
+                    decision_text(&d, commit)
+                })
+            }
+        },
+        AlbCommand::Collect {
+            cluster,
+            time,
+            json,
+        } => {
+            let cluster = Cluster::load(&cluster)?;
             let t = time.unwrap_or_else(now);
-            let d = file.update(|s| {
-                if commit && !s.enabled {
-                    return Err(alb(
-                        "the balancer is disabled; `vdmm-ctl alb enable` first (or drop --commit for a dry run)".into(),
-                    ));
-                }
-                let d = s.decide(t);
-                if commit {
-                    s.commit(&d.moves, t);
-                    s.last_round = Some(t);
-                }
-                Ok(d)
-            })?;
+            let summary = file.update(|s| collect(s, &cluster, t))?;
             Ok(if json {
                 format!(
                     "{}\n",
-                    serde_json::to_string_pretty(&d).expect("serialises")
+                    serde_json::to_string_pretty(&summary).expect("serialises")
                 )
             } else {
-                decision_text(&d, commit)
+                collect_text(&summary)
             })
         }
         AlbCommand::Enable | AlbCommand::Disable => {
@@ -198,6 +231,131 @@ pub fn feed(
         }
     }
     Ok(())
+}
+
+fn disabled(flag: &str) -> Error {
+    alb(format!(
+        "the balancer is disabled; `vdmm-ctl alb enable` first (or drop {flag} for a dry run)"
+    ))
+}
+
+/// Reads the serving vAPs and their byte counters of `cluster`'s AP hosts into `s`.
+fn collect(s: &mut State, cluster: &Cluster, t: f64) -> Result<SampleSummary> {
+    let aps: Vec<String> = s.aps.keys().cloned().collect();
+    let (samples, unbalanced) = sample::read_cluster(cluster, &aps)?;
+    let mut summary = sample::apply(s, &samples, t);
+    summary.unbalanced_hosts = unbalanced;
+    Ok(summary)
+}
+
+fn collect_text(s: &SampleSummary) -> String {
+    let per_ap: Vec<String> = s.vaps.iter().map(|(ap, n)| format!("{ap} {n}")).collect();
+    let mut out = format!(
+        "serving vAPs read: {} ({} placed anew)\n",
+        if per_ap.is_empty() {
+            "none".to_string()
+        } else {
+            per_ap.join(", ")
+        },
+        s.relocated
+    );
+    if !s.ambiguous.is_empty() {
+        out.push_str(&format!(
+            "served by two AP hosts (a move running), left as they were: {}\n",
+            s.ambiguous.join(", ")
+        ));
+    }
+    if !s.unbalanced_hosts.is_empty() {
+        out.push_str(&format!(
+            "AP hosts not balanced (no `alb ap add`), not read: {}\n",
+            s.unbalanced_hosts.join(", ")
+        ));
+    }
+    out
+}
+
+/// `rebalance --apply`: under the state's lock, read the data planes, decide, make each
+/// move as a vAP handover, record the moves made and count the others.
+fn rebalance_apply(
+    file: &StateFile,
+    cluster: &std::path::Path,
+    grace: Duration,
+    time: Option<f64>,
+    json: bool,
+) -> Result<String> {
+    let cluster = Cluster::load(cluster)?;
+    let (decision, executed, fairness_now) = file.update(|s| {
+        if !s.enabled {
+            return Err(disabled("--apply"));
+        }
+        let t = time.unwrap_or_else(now);
+        collect(s, &cluster, t)?;
+        let d = s.decide(t);
+        let (hosts, anchors) = netns_nodes::nodes(&cluster);
+        let stats_file = stats::state_file();
+        let locks = stats_file.path().to_path_buf();
+        let mover = Mover::new(hosts, anchors, Arc::new(SystemClock::default()))
+            .with_stats_file(stats_file);
+        let executed = execute::execute(d.moves.clone(), &mover, grace, |mac| {
+            match lock_client(&locks, mac) {
+                Ok(Some(l)) => Ok(l),
+                Ok(None) => Err(format!("a move of client {mac} is already running")),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        // Time the commit after the handovers: dwell and ping-pong windows start there.
+        let t_done = time.unwrap_or_else(now);
+        s.commit(&executed.made(), t_done);
+        s.counters.moves_failed += executed.failed.len() as u64;
+        s.last_round = Some(t_done);
+        let snap = s.snapshot(t_done);
+        let fairness = jain(crate::alb::load::utilisation(&snap, &s.params).into_values());
+        Ok((d, executed, fairness))
+    })?;
+    Ok(if json {
+        let v = json!({
+            "fairness_before": decision.fairness_before,
+            "fairness_decided": decision.fairness_after,
+            "fairness_now": fairness_now,
+            "done": executed.done,
+            "failed": executed.failed,
+            "stranded": decision.stranded,
+        });
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("serialises")
+        )
+    } else {
+        executed_text(&decision, &executed, fairness_now)
+    })
+}
+
+fn executed_text(d: &Decision, e: &Executed, fairness_now: f64) -> String {
+    let mut out = String::new();
+    if d.moves.is_empty() {
+        out.push_str("no moves\n");
+    }
+    for m in &e.done {
+        out.push_str(&move_text(&m.decided));
+        match m.switch_over_ms {
+            Some(ms) => out.push_str(&format!(": done, switch-over {ms:.1} ms\n")),
+            None => out.push_str(": done (already there)\n"),
+        }
+    }
+    for f in &e.failed {
+        out.push_str(&format!("{}: FAILED: {}\n", move_text(&f.decided), f.error));
+    }
+    for c in &d.stranded {
+        out.push_str(&format!("{c}: stranded (no AP hears it well enough)\n"));
+    }
+    out.push_str(&format!(
+        "moves done {}, failed {}; fairness {:.3} -> {:.3}\n",
+        e.done.len(),
+        e.failed.len(),
+        d.fairness_before,
+        fairness_now
+    ));
+    out
 }
 
 fn move_text(m: &Move) -> String {
@@ -318,12 +476,13 @@ fn status_text(s: &State, now: f64) -> String {
         .map(|r| format!("{} {}", r.name(), c.moves.get(r).copied().unwrap_or(0)))
         .collect();
     out.push_str(&format!(
-        "\nclients: {} ({} with a serving AP); fairness {:.3}\nreports {} (rejected {}), rounds {}, moves: {} (failed {})\n",
+        "\nclients: {} ({} with a serving AP); fairness {:.3}\nreports {} (rejected {}), vAP samples {}, rounds {}, moves: {} (failed {})\n",
         s.clients.len(),
         snap.clients.len(),
         jain(util.values().copied()),
         c.reports,
         c.reports_rejected,
+        c.vap_samples,
         c.decisions,
         moves.join(", "),
         c.moves_failed
@@ -362,6 +521,7 @@ fn params_text(p: &Params) -> String {
 mod tests {
     use clap::Parser;
 
+    use super::State;
     use crate::cli::{Cli, Command};
 
     fn run(args: &[&str]) -> crate::error::Result<String> {
@@ -517,6 +677,61 @@ mod tests {
             .run(&["report", "--ap", "ap1", "--client", "c9", "--rssi", "-130"])
             .unwrap_err();
         assert!(e.to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn apply_refusals_change_nothing() {
+        let st = TempState::new("apply");
+        st.run(&["ap", "add", "ap1", "--capacity", "10"]).unwrap();
+        let before = std::fs::read_to_string(st.path()).unwrap();
+        let e = st
+            .run(&["rebalance", "--apply", "--cluster", "/nonexistent.toml"])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot read cluster file /nonexistent.toml"),
+            "{e}"
+        );
+        let cluster = st.0.join("cluster.toml");
+        std::fs::write(
+            &cluster,
+            "[[ap_host]]\nname = \"ap1\"\nlocator = \"192.0.2.11\"\npin_dir = \"/nonexistent\"\n",
+        )
+        .unwrap();
+        let c = cluster.display().to_string();
+        let e = st
+            .run(&["rebalance", "--apply", "--cluster", &c])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("the balancer is disabled"), "{e}");
+        st.run(&["enable"]).unwrap();
+        // An AP host whose data plane is not there: the round stops before deciding.
+        let e = st
+            .run(&["rebalance", "--apply", "--cluster", &c])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("AP host ap1: "), "{e}");
+        let e = st.run(&["collect", "--cluster", &c]).unwrap_err();
+        assert!(e.to_string().starts_with("AP host ap1: "), "{e}");
+        let after: State =
+            serde_json::from_str(&std::fs::read_to_string(st.path()).unwrap()).unwrap();
+        let mut expected: State = serde_json::from_str(&before).unwrap();
+        expected.enabled = true;
+        assert_eq!(after, expected);
+        // --cluster without --apply, --apply with --commit: usage errors.
+        for args in [
+            &["vdmm-ctl", "alb", "rebalance", "--cluster", "x"][..],
+            &[
+                "vdmm-ctl",
+                "alb",
+                "rebalance",
+                "--apply",
+                "--commit",
+                "--cluster",
+                "x",
+            ][..],
+            &["vdmm-ctl", "alb", "rebalance", "--apply"][..],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

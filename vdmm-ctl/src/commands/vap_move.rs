@@ -51,7 +51,7 @@ pub fn run(client: &str, to: &str, cluster: &Path, grace_ms: u64, json: bool) ->
 
 /// Takes `move-MAC.lock` in the state file's directory without waiting: `None` when
 /// another command holds it. Released when the returned file is closed.
-fn lock_client(state: &Path, client: ClientMac) -> Result<Option<std::fs::File>> {
+pub(crate) fn lock_client(state: &Path, client: ClientMac) -> Result<Option<std::fs::File>> {
     let dir = state
         .parent()
         .map(Path::to_path_buf)

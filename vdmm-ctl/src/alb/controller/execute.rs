@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::{
     alb::decide::Move,
     handover::{
@@ -12,12 +14,37 @@ use crate::{
     },
 };
 
+/// A move that was made.
+#[derive(Clone, Debug, Serialize)]
+pub struct Done {
+    #[serde(flatten)]
+    pub decided: Move,
+    /// From the start of the handover to the anchor's switch-over (none when the client
+    /// was on the target already).
+    pub switch_over_ms: Option<f64>,
+}
+
+/// A move that was not made.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failed {
+    #[serde(flatten)]
+    pub decided: Move,
+    pub error: String,
+}
+
 /// What became of a round's moves.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize)]
 pub struct Executed {
-    pub done: Vec<Move>,
+    pub done: Vec<Done>,
     /// Moves not made, with why.
-    pub failed: Vec<(Move, String)>,
+    pub failed: Vec<Failed>,
+}
+
+impl Executed {
+    /// The moves made, as the state commits them.
+    pub fn made(&self) -> Vec<Move> {
+        self.done.iter().map(|d| d.decided.clone()).collect()
+    }
 }
 
 /// A client's name as its MAC address (`02:00:00:00:00:01`): the key of its vAP.
@@ -44,18 +71,32 @@ pub fn client_mac(id: &str) -> Result<ClientMac, String> {
 }
 
 /// Moves each client with a vAP handover (source forwarding for `grace`), one after the
-/// other. A client already on its target counts as moved.
-pub fn execute(moves: Vec<Move>, mover: &Mover, grace: Duration) -> Executed {
+/// other. A client already on its target counts as moved. `guard` is taken for each
+/// client before its move and held until it ends (the per-client lock that keeps a
+/// `vdmm-ctl vap move` of the same client out); a client whose guard is refused is not
+/// moved.
+pub fn execute<G>(
+    moves: Vec<Move>,
+    mover: &Mover,
+    grace: Duration,
+    mut guard: impl FnMut(ClientMac) -> Result<G, String>,
+) -> Executed {
     let mut out = Executed::default();
     for m in moves {
-        let result =
-            client_mac(&m.client).and_then(|mac| match mover.move_client(mac, &m.to, grace) {
-                Ok(_) | Err(MoveError::AlreadyThere { .. }) => Ok(()),
+        let result = client_mac(&m.client).and_then(|mac| {
+            let _held = guard(mac)?;
+            match mover.move_client(mac, &m.to, grace) {
+                Ok(r) => Ok(Some(r.switch_over.as_secs_f64() * 1e3)),
+                Err(MoveError::AlreadyThere { .. }) => Ok(None),
                 Err(e) => Err(e.to_string()),
-            });
+            }
+        });
         match result {
-            Ok(()) => out.done.push(m),
-            Err(e) => out.failed.push((m, e)),
+            Ok(switch_over_ms) => out.done.push(Done {
+                decided: m,
+                switch_over_ms,
+            }),
+            Err(error) => out.failed.push(Failed { decided: m, error }),
         }
     }
     out
@@ -134,6 +175,7 @@ mod tests {
         );
         // ap3 fails to install: that move is rolled back and reported; the others go.
         *hosts[2].fail.lock().unwrap() = Some(Op::Install);
+        let mut locks = 0;
         let out = execute(
             vec![
                 mv("c1", "ap2"),
@@ -141,15 +183,33 @@ mod tests {
                 mv("02:00:00:00:00:01", "ap2"),
                 mv("02:00:00:00:00:01", "ap2"),
                 mv("02:00:00:00:00:09", "ap2"),
+                mv("02:00:00:00:00:01", "ap1"),
             ],
             &mover,
             Duration::from_millis(10),
+            // The last move's client is locked by someone else.
+            |_| {
+                locks += 1;
+                if locks == 5 {
+                    Err("locked".to_string())
+                } else {
+                    Ok(())
+                }
+            },
         );
         assert_eq!(out.done.len(), 2, "{out:?}");
+        assert!(out.done[0].switch_over_ms.is_some() && out.done[1].switch_over_ms.is_none());
+        assert_eq!(out.made().len(), 2);
         assert_eq!(hosts[1].mode(C), Some(VapMode::Serve));
         assert_eq!(hosts[0].mode(C), None);
-        let why: Vec<&str> = out.failed.iter().map(|(_, e)| e.as_str()).collect();
-        assert_eq!(why.len(), 3, "{why:?}");
+        let why: Vec<&str> = out.failed.iter().map(|f| f.error.as_str()).collect();
+        assert_eq!(why.len(), 4, "{why:?}");
+        assert_eq!(why[3], "locked");
+        assert_eq!(
+            hosts[1].mode(C),
+            Some(VapMode::Serve),
+            "a locked client stays"
+        );
         assert!(why[0].contains("is not a MAC address"));
         assert!(why[1].contains("failed in"), "{}", why[1]);
         assert!(

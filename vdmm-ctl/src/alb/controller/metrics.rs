@@ -59,6 +59,12 @@ pub fn render(state: &State, now: f64) -> String {
     );
     counter(
         &mut r,
+        "vdmm_alb_vap_samples",
+        "Serving vAPs read from the AP hosts' data planes (placement and byte counters)",
+        c.vap_samples,
+    );
+    counter(
+        &mut r,
         "vdmm_alb_decisions",
         "Balancing rounds run",
         c.decisions,
@@ -147,6 +153,7 @@ mod tests {
         for line in [
             "vdmm_alb_reports_total 1\n",
             "vdmm_alb_decisions_total 3\n",
+            "vdmm_alb_vap_samples_total 0\n",
             "vdmm_alb_moves_total{reason=\"revert\"} 2\n",
             "vdmm_alb_moves_total{reason=\"balance\"} 0\n",
             "vdmm_alb_reverted_moves_total 2\n",

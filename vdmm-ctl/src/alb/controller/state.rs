@@ -49,6 +49,7 @@ pub struct ClientState {
 
 /// The controller's counters (since the state file was created).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub reports: u64,
     pub reports_rejected: u64,
@@ -58,6 +59,8 @@ pub struct Counters {
     pub moves: BTreeMap<MoveReason, u64>,
     /// Moves decided but not made (the handover failed).
     pub moves_failed: u64,
+    /// Serving vAPs read from the AP hosts' data planes (`collect`, `rebalance --apply`).
+    pub vap_samples: u64,
 }
 
 /// The whole state (the JSON of the state file).
