@@ -19,6 +19,9 @@ pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
 /// `bpf_fib_lookup` resolved, reused for `ROUTE_CACHE_TTL_NS`.
 pub const ROUTES: &str = "VDMM_ROUTES";
 pub const MAX_CACHED_ROUTES: u32 = 16384;
+/// Per-CPU array: a direct-mapped first level in front of [`ROUTES`] (data plane
+/// internal, pinned like [`XLAT_SCRATCH`]).
+pub const ROUTES_L1: &str = "VDMM_ROUTES_L1";
 /// Array with one [`crate::TunnelConfig`].
 pub const CONFIG: &str = "VDMM_CONFIG";
 
@@ -39,6 +42,9 @@ pub const XLAT_SCRATCH: &str = "VDMM_XLAT_TMP";
 /// destination" (data plane internal, pinned like [`XLAT_SCRATCH`]).
 pub const XLAT_LOCAL: &str = "VDMM_XLAT_LOCAL";
 pub const MAX_XLAT_LOCAL: u32 = 4096;
+/// Per-CPU array: a direct-mapped first level in front of [`XLAT_LOCAL`] (data plane
+/// internal, pinned like [`XLAT_SCRATCH`]).
+pub const XLAT_LOCAL_L1: &str = "VDMM_XLAT_L1";
 
 /// LPM trie (IPv4 prefix, `[u8; 4]`) -> `u32` flags (0; reserved): the transition
 /// gateway's IPv4 address pool, from which `vdmm-ctl natpt pool alloc` hands out IPv4
@@ -75,7 +81,7 @@ pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
 pub const MAX_VAP_SEEN: u32 = 4096;
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -96,6 +102,8 @@ pub const ALL: [&str; 20] = [
     VAP_STATS,
     VAP_EVENTS,
     VAP_SEEN,
+    ROUTES_L1,
+    XLAT_LOCAL_L1,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

@@ -35,20 +35,28 @@ pub fn replace16(p: *mut u8, old: u16, new: u16) {
 /// Checksum of a 20-byte IPv4 header whose checksum field is zero.
 #[inline(always)]
 pub fn ipv4_header(p: *const u8) -> u16 {
+    !fold(words::<20>(p))
+}
+
+/// Unfolded sum of the `N / 2` big-endian 16-bit words at `p` (`N` even, bounds checked
+/// by the caller): a short fixed region summed in line, cheaper than a helper call.
+#[inline(always)]
+pub fn words<const N: usize>(p: *const u8) -> u32 {
     let mut sum = 0u32;
     let mut i = 0;
-    while i < 20 {
+    while i < N {
         sum += get16(unsafe { p.add(i) }) as u32;
         i += 2;
     }
-    !fold(sum)
+    sum
 }
 
 /// Ones'-complement sum of a packet region of any length (RFC 1071): `bpf_csum_diff` in
-/// 256/64/4-byte chunks, which keeps the verifier's work small, and the last 1..3 bytes
-/// read with `bpf_xdp_load_bytes`, so an odd length needs no one-byte packet bounds check
-/// (LLVM rewrites `p + 1 > end` into `p >= end`, which the verifier does not accept as
-/// proof of one readable byte).
+/// 1024-byte chunks (the kernel's limit per call) and then at most one each of 512, 256,
+/// ..., 8 and 4 bytes, so few helper calls (a 1300-byte ICMP error takes four), and the
+/// last 1..3 bytes read with `bpf_xdp_load_bytes`, so an odd length needs no one-byte
+/// packet bounds check (LLVM rewrites `p + 1 > end` into `p >= end`, which the verifier
+/// does not accept as proof of one readable byte).
 /// Unfolded big-endian sum of `len` bytes of the frame from `off` (at most `MAX`; an odd
 /// last byte padded with zero), `None` if the region is not inside the frame.
 #[inline(always)]
@@ -62,26 +70,39 @@ pub fn sum_region<const MAX: usize>(
         return None;
     }
     let mut native = 0u32;
-    let mut at = 0usize;
-    macro_rules! chunks {
-        ($size:literal, $times:expr) => {
-            let mut i = 0;
-            while i < $times {
-                if at + $size > len {
-                    break;
-                }
-                let p = frame.ptr(off + at, $size)?;
+    // Whole 1024-byte chunks, then one chunk for each remaining bit of the length from
+    // 512 down to 4. Every chunk's offset is computed from `len` alone, not from the
+    // chunks before it, so the verifier's states after an optional chunk are alike and
+    // it prunes them (offsets carried from chunk to chunk multiply its paths).
+    let mut i = 0;
+    while i < MAX / 1024 {
+        if (i + 1) * 1024 > len {
+            break;
+        }
+        let p = frame.ptr(off + i * 1024, 1024)?;
+        native =
+            unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, 1024, native) } as u32;
+        i += 1;
+    }
+    macro_rules! chunk {
+        ($size:literal) => {
+            if len & $size != 0 {
+                let p = frame.ptr(off + (len & !(2 * $size - 1)), $size)?;
                 native = unsafe {
                     bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, $size, native)
                 } as u32;
-                at += $size;
-                i += 1;
             }
         };
     }
-    chunks!(256, MAX / 256);
-    chunks!(64, 3);
-    chunks!(4, 15);
+    chunk!(512);
+    chunk!(256);
+    chunk!(128);
+    chunk!(64);
+    chunk!(32);
+    chunk!(16);
+    chunk!(8);
+    chunk!(4);
+    let at = len & !3;
     let mut s = fold(native).swap_bytes() as u32;
     let rest = len - at;
     if rest > 0 {

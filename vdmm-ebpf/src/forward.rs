@@ -20,7 +20,7 @@ use vdmm_common::{
 
 use crate::{
     counters::Verdict,
-    maps::ROUTES,
+    l1_cache,
     packet::{copy, get_mac, word, words16},
 };
 
@@ -61,19 +61,15 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if let Some(r) = ROUTES.get_ptr(&key) {
-        // SAFETY: map value of a successful look-up.
-        let r = unsafe { &*r };
-        if now < r.expires_ns {
-            if r.mtu != 0 && tot_len as u32 > r.mtu {
-                return Route::TooBig { mtu: r.mtu as u16 };
-            }
-            return Route::Resolved {
-                ifindex: r.ifindex,
-                smac: r.smac,
-                dmac: r.dmac,
-            };
+    if let Some(r) = l1_cache::route(&key, now) {
+        if r.mtu != 0 && tot_len as u32 > r.mtu {
+            return Route::TooBig { mtu: r.mtu as u16 };
         }
+        return Route::Resolved {
+            ifindex: r.ifindex,
+            smac: r.smac,
+            dmac: r.dmac,
+        };
     }
     let ingress = ctx.ingress_ifindex() as u32;
     let (route, mtu) = fib_lookup(ctx.ctx as *mut c_void, ingress, v6, src, dst, tot_len);
@@ -90,7 +86,7 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
             ifindex,
             mtu,
         };
-        let _ = ROUTES.insert(&key, &cached, 0);
+        l1_cache::remember_route(&key, &cached);
     }
     route
 }

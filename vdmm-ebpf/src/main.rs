@@ -12,6 +12,7 @@
 //! - `vap`: virtual access points: the client side (`vdmm_vap`) and the delivery to
 //!   clients (in `vdmm_xdp`).
 //! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
+//! - `l1_cache`: per-CPU direct-mapped first levels of the route caches.
 #![no_std]
 #![no_main]
 
@@ -21,6 +22,7 @@ mod counters;
 mod forward;
 mod headers;
 mod icmp_error;
+mod l1_cache;
 mod maps;
 mod packet;
 mod slow_path;

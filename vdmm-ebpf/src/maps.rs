@@ -36,6 +36,11 @@ pub static BINDINGS_V6: LpmTrie<[u8; 16], Binding> = LpmTrie::pinned(names::MAX_
 pub static ROUTES: LruPerCpuHashMap<RouteKey, CachedRoute> =
     LruPerCpuHashMap::pinned(names::MAX_CACHED_ROUTES, 0);
 
+/// First level of `VDMM_ROUTES` (see `l1_cache`). Pinned like `VDMM_XLAT_TMP`.
+#[map(name = "VDMM_ROUTES_L1")]
+pub static ROUTES_L1: PerCpuArray<crate::l1_cache::RouteSlot> =
+    PerCpuArray::pinned(crate::l1_cache::SLOTS, 0);
+
 #[map(name = "VDMM_CONFIG")]
 pub static CONFIG: Array<TunnelConfig> = Array::pinned(1, 0);
 
@@ -93,6 +98,11 @@ pub static XLAT_SCRATCH: PerCpuArray<crate::translate::Scratch> = PerCpuArray::p
 #[map(name = "VDMM_XLAT_LOCAL")]
 pub static XLAT_LOCAL: LruPerCpuHashMap<crate::translate::LocalKey, crate::translate::LocalValue> =
     LruPerCpuHashMap::pinned(names::MAX_XLAT_LOCAL, 0);
+
+/// First level of `VDMM_XLAT_LOCAL` (see `l1_cache`). Pinned like `VDMM_XLAT_TMP`.
+#[map(name = "VDMM_XLAT_L1")]
+pub static XLAT_LOCAL_L1: PerCpuArray<crate::l1_cache::LocalSlot> =
+    PerCpuArray::pinned(crate::l1_cache::SLOTS, 0);
 
 // Virtual access points (see `vdmm_common::vap` and `vdmm_common::maps::VAPS`).
 

@@ -9,8 +9,9 @@
 //! `*-csumok-df-nofrag` siit-pktgen sender vectors, read from
 //! ../shared/conformance/siit-pktgen or $VDMM_SIIT_VECTORS; translator configured as the
 //! conformance README says), target `--xlat-target` (3x). Each measurement is taken
-//! `--samples` times and the median is reported, with its ratio to the empty program of
-//! the same size and PASS / FAIL against the target (`--target`, 2.5x). Missing the
+//! `--samples` times, each sample right after a sample of the empty program (same size,
+//! same method), and the medians are reported, with their ratio and PASS / FAIL against
+//! the target (`--target`, 2.5x): interleaved, both see the same machine load. Missing the
 //! target is reported, not an error: the exit status is non-zero only when something
 //! could not be measured. `--only TEXT` measures just the rows whose name contains TEXT
 //! (and the empty program).
@@ -711,12 +712,19 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
                 (false, _) => vec![Method::SingleRuns],
             };
             for m in methods {
-                let samples = if p.exit.is_none() {
-                    empty_ns[&m].clone()
+                // The empty program is timed again between this row's samples, and the
+                // row is compared with those interleaved samples: a machine whose load
+                // changes while the bench runs shifts both alike.
+                let (samples, baseline) = if p.exit.is_none() {
+                    (empty_ns[&m].clone(), empty_ns[&m].clone())
                 } else {
-                    (0..o.samples)
-                        .map(|_| measure(&gw, p, m, o.runs))
-                        .collect::<Result<Vec<_>>>()?
+                    let mut samples = Vec::with_capacity(o.samples);
+                    let mut baseline = Vec::with_capacity(o.samples);
+                    for _ in 0..o.samples {
+                        baseline.push(measure(&gw, empty, m, o.runs)?);
+                        samples.push(measure(&gw, p, m, o.runs)?);
+                    }
+                    (samples, baseline)
                 };
                 if !o.json {
                     eprintln!("measured {} {size} B ({})", p.name, m.name());
@@ -731,7 +739,7 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
                     min: samples.iter().cloned().fold(f64::INFINITY, f64::min),
                     max: samples.iter().cloned().fold(0.0, f64::max),
                     ns: median(samples),
-                    empty_ns: median(empty_ns[&m].clone()),
+                    empty_ns: median(baseline),
                 });
             }
         }
@@ -775,8 +783,8 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
         );
         println!();
         println!(
-            "{:<22} {:>5} {:>6} {:<7} {:>9} {:>17} {:>7}  target",
-            "path", "size", "frame", "method", "ns/pkt", "(min..max)", "x empty"
+            "{:<22} {:>5} {:>6} {:<7} {:>9} {:>17} {:>7} {:>7}  target",
+            "path", "size", "frame", "method", "ns/pkt", "(min..max)", "empty", "x empty"
         );
         for r in &rows {
             let verdict = if !r.tunnel {
@@ -787,20 +795,22 @@ fn ns_per_packet(o: &Opts) -> Result<bool> {
                 "FAIL".to_string()
             };
             println!(
-                "{:<22} {:>5} {:>6} {:<7} {:>9.1} {:>17} {:>7.2}  {}",
+                "{:<22} {:>5} {:>6} {:<7} {:>9.1} {:>17} {:>7.1} {:>7.2}  {}",
                 r.path,
                 r.size,
                 r.frame_len,
                 r.method.name(),
                 r.ns,
                 format!("({:.1}..{:.1})", r.min, r.max),
+                r.empty_ns,
                 r.ratio(),
                 verdict
             );
         }
         println!();
         println!(
-            "size = the un-tunnelled frame (encap input, decap output); frame = bytes the program gets.\n\
+            "size = the un-tunnelled frame (encap input, decap output); frame = bytes the program gets;\n\
+             empty = median of the empty program's samples taken between this row's samples.\n\
              method repeat: one test run with the kernel's repeat loop; single: repeat = 1 per call,\n\
              mean of the kernel's per-run times (its clock reads and a cold start included). The\n\
              kernel reuses one buffer across repetitions, so paths that rewrite the packet (every\n\

@@ -7,7 +7,7 @@ use vdmm_common::translate::{eamt::v4_mask, maps::XlatConfig, rfc6052::translata
 
 use crate::{
     maps::{EAMT_V4, EAMT_V6},
-    packet::{copy, get16, get32, put32},
+    packet::{copy, get16, get32, lpm_key_v6, put32},
 };
 
 /// IPv4 `a` (big-endian value) through the EAMT: writes the IPv6 address to `out`.
@@ -70,8 +70,7 @@ pub fn map_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
 /// IPv6 address at `a` (16 bytes the caller checked) to IPv4, EAMT then prefix.
 #[inline(always)]
 pub fn map_6to4(a: *const u8, cfg: &XlatConfig) -> Option<u32> {
-    let mut key = Key::new(128, [0u8; 16]);
-    copy::<16>(&raw mut key.data as *mut u8, a);
+    let key = lpm_key_v6(a);
     let tail = get32(unsafe { a.add(12) });
     if let Some(e) = EAMT_V6.get(&key) {
         let m = v4_mask(e.v4_len);

@@ -13,8 +13,8 @@ use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey};
 use crate::{
     checksum,
     headers::{ETH_HLEN, IPV4_HLEN},
-    maps::{ROUTES, XLAT_LOCAL},
-    packet::{copy, get_mac},
+    l1_cache,
+    packet::{copy, get_mac, word, words16},
 };
 
 /// `s.sum` = unfolded sum of `len` bytes at `off` (at most `MAX`). 0 on success.
@@ -87,8 +87,8 @@ pub const ROUTE_NOT_FORWARDED: u32 = 4;
 
 /// `bpf_fib_lookup` for `s.src6/dst6` (`v6`) or `s.src4/dst4`, a packet of `len` bytes
 /// arriving on the ingress interface, with the parameters in the scratch map (the stack
-/// is too small for them at the translator's call depth; the tunnel path's route cache
-/// is not used). Resolved: `s.ifindex`, `s.smac`, `s.dmac`; too big: `s.mtu`. Returns a
+/// is too small for them at the translator's call depth), behind the route cache the
+/// tunnel path uses too (`l1_cache`). Resolved: `s.ifindex`, `s.smac`, `s.dmac`; too big: `s.mtu`. Returns a
 /// `ROUTE_*` code.
 #[inline(never)]
 pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
@@ -104,30 +104,28 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
     let s = unsafe { &mut *s };
     // The data plane's route cache first (same entries as `forward::lookup`: keyed by
     // ingress interface and destination, resolved routes only, 100 ms).
-    let mut key = RouteKey {
+    // Built from words: a zeroed array and a byte copy become a `memset` call.
+    let addr = if v6 != 0 {
+        words16(s.dst6.as_ptr())
+    } else {
+        [word(s.dst4.as_ptr()), 0, 0, 0]
+    };
+    let key = RouteKey {
         ingress_ifindex: xdp.ingress_ifindex() as u32,
         family: if v6 != 0 { 6 } else { 4 },
-        addr: [0; 16],
+        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
-    if v6 != 0 {
-        copy::<16>(key.addr.as_mut_ptr(), s.dst6.as_ptr());
-    } else {
-        copy::<4>(key.addr.as_mut_ptr(), s.dst4.as_ptr());
-    }
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if let Some(r) = ROUTES.get_ptr(&key) {
-        // SAFETY: map value of a successful look-up.
-        let r = unsafe { &*r };
-        if now < r.expires_ns {
-            if r.mtu != 0 && len > r.mtu {
-                s.mtu = r.mtu;
-                return ROUTE_TOO_BIG;
-            }
-            s.ifindex = r.ifindex;
-            s.smac = r.smac;
-            s.dmac = r.dmac;
-            return ROUTE_RESOLVED;
+    if let Some(r) = l1_cache::route(&key, now) {
+        if r.mtu != 0 && len > r.mtu {
+            s.mtu = r.mtu;
+            return ROUTE_TOO_BIG;
         }
+        s.ifindex = r.ifindex;
+        s.smac = r.smac;
+        s.dmac = r.dmac;
+        return ROUTE_RESOLVED;
     }
     let p = &mut s.fib as *mut _ as *mut u64;
     let mut i = 0;
@@ -172,7 +170,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
                 ifindex: s.ifindex,
                 mtu: unsafe { s.fib.__bindgen_anon_1.mtu_result } as u32,
             };
-            let _ = ROUTES.insert(&key, &cached, 0);
+            l1_cache::remember_route(&key, &cached);
             ROUTE_RESOLVED
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => ROUTE_NO_NEIGHBOUR,
@@ -201,19 +199,15 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
         ingress_ifindex: xdp.ingress_ifindex() as u32,
         dst,
     };
-    if let Some(v) = XLAT_LOCAL.get_ptr(&key) {
-        // SAFETY: map value of a successful look-up.
-        let v = unsafe { &*v };
-        if now < v.expires_ns {
-            return v.forwarded != 0;
-        }
+    if let Some(forwarded) = l1_cache::local(&key, now) {
+        return forwarded;
     }
     let forwarded = route(ctx, s, 0, len) != ROUTE_NOT_FORWARDED;
     let v = LocalValue {
         expires_ns: now + ROUTE_CACHE_TTL_NS,
         forwarded: forwarded as u64,
     };
-    let _ = XLAT_LOCAL.insert(&key, &v, 0);
+    l1_cache::remember_local(&key, &v);
     forwarded
 }
 

@@ -20,6 +20,7 @@ use super::{
     icmp, recorded_error, send_error, sub,
 };
 use crate::{
+    checksum::words,
     classify::valid_ipv4,
     counters::Verdict,
     forward,
@@ -154,8 +155,15 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     };
     let ip = Ipv4(p);
     let ihl = ip.ihl();
-    // RFC 1812 5.2.2: a router verifies the header checksum.
-    if sub::sum::<60>(ctx.ctx, s, ETH_HLEN as u32, ihl as u32) != 0 || fold(s.sum) != 0xffff {
+    // RFC 1812 5.2.2: a router verifies the header checksum (in line without options).
+    let header_sum = if ihl == IPV4_HLEN {
+        words::<IPV4_HLEN>(p)
+    } else if sub::sum::<60>(ctx.ctx, s, ETH_HLEN as u32, ihl as u32) == 0 {
+        s.sum
+    } else {
+        return drop(Reason::Malformed);
+    };
+    if fold(header_sum) != 0xffff {
         return drop(Reason::Malformed);
     }
     let src = ip.src_word();
