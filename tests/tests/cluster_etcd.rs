@@ -534,16 +534,13 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
             }
             anyhow::Ok((hosts, alive, vaps))
         };
-        let wait = |what: &'static str,
-                    cond: Box<
-            dyn Fn(
-                &(
-                    BTreeMap<String, HostRecord>,
-                    HashSet<String>,
-                    BTreeMap<String, VapLocation>,
-                ),
-            ) -> bool,
-        >| {
+        // What is read back from etcd: host records, live hosts, vAP locations.
+        type Seen = (
+            BTreeMap<String, HostRecord>,
+            HashSet<String>,
+            BTreeMap<String, VapLocation>,
+        );
+        let wait = |what: &'static str, cond: Box<dyn Fn(&Seen) -> bool>| {
             let hosts = &hosts;
             async move {
                 let t0 = Instant::now();

@@ -505,6 +505,58 @@ fn uplink_is_tunnelled_to_the_anchor_or_broken_out_and_spoofing_is_dropped() {
     assert_eq!((c.from_client.packets, c.uplink.packets), (1, 1));
 }
 
+/// Routes are cached per CPU (`VDMM_ROUTES` and its first level): a vAP whose anchor
+/// changes must never send toward the old locator's cached route, nor mix up its uplink
+/// (to the anchor) with its forwarding (to the next AP host) while both run.
+#[test]
+fn cached_routes_follow_the_vaps_anchor_and_forward_target() {
+    let mut lab = Lab::new("vaprc");
+    let p4 = udp4(CLIENT4, REMOTE4);
+    let sent = frame(CLIENT_VAP, CLIENT, &p4);
+    for _ in 0..2 {
+        lab.client_sends(
+            "IPv4 to the vAP: toward the anchor (route resolved, then cached)",
+            &sent,
+            (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+            Some(&tunnelled(&p4, ANCHOR, ANCHOR_MAC)),
+        );
+    }
+    let mut moved = client_vap(lab.cl0);
+    moved.anchor = binding(AP2);
+    lab.dp.add_vap(moved).unwrap();
+    lab.client_sends(
+        "IPv4 to the vAP after its anchor changed: toward the new anchor",
+        &sent,
+        (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+        Some(&tunnelled(&p4, AP2, AP2_MAC)),
+    );
+    // The vAP forwards toward AP host 2 while its uplink goes to the anchor.
+    let mut both = client_vap(lab.cl0);
+    both.flags |= VAP_FORWARD;
+    both.forward = binding(AP2);
+    lab.dp.add_vap(both).unwrap();
+    let down = udp4(REMOTE4, CLIENT4);
+    let outer = Outer4::new(v4(ANCHOR), v4(EP), IPPROTO_IPIP).wrap(&down.bytes());
+    for _ in 0..2 {
+        lab.check(
+            "4in4 for the client while forwarding: toward AP host 2",
+            vdmm_common::maps::XDP_PROGRAM,
+            lab.ul0,
+            &ethernet(UL0_MAC, ANCHOR_MAC, ETH_P_IP, &outer),
+            (Action::Tx, Reason::VapForward, TunnelKind::Ip4in4),
+            Some(&tunnelled(&down, AP2, AP2_MAC)),
+        );
+        lab.client_sends(
+            "IPv4 to the vAP while forwarding: still toward its anchor",
+            &sent,
+            (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+            Some(&tunnelled(&p4, ANCHOR, ANCHOR_MAC)),
+        );
+    }
+    let c = lab.dp.vap_counters(0).unwrap();
+    assert_eq!((c.uplink.packets, c.forwarded.packets), (2, 2));
+}
+
 #[test]
 fn packets_for_clients_are_delivered_or_forwarded() {
     let mut lab = Lab::new("vapdn");

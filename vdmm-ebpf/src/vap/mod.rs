@@ -21,7 +21,7 @@ pub mod stats;
 pub mod uplink;
 
 use aya_ebpf::programs::XdpContext;
-use vdmm_common::{Reason, TunnelKind, vap::VapCounter};
+use vdmm_common::{Reason, TunnelKind};
 
 use crate::{
     counters::Verdict,
@@ -44,13 +44,12 @@ pub fn from_client(ctx: &XdpContext, frame_len: u64) -> Verdict {
     };
     // SAFETY: a map value pointer from a successful look-up.
     let slot = unsafe { (*vap).slot };
-    stats::add(slot, VapCounter::FromClient, frame_len);
     let verdict = match eth.ethertype() {
         ETH_P_ARP => arp::answer(ctx.ctx, vap),
         ETH_P_IP => uplink::ipv4(ctx.ctx, vap),
         ETH_P_IPV6 => uplink::ipv6(ctx.ctx, vap),
         _ => Verdict::pass(Reason::VapNotIp),
     };
-    stats::add_verdict(slot, verdict, frame_len);
+    stats::add_from_client(slot, verdict, frame_len);
     verdict
 }
