@@ -472,6 +472,12 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
         records::{HostRecord, HostState, VapLocation},
         watchdog,
     };
+    /// Host records, alive keys and vAP locations as etcd holds them.
+    type Seen = (
+        BTreeMap<String, HostRecord>,
+        HashSet<String>,
+        BTreeMap<String, VapLocation>,
+    );
     let cluster = EtcdCluster::start("elive", 1)?;
     runtime().block_on(async {
         let mut s = EtcdSettings::new(cluster.endpoints(), "/live");
@@ -534,12 +540,6 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
             }
             anyhow::Ok((hosts, alive, vaps))
         };
-        // What is read back from etcd: host records, live hosts, vAP locations.
-        type Seen = (
-            BTreeMap<String, HostRecord>,
-            HashSet<String>,
-            BTreeMap<String, VapLocation>,
-        );
         let wait = |what: &'static str, cond: Box<dyn Fn(&Seen) -> bool>| {
             let hosts = &hosts;
             async move {

@@ -36,6 +36,8 @@ const BOUND: Duration = Duration::from_secs(3);
 const LOCATOR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 const LOCATOR2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 201);
 const HOME: &str = "10.77.0.0/16";
+/// The agents' key prefix in etcd.
+const PREFIX: &str = "/etns";
 const UL0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
 
@@ -237,8 +239,10 @@ fn wait_health(
     }
 }
 
-#[test]
-fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()> {
+/// Three namespaces with an agent each (`store = "etcd"`, node names `et0..2`, the
+/// endpoint of each added through its agent) on a one-member etcd; `etcd_extra` goes into
+/// every agent's `[etcd]` section.
+fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
     require_root()?;
     require_etcd()?;
     let ctl = default_ctl_path()?;
@@ -247,8 +251,7 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
         namespaces.push(node_netns(i)?);
     }
     let extra: Vec<IpAddr> = (0..3).map(|i| IpAddr::V4(etcd_side(i))).collect();
-    let mut etcd = EtcdCluster::start_listening("etns", 1, &extra)?;
-    let prefix = format!("/etns-{}", std::process::id());
+    let etcd = EtcdCluster::start_listening("etns", 1, &extra)?;
     let mut nodes = Vec::new();
     for (i, ns) in namespaces.into_iter().enumerate() {
         let pins = PinMount(PathBuf::from("/run/vdmm").join(ns.name()));
@@ -265,14 +268,19 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
             &pins.0,
             &format!("store = \"etcd\"\nnode_name = \"et{i}\""),
             &format!(
-                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{prefix}\"\nrequest_timeout_ms = 1000\n"
+                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\nrequest_timeout_ms = 1000\n{etcd_extra}"
             ),
         )?;
         agent.start()?;
         agent.ctl(&["endpoint", "add", &endpoint(i).to_string()])?;
         nodes.push(Node { agent, pins, ns });
     }
+    Ok((etcd, nodes))
+}
 
+#[test]
+fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()> {
+    let (mut etcd, nodes) = start_cluster("")?;
     // A binding added through node 0 reaches all three data planes.
     let t0 = Instant::now();
     nodes[0].agent.ctl(&[
@@ -366,7 +374,7 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
     ensure!(bindings(&nodes[1])? == want(1, &[(HOME, LOCATOR2)]));
     let h = store_health(&nodes[1])?;
     ensure!(h["refused_changes"].as_u64() >= Some(1), "{h}");
-    for n in &mut nodes {
+    for n in &nodes {
         ensure!(
             n.agent.pid().is_some() && n.agent.request(r#"{"request":"status"}"#).is_ok(),
             "an agent died without etcd: {}",
@@ -415,5 +423,186 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
         forwards(n)?;
         n.agent.ctl(&["status"])?;
     }
+    Ok(())
+}
+
+/// Kills the watchdog process when dropped (also when the test fails).
+struct WatchdogProcess(Option<std::process::Child>);
+
+impl WatchdogProcess {
+    /// SIGTERM, and what it printed.
+    fn stop(&mut self) -> Result<String> {
+        let c = self.0.take().context("not running")?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let out = c.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "the watchdog exited with {}",
+            out.status
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for WatchdogProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Hosts' states, alive keys, and the AP host of each vAP, as etcd holds them.
+type Placement = (
+    std::collections::BTreeMap<String, String>,
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeMap<String, String>,
+);
+
+fn placement(etcd: &EtcdCluster) -> Result<Placement> {
+    let out = etcd.etcdctl(&["get", "--prefix", &format!("{PREFIX}/"), "-w", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let mut p = Placement::default();
+    let b64 = |s: &serde_json::Value| -> Result<String> {
+        let bytes = base64_decode(s.as_str().unwrap_or_default())?;
+        Ok(String::from_utf8(bytes)?)
+    };
+    for kv in v["kvs"].as_array().into_iter().flatten() {
+        let key = b64(&kv["key"])?;
+        let rest = key.strip_prefix(&format!("{PREFIX}/")).unwrap_or_default();
+        let (dir, id) = rest.split_once('/').unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_str(&b64(&kv["value"])?).unwrap_or_default();
+        match dir {
+            "hosts" => {
+                p.0.insert(
+                    id.into(),
+                    value["state"].as_str().unwrap_or_default().into(),
+                );
+            }
+            "alive" => {
+                p.1.insert(id.into());
+            }
+            "vaps" => {
+                p.2.insert(
+                    id.into(),
+                    value["ap_host"].as_str().unwrap_or_default().into(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Standard base64 (what `etcdctl -w json` writes keys and values in).
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ABC.iter().position(|a| *a == c).context("not base64")? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+fn wait_placement(
+    etcd: &EtcdCluster,
+    what: &str,
+    cond: impl Fn(&Placement) -> bool,
+) -> Result<Duration> {
+    let t0 = Instant::now();
+    loop {
+        let p = placement(etcd)?;
+        if cond(&p) {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            bail!("{what}: not within 15 s: {p:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Liveness with real agents: each holds a lease (TTL 2 s); `vdmm-ctl watchdog` marks
+/// the node whose agent was killed (SIGKILL) down once its lease expired and moves the
+/// vAP locations on it to the other two; the killed node's data plane keeps forwarding;
+/// restarted, the agent registers again.
+#[test]
+fn a_killed_agent_is_marked_down_and_its_clients_go_to_the_others() -> Result<()> {
+    let (etcd, mut nodes) = start_cluster("lease_ttl_s = 2\n")?;
+    wait_placement(&etcd, "three nodes up", |(h, a, _)| {
+        a.len() == 3 && h.values().filter(|s| *s == "up").count() == 3
+    })?;
+    // Six clients on et2, two on et0.
+    for i in 0..8 {
+        let host = if i < 6 { "et2" } else { "et0" };
+        etcd.etcdctl(&[
+            "put",
+            &format!("{PREFIX}/vaps/a2:00:00:00:00:{i:02x}"),
+            &format!(r#"{{"ap_host":"{host}","vap_mac":"02:56:44:00:00:{i:02x}"}}"#),
+        ])?;
+    }
+    nodes[0].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    let mut dog = WatchdogProcess(Some(
+        std::process::Command::new(&nodes[0].agent.ctl)
+            .args(["watchdog", "--config"])
+            .arg(&nodes[0].agent.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("spawn vdmm-ctl watchdog")?,
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    ensure!(
+        placement(&etcd)?.2.values().filter(|h| *h == "et2").count() == 6,
+        "the watchdog moved clients while every node lived"
+    );
+
+    let t0 = Instant::now();
+    nodes[2].agent.kill9()?;
+    wait_placement(&etcd, "et2 marked down, its clients moved", |(h, _, v)| {
+        h["et2"] == "down" && v.values().all(|host| host != "et2")
+    })?;
+    let t = t0.elapsed();
+    println!("agent et2 killed: marked down and its 6 clients moved {t:?} later (lease TTL 2 s)");
+    ensure!(
+        t > Duration::from_millis(1200) && t < Duration::from_secs(6),
+        "marked down {t:?} after the kill"
+    );
+    let (_, _, v) = placement(&etcd)?;
+    let on = |h: &str| v.values().filter(|x| *x == h).count();
+    ensure!(on("et0") + on("et1") == 8 && on("et1") >= 3, "{v:?}");
+    // Its pinned data plane forwards without its agent.
+    forwards(&nodes[2])?;
+
+    nodes[2].agent.start()?;
+    wait_placement(&etcd, "et2 registered again", |(h, a, _)| {
+        h["et2"] == "up" && a.contains("et2")
+    })?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    let out = dog.stop()?;
+    println!("{}", out.trim());
+    ensure!(
+        out.contains("1 nodes marked down, 6 vAPs moved") && out.contains(" 0 errors"),
+        "{out}"
+    );
     Ok(())
 }

@@ -245,6 +245,21 @@ pub enum Command {
         config: PathBuf,
     },
 
+    /// Run the cluster watchdog: mark AP hosts whose liveness lease expired down and hand
+    /// their clients to neighbours (see docs/cluster.md).
+    ///
+    /// Reads the [etcd] section of an agent configuration (store = "etcd"), watches the
+    /// nodes' registrations, liveness keys and vAP locations, and after every change marks
+    /// a node without its liveness key down and moves the vAP locations on it to a node
+    /// that is up (one of its neighbours when one is, the least loaded). Every write is a
+    /// transaction, so a node registering again or a concurrent handover wins. Runs until
+    /// SIGTERM or SIGINT and prints what it did.
+    Watchdog {
+        /// An agent configuration file (TOML) with store = "etcd".
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+
     /// Apply a batch of changes, all of them or none.
     ///
     /// FILE (or `-` for standard input) holds a JSON array of changes, or an object

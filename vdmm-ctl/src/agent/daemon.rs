@@ -626,9 +626,8 @@ fn listen_netlink(commands: mpsc::Sender<Command>) {
     }
 }
 
-/// Runs the daemon with the configuration file at `path` until SIGTERM or SIGINT.
-pub fn run(path: &Path) -> Result<String> {
-    let cfg = Config::load(path)?;
+/// Logs to standard error at `log_level` (`RUST_LOG` overrides it).
+pub fn init_logging(cfg: &Config) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
@@ -638,6 +637,12 @@ pub fn run(path: &Path) -> Result<String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Runs the daemon with the configuration file at `path` until SIGTERM or SIGINT.
+pub fn run(path: &Path) -> Result<String> {
+    let cfg = Config::load(path)?;
+    init_logging(&cfg);
     let store: Box<dyn Store> = match (cfg.store, &cfg.etcd) {
         (StoreKind::Etcd, Some(settings)) => Box::new(EtcdStore::open(settings, &cfg.node_name())?),
         _ => Box::new(FileStore::open(&cfg.state_dir)?),

@@ -14,6 +14,7 @@ pub mod peer;
 pub mod stats;
 pub mod vap;
 pub mod vap_move;
+pub mod watchdog;
 
 use crate::{
     cli::{Cli, Command},
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Metrics(c) => metrics::run(&pins, c),
         Command::Vap(c) => vap::run(&pins, c),
         Command::Daemon { config } => crate::agent::daemon::run(&config),
+        Command::Watchdog { config } => watchdog::run(&config),
         Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),
         Command::Agent(c) => agent::ask(&cli.agent_socket, c),
         Command::Alb(c) => alb::run(c),
