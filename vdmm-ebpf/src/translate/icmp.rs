@@ -47,6 +47,7 @@ use super::{
     v6_to_v4::Walk,
 };
 use crate::{
+    checksum::words,
     counters::Verdict,
     forward,
     headers::*,
@@ -143,6 +144,99 @@ fn restore_extension(ctx: *mut xdp_md, s: &Scratch, rest: usize) -> u32 {
     (unsafe { bpf_xdp_store_bytes(ctx, at, s.ext.as_ptr() as *mut _, n) } != 0) as u32
 }
 
+/// Ones'-complement difference: the unfolded sum `a` less the sum `b` (RFC 1624), folded.
+#[inline(always)]
+fn minus(a: u32, b: u32) -> u32 {
+    fold(a + !fold(b) as u32) as u32
+}
+
+/// Before the inner transport checksum is patched: `s.msg_sum` (the received message)
+/// becomes the sum of the inner payload at `rest_off` alone, less the ICMP header and
+/// the inner header(s) in front of it (in line for the usual 28 / 48 bytes). 0 when done.
+#[inline(always)]
+fn payload_sum(ctx: *mut xdp_md, s: &mut Scratch, rest_off: usize) -> u32 {
+    let at = s.icmp_at as usize & 0xfff;
+    if rest_off < at {
+        return 1;
+    }
+    let hl = rest_off - at;
+    let frame = sub::frame_of(ctx);
+    let headers = if hl == ICMP_HLEN + IPV4_HLEN {
+        match frame.ptr(at, ICMP_HLEN + IPV4_HLEN) {
+            Some(p) => words::<{ ICMP_HLEN + IPV4_HLEN }>(p),
+            None => return 1,
+        }
+    } else if hl == ICMP_HLEN + IPV6_HLEN {
+        match frame.ptr(at, ICMP_HLEN + IPV6_HLEN) {
+            Some(p) => words::<{ ICMP_HLEN + IPV6_HLEN }>(p),
+            None => return 1,
+        }
+    } else {
+        let msg = s.msg_sum;
+        if sub::sum::<ICMP_VERIFY_MAX>(ctx, s, at as u32, hl as u32) != 0 {
+            return 1;
+        }
+        s.msg_sum = msg;
+        s.sum
+    };
+    s.msg_sum = minus(s.msg_sum, headers);
+    0
+}
+
+/// Writes `new` at `c` (a 16-bit word at an even offset of the inner payload) and keeps
+/// `s.msg_sum` the payload's sum.
+#[inline(always)]
+fn patch16(s: &mut Scratch, c: *mut u8, new: u16) {
+    let old = get16(c);
+    s.msg_sum = fold(s.msg_sum + (!old) as u32 + new as u32) as u32;
+    put16(c, new);
+}
+
+/// After the patches: `s.msg_sum` (the sum from `rest_off` to the end of the received
+/// message) becomes the sum of the bytes the translated error carries: the first `kept`
+/// of the `rest_len` bytes at `rest_off` (the original datagram field). What follows is
+/// cut (the size limit, a removed RFC 4884 extension): subtracted, or the kept part
+/// summed instead when it is the shorter. `kept` and `rest_len` are even, so the word
+/// alignment of both parts matches the received message's. 0 when done.
+#[inline(always)]
+fn kept_sum(
+    ctx: *mut xdp_md,
+    s: &mut Scratch,
+    rest_off: usize,
+    rest_len: usize,
+    kept: usize,
+) -> u32 {
+    let kept = if kept < rest_len { kept } else { rest_len };
+    let cut_at = rest_off + kept;
+    let end = s.msg_end as usize & 0xfff;
+    if end <= cut_at {
+        return 0;
+    }
+    let tail = end - cut_at;
+    if tail <= kept {
+        if sub::sum::<ICMP_VERIFY_MAX>(ctx, s, cut_at as u32, tail as u32) != 0 {
+            return 1;
+        }
+        s.msg_sum = minus(s.msg_sum, s.sum);
+    } else {
+        if sub::sum::<ICMP_VERIFY_MAX>(ctx, s, rest_off as u32, kept as u32) != 0 {
+            return 1;
+        }
+        s.msg_sum = fold(s.sum) as u32;
+    }
+    0
+}
+
+/// The ICMP checksum from the unfolded sum of everything it covers. The incremental sums
+/// may arrive at 0 where a full pass arrives at 0xffff (the same value in ones'
+/// complement): a message that is not all zero sums to 0xffff, so the checksum is the
+/// same as a full pass gives.
+#[inline(always)]
+fn checksum_of(sum: u32) -> u16 {
+    let f = fold(sum);
+    !(if f == 0 { 0xffff } else { f })
+}
+
 /// The outcome of the FIB (`sub::route` code) for a translated error, stored in `s`
 /// (forwarded, or passed to the kernel with the received MACs); `Some(verdict)` when it
 /// ends here.
@@ -184,6 +278,12 @@ pub fn before_error(ctx: *mut xdp_md, s: *mut Scratch, v6: u32) -> u32 {
     let len = unsafe { (*s).payload } as u32;
     if sub::sum::<ICMP_VERIFY_MAX>(ctx, s, l4, len) != 0 {
         return 1;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*s).icmp_at = l4 as u16;
+        (*s).msg_end = (l4 + len) as u16;
+        (*s).msg_sum = (*s).sum;
     }
     if v6 == 0 {
         return 0;
@@ -384,13 +484,18 @@ pub fn finish_4to6(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     }
     let rest_off = ETH_HLEN + (s.old_hdr as usize & 0xfff);
     let rest_len = s.payload as usize;
+    let untranslatable = Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+    if payload_sum(ctx, s, rest_off) != 0 {
+        return untranslatable;
+    }
+    let frame = Frame::new(xdp);
     let old = sum4(u32::from_be_bytes(s.isrc4)) + sum4(u32::from_be_bytes(s.idst4));
     let new = sum6(s.isrc6.as_ptr()) + sum6(s.idst6.as_ptr());
     if s.flags & FLAG_FIRST != 0 {
         match s.next {
             IPPROTO_TCP if rest_len >= 18 => {
                 if let Some(c) = frame.ptr(rest_off + 16, 2) {
-                    put16(c, update(get16(c), old, new));
+                    patch16(s, c, update(get16(c), old, new));
                 }
             }
             IPPROTO_UDP if rest_len >= 8 => {
@@ -398,7 +503,7 @@ pub fn finish_4to6(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                     let v = get16(c);
                     // A zero checksum stays zero: the datagram is cut short.
                     if v != 0 {
-                        put16(c, udp_mangle_zero(update(v, old, new)));
+                        patch16(s, c, udp_mangle_zero(update(v, old, new)));
                     }
                 }
             }
@@ -410,15 +515,26 @@ pub fn finish_4to6(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                         s.in_tc_old as u32,
                         s.in_tc_new as u32 + pseudo,
                     );
-                    put16(t, s.in_tc_new);
-                    put16(unsafe { t.add(2) }, c);
+                    patch16(s, t, s.in_tc_new);
+                    patch16(s, unsafe { t.add(2) }, c);
                 }
             }
             _ => {}
         }
     }
+    // Without an extension the error carries the inner payload's first bytes up to the
+    // 1280-byte limit: 40 + 8 + 40 (+ 8) bytes of headers in front of them.
+    let fh = if s.in_frag != 0 { 8 } else { 0 };
+    let headers = IPV6_HLEN + ICMP_HLEN + IPV6_HLEN + fh;
+    let capped = s.total4 as usize;
+    if s.ext_len == 0
+        && capped >= headers
+        && kept_sum(ctx, s, rest_off, rest_len, capped - headers) != 0
+    {
+        return untranslatable;
+    }
     if save_extension(ctx, s) != 0 {
-        return Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+        return untranslatable;
     }
     PROCEED
 }
@@ -498,16 +614,28 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         put16(unsafe { f.add(2) }, s.in_frag_word);
         put32(unsafe { f.add(4) }, s.in_id);
     }
-    if sub::sum::<ICMP6_SUM_MAX>(
-        ctx.ctx,
-        s as *const _ as *mut _,
-        (ETH_HLEN + IPV6_HLEN) as u32,
-        icmp_len as u32,
-    ) != 0
-    {
-        return aborted;
-    }
-    let body = s.sum;
+    let body = if s.ext_len == 0 {
+        // The kept payload's sum (`finish_4to6`) and the headers just written.
+        let mut body = s.msg_sum + words::<{ ICMP_HLEN + IPV6_HLEN }>(icmp);
+        if s.in_frag != 0 {
+            let Some(f) = frame.ptr(ETH_HLEN + IPV6_HLEN + ICMP_HLEN + IPV6_HLEN, 8) else {
+                return aborted;
+            };
+            body += words::<8>(f);
+        }
+        body
+    } else {
+        if sub::sum::<ICMP6_SUM_MAX>(
+            ctx.ctx,
+            s as *const _ as *mut _,
+            (ETH_HLEN + IPV6_HLEN) as u32,
+            icmp_len as u32,
+        ) != 0
+        {
+            return aborted;
+        }
+        s.sum
+    };
     let frame = Frame::new(ctx);
     let sum = body
         + sum6(s.src6.as_ptr())
@@ -517,7 +645,7 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     let Some(c) = frame.ptr(ETH_HLEN + IPV6_HLEN + 2, 2) else {
         return aborted;
     };
-    put16(c, !fold(sum));
+    put16(c, checksum_of(sum));
     let Some(e) = frame.ptr(0, ETH_HLEN) else {
         return aborted;
     };
@@ -722,17 +850,22 @@ pub fn finish_6to4(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     }
     let rest_off = ETH_HLEN + (s.old_hdr as usize & 0xfff);
     let rest_len = s.payload as usize;
+    let untranslatable = Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+    if payload_sum(ctx, s, rest_off) != 0 {
+        return untranslatable;
+    }
+    let frame = Frame::new(xdp);
     let new = sum4(u32::from_be_bytes(s.isrc4)) + sum4(u32::from_be_bytes(s.idst4));
     if s.flags & FLAG_FIRST != 0 {
         match s.next {
             IPPROTO_TCP if rest_len >= 18 => {
                 if let Some(c) = frame.ptr(rest_off + 16, 2) {
-                    put16(c, update(get16(c), old, new));
+                    patch16(s, c, update(get16(c), old, new));
                 }
             }
             IPPROTO_UDP if rest_len >= 8 => {
                 if let Some(c) = frame.ptr(rest_off + 6, 2) {
-                    put16(c, udp_mangle_zero(update(get16(c), old, new)));
+                    patch16(s, c, udp_mangle_zero(update(get16(c), old, new)));
                 }
             }
             IPPROTO_ICMPV6 if rest_len >= 8 => {
@@ -743,15 +876,25 @@ pub fn finish_6to4(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                         s.in_tc_old as u32 + pseudo,
                         s.in_tc_new as u32,
                     );
-                    put16(t, s.in_tc_new);
-                    put16(unsafe { t.add(2) }, c);
+                    patch16(s, t, s.in_tc_new);
+                    patch16(s, unsafe { t.add(2) }, c);
                 }
             }
             _ => {}
         }
     }
+    // Without an extension the error carries the inner payload's first bytes up to the
+    // 576-byte limit: 20 + 8 + 20 bytes of headers in front of them.
+    let headers = IPV4_HLEN + ICMP_HLEN + IPV4_HLEN;
+    let capped = s.total4 as usize;
+    if s.ext_len == 0
+        && capped >= headers
+        && kept_sum(ctx, s, rest_off, rest_len, capped - headers) != 0
+    {
+        return untranslatable;
+    }
     if save_extension(ctx, s) != 0 {
-        return Verdict::drop(Reason::XlatIcmpUntranslatable, KIND).0;
+        return untranslatable;
     }
     PROCEED
 }
@@ -807,21 +950,26 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.src4.as_ptr(),
         s.dst4.as_ptr(),
     );
-    if sub::sum::<ICMP4_SUM_MAX>(
-        ctx.ctx,
-        s as *const _ as *mut _,
-        (ETH_HLEN + IPV4_HLEN) as u32,
-        (capped - IPV4_HLEN) as u32,
-    ) != 0
-    {
-        return aborted;
-    }
-    let body = s.sum;
+    let body = if s.ext_len == 0 {
+        // The kept payload's sum (`finish_6to4`) and the headers just written.
+        s.msg_sum + words::<{ ICMP_HLEN + IPV4_HLEN }>(icmp)
+    } else {
+        if sub::sum::<ICMP4_SUM_MAX>(
+            ctx.ctx,
+            s as *const _ as *mut _,
+            (ETH_HLEN + IPV4_HLEN) as u32,
+            (capped - IPV4_HLEN) as u32,
+        ) != 0
+        {
+            return aborted;
+        }
+        s.sum
+    };
     let frame = Frame::new(ctx);
     let Some(c) = frame.ptr(ETH_HLEN + IPV4_HLEN + 2, 2) else {
         return aborted;
     };
-    put16(c, !fold(body));
+    put16(c, checksum_of(body));
     let Some(e) = frame.ptr(0, ETH_HLEN) else {
         return aborted;
     };

@@ -165,7 +165,8 @@ pub struct Scratch {
     pub total4: u16,
     /// New ICMP type << 8 | code, and the 4 bytes after the checksum (errors).
     pub icmp_tc: u16,
-    pub _pad2: u16,
+    /// Frame offset of the ICMP header of an error being translated.
+    pub icmp_at: u16,
     pub icmp_rest: u32,
     /// Results of the subprograms below, read back by the caller (values in map memory
     /// are unknown to the verifier, so the caller's paths join again).
@@ -222,7 +223,12 @@ pub struct Scratch {
     pub in_tc_old: u16,
     pub in_tc_new: u16,
     pub in_upper: u16,
-    pub _pad4: u16,
+    /// Frame offset of the end of the received ICMP error message.
+    pub msg_end: u16,
+    /// ICMP error being translated: the unfolded sum of the received message (from
+    /// `icmp::before_error`), then of the inner payload the translated error keeps, so
+    /// that its checksum needs no second pass over the payload (`icmp`).
+    pub msg_sum: u32,
 }
 
 /// `Scratch::flags`: DF set; UDP checksum zero to compute; first fragment (or whole).
