@@ -1,5 +1,5 @@
 //! The decision: a pure function from a [`Snapshot`], the [`History`] and the [`Params`]
-//! to a list of moves. Four kinds of move, in this order, each seeing the placement the
+//! to a list of moves. Four kinds of move (and a fifth, off by default), in this order, each seeing the placement the
 //! earlier ones left:
 //!
 //! 1. rescue: the client's AP is gone, or hears it below `min_rssi_dbm` (or not at all):
@@ -12,6 +12,9 @@
 //!    the imbalance (sum of squared utilisations) per dB of signal lost, among targets
 //!    that hear the client well enough, cost at most `max_signal_drop_db`, end up no more
 //!    loaded than the source and stay out of overload with the hysteresis band to spare.
+//!
+//! 5. exchange (off unless `exchange_gain_db` > 0): a client kept off its strongest AP
+//!    by that AP's load goes there while one of its clients, cheaper to move, makes room.
 //!
 //! Reverts and balancing moves together are limited to `max_moves_per_round`. The
 //! ping-pong guard holds back roaming and balancing, the dwell time balancing only (a
@@ -289,6 +292,76 @@ impl<'a> Work<'a> {
     }
 }
 
+impl<'a> Work<'a> {
+    /// Exchanges (only when `exchange_gain_db` > 0): a client whose strongest AP hears it
+    /// `roam_margin_db` better than its own, but which that AP cannot take without
+    /// overload (so it did not roam), goes there if one of that AP's clients can make
+    /// room by moving elsewhere at a smaller signal cost: the net signal gain must be at
+    /// least `exchange_gain_db`, the strongest AP may not end overloaded, and the
+    /// room-maker's target must fit with the hysteresis band.
+    /// Balancing leaves the clients that were cheapest to move *at that moment* on far
+    /// APs; as clients walk, this trades them back. The room-maker's move counts as a
+    /// balancing move (against `max_moves_per_round`), the returning client's as a roam.
+    fn exchanges(&mut self) {
+        let (s, p) = (self.s, self.p);
+        while self.limited() < p.max_moves_per_round {
+            // (net gain, returning client, its AP, room-maker, its target)
+            let mut best: Option<(f64, &'a str, &'a str, &'a str, &'a str)> = None;
+            for (c, cl) in &s.clients {
+                let a = self.ap_of[c.as_str()];
+                if self.moved.contains(c.as_str()) {
+                    continue;
+                }
+                let Some(r_a) = cl.rssi_of(a) else { continue };
+                let Some(&(b, r_b)) = self.audible(c).first() else {
+                    continue;
+                };
+                let gain_c = r_b - r_a;
+                if b == a || gain_c < p.roam_margin_db || self.h.is_ping_pong(c, b, s.now, p) {
+                    continue;
+                }
+                for (d, dl) in &s.clients {
+                    if self.ap_of[d.as_str()] != b
+                        || self.moved.contains(d.as_str())
+                        || self.h.in_dwell(d, s.now, p)
+                    {
+                        continue;
+                    }
+                    let Some(r_db) = dl.rssi_of(b) else { continue };
+                    for (t, r_dt) in self.audible(d) {
+                        let cost_d = (r_db - r_dt).max(0.0);
+                        let net = gain_c - cost_d;
+                        if t == b
+                            || cost_d > p.max_signal_drop_db
+                            || net < p.exchange_gain_db
+                            || best.is_some_and(|x| net <= x.0)
+                            || self.h.is_ping_pong(d, t, s.now, p)
+                        {
+                            continue;
+                        }
+                        let mut util = self.util.clone();
+                        *util.get_mut(a).expect("AP") -= self.share(c, a);
+                        *util.get_mut(b).expect("AP") += self.share(c, b) - self.share(d, b);
+                        *util.get_mut(t).expect("AP") += self.share(d, t);
+                        let m2 = mean(util.values().copied());
+                        if self.overloaded(util[b], m2) || !self.fits(util[t], m2) {
+                            continue;
+                        }
+                        best = Some((net, c.as_str(), b, d.as_str(), t));
+                    }
+                }
+            }
+            match best {
+                Some((_, c, b, d, t)) => {
+                    self.apply(d, t, MoveReason::Balance);
+                    self.apply(c, b, MoveReason::Roam);
+                }
+                None => return,
+            }
+        }
+    }
+}
+
 /// The moves of one round.
 pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decision {
     let util = utilisation(snapshot, params);
@@ -316,6 +389,9 @@ pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decisi
     w.reverts();
     w.roams();
     w.balance();
+    if params.exchange_gain_db > 0.0 {
+        w.exchanges();
+    }
     Decision {
         fairness_before: jain(util.values().copied()),
         fairness_after: jain(w.util.values().copied()),

@@ -286,3 +286,37 @@ fn roaming_follows_the_signal_where_there_is_room() {
     let d = run(&s, &History::default());
     assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
 }
+
+#[test]
+fn exchange_trades_a_displaced_client_back_when_another_makes_room() {
+    // ap1 (0.6) is not overloaded but cannot take x without becoming so (0.8 > mean 0.5
+    // + gap 0.15), so x, which hears ap1 9 dB better than its ap2, does not roam; e1 on
+    // ap1 could be on ap2 at a cost of 1 dB.
+    let mut s = net(&["ap1", "ap2"]);
+    for i in 1..=2 {
+        client(
+            &mut s,
+            &format!("c{i}"),
+            "ap1",
+            2.0,
+            &[("ap1", -50.0), ("ap2", -70.0)],
+        );
+    }
+    client(&mut s, "e1", "ap1", 2.0, &[("ap1", -50.0), ("ap2", -51.0)]);
+    client(&mut s, "x", "ap2", 2.0, &[("ap1", -50.0), ("ap2", -59.0)]);
+    client(&mut s, "y", "ap2", 2.0, &[("ap2", -45.0)]);
+    let d = run(&s, &History::default());
+    assert!(d.moves.is_empty(), "{:?}", moves(&d));
+    let p = Params::default().with("exchange_gain_db=4").unwrap();
+    let d = decide(&s, &History::default(), &p);
+    assert_eq!(
+        moves(&d),
+        [
+            mv("e1", "ap1", "ap2", MoveReason::Balance),
+            mv("x", "ap2", "ap1", MoveReason::Roam)
+        ]
+    );
+    // A net gain below the parameter: no exchange.
+    let p = Params::default().with("exchange_gain_db=9").unwrap();
+    assert!(decide(&s, &History::default(), &p).moves.is_empty());
+}

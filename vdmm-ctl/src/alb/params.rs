@@ -41,6 +41,10 @@ pub struct Params {
     /// A client is moved to an AP that hears it this much better (dB) than its own, if
     /// that AP has room (roaming with the client as it moves).
     pub roam_margin_db: f64,
+    /// Exchanges: a client kept off its strongest AP by that AP's load goes there while
+    /// one of that AP's clients makes room elsewhere, when the first gains at least this
+    /// much more signal (dB) than the second loses. 0 turns exchanges off.
+    pub exchange_gain_db: f64,
     /// Load an associated client puts on its AP besides its traffic (Mb/s): management
     /// frames, contention, a quiet client's share of airtime.
     pub client_base_mbps: f64,
@@ -68,6 +72,7 @@ impl Default for Params {
             ping_pong_window_s: 60.0,
             revert_window_s: 60.0,
             roam_margin_db: 4.0,
+            exchange_gain_db: 0.0,
             client_base_mbps: 0.5,
             rssi_alpha: 0.1,
             rssi_max_age_s: 30.0,
@@ -118,7 +123,7 @@ impl Params {
 
     /// Checks the ranges; the error names the first parameter out of range.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, bool, &str); 12] = [
+        let checks: [(&str, bool, &str); 13] = [
             ("high_util", self.high_util > 0.0, "> 0"),
             ("imbalance_gap", self.imbalance_gap >= 0.0, ">= 0"),
             (
@@ -137,6 +142,7 @@ impl Params {
             ("ping_pong_window_s", self.ping_pong_window_s >= 0.0, ">= 0"),
             ("revert_window_s", self.revert_window_s >= 0.0, ">= 0"),
             ("client_base_mbps", self.client_base_mbps >= 0.0, ">= 0"),
+            ("exchange_gain_db", self.exchange_gain_db >= 0.0, ">= 0"),
             (
                 "rssi_alpha",
                 self.rssi_alpha > 0.0 && self.rssi_alpha <= 1.0,
@@ -169,7 +175,7 @@ mod tests {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/alb.md"))
             .unwrap();
         let names = Params::names();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
         for name in names {
             assert!(
                 doc.contains(&format!("`{name}`")),
