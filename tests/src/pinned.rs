@@ -9,7 +9,7 @@ use vdmm_common::{Action, Reason, TunnelKind};
 use vdmm_ctl::{maps::Dataplane, pin::PinDir};
 
 /// 4in4 encapsulations sent back out (XDP_TX) so far.
-fn encaps4(dp: &Dataplane) -> Result<u64> {
+pub fn encaps4(dp: &Dataplane) -> Result<u64> {
     Ok(dp
         .counters()?
         .iter()
@@ -20,16 +20,26 @@ fn encaps4(dp: &Dataplane) -> Result<u64> {
         .sum())
 }
 
+/// The pinned `vdmm_xdp` under `pins`.
+pub fn program(pins: &PinDir) -> Result<Xdp> {
+    Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
+        .with_context(|| format!("open the pinned vdmm_xdp in {}", pins.path().display()))
+}
+
+/// The `xdp_md` context of `frame` arriving on interface `ingress`.
+pub fn xdp_md(frame: &[u8], ingress: u32) -> Vec<u8> {
+    [0u32, frame.len() as u32, 0, ingress, 0, 0]
+        .iter()
+        .flat_map(|f| f.to_ne_bytes())
+        .collect()
+}
+
 /// Runs `frame` (arriving on `ingress`) through the pinned program once and checks that
 /// it was encapsulated 4in4 and sent back out: the data plane forwards it. Returns the
 /// output frame.
 pub fn expect_encap4_tx(pins: &PinDir, frame: &[u8], ingress: u32) -> Result<Vec<u8>> {
-    let prog = Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
-        .with_context(|| format!("open the pinned vdmm_xdp in {}", pins.path().display()))?;
-    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ingress, 0, 0]
-        .iter()
-        .flat_map(|f| f.to_ne_bytes())
-        .collect();
+    let prog = program(pins)?;
+    let ctx = xdp_md(frame, ingress);
     let dp = Dataplane::open(pins)?;
     let before = encaps4(&dp)?;
     let mut out = vec![0u8; 4096];

@@ -35,15 +35,16 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use aya::{TestRun, TestRunOptions, maps::MapData, programs::Xdp};
+use aya::{TestRun, TestRunOptions, maps::MapData};
 use clap::Parser;
-use vdmm_common::{Action, Reason, TunnelKind, maps as names};
+use vdmm_common::{Action, maps as names};
 use vdmm_ctl::{maps::Dataplane, pin::PinDir};
 use vdmm_tests::{
     agent::AgentProcess,
     lab::default_ctl_path,
     netns::{Netns, mount_pin_dir, require_root, unmount_pin_dir},
     packet::{ETH_P_IP, Ip, Ip4, L4, ethernet},
+    pinned,
     testrun::ifindex,
 };
 
@@ -166,27 +167,13 @@ fn rss_kb(pid: u32) -> Result<u64> {
 /// Median ns per packet of the pinned `vdmm_xdp` on `frame`, checking every run took
 /// the 4in4 encapsulation and went back out (XDP_TX).
 fn ns_per_packet(pins: &PinDir, frame: &[u8], ingress: u32, o: &Opts) -> Result<f64> {
-    let prog = Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
-        .context("open the pinned vdmm_xdp")?;
-    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ingress, 0, 0]
-        .iter()
-        .flat_map(|f| f.to_ne_bytes())
-        .collect();
+    let prog = pinned::program(pins)?;
+    let ctx = pinned::xdp_md(frame, ingress);
     let dp = Dataplane::open(pins)?;
-    let encaps = |dp: &Dataplane| -> Result<u64> {
-        Ok(dp
-            .counters()?
-            .iter()
-            .filter(|r| {
-                r.reason == Reason::Encap && r.kind == TunnelKind::Ip4in4 && r.action == Action::Tx
-            })
-            .map(|r| r.packets)
-            .sum())
-    };
     let mut samples = Vec::new();
     let mut out = vec![0u8; 4096];
     for _ in 0..o.samples {
-        let before = encaps(&dp)?;
+        let before = pinned::encaps4(&dp)?;
         let mut total = Duration::ZERO;
         for _ in 0..o.runs {
             let r = prog.test_run(TestRunOptions {
@@ -201,7 +188,7 @@ fn ns_per_packet(pins: &PinDir, frame: &[u8], ingress: u32, o: &Opts) -> Result<
             }
             total += r.duration;
         }
-        let counted = encaps(&dp)? - before;
+        let counted = pinned::encaps4(&dp)? - before;
         if counted != o.runs as u64 {
             bail!("{} runs counted {counted} 4in4 encapsulations", o.runs);
         }
