@@ -31,7 +31,10 @@ use vdmm_common::{
     Action, Binding, CounterValue, IpAddrKey, Reason, TunnelConfig, TunnelKind,
     counters::{COUNTER_ENTRIES, counter_index, counter_labels},
     maps,
-    vap::{MacKey, VAP_HAS_V4, VAP_HAS_V6, Vap, VapAddr, VapCounters, VapEvent},
+    vap::{
+        MacKey, VAP_HAS_V4, VAP_HAS_V6, Vap, VapAddr, VapAddrSlot, VapCounters, VapEvent,
+        VapMacSlot,
+    },
 };
 use vdmm_ctl::verifier::load_retrying;
 
@@ -94,6 +97,24 @@ impl RunResult {
     /// The verdict as an [`Action`], if it is one.
     pub fn action(&self) -> Option<Action> {
         Action::ALL.into_iter().find(|a| *a as u32 == self.action)
+    }
+}
+
+/// Keeps the calling thread on the CPU it runs on, so that consecutive test runs see the
+/// same per-CPU caches (the first-level route and vAP caches are per CPU).
+pub fn stay_on_this_cpu() -> Result<usize> {
+    // SAFETY: plain libc calls on the calling thread with a zeroed, then filled, set.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            bail!("sched_getcpu: {}", std::io::Error::last_os_error());
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+        Ok(cpu as usize)
     }
 }
 
@@ -259,6 +280,75 @@ impl DataPlane {
         if vap.has(VAP_HAS_V6) {
             addrs.insert(IpAddrKey::from_v6(vap.ipv6), owner, 0)?;
         }
+        self.vaps_changed()
+    }
+
+    /// Deletes the vAP of `client_mac` (its addresses first, as `vdmm-ctl vap delete`
+    /// does) and returns what it was.
+    pub fn del_vap(&mut self, client_mac: MacKey) -> Result<Vap> {
+        let vaps: HashMap<_, MacKey, Vap> = HashMap::try_from(self.map(maps::VAPS)?)?;
+        let vap = vaps.get(&client_mac, 0).context("no such vAP")?;
+        let mut addrs: HashMap<_, IpAddrKey, VapAddr> =
+            HashMap::try_from(self.map_mut(maps::VAP_ADDRS)?)?;
+        if vap.has(VAP_HAS_V4) {
+            addrs.remove(&IpAddrKey::from_v4(vap.ipv4))?;
+        }
+        if vap.has(VAP_HAS_V6) {
+            addrs.remove(&IpAddrKey::from_v6(vap.ipv6))?;
+        }
+        let mut vaps: HashMap<_, MacKey, Vap> = HashMap::try_from(self.map_mut(maps::VAPS)?)?;
+        vaps.remove(&client_mac).context("vAP")?;
+        self.vaps_changed()?;
+        Ok(vap)
+    }
+
+    /// The vAP generation (`VDMM_VAP_GEN`).
+    pub fn vap_generation(&self) -> Result<u64> {
+        let m: Array<_, u64> = Array::try_from(self.map(maps::VAP_GEN)?)?;
+        Ok(m.get(&0, 0)?)
+    }
+
+    /// The valid slots of the first-level cache of vAPs by client MAC (`VDMM_VAP_L1`) on
+    /// every CPU, as (slot index, slot): those filled in the current generation.
+    pub fn cached_vaps(&self) -> Result<Vec<(u32, VapMacSlot)>> {
+        let stamp = self.vap_generation()? + 1;
+        let m: PerCpuArray<_, VapMacSlot> = PerCpuArray::try_from(self.map(maps::VAP_L1)?)?;
+        let mut out = Vec::new();
+        for i in 0..m.len() {
+            out.extend(
+                m.get(&i, 0)?
+                    .iter()
+                    .filter(|s| s.stamp == stamp)
+                    .map(|s| (i, *s)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The valid slots of the first-level cache by client address (`VDMM_VAP_ADDR_L1`),
+    /// as [`DataPlane::cached_vaps`].
+    pub fn cached_vap_addrs(&self) -> Result<Vec<(u32, VapAddrSlot)>> {
+        let stamp = self.vap_generation()? + 1;
+        let m: PerCpuArray<_, VapAddrSlot> =
+            PerCpuArray::try_from(self.map(maps::VAP_ADDR_L1)?)?;
+        let mut out = Vec::new();
+        for i in 0..m.len() {
+            out.extend(
+                m.get(&i, 0)?
+                    .iter()
+                    .filter(|s| s.stamp == stamp)
+                    .map(|s| (i, *s)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Increments the vAP generation, as the control plane does after every change to the
+    /// vAP tables (see `vdmm_ctl::vap_cache`).
+    fn vaps_changed(&self) -> Result<()> {
+        let gen_map = aya::maps::MapData::from_pin(self.pin_dir().join(maps::VAP_GEN))
+            .context("open VDMM_VAP_GEN")?;
+        vdmm_ctl::vap_cache::invalidate(&gen_map)?;
         Ok(())
     }
 

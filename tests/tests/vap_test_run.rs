@@ -6,7 +6,8 @@
 //! plane loaded into private maps, two vAPs written straight into the maps. Every case
 //! checks the XDP verdict, that exactly one counter `(reason, kind, action)` grew by one
 //! packet of the frame's length, and the output frame byte for byte against frames built
-//! here with etherparse (and our own ARP / neighbour advertisement encoders).
+//! here with etherparse (and our own ARP / neighbour advertisement encoders). The last two
+//! tests check that the per-CPU vAP caches follow every change of the vAP tables.
 //!
 //! ```text
 //!   client 00:16:3e:00:00:05 10.1.0.5 fd00:5::5 (tunnel to the anchor)
@@ -24,13 +25,14 @@ use vdmm_common::{
     Action, Binding, IpAddrKey, Reason, TunnelConfig, TunnelKind,
     counters::counter_index,
     vap::{
-        VAP_BREAKOUT, VAP_EVENT_UNKNOWN_CLIENT, VAP_FORWARD, VAP_HAS_V4, VAP_HAS_V6, Vap, mac_key,
+        VAP_BREAKOUT, VAP_EVENT_UNKNOWN_CLIENT, VAP_FORWARD, VAP_HAS_V4, VAP_HAS_V6, Vap,
+        addr_slot, mac_key, mac_slot,
     },
 };
 use vdmm_tests::{
     netns::{EnteredNetns, Netns, require_root},
     packet::*,
-    testrun::{DataPlane, action_name, counter_delta, counter_name, ifindex},
+    testrun::{DataPlane, action_name, counter_delta, counter_name, ifindex, stay_on_this_cpu},
 };
 
 const HOST_MAC: Mac = [0x02, 0, 0, 0, 0x0c, 0x01];
@@ -650,4 +652,240 @@ fn unknown_clients_are_reported_once_a_second_and_passed() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(IpAddr::from(events[0].addr), ip("10.1.0.78"));
     assert_eq!(events[0].ethertype, ETH_P_ARP as u32);
+}
+
+/// The four native-order words of an address's map key (what the vAP address cache hashes).
+fn key_words(a: &str) -> [u32; 4] {
+    let k = IpAddrKey::from(ip(a));
+    std::array::from_fn(|i| u32::from_ne_bytes(k.addr[i * 4..i * 4 + 4].try_into().unwrap()))
+}
+
+/// The first-level vAP caches (per CPU, `VDMM_VAP_L1` / `VDMM_VAP_ADDR_L1`) must never
+/// serve a vAP that was changed, renumbered, deleted or handed to another client: each
+/// case sends once so the cache holds the old vAP (checked in the map), changes the vAP
+/// through the tables and the generation as the control plane does, and sends again.
+#[test]
+fn vap_caches_never_serve_a_changed_or_deleted_vap() {
+    let mut lab = Lab::new("vapch");
+    stay_on_this_cpu().unwrap();
+    let xdp = vdmm_common::maps::XDP_PROGRAM;
+    let client = mac_key(CLIENT);
+    let cached_client = |lab: &Lab| {
+        lab.dp
+            .cached_vaps()
+            .unwrap()
+            .into_iter()
+            .find(|(_, s)| s.client == client)
+            .map(|(_, s)| s.vap)
+    };
+    let cached_addr = |lab: &Lab, a: &str| {
+        lab.dp
+            .cached_vap_addrs()
+            .unwrap()
+            .into_iter()
+            .find(|(_, s)| s.addr == key_words(a))
+            // A slot that says "no vAP" keeps whatever vAP bytes it held before.
+            .map(|(_, s)| (s.found, if s.found != 0 { s.vap.client_mac } else { 0 }))
+    };
+
+    // Uplink: the anchor changes.
+    let p4 = udp4(CLIENT4, REMOTE4);
+    let sent = frame(CLIENT_VAP, CLIENT, &p4);
+    lab.client_sends(
+        "uplink toward the anchor",
+        &sent,
+        (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+        Some(&tunnelled(&p4, ANCHOR, ANCHOR_MAC)),
+    );
+    assert_eq!(cached_client(&lab).map(|v| v.anchor), Some(binding(ANCHOR)));
+    let mut moved = client_vap(lab.cl0);
+    moved.anchor = binding(AP2);
+    lab.dp.add_vap(moved).unwrap();
+    assert_eq!(cached_client(&lab), None, "a change must invalidate the cache");
+    lab.client_sends(
+        "uplink after the anchor changed",
+        &sent,
+        (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+        Some(&tunnelled(&p4, AP2, AP2_MAC)),
+    );
+    assert_eq!(cached_client(&lab).map(|v| v.anchor), Some(binding(AP2)));
+
+    // Delivery: the vAP starts forwarding (a handover), then is deleted.
+    let down = udp4(REMOTE4, CLIENT4);
+    let down_frame = frame(UL0_MAC, ANCHOR_MAC, &down);
+    let delivered = frame(CLIENT, CLIENT_VAP, &down.with_ttl(down.ttl() - 1));
+    lab.check(
+        "for the client: delivered",
+        xdp,
+        lab.ul0,
+        &down_frame,
+        (Action::Redirect, Reason::VapDeliver, TunnelKind::None),
+        Some(&delivered),
+    );
+    assert_eq!(cached_addr(&lab, CLIENT4), Some((1, client)));
+    let mut fwd = client_vap(lab.cl0);
+    fwd.flags |= VAP_FORWARD;
+    fwd.forward = binding(AP2);
+    lab.dp.add_vap(fwd).unwrap();
+    lab.check(
+        "for the client after the move: forwarded to AP host 2",
+        xdp,
+        lab.ul0,
+        &down_frame,
+        (Action::Tx, Reason::VapForward, TunnelKind::Ip4in4),
+        Some(&tunnelled(&down, AP2, AP2_MAC)),
+    );
+    lab.dp.del_vap(client).unwrap();
+    lab.check(
+        "for the client after its vAP was deleted: not delivered",
+        xdp,
+        lab.ul0,
+        &down_frame,
+        none(Action::Pass, Reason::NoMatch),
+        None,
+    );
+    assert_eq!(cached_addr(&lab, CLIENT4), Some((0, 0)), "cached as no vAP");
+    lab.client_sends(
+        "from the client after its vAP was deleted: unknown",
+        &sent,
+        none(Action::Pass, Reason::VapUnknownClient),
+        None,
+    );
+
+    // The address, remembered as without a vAP, goes to another client.
+    let other: Mac = [0x00, 0x16, 0x3e, 0, 0, 0x07];
+    let other_vap: Mac = [0x02, 0xaa, 0, 0, 0, 0x07];
+    lab.dp
+        .add_vap(Vap {
+            client_mac: mac_key(other),
+            vap_mac: mac_key(other_vap),
+            flags: VAP_HAS_V4,
+            slot: 2,
+            ipv6: [0; 16],
+            ..client_vap(lab.cl0)
+        })
+        .unwrap();
+    lab.check(
+        "for the address now another client's: delivered to that client",
+        xdp,
+        lab.ul0,
+        &down_frame,
+        (Action::Redirect, Reason::VapDeliver, TunnelKind::None),
+        Some(&frame(other, other_vap, &down.with_ttl(down.ttl() - 1))),
+    );
+
+    // The first client comes back with another address: its old one is spoofed now.
+    let renumbered = "10.1.0.50";
+    lab.dp
+        .add_vap(Vap {
+            ipv4: v4(renumbered).octets(),
+            ..client_vap(lab.cl0)
+        })
+        .unwrap();
+    lab.client_sends(
+        "from the old address after renumbering: spoofed",
+        &sent,
+        none(Action::Drop, Reason::VapSpoofed),
+        None,
+    );
+    let p = udp4(renumbered, REMOTE4);
+    lab.client_sends(
+        "from the new address: uplink",
+        &frame(CLIENT_VAP, CLIENT, &p),
+        (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+        Some(&tunnelled(&p, ANCHOR, ANCHOR_MAC)),
+    );
+}
+
+/// Two vAPs whose client MACs share a `VDMM_VAP_L1` slot, and whose addresses share a
+/// `VDMM_VAP_ADDR_L1` slot, take turns in the slot: each packet gets its own vAP.
+#[test]
+fn vaps_sharing_a_cache_slot_each_get_their_own() {
+    let mut lab = Lab::new("vapco");
+    stay_on_this_cpu().unwrap();
+    let xdp = vdmm_common::maps::XDP_PROGRAM;
+    let client = mac_key(CLIENT);
+    let rival_mac: Mac = (0..=0xffffu32)
+        .map(|i| [0x00, 0x16, 0x3e, 0x01, (i >> 8) as u8, i as u8])
+        .find(|m| mac_slot(mac_key(*m)) == mac_slot(client))
+        .expect("a MAC in the client's slot");
+    let rival4 = (0..=0xffffu32)
+        .map(|i| format!("10.1.{}.{}", 1 + (i >> 8), i & 0xff))
+        .find(|a| addr_slot(key_words(a)) == addr_slot(key_words(CLIENT4)))
+        .expect("an address in the client's slot");
+    let rival_vap: Mac = [0x02, 0xaa, 0, 0, 0, 0x08];
+    lab.dp
+        .add_vap(Vap {
+            client_mac: mac_key(rival_mac),
+            vap_mac: mac_key(rival_vap),
+            flags: VAP_HAS_V4,
+            ipv4: v4(&rival4).octets(),
+            slot: 2,
+            ipv6: [0; 16],
+            anchor: binding(AP2),
+            ..client_vap(lab.cl0)
+        })
+        .unwrap();
+    let up = udp4(CLIENT4, REMOTE4);
+    let rival_up = udp4(&rival4, REMOTE4);
+    let down = udp4(REMOTE4, CLIENT4);
+    let rival_down = udp4(REMOTE4, &rival4);
+    for round in 0..3 {
+        lab.client_sends(
+            &format!("round {round}: client uplink to its anchor"),
+            &frame(CLIENT_VAP, CLIENT, &up),
+            (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+            Some(&tunnelled(&up, ANCHOR, ANCHOR_MAC)),
+        );
+        lab.client_sends(
+            &format!("round {round}: rival uplink to its anchor"),
+            &frame(rival_vap, rival_mac, &rival_up),
+            (Action::Redirect, Reason::VapUplink, TunnelKind::Ip4in4),
+            Some(&tunnelled(&rival_up, AP2, AP2_MAC)),
+        );
+        lab.client_sends(
+            &format!("round {round}: the client's source from the rival: spoofed"),
+            &frame(rival_vap, rival_mac, &up),
+            none(Action::Drop, Reason::VapSpoofed),
+            None,
+        );
+        let slots: Vec<u64> = lab
+            .dp
+            .cached_vaps()
+            .unwrap()
+            .into_iter()
+            .filter(|(i, _)| *i == mac_slot(client))
+            .map(|(_, s)| s.client)
+            .collect();
+        assert_eq!(slots, [mac_key(rival_mac)], "the rival holds the shared slot");
+        lab.check(
+            &format!("round {round}: for the client"),
+            xdp,
+            lab.ul0,
+            &frame(UL0_MAC, ANCHOR_MAC, &down),
+            (Action::Redirect, Reason::VapDeliver, TunnelKind::None),
+            Some(&frame(CLIENT, CLIENT_VAP, &down.with_ttl(down.ttl() - 1))),
+        );
+        lab.check(
+            &format!("round {round}: for the rival"),
+            xdp,
+            lab.ul0,
+            &frame(UL0_MAC, ANCHOR_MAC, &rival_down),
+            (Action::Redirect, Reason::VapDeliver, TunnelKind::None),
+            Some(&frame(
+                rival_mac,
+                rival_vap,
+                &rival_down.with_ttl(rival_down.ttl() - 1),
+            )),
+        );
+        let addrs: Vec<u64> = lab
+            .dp
+            .cached_vap_addrs()
+            .unwrap()
+            .into_iter()
+            .filter(|(i, _)| *i == addr_slot(key_words(CLIENT4)))
+            .map(|(_, s)| s.vap.client_mac)
+            .collect();
+        assert_eq!(addrs, [mac_key(rival_mac)], "the rival holds the shared slot");
+    }
 }

@@ -82,9 +82,18 @@ pub const VAP_EVENTS_BYTES: u32 = 64 * 1024;
 /// rate limit of the reports of unknown MACs (data plane internal).
 pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
 pub const MAX_VAP_SEEN: u32 = 4096;
+/// Array of one `u64`, mappable ([`BPF_F_MMAPABLE`]): the generation of the vAP tables
+/// ([`VAPS`], [`VAP_ADDRS`]). Whoever changes them increments it atomically afterwards
+/// (`vdmm_ctl::vap_cache::invalidate`): the data plane's first-level caches of vAPs are
+/// valid only for the generation they were filled in.
+pub const VAP_GEN: &str = "VDMM_VAP_GEN";
+/// Per-CPU first-level caches of the vAP tables, by client MAC and by client address
+/// (data plane internal, emptied by incrementing [`VAP_GEN`]).
+pub const VAP_L1: &str = "VDMM_VAP_L1";
+pub const VAP_ADDR_L1: &str = "VDMM_VAP_ADDR_L1";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 26] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -108,6 +117,9 @@ pub const ALL: [&str; 23] = [
     VAP_SEEN,
     ROUTES_L1,
     XLAT_LOCAL_L1,
+    VAP_GEN,
+    VAP_L1,
+    VAP_ADDR_L1,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;
@@ -118,6 +130,8 @@ pub const MAX_BINDINGS: u32 = 1 << 20;
 pub const MAX_HOST_BINDINGS: u32 = 2 * MAX_BINDINGS;
 /// `BPF_F_NO_PREALLOC`: a hash map that allocates its entries as they are added.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
+/// `BPF_F_MMAPABLE`: an array user space can map into its memory.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// EAMT entries per family (each entry is in both tries).
 pub const MAX_EAMT: u32 = 1 << 16;
 

@@ -168,6 +168,56 @@ pub enum VapCounter {
     Forwarded = 5,
 }
 
+/// Slots per CPU of the data plane's first-level cache of vAPs by client MAC
+/// (`VDMM_VAP_L1`, see [`crate::maps::VAP_L1`]); a power of two.
+pub const VAP_L1_SLOTS: u32 = 256;
+/// Slots per CPU of the first-level cache by client address (`VDMM_VAP_ADDR_L1`); a power
+/// of two, larger, as it also remembers addresses without a vAP.
+pub const VAP_ADDR_L1_SLOTS: u32 = 1024;
+
+/// A slot of `VDMM_VAP_L1`: a vAP as the data plane cached it on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VapMacSlot {
+    pub client: MacKey,
+    /// The vAP generation (`VDMM_VAP_GEN`) + 1 when filled; 0 in a slot never filled.
+    pub stamp: u64,
+    pub vap: Vap,
+}
+
+/// A slot of `VDMM_VAP_ADDR_L1`: whose address it is, as the data plane cached it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VapAddrSlot {
+    /// The [`IpAddrKey`] as four native-order words.
+    pub addr: [u32; 4],
+    /// As in [`VapMacSlot`].
+    pub stamp: u64,
+    /// 1 when the address has a vAP (`vap`), 0 when it has none.
+    pub found: u64,
+    pub vap: Vap,
+}
+
+/// Slot index in a first-level cache of `slots` slots (a power of two) of a key mixed
+/// into one word (multiplicative hashing, top bits).
+#[inline(always)]
+pub const fn cache_slot(mix: u32, slots: u32) -> u32 {
+    mix.wrapping_mul(0x9e37_79b1) >> (32 - slots.trailing_zeros())
+}
+
+/// The `VDMM_VAP_L1` slot of a client MAC.
+#[inline(always)]
+pub const fn mac_slot(client: MacKey) -> u32 {
+    cache_slot((client as u32) ^ (client >> 32) as u32, VAP_L1_SLOTS)
+}
+
+/// The `VDMM_VAP_ADDR_L1` slot of an address given as the four native-order words of its
+/// [`IpAddrKey`].
+#[inline(always)]
+pub const fn addr_slot(w: [u32; 4]) -> u32 {
+    cache_slot(w[0] ^ w[1] ^ w[2] ^ w[3], VAP_ADDR_L1_SLOTS)
+}
+
 /// [`VapEvent::kind`]: a frame from a MAC without a vAP arrived on a client-facing
 /// interface.
 pub const VAP_EVENT_UNKNOWN_CLIENT: u32 = 1;
@@ -200,6 +250,8 @@ mod user {
     unsafe impl aya::Pod for super::VapAddr {}
     unsafe impl aya::Pod for super::VapCounters {}
     unsafe impl aya::Pod for super::VapEvent {}
+    unsafe impl aya::Pod for super::VapMacSlot {}
+    unsafe impl aya::Pod for super::VapAddrSlot {}
 }
 
 #[cfg(test)]
@@ -235,6 +287,8 @@ mod tests {
     fn vap_layout_is_fixed() {
         assert_eq!(core::mem::size_of::<Vap>(), 136);
         assert_eq!(core::mem::size_of::<VapEvent>(), 48);
+        assert_eq!(core::mem::size_of::<VapMacSlot>(), 152);
+        assert_eq!(core::mem::size_of::<VapAddrSlot>(), 168);
         assert_eq!(
             core::mem::size_of::<VapCounters>(),
             6 * core::mem::size_of::<CounterValue>()

@@ -11,6 +11,7 @@
 //!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
 //! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
 //!   reports of unknown clients);
+//! - [`vap_cache`]: invalidation of the data plane's vAP caches after a change;
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
@@ -43,6 +44,7 @@ pub mod plot;
 pub mod routes;
 pub mod table;
 pub mod vap;
+pub mod vap_cache;
 pub mod verifier;
 
 #[cfg(test)]

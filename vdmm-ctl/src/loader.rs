@@ -195,6 +195,8 @@ fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
             Dataplane::open(pins)?;
         }
         let (program, tc_program, vap_program) = ensure_programs(pins)?;
+        // Whatever the vAP caches held was cached from the tables as they were before.
+        crate::vap_cache::invalidate(&crate::vap_cache::open(pins)?)?;
         let (device, tc_link) = ensure_slow_path(pins)?;
         Ok(LoadReport {
             mounted_bpffs,

@@ -214,6 +214,8 @@ pub struct Dataplane {
     pub(crate) vaps: HashMap<MapData, MacKey, Vap>,
     pub(crate) vap_addrs: HashMap<MapData, IpAddrKey, VapAddr>,
     pub(crate) vap_stats: PerCpuArray<MapData, VapCounters>,
+    /// `VDMM_VAP_GEN`, incremented after every change to the vAPs (see `crate::vap_cache`).
+    pub(crate) vap_gen: MapData,
     pub(crate) pins: PinDir,
 }
 
@@ -264,6 +266,7 @@ impl Dataplane {
             vaps: open_map(pins, names::VAPS)?,
             vap_addrs: open_map(pins, names::VAP_ADDRS)?,
             vap_stats: open_map(pins, names::VAP_STATS)?,
+            vap_gen: crate::vap_cache::open(pins)?,
             pins: pins.clone(),
         };
         Ok(dp)

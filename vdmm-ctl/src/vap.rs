@@ -418,6 +418,18 @@ impl Dataplane {
     /// zeroed counters, and returns it as stored. Its addresses are delivered to it from
     /// the moment this returns.
     pub fn add_vap(&mut self, spec: &VapSpec) -> Result<VapEntry> {
+        let r = self.insert_vap(spec);
+        self.vaps_changed(r)
+    }
+
+    /// Invalidates the data plane's vAP caches after a change to the vAP tables, whether
+    /// it succeeded or not (a failed change may have been undone half-way).
+    fn vaps_changed<T>(&mut self, r: Result<T>) -> Result<T> {
+        crate::vap_cache::invalidate(&self.vap_gen)?;
+        r
+    }
+
+    fn insert_vap(&mut self, spec: &VapSpec) -> Result<VapEntry> {
         let existing = self.vaps()?;
         check_spec(spec, &existing)?;
         let iface = client_iface(&self.pins, spec.iface.as_deref())?;
@@ -507,6 +519,11 @@ impl Dataplane {
     /// vAP that is going away).
     pub fn del_vap(&mut self, client: Mac) -> Result<VapEntry> {
         let entry = self.vap(client)?;
+        let r = self.remove_vap(client, entry);
+        self.vaps_changed(r)
+    }
+
+    fn remove_vap(&mut self, client: Mac, entry: VapEntry) -> Result<VapEntry> {
         for a in entry.addrs() {
             match self.vap_addrs.remove(&IpAddrKey::from(a)) {
                 Ok(()) => {}
@@ -528,6 +545,15 @@ impl Dataplane {
     /// endpoint of the locator's family) instead of delivered here. `None` switches back
     /// to local delivery. One atomic map update.
     pub fn set_forward(
+        &mut self,
+        client: Mac,
+        target: Option<(IpAddr, Option<IpAddr>)>,
+    ) -> Result<VapEntry> {
+        let r = self.write_forward(client, target);
+        self.vaps_changed(r)
+    }
+
+    fn write_forward(
         &mut self,
         client: Mac,
         target: Option<(IpAddr, Option<IpAddr>)>,

@@ -1,11 +1,13 @@
 //! Kernel tests of the vAP commands: the vAP program attached to a client-facing
 //! interface, `vap create/show/forward/delete`, and bad input refused with a one-line
-//! error that leaves the maps exactly as they were (compared as dumps before and after).
-//! Root only, in a namespace of their own.
+//! error that leaves the maps exactly as they were (compared as dumps before and after);
+//! every change increments the vAP generation (the data plane's vAP caches drop what
+//! they hold). Root only, in a namespace of their own.
 
 use std::{path::PathBuf, process::Command};
 
-use vdmm_common::{IpAddrKey, vap::VapAddr};
+use aya::maps::{Array, MapData};
+use vdmm_common::{IpAddrKey, maps as names, vap::VapAddr};
 
 use crate::{
     cli::VapCommand,
@@ -13,7 +15,7 @@ use crate::{
     error::Error,
     kernel_tests::{SERIAL, ip},
     loader::{self, Mode},
-    maps::Dataplane,
+    maps::{Dataplane, open_map},
     netns,
     pin::PinDir,
     vap::VapEntry,
@@ -136,6 +138,17 @@ fn commands(pins: &PinDir) {
 
     let mut dp = Dataplane::open(pins).unwrap();
     dp.add_endpoint("192.0.2.11".parse().unwrap()).unwrap();
+    let generation = || -> u64 {
+        let m: Array<MapData, u64> = open_map(pins, names::VAP_GEN).unwrap();
+        m.get(&0, 0).unwrap()
+    };
+    let mut last = generation();
+    assert!(last >= 2, "two loads invalidate the vAP caches: {last}");
+    let changed = |what: &str, last: &mut u64| {
+        let now = generation();
+        assert_eq!(now, *last + 1, "{what}: the vAP generation must grow by one");
+        *last = now;
+    };
     let out = run(
         pins,
         create(
@@ -154,6 +167,7 @@ fn commands(pins: &PinDir) {
         out.contains("iface:     vk1 (mac 02:00:00:00:0c:01)\n"),
         "{out}"
     );
+    changed("create", &mut last);
     let before = dump(&dp);
     assert_eq!(before.0.len(), 1);
     assert_eq!(before.1.len(), 2);
@@ -296,6 +310,7 @@ fn commands(pins: &PinDir) {
     }
 
     // Forwarding on and off, then delete.
+    last = generation();
     let out = run(
         pins,
         VapCommand::Forward {
@@ -311,6 +326,7 @@ fn commands(pins: &PinDir) {
         format!("the vAP of {CLIENT} forwards to 192.0.2.12 (from 192.0.2.11)\n")
     );
     assert_eq!(dp.vap(CLIENT.parse().unwrap()).unwrap().mode(), "forward");
+    changed("forward", &mut last);
     let list = run(pins, VapCommand::List { json: true }).unwrap();
     assert!(list.contains("\"forward_to\":\"192.0.2.12\""), "{list}");
     let off = VapCommand::Forward {
@@ -323,6 +339,7 @@ fn commands(pins: &PinDir) {
         run(pins, off).unwrap(),
         format!("the vAP of {CLIENT} delivers locally\n")
     );
+    changed("forward off", &mut last);
     assert_eq!(dump(&dp), before);
     let out = run(
         pins,
@@ -336,6 +353,7 @@ fn commands(pins: &PinDir) {
         "{out}"
     );
     assert_eq!(dump(&dp), (vec![], vec![]));
+    changed("delete", &mut last);
     drop(dp);
 
     loader::unload(pins, "vk1").unwrap();

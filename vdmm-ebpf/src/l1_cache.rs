@@ -5,7 +5,8 @@
 //! whole key and is only used when the key matches; entries keep the expiry time of the
 //! look-up that produced them, so the first level never extends what the LRU map (and
 //! the FIB behind it) said: it is the same cache, only closer. A collision overwrites
-//! the slot; the LRU map still has the entry.
+//! the slot; the LRU map still has the entry. The vAP tables have first levels of their
+//! own (`vap::cache`), valid until the control plane changes a vAP.
 
 use vdmm_common::tunnel::{CachedRoute, RouteKey};
 

@@ -11,7 +11,9 @@ use vdmm_common::{
     counters::COUNTER_ENTRIES,
     maps as names,
     tunnel::{AddressFlags, CachedRoute, RouteKey},
-    vap::{MacKey, Vap, VapAddr, VapCounters},
+    vap::{
+        MacKey, VAP_ADDR_L1_SLOTS, VAP_L1_SLOTS, Vap, VapAddr, VapAddrSlot, VapCounters, VapMacSlot,
+    },
 };
 
 #[map(name = "VDMM_COUNTERS")]
@@ -115,6 +117,19 @@ pub static VAPS: HashMap<MacKey, Vap> = HashMap::pinned(names::MAX_VAPS, 0);
 
 #[map(name = "VDMM_VAP_ADDRS")]
 pub static VAP_ADDRS: HashMap<IpAddrKey, VapAddr> = HashMap::pinned(names::MAX_VAPS * 2, 0);
+
+/// Generation of the vAP tables, incremented by the control plane after every change to
+/// them (see `vap::cache`); mappable, so that the increment is one atomic operation.
+#[map(name = "VDMM_VAP_GEN")]
+pub static VAP_GEN: Array<u64> = Array::pinned(1, names::BPF_F_MMAPABLE);
+
+/// First level of `VDMM_VAPS` by client MAC (see `vap::cache`).
+#[map(name = "VDMM_VAP_L1")]
+pub static VAP_L1: PerCpuArray<VapMacSlot> = PerCpuArray::pinned(VAP_L1_SLOTS, 0);
+
+/// First level of `VDMM_VAP_ADDRS` and `VDMM_VAPS` by client address (see `vap::cache`).
+#[map(name = "VDMM_VAP_ADDR_L1")]
+pub static VAP_ADDR_L1: PerCpuArray<VapAddrSlot> = PerCpuArray::pinned(VAP_ADDR_L1_SLOTS, 0);
 
 #[map(name = "VDMM_VAP_STATS")]
 pub static VAP_STATS: PerCpuArray<VapCounters> = PerCpuArray::pinned(names::MAX_VAPS, 0);

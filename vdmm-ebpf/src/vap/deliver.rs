@@ -18,7 +18,6 @@ use crate::{
     forward,
     headers::*,
     icmp_error::{self, IcmpError},
-    maps::{VAP_ADDRS, VAPS},
     packet::{frame_len, frame_of},
     tunnel::{Inner, encap::encapsulate},
 };
@@ -27,13 +26,10 @@ use crate::{
 /// client: `DELIVER | inner_v6 << 4 | tunnel kind`; the caller calls [`to_client`].
 pub const DELIVER: u32 = 0xffff_fe00;
 
-/// The vAP whose client has the address `key`, if any.
+/// The vAP whose client has the address `key`, if any (through the first-level cache).
 #[inline(always)]
 pub fn vap_of(key: &IpAddrKey) -> Option<*const Vap> {
-    let addr = VAP_ADDRS.get_ptr(key)?;
-    // SAFETY: map value of a successful look-up.
-    let mac = unsafe { (*addr).client_mac };
-    VAPS.get_ptr(&mac)
+    super::cache::by_addr(key)
 }
 
 /// Delivers the packet after the Ethernet header (IPv6 when `V6`) to the vAP's client, or

@@ -11,9 +11,11 @@
 //! - `deliver`: packets for a client's address get the vAP MAC as source and the client's
 //!   as destination and are redirected to its interface, or, while the vAP forwards (a
 //!   handover's grace period), tunnelled to the AP host the client moved to;
-//! - `stats`: the per-vAP counters.
+//! - `stats`: the per-vAP counters;
+//! - `cache`: per-CPU first levels of the vAP tables, by client MAC and by address.
 
 pub mod arp;
+pub mod cache;
 pub mod deliver;
 pub mod nd;
 pub mod report;
@@ -26,7 +28,6 @@ use vdmm_common::{Reason, TunnelKind};
 use crate::{
     counters::Verdict,
     headers::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Eth},
-    maps::VAPS,
     packet::Frame,
 };
 
@@ -39,7 +40,7 @@ pub fn from_client(ctx: &XdpContext, frame_len: u64) -> Verdict {
     };
     let eth = Eth(p);
     let client = eth.src();
-    let Some(vap) = VAPS.get_ptr(&client) else {
+    let Some(vap) = cache::by_client(client) else {
         return report::unknown_client(ctx.ctx);
     };
     // SAFETY: a map value pointer from a successful look-up.

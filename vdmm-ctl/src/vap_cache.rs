@@ -1,0 +1,56 @@
+//! Invalidation of the data plane's first-level vAP caches (`vap::cache` in vdmm-ebpf):
+//! after every change to `VDMM_VAPS` / `VDMM_VAP_ADDRS`, the generation in
+//! `VDMM_VAP_GEN` is incremented, which makes every cached vAP on every CPU invalid at
+//! once. The increment is one atomic instruction on a shared mapping of the array
+//! (`BPF_F_MMAPABLE`), so that two control-plane processes changing vAPs at the same time
+//! cannot both write the same new value (a read-modify-write through the map syscalls
+//! could lose one of the increments and with it one invalidation).
+
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::MapData;
+use vdmm_common::maps as names;
+
+use crate::{Error, Result, pin::PinDir};
+
+/// Opens the generation map pinned under `pins`.
+pub fn open(pins: &PinDir) -> Result<MapData> {
+    let path = pins.map(names::VAP_GEN);
+    if !path.exists() {
+        return Err(Error::NotLoaded(pins.path().to_path_buf()));
+    }
+    MapData::from_pin(&path).map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))
+}
+
+/// Increments the generation in `map` (an open `VDMM_VAP_GEN`); returns the new value.
+pub fn invalidate(map: &MapData) -> Result<u64> {
+    let fd = map.fd().as_fd().as_raw_fd();
+    let len = std::mem::size_of::<u64>();
+    // SAFETY: maps the array's value area (element 0 at offset 0) shared with the kernel;
+    // checked for failure below and unmapped before returning.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::io(
+            "cannot map the vAP generation (VDMM_VAP_GEN) to invalidate the vAP caches",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the mapping is at least one page, 8-byte aligned, and the data plane only
+    // reads the value; all writers use this atomic increment.
+    let new = unsafe { &*(p as *const AtomicU64) }.fetch_add(1, Ordering::SeqCst) + 1;
+    // SAFETY: the mapping made above, no longer referenced.
+    unsafe { libc::munmap(p, len) };
+    Ok(new)
+}
