@@ -329,8 +329,7 @@ impl DataPlane {
     /// as [`DataPlane::cached_vaps`].
     pub fn cached_vap_addrs(&self) -> Result<Vec<(u32, VapAddrSlot)>> {
         let stamp = self.vap_generation()? + 1;
-        let m: PerCpuArray<_, VapAddrSlot> =
-            PerCpuArray::try_from(self.map(maps::VAP_ADDR_L1)?)?;
+        let m: PerCpuArray<_, VapAddrSlot> = PerCpuArray::try_from(self.map(maps::VAP_ADDR_L1)?)?;
         let mut out = Vec::new();
         for i in 0..m.len() {
             out.extend(

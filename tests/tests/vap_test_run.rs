@@ -701,7 +701,11 @@ fn vap_caches_never_serve_a_changed_or_deleted_vap() {
     let mut moved = client_vap(lab.cl0);
     moved.anchor = binding(AP2);
     lab.dp.add_vap(moved).unwrap();
-    assert_eq!(cached_client(&lab), None, "a change must invalidate the cache");
+    assert_eq!(
+        cached_client(&lab),
+        None,
+        "a change must invalidate the cache"
+    );
     lab.client_sends(
         "uplink after the anchor changed",
         &sent,
@@ -857,7 +861,11 @@ fn vaps_sharing_a_cache_slot_each_get_their_own() {
             .filter(|(i, _)| *i == mac_slot(client))
             .map(|(_, s)| s.client)
             .collect();
-        assert_eq!(slots, [mac_key(rival_mac)], "the rival holds the shared slot");
+        assert_eq!(
+            slots,
+            [mac_key(rival_mac)],
+            "the rival holds the shared slot"
+        );
         lab.check(
             &format!("round {round}: for the client"),
             xdp,
@@ -886,6 +894,10 @@ fn vaps_sharing_a_cache_slot_each_get_their_own() {
             .filter(|(i, _)| *i == addr_slot(key_words(CLIENT4)))
             .map(|(_, s)| s.vap.client_mac)
             .collect();
-        assert_eq!(addrs, [mac_key(rival_mac)], "the rival holds the shared slot");
+        assert_eq!(
+            addrs,
+            [mac_key(rival_mac)],
+            "the rival holds the shared slot"
+        );
     }
 }

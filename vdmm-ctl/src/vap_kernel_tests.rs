@@ -146,7 +146,11 @@ fn commands(pins: &PinDir) {
     assert!(last >= 2, "two loads invalidate the vAP caches: {last}");
     let changed = |what: &str, last: &mut u64| {
         let now = generation();
-        assert_eq!(now, *last + 1, "{what}: the vAP generation must grow by one");
+        assert_eq!(
+            now,
+            *last + 1,
+            "{what}: the vAP generation must grow by one"
+        );
         *last = now;
     };
     let out = run(
