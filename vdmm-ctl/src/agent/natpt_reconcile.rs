@@ -168,9 +168,7 @@ impl NatptMaps {
                         prefix6: *prefix6,
                     }),
                 },
-                Delta::Delete {
-                    key: Key::Natpt(k),
-                } => match k {
+                Delta::Delete { key: Key::Natpt(k) } => match k {
                     NatptKey::Settings => self.write_settings(&XlatSettings::default()).map(drop),
                     NatptKey::Eam(p) => match eamt.iter().position(|o| o.v4 == *p) {
                         Some(i) => {
@@ -273,7 +271,12 @@ impl NatptMaps {
 
     /// Installs the fragmentation routes of the desired EAMT entries that are missing or
     /// have another MTU (when the fragmentation slow path exists).
-    fn full_routes(&mut self, desired: &NatptDesired, report: &mut Report, errors: &mut Vec<String>) {
+    fn full_routes(
+        &mut self,
+        desired: &NatptDesired,
+        report: &mut Report,
+        errors: &mut Vec<String>,
+    ) {
         if desired.eamt().is_empty() {
             return;
         }

@@ -29,9 +29,9 @@ use crate::{
     addr::{Family, Prefix, check_tunnel_addr},
     error::{Error, Result},
     natpt::{
-        Allocation, Eam, Pool, Segment, XlatChange, allocation_eam,
-        alloc_ipv6, apply_xlat_change, check_eam_add, check_eam_del, check_pool_add, check_segment_add,
-        find_allocation, find_segment, parse_mtu, parse_prefix_of, parse_prefix6, plan_alloc, plan_pool_del,
+        Allocation, Eam, Pool, Segment, XlatChange, alloc_ipv6, allocation_eam, apply_xlat_change,
+        check_eam_add, check_eam_del, check_pool_add, check_segment_add, find_allocation,
+        find_segment, parse_mtu, parse_prefix_of, parse_prefix6, plan_alloc, plan_pool_del,
         pool_usage, prefix6_display,
     },
 };
@@ -206,8 +206,13 @@ impl NatptKey {
 #[serde(tag = "natpt", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NatptEntry {
     Settings(XlatSettings),
-    Eam { ipv6: Prefix, ipv4: Prefix },
-    Pool { prefix: Prefix },
+    Eam {
+        ipv6: Prefix,
+        ipv4: Prefix,
+    },
+    Pool {
+        prefix: Prefix,
+    },
     Segment {
         ipv4: Prefix,
         #[serde(with = "prefix6_text")]
@@ -503,9 +508,7 @@ impl NatptDesired {
                 xlat(self, XlatChange::Mtu(m))?
             }
             NatptOp::UdpZeroChecksum { drop } => xlat(self, XlatChange::UdpZeroDrop(*drop))?,
-            NatptOp::TrafficClass { reset } => {
-                xlat(self, XlatChange::ResetTrafficClass(*reset))?
-            }
+            NatptOp::TrafficClass { reset } => xlat(self, XlatChange::ResetTrafficClass(*reset))?,
             NatptOp::EamAdd { prefix6, prefix4 } => {
                 let e = Eam::new(*prefix6, *prefix4)?;
                 check_eam_add(&self.eamt(), &e)?;
@@ -708,7 +711,7 @@ pub fn allocation_outcome(deltas: &[Delta], before: &NatptDesired) -> serde_json
         match d {
             Delta::Put {
                 entry: Entry::Natpt(NatptEntry::Eam { ipv6, ipv4 }),
-            } if before.eamt.get(ipv4).is_none() => {
+            } if !before.eamt.contains_key(ipv4) => {
                 allocated.extend(alloc(&Eam {
                     v4: *ipv4,
                     v6: *ipv6,
@@ -887,7 +890,10 @@ mod tests {
                 r#"{"op":"natpt","natpt":"eam_add","prefix6":"2001:db8::/120","prefix4":"10.0.0.1/24"}"#,
                 "did you mean 10.0.0.0/24",
             ),
-            (r#"{"op":"natpt","natpt":"pool_add","prefix":"192.0.2.0/24","x":1}"#, "unknown field"),
+            (
+                r#"{"op":"natpt","natpt":"pool_add","prefix":"192.0.2.0/24","x":1}"#,
+                "unknown field",
+            ),
             (r#"{"op":"natpt","natpt":"explode"}"#, "unknown variant"),
         ] {
             let e = serde_json::from_str::<Op>(json).unwrap_err().to_string();
@@ -901,7 +907,9 @@ mod tests {
         let before = s.natpt().clone();
         let d = planned(
             &mut s,
-            &[op(r#"{"op":"natpt","natpt":"pool_del","prefix":"192.0.2.0/30","force":true}"#)],
+            &[op(
+                r#"{"op":"natpt","natpt":"pool_del","prefix":"192.0.2.0/30","force":true}"#,
+            )],
         )
         .unwrap();
         assert_eq!(d.len(), 2, "{d:?}");
@@ -951,7 +959,12 @@ mod tests {
             ipv6: p("2001:db8::/96"),
             ipv4: p("10.0.0.0/24"),
         });
-        assert!(bad.validate().unwrap_err().to_string().contains("suffix lengths differ"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("suffix lengths differ")
+        );
         let mut bad = NatptDesired::default();
         bad.put(NatptEntry::Pool {
             prefix: p("127.0.0.0/24"),

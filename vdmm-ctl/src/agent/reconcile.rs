@@ -335,9 +335,7 @@ impl Reconciler {
                 Delta::Put {
                     entry: Entry::Natpt(_),
                 }
-                | Delta::Delete {
-                    key: Key::Natpt(_),
-                } => continue,
+                | Delta::Delete { key: Key::Natpt(_) } => continue,
                 Delta::Put { entry } => match entry {
                     Entry::Endpoint { addr } => self.put_addr(false, *addr),
                     Entry::Peer { addr } => self.put_addr(true, *addr),

@@ -328,8 +328,8 @@ pub struct DesiredState {
     /// Endpoints the agent found on interfaces (`endpoints.from_interfaces`): part of the
     /// data plane's endpoints, but not stored (they follow the interfaces' addresses).
     discovered: BTreeSet<IpAddr>,
-    /// The transition gateway's translation configuration.
-    natpt: NatptDesired,
+    /// The transition gateway's translation configuration (boxed: most nodes have none).
+    natpt: Box<NatptDesired>,
 }
 
 /// The serialized form of a [`DesiredState`]: every entry, in key order.
@@ -574,7 +574,12 @@ impl<'de> Deserialize<'de> for DesiredState {
             s.put(Entry::Binding(b));
         }
         s.tunnel = image.tunnel;
-        s.natpt = image.natpt.map(NatptDesired::from_image).unwrap_or_default();
+        s.natpt = Box::new(
+            image
+                .natpt
+                .map(NatptDesired::from_image)
+                .unwrap_or_default(),
+        );
         Ok(s)
     }
 }
@@ -820,7 +825,7 @@ impl<'a> Overlay<'a> {
             }
             Op::Natpt(n) => self
                 .natpt
-                .get_or_insert_with(|| self.base.natpt.clone())
+                .get_or_insert_with(|| (*self.base.natpt).clone())
                 .change(n)?,
         }
         Ok(())
