@@ -30,6 +30,7 @@ use super::{
     api::{self, Request, Response},
     config::{Config, EndpointFamily, StoreKind, XdpMode},
     metrics::{AgentMetrics, Outcome, Stage, Trigger},
+    natpt_state,
     netlink::{self, Event, Events},
     reconcile::{Reconciler, Report},
     state::{Delta, DesiredState, Op},
@@ -163,6 +164,7 @@ impl Agent {
             && agent.state.binding_count() == 0
             && agent.state.peers().count() == 0
             && agent.state.endpoints().count() == 0
+            && agent.state.natpt().is_empty()
             && agent.cfg.adopt.import_on_first_start
         {
             agent.import()?;
@@ -364,13 +366,21 @@ impl Agent {
                         p.display()
                     )))
                 } else {
+                    let natpt_before = ops
+                        .iter()
+                        .any(|o| matches!(o, Op::Natpt(_)))
+                        .then(|| self.state.natpt().clone());
                     self.commit_ops(&ops).map(|(deltas, report, messages)| {
-                        serde_json::json!({
+                        let mut v = serde_json::json!({
                             "revision": self.revision,
                             "changes": deltas.len(),
                             "messages": messages,
                             "errors": report.errors,
-                        })
+                        });
+                        if let Some(before) = natpt_before {
+                            v["natpt"] = natpt_state::allocation_outcome(&deltas, &before);
+                        }
+                        v
                     })
                 }
             }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use vdmm_common::{Binding, IpAddrKey, TunnelConfig, maps as names, tunnel::AddressFlags};
 
 use super::{
+    natpt_reconcile::NatptMaps,
     netlink::RouteBatch,
     state::{BindingSpec, Delta, DesiredState, Entry, Key, Op, TunnelSettings},
 };
@@ -68,6 +69,8 @@ pub struct Reconciler {
     /// Route MTU and egress interface per locator, until the next link change.
     paths: HashMap<IpAddr, (u32, String, u32)>,
     slow_path: Option<u32>,
+    /// The translator's maps.
+    natpt: NatptMaps,
 }
 
 fn value(b: &BindingSpec) -> Binding {
@@ -111,6 +114,7 @@ impl Reconciler {
             batch: RouteBatch::open()?,
             paths: HashMap::new(),
             slow_path: None,
+            natpt: NatptMaps::open(pins)?,
         })
     }
 
@@ -185,6 +189,7 @@ impl Reconciler {
             icmp_sources: sources,
             clear_icmp_sources: clear,
         });
+        ops.extend(self.natpt.import_ops()?.into_iter().map(Op::Natpt));
         Ok(ops)
     }
 
@@ -316,16 +321,26 @@ impl Reconciler {
             } => 4,
             Delta::Delete { key: Key::Peer(_) } => 5,
             Delta::Delete { .. } => 6,
+            // The translator's maps are written by [`NatptMaps::apply`].
+            Delta::Put {
+                entry: Entry::Natpt(_),
+            } => 7,
         };
         let mut ordered: Vec<&Delta> = deltas.iter().collect();
         ordered.sort_by_key(|d| phase(d));
         let mut unrouted = Vec::new();
+        self.natpt.apply(&ordered, &mut report);
         for d in ordered {
             let r = match d {
+                Delta::Put {
+                    entry: Entry::Natpt(_),
+                }
+                | Delta::Delete { key: Key::Natpt(_) } => continue,
                 Delta::Put { entry } => match entry {
                     Entry::Endpoint { addr } => self.put_addr(false, *addr),
                     Entry::Peer { addr } => self.put_addr(true, *addr),
                     Entry::Tunnel(t) => self.write_tunnel(t).map(drop),
+                    Entry::Natpt(_) => unreachable!("skipped above"),
                     Entry::Binding(b) => {
                         if !b.route {
                             unrouted.push(b.home);
@@ -343,6 +358,7 @@ impl Reconciler {
                     Key::Endpoint(a) if after.discovered().contains(a) => Ok(()),
                     Key::Endpoint(a) => self.del_addr(false, *a),
                     Key::Tunnel => self.write_tunnel(&TunnelSettings::default()).map(drop),
+                    Key::Natpt(_) => unreachable!("skipped above"),
                 },
             };
             match r {
@@ -440,6 +456,7 @@ impl Reconciler {
             }
         }
         self.full_routes(desired, &mut report, &mut errors);
+        self.natpt.full(desired.natpt(), &mut report, &mut errors);
         report.errors = errors;
         Ok(report)
     }

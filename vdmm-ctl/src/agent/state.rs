@@ -23,6 +23,7 @@ use std::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vdmm_common::maps::{MAX_BINDINGS, MAX_ENDPOINTS, MAX_PEERS};
 
+use super::natpt_state::{NatptDesired, NatptEntry, NatptImage, NatptKey, NatptOp};
 use crate::{
     addr::{Family, Prefix, check_tunnel_addr, parse_addr},
     error::{Error, Result},
@@ -138,6 +139,8 @@ pub enum Key {
     Peer(IpAddr),
     Binding(Prefix),
     Tunnel,
+    /// The translation configuration (`natpt/...`).
+    Natpt(NatptKey),
 }
 
 impl Key {
@@ -149,6 +152,7 @@ impl Key {
             Key::Peer(a) => format!("peers/{a}"),
             Key::Binding(p) => format!("bindings/{p}"),
             Key::Tunnel => "tunnel".to_string(),
+            Key::Natpt(k) => format!("natpt/{}", k.path()),
         }
     }
 
@@ -163,6 +167,7 @@ impl Key {
             "endpoints" => Ok(Key::Endpoint(parse_addr(rest)?)),
             "peers" => Ok(Key::Peer(parse_addr(rest)?)),
             "bindings" => Ok(Key::Binding(rest.parse()?)),
+            "natpt" => Ok(Key::Natpt(NatptKey::from_path(rest).map_err(|e| bad(&e))?)),
             _ => Err(bad("unknown table")),
         }
     }
@@ -201,6 +206,8 @@ pub enum Entry {
     },
     Binding(BindingSpec),
     Tunnel(TunnelSettings),
+    /// `{"kind":"natpt","natpt":"eam",...}`.
+    Natpt(NatptEntry),
 }
 
 impl Entry {
@@ -210,6 +217,7 @@ impl Entry {
             Entry::Peer { addr } => Key::Peer(*addr),
             Entry::Binding(b) => Key::Binding(b.home),
             Entry::Tunnel(_) => Key::Tunnel,
+            Entry::Natpt(e) => Key::Natpt(e.key()),
         }
     }
 }
@@ -285,6 +293,8 @@ pub enum Op {
         #[serde(default)]
         clear_icmp_sources: Vec<FamilyName>,
     },
+    /// A `natpt` change: `{"op":"natpt","natpt":"eam_add",...}` (see [`NatptOp`]).
+    Natpt(NatptOp),
 }
 
 /// An address family as the API names it.
@@ -318,6 +328,8 @@ pub struct DesiredState {
     /// Endpoints the agent found on interfaces (`endpoints.from_interfaces`): part of the
     /// data plane's endpoints, but not stored (they follow the interfaces' addresses).
     discovered: BTreeSet<IpAddr>,
+    /// The transition gateway's translation configuration (boxed: most nodes have none).
+    natpt: Box<NatptDesired>,
 }
 
 /// The serialized form of a [`DesiredState`]: every entry, in key order.
@@ -327,6 +339,9 @@ struct StateImage {
     peers: Vec<Entry>,
     bindings: Vec<BindingSpec>,
     tunnel: TunnelSettings,
+    /// Left out while empty (so nodes without translation keep their old format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    natpt: Option<NatptImage>,
 }
 
 fn family_index(f: Family) -> usize {
@@ -383,6 +398,11 @@ impl DesiredState {
         &self.tunnel
     }
 
+    /// The translation configuration.
+    pub fn natpt(&self) -> &NatptDesired {
+        &self.natpt
+    }
+
     /// The value under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<Entry> {
         match key {
@@ -393,6 +413,7 @@ impl DesiredState {
             Key::Peer(a) => self.peers.contains(a).then_some(Entry::Peer { addr: *a }),
             Key::Binding(p) => self.bindings.get(p).map(|b| Entry::Binding(*b)),
             Key::Tunnel => Some(Entry::Tunnel(self.tunnel)),
+            Key::Natpt(k) => self.natpt.get(k).map(Entry::Natpt),
         }
     }
 
@@ -404,6 +425,7 @@ impl DesiredState {
             .chain(self.peers.iter().map(|a| Entry::Peer { addr: *a }))
             .chain(self.bindings.values().map(|b| Entry::Binding(*b)))
             .chain(std::iter::once(Entry::Tunnel(self.tunnel)))
+            .chain(self.natpt.entries().map(Entry::Natpt))
     }
 
     /// Applies resolved deltas (from [`DesiredState::plan`] or a store) without checking
@@ -433,6 +455,7 @@ impl DesiredState {
                 self.bindings_per_family[family_index(b.home.family())] += 1;
             }
             Entry::Tunnel(t) => self.tunnel = t,
+            Entry::Natpt(e) => self.natpt.put(e),
         }
     }
 
@@ -450,6 +473,7 @@ impl DesiredState {
                 }
             }
             Key::Tunnel => self.tunnel = TunnelSettings::default(),
+            Key::Natpt(k) => self.natpt.delete(k),
         }
     }
 
@@ -487,7 +511,8 @@ impl DesiredState {
             self.endpoints.len(),
             self.peers.len(),
             self.bindings_per_family,
-        )
+        )?;
+        self.natpt.validate()
     }
 
     /// Checks `ops` as one batch against this state and resolves them into deltas; the
@@ -527,6 +552,7 @@ impl DesiredState {
                 .collect(),
             bindings: self.bindings.values().copied().collect(),
             tunnel: self.tunnel,
+            natpt: (!self.natpt.is_empty()).then(|| self.natpt.image()),
         }
     }
 }
@@ -548,6 +574,12 @@ impl<'de> Deserialize<'de> for DesiredState {
             s.put(Entry::Binding(b));
         }
         s.tunnel = image.tunnel;
+        s.natpt = Box::new(
+            image
+                .natpt
+                .map(NatptDesired::from_image)
+                .unwrap_or_default(),
+        );
         Ok(s)
     }
 }
@@ -586,6 +618,9 @@ struct Overlay<'a> {
     /// [`Overlay::endpoints`], until an op changes an endpoint (a batch of bindings
     /// computes it once).
     endpoints_now: Option<Vec<IpAddr>>,
+    /// The translation configuration as the batch changes it (a copy, made by the first
+    /// `natpt` op).
+    natpt: Option<NatptDesired>,
 }
 
 impl<'a> Overlay<'a> {
@@ -598,6 +633,7 @@ impl<'a> Overlay<'a> {
             bindings: [0; 2],
             source_uses: HashMap::new(),
             endpoints_now: None,
+            natpt: None,
         }
     }
 
@@ -787,6 +823,10 @@ impl<'a> Overlay<'a> {
                 }
                 self.set(Key::Tunnel, Some(Entry::Tunnel(t)));
             }
+            Op::Natpt(n) => self
+                .natpt
+                .get_or_insert_with(|| (*self.base.natpt).clone())
+                .change(n)?,
         }
         Ok(())
     }
@@ -837,6 +877,11 @@ impl<'a> Overlay<'a> {
                 n(self.base.bindings_per_family[1], self.bindings[1]),
             ],
         )?;
+        let natpt = self
+            .natpt
+            .as_ref()
+            .map(|n| self.base.natpt.diff(n))
+            .unwrap_or_default();
         Ok(self
             .changed
             .into_iter()
@@ -845,6 +890,7 @@ impl<'a> Overlay<'a> {
                 Some(entry) => Delta::Put { entry },
                 None => Delta::Delete { key },
             })
+            .chain(natpt)
             .collect())
     }
 }

@@ -81,6 +81,16 @@ pub fn ops_for(command: &Command) -> Result<Option<Vec<Op>>> {
 
 /// Sends `ops` to the agent at `socket`; None when no agent listens there.
 pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Option<String>> {
+    Ok(apply_through_agent(socket, pins, ops)?.map(|r| apply_output(&r)))
+}
+
+/// Sends `ops` to the agent at `socket` as one `apply` request and returns its result
+/// (`revision`, `changes`, `messages`, `errors`, ...); None when no agent listens there.
+pub fn apply_through_agent(
+    socket: &Path,
+    pins: &PinDir,
+    ops: Vec<Op>,
+) -> Result<Option<serde_json::Value>> {
     let Some(mut client) = Client::connect(socket)? else {
         return Ok(None);
     };
@@ -90,6 +100,12 @@ pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Optio
             pin_dir: Some(pins.path().to_path_buf()),
         })?
         .into_result()?;
+    Ok(Some(result))
+}
+
+/// What a command prints after the agent applied it: the agent's messages, and its
+/// errors as warnings.
+pub fn apply_output(result: &serde_json::Value) -> String {
     let mut out = String::new();
     for m in result["messages"].as_array().into_iter().flatten() {
         out.push_str(m.as_str().unwrap_or_default());
@@ -100,7 +116,7 @@ pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Optio
             e.as_str().unwrap_or_default()
         ));
     }
-    Ok(Some(out))
+    out
 }
 
 /// What `vdmm-ctl status` adds when an agent manages this pin directory: its store and,
