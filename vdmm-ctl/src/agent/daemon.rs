@@ -230,6 +230,7 @@ impl Agent {
             self.state.peers().count(),
             self.revision,
         );
+        self.metrics.natpt.set(self.state.natpt());
     }
 
     /// A full reconcile; errors are logged and counted, and retried next time.
