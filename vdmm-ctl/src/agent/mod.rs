@@ -18,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod natpt_config;
 pub mod natpt_metrics;
 pub mod natpt_reconcile;
 pub mod natpt_state;

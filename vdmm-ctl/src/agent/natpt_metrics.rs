@@ -90,7 +90,6 @@ impl NatptMetrics {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::agent::{
         metrics::AgentMetrics,
         state::{DesiredState, Op},
