@@ -237,7 +237,10 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
                     break i;
                 }
                 if std::time::Instant::now() > deadline {
-                    bail!("the loop made no move within {:?} of `alb enable`", opts.round_interval * 6);
+                    bail!(
+                        "the loop made no move within {:?} of `alb enable`",
+                        opts.round_interval * 6
+                    );
                 }
                 thread::sleep(Duration::from_millis(50));
             };

@@ -13,9 +13,9 @@ use crate::{
     alb::{
         cli::{AlbArgs, AlbCommand, ApCommand},
         controller::{
+            daemon,
             execute::Executed,
             file::StateFile,
-            daemon,
             live::{self, collect},
             metrics,
             sample::SampleSummary,
@@ -171,7 +171,13 @@ pub fn run(args: AlbArgs) -> Result<String> {
             grace_ms,
             intervals,
             json,
-        } => run_loop(&file, &cluster, Duration::from_millis(grace_ms), intervals, json),
+        } => run_loop(
+            &file,
+            &cluster,
+            Duration::from_millis(grace_ms),
+            intervals,
+            json,
+        ),
         AlbCommand::Enable | AlbCommand::Disable => {
             let on = matches!(args.command, AlbCommand::Enable);
             file.update(|s| {

@@ -179,7 +179,11 @@ mod tests {
         assert_eq!((t.rounds, t.rounds_with_moves, t.errors), (3, 0, 0));
         let s = file.read().unwrap();
         assert_eq!(
-            (s.counters.loop_idle, s.counters.loop_rounds, s.counters.decisions),
+            (
+                s.counters.loop_idle,
+                s.counters.loop_rounds,
+                s.counters.decisions
+            ),
             (3, 3, 3)
         );
         // An AP host whose data plane cannot be read: counted, nothing else changes.

@@ -63,13 +63,16 @@ pub fn round(
     let locks = stats_file.path().to_path_buf();
     let mover =
         Mover::new(hosts, anchors, Arc::new(SystemClock::default())).with_stats_file(stats_file);
-    let executed = execute::execute(decision.moves.clone(), &mover, grace, |mac| {
-        match lock_client(&locks, mac) {
+    let executed = execute::execute(
+        decision.moves.clone(),
+        &mover,
+        grace,
+        |mac| match lock_client(&locks, mac) {
             Ok(Some(l)) => Ok(l),
             Ok(None) => Err(format!("a move of client {mac} is already running")),
             Err(e) => Err(e.to_string()),
-        }
-    });
+        },
+    );
     let t_done = done();
     s.commit(&executed.made(), t_done);
     s.counters.moves_failed += executed.failed.len() as u64;

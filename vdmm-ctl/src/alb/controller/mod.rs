@@ -7,8 +7,8 @@
 //! on the data planes, and [`daemon`] runs one every interval while the balancer is
 //! enabled (`alb run`).
 
-pub mod execute;
 pub mod daemon;
+pub mod execute;
 pub mod file;
 pub mod live;
 pub mod metrics;
