@@ -2,8 +2,9 @@
 //! desired state.
 //!
 //! - [`config`]: the TOML configuration file;
-//! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings), the
-//!   operations clients ask for and the deltas a store records;
+//! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings, vAPs),
+//!   the operations clients ask for and the deltas a store records;
+//! - [`vap_state`]: the vAP operations' rules, resolved into vAP records;
 //! - [`store`]: the [`store::Store`] trait and the embedded [`store::FileStore`];
 //! - [`reconcile`]: the maps and kernel routes brought in step with the desired state;
 //! - [`netlink`]: interface addresses, batches of routes, link and address events;
@@ -19,3 +20,4 @@ pub mod netlink;
 pub mod reconcile;
 pub mod state;
 pub mod store;
+pub mod vap_state;

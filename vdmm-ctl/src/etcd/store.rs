@@ -7,7 +7,7 @@
 //! leaves the binding out (logged, counted in [`EtcdStore::unresolved`]). What is a
 //! node's own (its endpoints, peers, tunnel settings) lives under
 //! `PREFIX/nodes/NAME/` with the agent's key paths (`endpoints/ADDR`, `peers/ADDR`,
-//! `tunnel`).
+//! `tunnel`, `vaps/CLIENT_MAC`).
 //!
 //! A commit is one transaction that checks that none of the keys it writes changed
 //! since the revision the batch was planned at (else [`Error::StoreConflict`]). While
