@@ -582,6 +582,16 @@ pub fn plan_alloc(
     }))
 }
 
+/// `pool alloc`'s host address: an IPv6 address.
+pub fn alloc_ipv6(a: IpAddr) -> Result<Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(a) => Err(Error::Conflict(format!(
+            "pool alloc takes the IPv6 address of the host, not the IPv4 address {a}"
+        ))),
+    }
+}
+
 /// `pool release ADDR`: the allocation of a pool address (IPv4) or of an IPv6 address.
 pub fn find_allocation(pools: &[Pool], addr: IpAddr) -> Result<Allocation> {
     let found = pools
@@ -624,6 +634,19 @@ pub fn check_pool_del(pool: &Pool) -> Result<()> {
     )))
 }
 
+/// `pool del [--force]`: the pool being removed (its allocations are released with it);
+/// refused when there is no such pool, or, without `force`, while it has allocations.
+pub fn plan_pool_del<'a>(pools: &'a [Pool], p: &Prefix, force: bool) -> Result<&'a Pool> {
+    let pool = pools
+        .iter()
+        .find(|x| x.prefix == *p)
+        .ok_or_else(|| Error::Conflict(format!("no address pool {p}")))?;
+    if !force {
+        check_pool_del(pool)?;
+    }
+    Ok(pool)
+}
+
 // ----- IPv4 segments and their IPv6 prefixes -----
 
 /// An IPv4 segment and the RFC 6052 prefix of its hosts' IPv6 care-of addresses.
@@ -662,6 +685,15 @@ pub fn check_segment_add(segments: &[Segment], new: &Segment, replace: bool) -> 
         }
     }
     Ok(())
+}
+
+/// `segment del`: the segment of exactly `v4`.
+pub fn find_segment(segments: &[Segment], v4: &Prefix) -> Result<Segment> {
+    segments
+        .iter()
+        .find(|s| s.v4 == *v4)
+        .copied()
+        .ok_or_else(|| Error::Conflict(format!("no segment {v4}")))
 }
 
 /// The IPv6 care-of address of a host with IPv4 care-of address `a`: RFC 6052 embedding
@@ -786,9 +818,9 @@ impl Translator {
 
     // ----- EAMT -----
 
-    /// The EAMT entries (from the IPv4 trie, sorted) and a description of entries found
-    /// in only one trie.
-    pub fn eamt_checked(&self) -> Result<(Vec<Eam>, Vec<String>)> {
+    /// The well-formed entries of each trie (unsorted), and a description of malformed
+    /// ones.
+    pub fn eamt_tries(&self) -> Result<(Vec<Eam>, Vec<Eam>, Vec<String>)> {
         let mut by4 = Vec::new();
         let mut odd = Vec::new();
         for item in self.eamt4.iter() {
@@ -814,6 +846,13 @@ impl Translator {
                 )),
             }
         }
+        Ok((by4, by6, odd))
+    }
+
+    /// The EAMT entries (from the IPv4 trie, sorted) and a description of entries found
+    /// in only one trie.
+    pub fn eamt_checked(&self) -> Result<(Vec<Eam>, Vec<String>)> {
+        let (mut by4, mut by6, mut odd) = self.eamt_tries()?;
         by4.sort();
         by6.sort();
         for e in &by4 {
@@ -848,7 +887,8 @@ impl Translator {
         self.insert_eam(e)
     }
 
-    fn insert_eam(&mut self, e: Eam) -> Result<()> {
+    /// Writes `e` into both tries (neither may hold its key yet).
+    pub fn insert_eam(&mut self, e: Eam) -> Result<()> {
         let value = e.entry();
         self.eamt4
             .insert(&key4(&e.v4), value, BPF_NOEXIST)
@@ -866,7 +906,8 @@ impl Translator {
         self.remove_eam(e)
     }
 
-    fn remove_eam(&mut self, e: Eam) -> Result<()> {
+    /// Removes the keys of `e` from both tries (absent keys are fine).
+    pub fn remove_eam(&mut self, e: Eam) -> Result<()> {
         let gone = |r: std::result::Result<(), aya::maps::MapError>, what| match r {
             Ok(()) => Ok(()),
             Err(err) if errno(&err) == Some(libc::ENOENT) => Ok(()),
@@ -909,13 +950,7 @@ impl Translator {
     /// released first (returned).
     pub fn del_pool(&mut self, p: Prefix, force: bool) -> Result<Vec<Allocation>> {
         let pools = self.pools()?;
-        let pool = pools
-            .iter()
-            .find(|x| x.prefix == p)
-            .ok_or_else(|| Error::Conflict(format!("no address pool {p}")))?;
-        if !force {
-            check_pool_del(pool)?;
-        }
+        let pool = plan_pool_del(&pools, &p, force)?;
         for a in &pool.allocations {
             self.remove_eam(allocation_eam(a))?;
         }
@@ -939,6 +974,45 @@ impl Translator {
         let a = find_allocation(&self.pools()?, addr)?;
         self.remove_eam(allocation_eam(&a))?;
         Ok(a)
+    }
+
+    // ----- unchecked writes (the agent's reconciler, which checked its whole state) -----
+
+    /// Writes the settings as they are.
+    pub fn put_config(&mut self, cfg: XlatConfig) -> Result<()> {
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| update_err("the translator settings", e))
+    }
+
+    /// Adds (or keeps) the pool prefix `p`.
+    pub fn put_pool(&mut self, p: &Prefix) -> Result<()> {
+        self.pools
+            .insert(&key4(p), 0, 0)
+            .map_err(|e| update_err("the address pool", e))
+    }
+
+    /// Removes the pool prefix `p` (absent is fine).
+    pub fn remove_pool(&mut self, p: &Prefix) -> Result<()> {
+        match self.pools.remove(&key4(p)) {
+            Err(e) if errno(&e) != Some(libc::ENOENT) => Err(update_err("the address pool", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes (or overwrites) the segment `s`.
+    pub fn put_segment(&mut self, s: &Segment) -> Result<()> {
+        self.segments
+            .insert(&key4(&s.v4), s.prefix6, 0)
+            .map_err(|e| update_err("the segments", e))
+    }
+
+    /// Removes the segment of exactly `v4` (absent is fine).
+    pub fn remove_segment(&mut self, v4: &Prefix) -> Result<()> {
+        match self.segments.remove(&key4(v4)) {
+            Err(e) if errno(&e) != Some(libc::ENOENT) => Err(update_err("the segments", e)),
+            _ => Ok(()),
+        }
     }
 
     // ----- segments -----
@@ -968,11 +1042,7 @@ impl Translator {
 
     /// Removes the segment for exactly `v4`.
     pub fn del_segment(&mut self, v4: Prefix) -> Result<Segment> {
-        let s = self
-            .segments()?
-            .into_iter()
-            .find(|s| s.v4 == v4)
-            .ok_or_else(|| Error::Conflict(format!("no segment {v4}")))?;
+        let s = find_segment(&self.segments()?, &v4)?;
         self.segments
             .remove(&key4(&v4))
             .map_err(|e| update_err("the segments", e))?;

@@ -30,6 +30,7 @@ use super::{
     api::{self, Request, Response},
     config::{Config, EndpointFamily, StoreKind, XdpMode},
     metrics::{AgentMetrics, Outcome, Stage, Trigger},
+    natpt_state,
     netlink::{self, Event, Events},
     reconcile::{Reconciler, Report},
     state::{Delta, DesiredState, Op},
@@ -164,6 +165,7 @@ impl Agent {
             && agent.state.peers().count() == 0
             && agent.state.endpoints().count() == 0
             && agent.state.vap_count() == 0
+            && agent.state.natpt().is_empty()
             && agent.cfg.adopt.import_on_first_start
         {
             agent.import()?;
@@ -377,13 +379,21 @@ impl Agent {
         let name = request.name();
         let result = match request {
             Request::Apply { ops, pin_dir } => self.check_pins(pin_dir).and_then(|()| {
+                let natpt_before = ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Natpt(_)))
+                    .then(|| self.state.natpt().clone());
                 self.commit_ops(&ops).map(|(deltas, report, messages)| {
-                    serde_json::json!({
+                    let mut v = serde_json::json!({
                         "revision": self.revision,
                         "changes": deltas.len(),
                         "messages": messages,
                         "errors": report.errors,
-                    })
+                    });
+                    if let Some(before) = natpt_before {
+                        v["natpt"] = natpt_state::allocation_outcome(&deltas, &before);
+                    }
+                    v
                 })
             }),
             Request::State => Ok(self.state.to_json()),

@@ -16,6 +16,8 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod natpt_reconcile;
+pub mod natpt_state;
 pub mod netlink;
 pub mod reconcile;
 pub mod state;

@@ -25,6 +25,7 @@ use serde::Serialize;
 use vdmm_common::{Binding, IpAddrKey, TunnelConfig, maps as names, tunnel::AddressFlags};
 
 use super::{
+    natpt_reconcile::NatptMaps,
     netlink::RouteBatch,
     state::{BindingSpec, Delta, DesiredState, Entry, Key, Op, TunnelSettings},
     vap_state::VapCreate,
@@ -76,6 +77,8 @@ pub struct Reconciler {
     /// Route MTU and egress interface per locator, until the next link change.
     paths: HashMap<IpAddr, (u32, String, u32)>,
     slow_path: Option<u32>,
+    /// The translator's maps.
+    natpt: NatptMaps,
 }
 
 fn value(b: &BindingSpec) -> Binding {
@@ -120,6 +123,7 @@ impl Reconciler {
             batch: RouteBatch::open()?,
             paths: HashMap::new(),
             slow_path: None,
+            natpt: NatptMaps::open(pins)?,
         })
     }
 
@@ -214,6 +218,7 @@ impl Reconciler {
                 });
             }
         }
+        ops.extend(self.natpt.import_ops()?.into_iter().map(Op::Natpt));
         Ok(ops)
     }
 
@@ -381,11 +386,16 @@ impl Reconciler {
             } => 6,
             Delta::Delete { key: Key::Peer(_) } => 7,
             Delta::Delete { .. } => 8,
+            // The translator's maps are written by [`NatptMaps::apply`].
+            Delta::Put {
+                entry: Entry::Natpt(_),
+            } => 9,
         };
         let mut ordered: Vec<&Delta> = deltas.iter().collect();
         ordered.sort_by_key(|d| phase(d));
         let mut unrouted = Vec::new();
         let mut vaps = Vec::new();
+        self.natpt.apply(&ordered, &mut report);
         for d in ordered {
             if let Delta::Put {
                 entry: Entry::Vap(v),
@@ -395,10 +405,15 @@ impl Reconciler {
                 continue;
             }
             let r = match d {
+                Delta::Put {
+                    entry: Entry::Natpt(_),
+                }
+                | Delta::Delete { key: Key::Natpt(_) } => continue,
                 Delta::Put { entry } => match entry {
                     Entry::Endpoint { addr } => self.put_addr(false, *addr),
                     Entry::Peer { addr } => self.put_addr(true, *addr),
                     Entry::Tunnel(t) => self.write_tunnel(t).map(drop),
+                    Entry::Natpt(_) => unreachable!("skipped above"),
                     Entry::Binding(b) => {
                         if !b.route {
                             unrouted.push(b.home);
@@ -418,6 +433,7 @@ impl Reconciler {
                     Key::Endpoint(a) => self.del_addr(false, *a),
                     Key::Tunnel => self.write_tunnel(&TunnelSettings::default()).map(drop),
                     Key::Vap(client) => self.del_vap(*client),
+                    Key::Natpt(_) => unreachable!("skipped above"),
                 },
             };
             match r {
@@ -519,6 +535,7 @@ impl Reconciler {
         }
         self.full_routes(desired, &mut report, &mut errors);
         self.full_vaps(desired, &mut report, &mut errors);
+        self.natpt.full(desired.natpt(), &mut report, &mut errors);
         report.errors = errors;
         Ok(report)
     }

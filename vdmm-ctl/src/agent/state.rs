@@ -24,6 +24,7 @@ use std::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vdmm_common::maps::{MAX_BINDINGS, MAX_ENDPOINTS, MAX_PEERS, MAX_VAPS};
 
+use super::natpt_state::{NatptDesired, NatptEntry, NatptImage, NatptKey, NatptOp};
 use super::vap_state::{self, VapCreate};
 use crate::{
     addr::{Family, Prefix, check_tunnel_addr, parse_addr},
@@ -144,6 +145,8 @@ pub enum Key {
     Tunnel,
     /// The vAP of a client (by its MAC).
     Vap(Mac),
+    /// The translation configuration (`natpt/...`).
+    Natpt(NatptKey),
 }
 
 impl Key {
@@ -157,6 +160,7 @@ impl Key {
             Key::Binding(p) => format!("bindings/{p}"),
             Key::Tunnel => "tunnel".to_string(),
             Key::Vap(m) => format!("vaps/{m}"),
+            Key::Natpt(k) => format!("natpt/{}", k.path()),
         }
     }
 
@@ -172,6 +176,7 @@ impl Key {
             "peers" => Ok(Key::Peer(parse_addr(rest)?)),
             "bindings" => Ok(Key::Binding(rest.parse()?)),
             "vaps" => Ok(Key::Vap(rest.parse()?)),
+            "natpt" => Ok(Key::Natpt(NatptKey::from_path(rest).map_err(|e| bad(&e))?)),
             _ => Err(bad("unknown table")),
         }
     }
@@ -211,6 +216,8 @@ pub enum Entry {
     Binding(BindingSpec),
     Tunnel(TunnelSettings),
     Vap(VapRecord),
+    /// `{"kind":"natpt","natpt":"eam",...}`.
+    Natpt(NatptEntry),
 }
 
 impl Entry {
@@ -221,6 +228,7 @@ impl Entry {
             Entry::Binding(b) => Key::Binding(b.home),
             Entry::Tunnel(_) => Key::Tunnel,
             Entry::Vap(v) => Key::Vap(v.client),
+            Entry::Natpt(e) => Key::Natpt(e.key()),
         }
     }
 }
@@ -312,6 +320,8 @@ pub enum Op {
         #[serde(default, with = "addr_text::option")]
         source: Option<IpAddr>,
     },
+    /// A `natpt` change: `{"op":"natpt","natpt":"eam_add",...}` (see [`NatptOp`]).
+    Natpt(NatptOp),
 }
 
 /// An address family as the API names it.
@@ -346,6 +356,8 @@ pub struct DesiredState {
     /// Endpoints the agent found on interfaces (`endpoints.from_interfaces`): part of the
     /// data plane's endpoints, but not stored (they follow the interfaces' addresses).
     discovered: BTreeSet<IpAddr>,
+    /// The transition gateway's translation configuration (boxed: most nodes have none).
+    natpt: Box<NatptDesired>,
 }
 
 /// The serialized form of a [`DesiredState`]: every entry, in key order.
@@ -358,6 +370,9 @@ struct StateImage {
     /// Absent in states written before the agent kept vAPs.
     #[serde(default)]
     vaps: Vec<VapRecord>,
+    /// Left out while empty (so nodes without translation keep their old format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    natpt: Option<NatptImage>,
 }
 
 fn family_index(f: Family) -> usize {
@@ -427,6 +442,11 @@ impl DesiredState {
         self.vaps.len()
     }
 
+    /// The translation configuration.
+    pub fn natpt(&self) -> &NatptDesired {
+        &self.natpt
+    }
+
     /// The value under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<Entry> {
         match key {
@@ -438,6 +458,7 @@ impl DesiredState {
             Key::Binding(p) => self.bindings.get(p).map(|b| Entry::Binding(*b)),
             Key::Tunnel => Some(Entry::Tunnel(self.tunnel)),
             Key::Vap(m) => self.vaps.get(m).map(|v| Entry::Vap(*v)),
+            Key::Natpt(k) => self.natpt.get(k).map(Entry::Natpt),
         }
     }
 
@@ -450,6 +471,7 @@ impl DesiredState {
             .chain(self.bindings.values().map(|b| Entry::Binding(*b)))
             .chain(std::iter::once(Entry::Tunnel(self.tunnel)))
             .chain(self.vaps.values().map(|v| Entry::Vap(*v)))
+            .chain(self.natpt.entries().map(Entry::Natpt))
     }
 
     /// Applies resolved deltas (from [`DesiredState::plan`] or a store) without checking
@@ -482,6 +504,7 @@ impl DesiredState {
             Entry::Vap(v) => {
                 self.vaps.insert(v.client, v);
             }
+            Entry::Natpt(e) => self.natpt.put(e),
         }
     }
 
@@ -502,6 +525,7 @@ impl DesiredState {
             Key::Vap(m) => {
                 self.vaps.remove(&m);
             }
+            Key::Natpt(k) => self.natpt.delete(k),
         }
     }
 
@@ -546,7 +570,8 @@ impl DesiredState {
             self.peers.len(),
             self.bindings_per_family,
             self.vaps.len(),
-        )
+        )?;
+        self.natpt.validate()
     }
 
     /// Checks `ops` as one batch against this state and resolves them into deltas; the
@@ -587,6 +612,7 @@ impl DesiredState {
             bindings: self.bindings.values().copied().collect(),
             tunnel: self.tunnel,
             vaps: self.vaps.values().copied().collect(),
+            natpt: (!self.natpt.is_empty()).then(|| self.natpt.image()),
         }
     }
 }
@@ -611,6 +637,12 @@ impl<'de> Deserialize<'de> for DesiredState {
         for v in image.vaps {
             s.put(Entry::Vap(v));
         }
+        s.natpt = Box::new(
+            image
+                .natpt
+                .map(NatptDesired::from_image)
+                .unwrap_or_default(),
+        );
         Ok(s)
     }
 }
@@ -658,6 +690,9 @@ struct Overlay<'a> {
     /// [`Overlay::endpoints`], until an op changes an endpoint (a batch of bindings
     /// computes it once).
     endpoints_now: Option<Vec<IpAddr>>,
+    /// The translation configuration as the batch changes it (a copy, made by the first
+    /// `natpt` op).
+    natpt: Option<NatptDesired>,
 }
 
 impl<'a> Overlay<'a> {
@@ -672,6 +707,7 @@ impl<'a> Overlay<'a> {
             vaps_now: None,
             source_uses: HashMap::new(),
             endpoints_now: None,
+            natpt: None,
         }
     }
 
@@ -887,6 +923,10 @@ impl<'a> Overlay<'a> {
                 self.set(Key::Vap(*client), Some(Entry::Vap(new)));
                 self.vaps_now = None;
             }
+            Op::Natpt(n) => self
+                .natpt
+                .get_or_insert_with(|| (*self.base.natpt).clone())
+                .change(n)?,
         }
         Ok(())
     }
@@ -957,6 +997,11 @@ impl<'a> Overlay<'a> {
             ],
             n(self.base.vaps.len(), self.vaps),
         )?;
+        let natpt = self
+            .natpt
+            .as_ref()
+            .map(|n| self.base.natpt.diff(n))
+            .unwrap_or_default();
         Ok(self
             .changed
             .into_iter()
@@ -965,6 +1010,7 @@ impl<'a> Overlay<'a> {
                 Some(entry) => Delta::Put { entry },
                 None => Delta::Delete { key },
             })
+            .chain(natpt)
             .collect())
     }
 }

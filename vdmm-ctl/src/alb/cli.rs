@@ -47,6 +47,12 @@ pub enum AlbCommand {
         /// Also write an SVG plot of every AP's utilisation over time, one panel per policy.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// Also compute what any placement could reach, from the true signal with
+        /// handovers free: the clients' mean signal on their strongest AP, an upper bound
+        /// on it at Jain's index >= 0.9, and greedy placements that reach 0.9 (without and
+        /// with no AP above high_util). Every 10th tick after the warm-up; takes seconds.
+        #[arg(long)]
+        bound: bool,
     },
 
     /// The APs the controller balances: name and capacity.

@@ -30,6 +30,7 @@ use super::{
     load::{client_load, jain, mean, utilisation},
     model::{ApId, ClientId, Snapshot},
     params::Params,
+    prices::{self, Options},
 };
 
 /// Slack in utilisation comparisons, so that sums of shares that are equal on paper
@@ -293,6 +294,111 @@ impl<'a> Work<'a> {
 }
 
 impl<'a> Work<'a> {
+    /// Load prices for the placement so far (see [`super::prices`]), per AP name.
+    fn prices(&self) -> BTreeMap<&'a str, f64> {
+        let s = self.s;
+        let names: Vec<&'a str> = s.aps.keys().map(String::as_str).collect();
+        let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let options: Vec<Options> = s
+            .clients
+            .keys()
+            .map(|c| {
+                let mut o: Options = self
+                    .audible(c)
+                    .into_iter()
+                    .map(|(a, r)| (index[a], r, self.share(c, a)))
+                    .collect();
+                let cur = self.ap_of[c.as_str()];
+                if let (Some(&i), Some(r)) = (index.get(cur), s.clients[c].rssi_of(cur))
+                    && !o.iter().any(|x| x.0 == i)
+                {
+                    o.push((i, r, self.share(c, cur)));
+                }
+                o
+            })
+            .collect();
+        let total: f64 = self.util.values().sum();
+        let q = total * total / (names.len() as f64 * self.p.target_fairness);
+        let p = prices::solve(&options, names.len(), q, 600, 40.0);
+        names.into_iter().zip(p.per_ap).collect()
+    }
+
+    /// Priced balancing: moves that gain at least `price_margin_db` of priced signal,
+    /// best first, while they keep the target clear of `high_util` and either lower the
+    /// imbalance or keep Jain's index at or above `target_fairness`.
+    fn priced(&mut self) {
+        let (s, p) = (self.s, self.p);
+        let price = self.prices();
+        let mut made = 0;
+        while made < p.max_moves_per_round && self.limited() < p.max_moves_per_round {
+            let mean = self.mean();
+            let sq: f64 = self.util.values().map(|u| u * u).sum();
+            let n = self.util.len() as f64;
+            let total: f64 = self.util.values().sum();
+            let mut best: Option<(f64, &'a str, &'a str)> = None;
+            for (id, c) in &s.clients {
+                let src = self.ap_of[id.as_str()];
+                if self.moved.contains(id.as_str())
+                    || self.h.in_dwell(id, s.now, p)
+                    || !s.aps.contains_key(src)
+                {
+                    continue;
+                }
+                let Some(r_cur) = c.rssi_of(src) else {
+                    continue;
+                };
+                let v_cur = r_cur - price[src] * self.share(id, src);
+                let (u_s, s_s) = (self.util[src], self.share(id, src));
+                for (to, r) in self.audible(id) {
+                    if to == src
+                        || r_cur - r > p.max_signal_drop_db
+                        || self.h.is_ping_pong(id, to, s.now, p)
+                    {
+                        continue;
+                    }
+                    let gain = r - price[to] * self.share(id, to) - v_cur;
+                    if gain < p.price_margin_db || best.is_some_and(|b| gain <= b.0) {
+                        continue;
+                    }
+                    let (u_t, s_t) = (self.util[to], self.share(id, to));
+                    let u_t2 = u_t + s_t;
+                    if u_t2 > p.high_util - p.hysteresis + EPS && u_t2 > mean + EPS {
+                        continue;
+                    }
+                    let sq2 = sq - u_s * u_s - u_t * u_t + (u_s - s_s).powi(2) + u_t2 * u_t2;
+                    let total2 = total - s_s + s_t;
+                    let jain2 = if sq2 > 0.0 {
+                        total2 * total2 / (n * sq2)
+                    } else {
+                        1.0
+                    };
+                    if sq2 > sq + EPS && jain2 < p.target_fairness {
+                        continue;
+                    }
+                    best = Some((gain, id.as_str(), to));
+                }
+            }
+            match best {
+                Some((_, client, to)) => {
+                    let c = &s.clients[client];
+                    let from = self.ap_of[client];
+                    let better = c.rssi_of(to) >= c.rssi_of(from);
+                    self.apply(
+                        client,
+                        to,
+                        if better {
+                            MoveReason::Roam
+                        } else {
+                            MoveReason::Balance
+                        },
+                    );
+                    made += 1;
+                }
+                None => return,
+            }
+        }
+    }
+
     /// Exchanges (only when `exchange_gain_db` > 0): a client whose strongest AP hears it
     /// `roam_margin_db` better than its own, but which that AP cannot take without
     /// overload (so it did not roam), goes there if one of that AP's clients can make
@@ -387,8 +493,14 @@ pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decisi
     let mut stranded = Vec::new();
     w.rescues(&mut stranded);
     w.reverts();
-    w.roams();
-    w.balance();
+    if params.target_fairness <= 0.0 {
+        w.roams();
+    }
+    if params.target_fairness > 0.0 {
+        w.priced();
+    } else {
+        w.balance();
+    }
     if params.exchange_gain_db > 0.0 {
         w.exchanges();
     }

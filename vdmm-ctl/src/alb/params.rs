@@ -45,6 +45,13 @@ pub struct Params {
     /// one of that AP's clients makes room elsewhere, when the first gains at least this
     /// much more signal (dB) than the second loses. 0 turns exchanges off.
     pub exchange_gain_db: f64,
+    /// Priced balancing (0 turns it off, the default): instead of roaming and balancing
+    /// against `imbalance_gap`, price each AP's load (dB per unit of utilisation) so that
+    /// clients on their best priced AP reach this Jain's index, and move clients to a
+    /// better priced AP (see docs/alb.md).
+    pub target_fairness: f64,
+    /// Priced balancing: a move must gain at least this much priced signal (dB).
+    pub price_margin_db: f64,
     /// Load an associated client puts on its AP besides its traffic (Mb/s): management
     /// frames, contention, a quiet client's share of airtime.
     pub client_base_mbps: f64,
@@ -73,6 +80,8 @@ impl Default for Params {
             revert_window_s: 60.0,
             roam_margin_db: 4.0,
             exchange_gain_db: 0.0,
+            target_fairness: 0.0,
+            price_margin_db: 2.0,
             client_base_mbps: 0.5,
             rssi_alpha: 0.1,
             rssi_max_age_s: 30.0,
@@ -123,7 +132,13 @@ impl Params {
 
     /// Checks the ranges; the error names the first parameter out of range.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, bool, &str); 13] = [
+        let checks: [(&str, bool, &str); 15] = [
+            (
+                "target_fairness",
+                (0.0..1.0).contains(&self.target_fairness),
+                "in [0, 1)",
+            ),
+            ("price_margin_db", self.price_margin_db >= 0.0, ">= 0"),
             ("high_util", self.high_util > 0.0, "> 0"),
             ("imbalance_gap", self.imbalance_gap >= 0.0, ">= 0"),
             (
@@ -175,7 +190,7 @@ mod tests {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/alb.md"))
             .unwrap();
         let names = Params::names();
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 19);
         for name in names {
             assert!(
                 doc.contains(&format!("`{name}`")),

@@ -91,13 +91,26 @@ pub fn call_agent(socket: &Path, request: &Request) -> Result<Option<serde_json:
 
 /// Sends `ops` to the agent at `socket`; None when no agent listens there.
 pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Option<String>> {
+    Ok(apply_through_agent(socket, pins, ops)?.map(|r| apply_output(&r)))
+}
+
+/// Sends `ops` to the agent at `socket` as one `apply` request and returns its result
+/// (`revision`, `changes`, `messages`, `errors`, ...); None when no agent listens there.
+pub fn apply_through_agent(
+    socket: &Path,
+    pins: &PinDir,
+    ops: Vec<Op>,
+) -> Result<Option<serde_json::Value>> {
     let request = Request::Apply {
         ops,
         pin_dir: Some(pins.path().to_path_buf()),
     };
-    let Some(result) = call_agent(socket, &request)? else {
-        return Ok(None);
-    };
+    call_agent(socket, &request)
+}
+
+/// What a command prints after the agent applied it: the agent's messages, and its
+/// errors as warnings.
+pub fn apply_output(result: &serde_json::Value) -> String {
     let mut out = String::new();
     for m in result["messages"].as_array().into_iter().flatten() {
         out.push_str(m.as_str().unwrap_or_default());
@@ -108,7 +121,7 @@ pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Optio
             e.as_str().unwrap_or_default()
         ));
     }
-    Ok(Some(out))
+    out
 }
 
 /// What `vdmm-ctl status` adds when an agent manages this pin directory: its store and,

@@ -53,6 +53,7 @@ pub fn run(args: AlbArgs) -> Result<String> {
             params,
             json,
             plot,
+            bound,
         } => {
             let mut s = Scenario::load(&scenario).map_err(Error::Alb)?;
             if let Some(seed) = seed {
@@ -61,7 +62,7 @@ pub fn run(args: AlbArgs) -> Result<String> {
             for a in &params {
                 s.alb = s.alb.with(a).map_err(Error::Alb)?;
             }
-            let outcome = sim::simulate(&s);
+            let outcome = sim::simulate(&s, bound);
             if let Some(path) = plot {
                 report::plot(&outcome, &path)?;
             }

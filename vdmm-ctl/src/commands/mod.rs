@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Peer(c) => peer::run(&pins, c),
         Command::Binding(c) => binding::run(&pins, c),
         Command::Config(c) => config::run(&pins, c),
-        Command::Natpt(c) => natpt::run(&pins, c),
+        Command::Natpt(c) => natpt::run_or_ask_agent(&cli.agent_socket, &pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
         Command::Vap(c) => vap::run(&pins, &cli.agent_socket, c),

@@ -1,15 +1,22 @@
 //! `vdmm-ctl natpt ...`: the IPv4/IPv6 transition gateway (SIIT translator settings,
 //! RFC 7757 EAMT, IPv4 address pool, IPv6 prefixes of IPv4 segments). Arguments are
-//! parsed completely before the maps are opened, and [`crate::natpt::Translator`] checks
-//! a request against the tables before it writes, so bad input changes nothing.
+//! parsed completely before anything else; with an agent running, a change becomes a
+//! [`NatptOp`] that the agent checks and applies; without one, the maps are opened and
+//! [`crate::natpt::Translator`] checks a request against the tables before it writes.
+//! Either way bad input changes nothing.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use serde_json::{Value, json};
 use vdmm_common::translate::maps::{XLAT_RESET_TRAFFIC_CLASS, XLAT_UDP_ZERO_DROP, XlatConfig};
 
+use super::agent;
 use crate::{
     addr::{Family, Prefix, parse_addr},
+    agent::{natpt_state::NatptOp, state::Op},
     cli::{
         EamCommand, MtuCommand, NatptCommand, PoolCommand, PrefixCommand, Rfc6791Command,
         RouteCommand, SegmentCommand, TrafficClassArg, UdpZeroArg,
@@ -22,6 +29,125 @@ use crate::{
     pin::PinDir,
     table::{Align, render},
 };
+
+/// `vdmm-ctl natpt ...`: a changing command goes through the agent when one listens on
+/// `socket` (as `binding add` does), else, and for reading commands and `route`, [`run`]
+/// works on the maps.
+pub fn run_or_ask_agent(socket: &Path, pins: &PinDir, cmd: NatptCommand) -> Result<String> {
+    if let Some(op) = op_for(&cmd)?
+        && let Some(result) = agent::apply_through_agent(socket, pins, vec![Op::Natpt(op)])?
+    {
+        return agent_output(&cmd, &result);
+    }
+    run(pins, cmd)
+}
+
+/// The agent op of a command that changes the translation configuration, its arguments
+/// parsed as [`run`] parses them; None for the reading commands and `route` (routes are
+/// not part of the desired state).
+pub fn op_for(cmd: &NatptCommand) -> Result<Option<NatptOp>> {
+    let v4 = |what: &str, text: &str| parse_prefix_of(Family::V4, what, text);
+    Ok(Some(match cmd {
+        NatptCommand::Prefix(PrefixCommand::Set { prefix }) => NatptOp::PrefixSet {
+            prefix: parse_prefix6(prefix)?,
+        },
+        NatptCommand::Prefix(PrefixCommand::Clear { prefix }) => NatptOp::PrefixClear {
+            prefix: prefix.as_deref().map(parse_prefix6).transpose()?,
+        },
+        NatptCommand::Rfc6791(Rfc6791Command::Set { addr }) => NatptOp::Rfc6791Set {
+            addr: parse_addr(addr)?,
+        },
+        NatptCommand::Rfc6791(Rfc6791Command::Clear { addr }) => NatptOp::Rfc6791Clear {
+            addr: addr.as_deref().map(parse_addr).transpose()?,
+        },
+        NatptCommand::Mtu(MtuCommand::Set { mtu }) => NatptOp::Mtu {
+            mtu: Some(parse_mtu(mtu)? as u32),
+        },
+        NatptCommand::Mtu(MtuCommand::Clear) => NatptOp::Mtu { mtu: None },
+        NatptCommand::UdpZeroChecksum { action } => NatptOp::UdpZeroChecksum {
+            drop: *action == UdpZeroArg::Drop,
+        },
+        NatptCommand::TrafficClass { action } => NatptOp::TrafficClass {
+            reset: *action == TrafficClassArg::Reset,
+        },
+        NatptCommand::Eam(EamCommand::Add { prefix6, prefix4 }) => {
+            let e = parse_eam(prefix6, prefix4)?;
+            NatptOp::EamAdd {
+                prefix6: e.v6,
+                prefix4: e.v4,
+            }
+        }
+        NatptCommand::Eam(EamCommand::Del { prefix6, prefix4 }) => {
+            let e = parse_eam(prefix6, prefix4)?;
+            NatptOp::EamDel {
+                prefix6: e.v6,
+                prefix4: e.v4,
+            }
+        }
+        NatptCommand::Pool(PoolCommand::Add { prefix }) => NatptOp::PoolAdd {
+            prefix: v4("address pool", prefix)?,
+        },
+        NatptCommand::Pool(PoolCommand::Del { prefix, force }) => NatptOp::PoolDel {
+            prefix: v4("address pool", prefix)?,
+            force: *force,
+        },
+        NatptCommand::Pool(PoolCommand::Alloc { ipv6, from, .. }) => NatptOp::PoolAlloc {
+            ipv6: IpAddr::V6(crate::natpt::alloc_ipv6(parse_addr(ipv6)?)?),
+            from: from.as_deref().map(|f| v4("pool", f)).transpose()?,
+        },
+        NatptCommand::Pool(PoolCommand::Release { addr }) => NatptOp::PoolRelease {
+            addr: parse_addr(addr)?,
+        },
+        NatptCommand::Segment(SegmentCommand::Add {
+            prefix4,
+            prefix6,
+            replace,
+        }) => NatptOp::SegmentAdd {
+            prefix4: v4("segment", prefix4)?,
+            prefix6: parse_prefix6(prefix6)?,
+            replace: *replace,
+        },
+        NatptCommand::Segment(SegmentCommand::Del { prefix4 }) => NatptOp::SegmentDel {
+            prefix4: v4("segment", prefix4)?,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// What a command prints after the agent applied it: what [`run`] prints (`pool alloc`
+/// its allocation, `pool release|del` what they released), then the agent's warnings.
+fn agent_output(cmd: &NatptCommand, result: &Value) -> Result<String> {
+    let allocations = |field: &str| -> Vec<Allocation> {
+        result["natpt"][field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                Some(Allocation {
+                    ipv4: a["ipv4"].as_str()?.parse().ok()?,
+                    ipv6: a["ipv6"].as_str()?.parse().ok()?,
+                })
+            })
+            .collect()
+    };
+    let mut out = match cmd {
+        NatptCommand::Pool(PoolCommand::Alloc { json, .. }) => {
+            let a = allocations("allocated").into_iter().next().ok_or_else(|| {
+                Error::Agent("the agent's answer does not name the allocation".into())
+            })?;
+            format_allocation(&a, *json)
+        }
+        NatptCommand::Pool(PoolCommand::Del { .. } | PoolCommand::Release { .. }) => {
+            allocations("released")
+                .iter()
+                .map(|a| format!("released {} (was {})\n", a.ipv4, a.ipv6))
+                .collect()
+        }
+        _ => String::new(),
+    };
+    out.push_str(&agent::apply_output(result));
+    Ok(out)
+}
 
 pub fn run(pins: &PinDir, cmd: NatptCommand) -> Result<String> {
     match cmd {
@@ -169,15 +295,7 @@ fn pool(pins: &PinDir, cmd: PoolCommand) -> Result<String> {
         }
         PoolCommand::List { json } => Ok(format_pools(&Translator::open(pins)?.pools()?, json)),
         PoolCommand::Alloc { ipv6, from, json } => {
-            let v6 = match parse_addr(&ipv6)? {
-                IpAddr::V6(a) => a,
-                IpAddr::V4(a) => {
-                    return Err(Error::Conflict(format!(
-                        "pool alloc takes the IPv6 address of the host, not the IPv4 \
-                         address {a}"
-                    )));
-                }
-            };
+            let v6 = crate::natpt::alloc_ipv6(parse_addr(&ipv6)?)?;
             let from = from
                 .as_deref()
                 .map(|f| parse_prefix_of(Family::V4, "pool", f))

@@ -4,6 +4,7 @@
 //! that same trace; [`Outcome`] holds their figures, the AP loads over time and whether
 //! ALB met issue 6's targets on it.
 
+pub mod bound;
 pub mod metrics;
 pub mod mobility;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod scenario;
 use serde::Serialize;
 
 use self::{
+    bound::Bound,
     metrics::Figures,
     policy::Policy,
     radio::Trace,
@@ -33,6 +35,9 @@ pub struct Outcome {
     /// One row per policy: alb, strongest, least-loaded, empower.
     pub figures: Vec<Figures>,
     pub targets: Vec<Target>,
+    /// What any placement can reach at Jain's index 0.9 (only when asked for: slow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<Bound>,
     /// AP utilisation over time per policy (not in the JSON output: the plot shows it).
     #[serde(skip)]
     pub series: Vec<(String, LoadSeries)>,
@@ -47,8 +52,12 @@ pub struct Target {
     pub detail: String,
 }
 
-/// Runs every policy on the scenario.
-pub fn simulate(s: &Scenario) -> Outcome {
+/// The Jain's index of issue 6's target.
+pub const TARGET_JAIN: f64 = 0.9;
+
+/// Runs every policy on the scenario; with `with_bound`, also computes what any placement
+/// can reach at Jain's index [`TARGET_JAIN`] ([`bound`]).
+pub fn simulate(s: &Scenario, with_bound: bool) -> Outcome {
     let trace = Trace::generate(s);
     let (figures, series): (Vec<Figures>, Vec<_>) = Policy::all()
         .into_iter()
@@ -59,7 +68,11 @@ pub fn simulate(s: &Scenario) -> Outcome {
         })
         .unzip();
     let targets = targets(&figures);
+    let bound = with_bound
+        .then(|| bound::bound(s, &trace, TARGET_JAIN))
+        .flatten();
     Outcome {
+        bound,
         scenario: s.name.clone(),
         seed: s.seed,
         clients: trace.clients,
@@ -81,10 +94,10 @@ fn targets(f: &[Figures]) -> Vec<Target> {
     };
     let (alb, ssf, llf) = (by("alb"), by("strongest"), by("least-loaded"));
     let mut t = Vec::new();
-    if llf.jain >= 0.9 {
+    if llf.jain >= TARGET_JAIN {
         t.push(Target {
             name: "jain >= 0.9 (least-loaded reaches it)".into(),
-            met: alb.jain >= 0.9,
+            met: alb.jain >= TARGET_JAIN,
             detail: format!("alb {:.3}, least-loaded {:.3}", alb.jain, llf.jain),
         });
     } else {
@@ -136,17 +149,17 @@ mod tests {
     #[test]
     fn a_seed_gives_the_same_run_and_another_seed_another() {
         let s = hotspot();
-        let a = simulate(&s);
-        let b = simulate(&s);
+        let a = simulate(&s, false);
+        let b = simulate(&s, false);
         assert_eq!(a.figures, b.figures);
         let mut other = s.clone();
         other.seed += 1;
-        assert_ne!(simulate(&other).figures, a.figures);
+        assert_ne!(simulate(&other, false).figures, a.figures);
     }
 
     #[test]
     fn alb_spreads_the_hotspot_that_strongest_signal_leaves() {
-        let o = simulate(&hotspot());
+        let o = simulate(&hotspot(), false);
         let by = |n: &str| o.figures.iter().find(|f| f.policy == n).unwrap();
         let (alb, ssf) = (by("alb"), by("strongest"));
         assert!(

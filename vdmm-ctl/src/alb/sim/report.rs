@@ -63,6 +63,22 @@ pub fn table(o: &Outcome) -> String {
             t.detail
         ));
     }
+    if let Some(b) = &o.bound {
+        out.push_str(&format!(
+            "\nWhat any placement can reach (true signal, handovers free; every {}th tick after \
+             the warm-up, {} ticks):\n  every client on its strongest AP: {:.1} dBm\n  \
+             jain >= {} at every tick: at most {:.1} dBm (upper bound); {:.1} dBm reached \
+             (greedy)\n  the same and no AP above high_util {}: {:.1} dBm reached (greedy)\n",
+            super::bound::EVERY_TICKS,
+            b.ticks,
+            b.strongest_dbm,
+            b.jain,
+            b.upper_dbm,
+            b.greedy_dbm,
+            b.high_util,
+            b.greedy_capped_dbm
+        ));
+    }
     out
 }
 
