@@ -1,14 +1,15 @@
 //! Adaptive load balancing live, in network namespaces (needs root): the handover lab with
 //! six extra stations, all on ap1, each under a UDP stream and a TCP transfer; the ALB
-//! controller (the real `vdmm-ctl alb` binary) reads placement and traffic from the AP
-//! hosts' per-vAP counters and `alb rebalance --apply` moves clients by vAP handovers
+//! controller (the real `vdmm-ctl alb` binary) runs its loop (`alb run`, a round every
+//! second), which reads placement and traffic from the AP hosts' per-vAP counters and,
+//! once `alb enable` lets it, moves clients by vAP handovers
 //! (`vdmm_tests::handover_lab::alb`).
 //!
 //! Asserted: moves were made and none failed, each to an AP host that now serves the
 //! client; the load the AP hosts' data planes counted spread (Jain's index of their Mb/s
 //! from about 1/3 to at least 0.9); no station lost or got a duplicate datagram; every
 //! TCP transfer delivered all its bytes with no retransmission timeout; the controller's
-//! counters and a second round (nothing left to move) agree.
+//! counters agree, and the rounds after the first with moves (at least two) move nothing.
 
 use vdmm_tests::handover_lab::{
     HandoverLab, Mobility,
@@ -81,6 +82,10 @@ fn alb_spreads_ap1_by_vap_handovers_without_breaking_flows() {
     );
     assert_eq!(sample(&r.metrics, "vdmm_alb_moves_failed_total"), Some(0.0));
     assert!(sample(&r.metrics, "vdmm_alb_vap_samples_total").unwrap_or(0.0) >= 16.0);
-    assert_eq!(r.second_round, 0, "a second round still moves clients\n{t}");
+    assert!(r.rounds >= 3, "the loop ran {} rounds\n{t}", r.rounds);
+    assert_eq!(r.second_round, 0, "later rounds still move clients\n{t}");
+    assert!(sample(&r.metrics, "vdmm_alb_loop_rounds_total").unwrap_or(0.0) >= 3.0);
+    assert!(sample(&r.metrics, "vdmm_alb_loop_idle_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(sample(&r.metrics, "vdmm_alb_loop_errors_total"), Some(0.0));
     assert!(ok, "{lines}\n{t}");
 }

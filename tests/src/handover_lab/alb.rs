@@ -4,8 +4,8 @@
 //! state file in the lab's scratch directory) knows ap1-ap3 with a capacity each, takes
 //! the signal of every station from a fixed table ([`rssi_table`]: stations stand
 //! between ap1 and ap2 or between ap1 and ap3), reads placement and traffic from the AP
-//! hosts' per-vAP counters (`alb collect`), and `alb rebalance --apply` moves clients
-//! off ap1 by vAP handovers. The air follows each move (a station's frames go to the AP
+//! hosts' per-vAP counters, and the balancer's loop (`alb run`, every second) moves
+//! clients off ap1 by vAP handovers once `alb enable` lets it. The air follows each move (a station's frames go to the AP
 //! host its anchor's binding points at); every station hears all three AP hosts.
 //!
 //! Measured: each AP host's load from its data plane's per-vAP byte counters in a
@@ -15,11 +15,14 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
+    io::{BufRead, BufReader, Write},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     process::{Command, Stdio},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::Duration,
 };
@@ -46,8 +49,10 @@ pub struct AlbOptions {
     pub tcp_period: Duration,
     /// Capacity of each AP in the controller, Mb/s.
     pub capacity_mbps: f64,
-    /// `rebalance --apply --grace-ms`.
+    /// `run --grace-ms`.
     pub grace_ms: u64,
+    /// The loop's interval (`round_interval_s`).
+    pub round_interval: Duration,
     /// Length of the load measurements before and after the round.
     pub window: Duration,
 }
@@ -59,6 +64,7 @@ impl Default for AlbOptions {
             tcp_period: Duration::from_millis(5),
             capacity_mbps: 10.0,
             grace_ms: 200,
+            round_interval: Duration::from_secs(1),
             window: Duration::from_secs(1),
         }
     }
@@ -77,7 +83,7 @@ pub struct ApLoad {
     pub mbps: f64,
 }
 
-/// One move of the round, as `rebalance --apply --json` reported it.
+/// One move of the loop's rounds, as `run --json` reported it.
 #[derive(Clone, Debug)]
 pub struct MoveOutcome {
     pub client: String,
@@ -110,11 +116,14 @@ pub struct AlbResult {
     pub stations: Vec<StationFlows>,
     /// Retransmission timeouts of every TCP flow of the lab during the run.
     pub tcp: TcpCounters,
-    /// The controller's counter lines (`alb metrics`) after the round.
+    /// The controller's counter lines (`alb metrics`) at the end.
     pub metrics: Vec<String>,
     /// Times a station's radio followed a move.
     pub reassociations: usize,
-    /// Moves a second round (a dry run after another reading of the counters) wants.
+    /// Rounds the loop ran while enabled.
+    pub rounds: usize,
+    /// Moves made by the rounds after the first round with moves (the loop kept running
+    /// until the load was measured).
     pub second_round: usize,
 }
 
@@ -179,13 +188,20 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
         }
     }
     ctl.run(&["feed"], Some(&feed))?;
+    ctl.run(
+        &[
+            "params",
+            "--set",
+            &format!("round_interval_s={}", opts.round_interval.as_secs_f64()),
+        ],
+        None,
+    )?;
     let cluster = lab.cluster_file().display().to_string();
-    // The first reading of the counters: placement now, traffic from the next reading.
-    ctl.run(&["collect", "--cluster", &cluster], None)?;
-    ctl.run(&["enable"], None)?;
+    // The loop starts disabled: it reads placement and traffic every interval.
+    let mut daemon = ctl.spawn_loop(&cluster, opts.grace_ms)?;
 
-    let warm = Duration::from_millis(1000);
-    let duration = warm + opts.window * 2 + Duration::from_secs(5);
+    let warm = Duration::from_millis(1000) + opts.round_interval;
+    let duration = warm + opts.window * 2 + opts.round_interval * 4 + Duration::from_secs(5);
     let mut udp = vec![];
     let mut tcp = vec![];
     for e in &lab.extra {
@@ -212,29 +228,34 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
         let measured = (|| -> Result<_> {
             thread::sleep(warm);
             let before = ap_loads(lab, opts.window)?;
-            let round = ctl.run(
-                &[
-                    "rebalance",
-                    "--apply",
-                    "--cluster",
-                    &cluster,
-                    "--grace-ms",
-                    &opts.grace_ms.to_string(),
-                    "--json",
-                ],
-                None,
-            )?;
-            thread::sleep(Duration::from_millis(300));
+            ctl.run(&["enable"], None)?;
+            // The first round with moves, then two more rounds that must move nothing.
+            let deadline = std::time::Instant::now() + opts.round_interval * 6;
+            let first = loop {
+                let rounds = daemon.rounds();
+                if let Some(i) = rounds.iter().position(|r| moves_of(r) > 0) {
+                    break i;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "the loop made no move within {:?} of `alb enable`",
+                        opts.round_interval * 6
+                    );
+                }
+                thread::sleep(Duration::from_millis(50));
+            };
+            while daemon.rounds().len() < first + 3 {
+                if std::time::Instant::now() > deadline + opts.round_interval * 3 {
+                    bail!("the loop stopped running rounds");
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
             let after = ap_loads(lab, opts.window)?;
             if now_ns() > stream_end {
-                bail!("the round took too long: the streams ended before the load was measured");
+                bail!("the rounds took too long: the streams ended before the load was measured");
             }
-            ctl.run(&["collect", "--cluster", &cluster], None)?;
-            let second = ctl.run(&["rebalance", "--json"], None)?;
-            let second: serde_json::Value = serde_json::from_str(&second)
-                .with_context(|| format!("rebalance --json: {second}"))?;
-            let second = second["moves"].as_array().map_or(0, Vec::len);
-            Ok((before, round, after, second))
+            ctl.run(&["disable"], None)?;
+            Ok((before, first, after))
         })();
         stop.store(true, Ordering::Relaxed);
         let followed = follower
@@ -242,6 +263,7 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
             .map_err(|_| anyhow::anyhow!("the air's follower panicked"))?;
         Ok::<_, anyhow::Error>((measured, followed))
     })?;
+    let rounds = daemon.stop()?;
     let reassociations = reassociations?;
     let mut stations = vec![];
     let mut tcp_out = vec![];
@@ -260,26 +282,28 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
         );
     }
     let tcp = tcp_counters(lab)?.since(&tcp_before);
-    let (before, round, after, second_round) = measured?;
+    let (before, first, after) = measured?;
 
-    let round: serde_json::Value = serde_json::from_str(&round)
-        .with_context(|| format!("rebalance --apply --json: {round}"))?;
     let mut moves = vec![];
-    for (key, done) in [("done", true), ("failed", false)] {
-        for m in round[key].as_array().into_iter().flatten() {
-            moves.push(MoveOutcome {
-                client: m["client"].as_str().unwrap_or_default().to_string(),
-                from: m["from"].as_str().unwrap_or_default().to_string(),
-                to: m["to"].as_str().unwrap_or_default().to_string(),
-                switch_over_ms: if done {
-                    m["switch_over_ms"].as_f64()
-                } else {
-                    None
-                },
-                error: m["error"].as_str().map(str::to_string),
-            });
+    for round in &rounds[first..=first] {
+        for (key, done) in [("done", true), ("failed", false)] {
+            for m in round[key].as_array().into_iter().flatten() {
+                moves.push(MoveOutcome {
+                    client: m["client"].as_str().unwrap_or_default().to_string(),
+                    from: m["from"].as_str().unwrap_or_default().to_string(),
+                    to: m["to"].as_str().unwrap_or_default().to_string(),
+                    switch_over_ms: if done {
+                        m["switch_over_ms"].as_f64()
+                    } else {
+                        None
+                    },
+                    error: m["error"].as_str().map(str::to_string),
+                });
+            }
         }
     }
+    let second_round = rounds[first + 1..].iter().map(moves_of).sum();
+    let last = rounds.last().expect("at least the first round with moves");
     let metrics = ctl
         .run(&["metrics"], None)?
         .lines()
@@ -291,6 +315,7 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
                 "vdmm_alb_moves_failed",
                 "vdmm_alb_fairness",
                 "vdmm_alb_vap_samples",
+                "vdmm_alb_loop_",
             ]
             .iter()
             .any(|p| l.starts_with(p))
@@ -304,8 +329,10 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
         before,
         after,
         controller_fairness: (
-            round["fairness_before"].as_f64().unwrap_or(f64::NAN),
-            round["fairness_now"].as_f64().unwrap_or(f64::NAN),
+            rounds[first]["fairness_before"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            last["fairness_now"].as_f64().unwrap_or(f64::NAN),
         ),
         moves,
         stations: stations
@@ -321,6 +348,7 @@ pub fn run(lab: &HandoverLab, opts: &AlbOptions) -> Result<AlbResult> {
         tcp,
         metrics,
         reassociations,
+        rounds: rounds.len(),
         second_round,
     })
 }
@@ -442,6 +470,14 @@ fn tcp_counters(lab: &HandoverLab) -> Result<TcpCounters> {
     Ok(sum)
 }
 
+/// Moves (done or failed) of one round of `run --json`.
+fn moves_of(round: &serde_json::Value) -> usize {
+    ["done", "failed"]
+        .iter()
+        .map(|k| round[*k].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
 fn now_s() -> f64 {
     now_ns() as f64 / 1e9
 }
@@ -460,6 +496,35 @@ impl AlbCtl {
             state: lab.dir.join("alb.json"),
             stats: lab.stats_file(),
         }
+    }
+
+    /// Starts `alb run --cluster CLUSTER --json` (the balancer's loop) in the background.
+    fn spawn_loop(&self, cluster: &str, grace_ms: u64) -> Result<AlbLoop> {
+        let mut child = Command::new(&self.ctl)
+            .arg("alb")
+            .arg("--state")
+            .arg(&self.state)
+            .args(["run", "--cluster", cluster, "--json", "--grace-ms"])
+            .arg(grace_ms.to_string())
+            .env(vdmm_ctl::handover::stats::STATE_FILE_ENV, &self.stats)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawn {} alb run", self.ctl.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                sink.lock().expect("not poisoned").push(line);
+            }
+        });
+        Ok(AlbLoop {
+            child: Some(child),
+            lines,
+            reader: Some(reader),
+        })
     }
 
     fn run(&self, args: &[&str], input: Option<&str>) -> Result<String> {
@@ -494,5 +559,59 @@ impl AlbCtl {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// The balancer's loop running in the background: its JSON lines as they come. Stopped
+/// by [`AlbLoop::stop`] (SIGTERM, then its exit is checked) or, on an error path, killed
+/// when dropped.
+struct AlbLoop {
+    child: Option<std::process::Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl AlbLoop {
+    /// The rounds printed so far (one JSON object per line; other lines are skipped).
+    fn rounds(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("fairness_now").is_some())
+            .collect()
+    }
+
+    /// SIGTERM; the loop finishes its interval and exits 0. Returns every round.
+    fn stop(&mut self) -> Result<Vec<serde_json::Value>> {
+        let mut child = self.child.take().context("the loop was stopped already")?;
+        // SAFETY: signalling our own child process by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait()?;
+        if let Some(r) = self.reader.take() {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("the loop's reader panicked"))?;
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut stderr)?;
+        }
+        if !status.success() {
+            bail!("vdmm-ctl alb run exited with {status}: {}", stderr.trim());
+        }
+        if !stderr.trim().is_empty() {
+            bail!("vdmm-ctl alb run reported: {}", stderr.trim());
+        }
+        Ok(self.rounds())
+    }
+}
+
+impl Drop for AlbLoop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! What the balancer scenario prints: the round's moves, a table of each AP host's load
+//! What the balancer scenario prints: the moves of the loop's first round with moves, a table of each AP host's load
 //! (clients and Mb/s from its data plane's per-vAP counters) before and after, the
 //! stations' flows, and the targets: moves were made and none failed, Jain's index of
 //! the AP hosts' measured load reached [`MIN_JAIN_AFTER`], no datagram lost or
@@ -80,8 +80,9 @@ pub fn table(r: &AlbResult) -> String {
         r.tcp.retrans_segs
     ));
     out.push_str(&format!(
-        "controller metrics: {}; a second round moves {}\n",
+        "controller metrics: {}; the loop ran {} rounds while enabled, those after the first with moves moved {}\n",
         r.metrics.join(", "),
+        r.rounds,
         r.second_round
     ));
     out

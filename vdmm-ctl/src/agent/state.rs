@@ -1,7 +1,7 @@
 //! The agent's desired state: what the data plane of this node should hold (local tunnel
-//! endpoints, peers, bindings, the tunnel-wide settings, the vAPs of an AP host), as one
-//! value that is validated as a whole, and the changes to it. The vAP ops' own rules are in
-//! [`super::vap_state`].
+//! endpoints, peers, bindings, the tunnel-wide settings, the vAPs of an AP host, and the
+//! translation configuration of [`super::natpt_state`]), as one value that is validated
+//! as a whole, and the changes to it. The vAP ops' own rules are in [`super::vap_state`].
 //!
 //! Two kinds of change exist:
 //!

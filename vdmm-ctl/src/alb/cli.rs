@@ -161,7 +161,35 @@ pub enum AlbCommand {
         json: bool,
     },
 
-    /// Let the balancer move clients (rounds of `feed`, `rebalance --commit`).
+    /// Run the balancer on its own until SIGTERM or SIGINT.
+    ///
+    /// Every round_interval_s (re-read from the state each time) it reads who serves whom
+    /// and the per-vAP byte counters from the AP hosts of the cluster file (as `collect`)
+    /// and, while the balancer is enabled, runs a round and makes its moves as vAP
+    /// handovers (as `rebalance --apply`): the dwell time, hysteresis and ping-pong guard
+    /// of the parameters apply across rounds. Disabled, it only reads the data planes.
+    /// Prints each round with moves (--json: every round, one JSON line each); an
+    /// interval that fails (a data plane unreadable) is reported on standard error,
+    /// changes nothing and is counted, and the loop goes on. Counters:
+    /// vdmm_alb_loop_rounds_total, vdmm_alb_loop_idle_total, vdmm_alb_loop_errors_total,
+    /// besides the decisions and moves of every round.
+    Run {
+        /// The cluster file (as for `vap move`); AP hosts are matched to APs by name.
+        #[arg(long, value_name = "FILE")]
+        cluster: PathBuf,
+        /// How long each source AP host forwards to the target before its vAP is removed
+        /// (as `vap move --grace-ms`).
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        grace_ms: u64,
+        /// Stop after this many intervals (default: run until SIGTERM or SIGINT).
+        #[arg(long, value_name = "N")]
+        intervals: Option<u64>,
+        /// Print one JSON line per round instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Let the balancer move clients (rounds of `run`, `feed`, `rebalance --commit`).
     Enable,
 
     /// Stop moving clients; reports are still taken in.
@@ -177,7 +205,8 @@ pub enum AlbCommand {
     /// Print the controller's Prometheus metrics: vdmm_alb_reports_total,
     /// vdmm_alb_reports_rejected_total, vdmm_alb_vap_samples_total, vdmm_alb_decisions_total,
     /// vdmm_alb_moves_total{reason}, vdmm_alb_reverted_moves_total,
-    /// vdmm_alb_moves_failed_total, vdmm_alb_ap_utilisation{ap},
+    /// vdmm_alb_moves_failed_total, vdmm_alb_loop_rounds_total, vdmm_alb_loop_idle_total,
+    /// vdmm_alb_loop_errors_total, vdmm_alb_ap_utilisation{ap},
     /// vdmm_alb_ap_clients{ap}, vdmm_alb_fairness, vdmm_alb_enabled.
     Metrics,
 }

@@ -329,24 +329,25 @@ impl<'a> Work<'a> {
     fn priced(&mut self) {
         let (s, p) = (self.s, self.p);
         let price = self.prices();
-        let mut made = 0;
-        while made < p.max_moves_per_round && self.limited() < p.max_moves_per_round {
+        // Moves that count against the limit: the reverts so far, and every priced move
+        // that does not follow the client.
+        let mut made = self.limited();
+        loop {
+            let limited = made >= p.max_moves_per_round;
             let mean = self.mean();
             let sq: f64 = self.util.values().map(|u| u * u).sum();
             let n = self.util.len() as f64;
             let total: f64 = self.util.values().sum();
-            let mut best: Option<(f64, &'a str, &'a str)> = None;
+            let mut best: Option<(f64, &'a str, &'a str, bool)> = None;
             for (id, c) in &s.clients {
                 let src = self.ap_of[id.as_str()];
-                if self.moved.contains(id.as_str())
-                    || self.h.in_dwell(id, s.now, p)
-                    || !s.aps.contains_key(src)
-                {
+                if self.moved.contains(id.as_str()) || !s.aps.contains_key(src) {
                     continue;
                 }
                 let Some(r_cur) = c.rssi_of(src) else {
                     continue;
                 };
+                let dwell = self.h.in_dwell(id, s.now, p);
                 let v_cur = r_cur - price[src] * self.share(id, src);
                 let (u_s, s_s) = (self.util[src], self.share(id, src));
                 for (to, r) in self.audible(id) {
@@ -356,8 +357,14 @@ impl<'a> Work<'a> {
                     {
                         continue;
                     }
+                    // A move to an AP `roam_margin_db` stronger follows the client: it is
+                    // held back by neither the dwell time nor the limit per round.
+                    let follows = r >= r_cur + p.roam_margin_db;
                     let gain = r - price[to] * self.share(id, to) - v_cur;
-                    if gain < p.price_margin_db || best.is_some_and(|b| gain <= b.0) {
+                    if gain < p.price_margin_db
+                        || best.is_some_and(|b| gain <= b.0)
+                        || (!follows && (dwell || limited))
+                    {
                         continue;
                     }
                     let (u_t, s_t) = (self.util[to], self.share(id, to));
@@ -375,11 +382,12 @@ impl<'a> Work<'a> {
                     if sq2 > sq + EPS && jain2 < p.target_fairness {
                         continue;
                     }
-                    best = Some((gain, id.as_str(), to));
+                    best = Some((gain, id.as_str(), to, follows));
                 }
             }
             match best {
-                Some((_, client, to)) => {
+                Some((_, client, to, follows)) => {
+                    made += usize::from(!follows);
                     let c = &s.clients[client];
                     let from = self.ap_of[client];
                     let better = c.rssi_of(to) >= c.rssi_of(from);
@@ -392,7 +400,6 @@ impl<'a> Work<'a> {
                             MoveReason::Balance
                         },
                     );
-                    made += 1;
                 }
                 None => return,
             }

@@ -3,8 +3,7 @@
 //! nothing.
 
 use std::{
-    io::BufRead,
-    sync::Arc,
+    io::{BufRead, Write},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -14,10 +13,12 @@ use crate::{
     alb::{
         cli::{AlbArgs, AlbCommand, ApCommand},
         controller::{
-            execute::{self, Executed},
+            daemon,
+            execute::Executed,
             file::StateFile,
+            live::{self, collect},
             metrics,
-            sample::{self, SampleSummary},
+            sample::SampleSummary,
             state::{Report, State},
         },
         decide::{Decision, Move, MoveReason},
@@ -26,9 +27,7 @@ use crate::{
         sim::{self, report, scenario::Scenario},
     },
     cluster::Cluster,
-    commands::vap_move::lock_client,
     error::{Error, Result},
-    handover::{clock::SystemClock, mover::Mover, netns_nodes, stats},
     table::{Align, render},
 };
 
@@ -167,6 +166,18 @@ pub fn run(args: AlbArgs) -> Result<String> {
                 collect_text(&summary)
             })
         }
+        AlbCommand::Run {
+            cluster,
+            grace_ms,
+            intervals,
+            json,
+        } => run_loop(
+            &file,
+            &cluster,
+            Duration::from_millis(grace_ms),
+            intervals,
+            json,
+        ),
         AlbCommand::Enable | AlbCommand::Disable => {
             let on = matches!(args.command, AlbCommand::Enable);
             file.update(|s| {
@@ -240,15 +251,6 @@ fn disabled(flag: &str) -> Error {
     ))
 }
 
-/// Reads the serving vAPs and their byte counters of `cluster`'s AP hosts into `s`.
-fn collect(s: &mut State, cluster: &Cluster, t: f64) -> Result<SampleSummary> {
-    let aps: Vec<String> = s.aps.keys().cloned().collect();
-    let (samples, unbalanced) = sample::read_cluster(cluster, &aps)?;
-    let mut summary = sample::apply(s, &samples, t);
-    summary.unbalanced_hosts = unbalanced;
-    Ok(summary)
-}
-
 fn collect_text(s: &SampleSummary) -> String {
     let per_ap: Vec<String> = s.vaps.iter().map(|(ap, n)| format!("{ap} {n}")).collect();
     let mut out = format!(
@@ -285,34 +287,14 @@ fn rebalance_apply(
     json: bool,
 ) -> Result<String> {
     let cluster = Cluster::load(cluster)?;
-    let (decision, executed, fairness_now) = file.update(|s| {
+    let r = file.update(|s| {
         if !s.enabled {
             return Err(disabled("--apply"));
         }
         let t = time.unwrap_or_else(now);
-        collect(s, &cluster, t)?;
-        let d = s.decide(t);
-        let (hosts, anchors) = netns_nodes::nodes(&cluster);
-        let stats_file = stats::state_file();
-        let locks = stats_file.path().to_path_buf();
-        let mover = Mover::new(hosts, anchors, Arc::new(SystemClock::default()))
-            .with_stats_file(stats_file);
-        let executed = execute::execute(d.moves.clone(), &mover, grace, |mac| {
-            match lock_client(&locks, mac) {
-                Ok(Some(l)) => Ok(l),
-                Ok(None) => Err(format!("a move of client {mac} is already running")),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        // Time the commit after the handovers: dwell and ping-pong windows start there.
-        let t_done = time.unwrap_or_else(now);
-        s.commit(&executed.made(), t_done);
-        s.counters.moves_failed += executed.failed.len() as u64;
-        s.last_round = Some(t_done);
-        let snap = s.snapshot(t_done);
-        let fairness = jain(crate::alb::load::utilisation(&snap, &s.params).into_values());
-        Ok((d, executed, fairness))
+        live::round(s, &cluster, grace, t, || time.unwrap_or_else(now))
     })?;
+    let (decision, executed, fairness_now) = (r.decision, r.executed, r.fairness_now);
     Ok(if json {
         let v = json!({
             "fairness_before": decision.fairness_before,
@@ -329,6 +311,57 @@ fn rebalance_apply(
     } else {
         executed_text(&decision, &executed, fairness_now)
     })
+}
+
+/// `alb run`: the loop until SIGTERM or SIGINT (or `intervals`), printing its rounds.
+fn run_loop(
+    file: &StateFile,
+    cluster: &std::path::Path,
+    grace: Duration,
+    intervals: Option<u64>,
+    json: bool,
+) -> Result<String> {
+    let cluster = Cluster::load(cluster)?;
+    let stop = daemon::stop_on_signals();
+    let opts = daemon::Options { grace, intervals };
+    let mut out = std::io::stdout();
+    let totals = daemon::run(file, &cluster, &opts, stop, now, |i| {
+        let text = match i {
+            daemon::Interval::Idle => return,
+            daemon::Interval::Error(e) => {
+                eprintln!("alb run: interval failed, nothing changed: {e}");
+                return;
+            }
+            daemon::Interval::Round(r) if json => format!(
+                "{}\n",
+                json!({
+                    "time": r.time,
+                    "fairness_before": r.decision.fairness_before,
+                    "fairness_now": r.fairness_now,
+                    "done": r.executed.done,
+                    "failed": r.executed.failed,
+                    "stranded": r.decision.stranded,
+                })
+            ),
+            daemon::Interval::Round(r) if r.decision.moves.is_empty() => return,
+            daemon::Interval::Round(r) => format!(
+                "round at {:.1}:\n{}",
+                r.time,
+                executed_text(&r.decision, &r.executed, r.fairness_now)
+            ),
+        };
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    })?;
+    Ok(format!(
+        "alb run stopped: {} rounds ({} with moves), moves done {}, failed {}; {} intervals disabled, {} failed\n",
+        totals.rounds,
+        totals.rounds_with_moves,
+        totals.moves_done,
+        totals.moves_failed,
+        totals.idle,
+        totals.errors
+    ))
 }
 
 fn executed_text(d: &Decision, e: &Executed, fairness_now: f64) -> String {

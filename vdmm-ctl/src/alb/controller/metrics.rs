@@ -95,6 +95,25 @@ pub fn render(state: &State, now: f64) -> String {
         c.moves_failed,
     );
 
+    counter(
+        &mut r,
+        "vdmm_alb_loop_rounds",
+        "Rounds alb run ran while the balancer was enabled",
+        c.loop_rounds,
+    );
+    counter(
+        &mut r,
+        "vdmm_alb_loop_idle",
+        "Intervals of alb run that only read the data planes (balancer disabled)",
+        c.loop_idle,
+    );
+    counter(
+        &mut r,
+        "vdmm_alb_loop_errors",
+        "Intervals of alb run that failed (a data plane unreadable); nothing changed",
+        c.loop_errors,
+    );
+
     let snapshot = state.snapshot(now);
     let util = utilisation(&snapshot, &state.params);
     let ap_util = Family::<ApLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -154,6 +173,9 @@ mod tests {
             "vdmm_alb_reports_total 1\n",
             "vdmm_alb_decisions_total 3\n",
             "vdmm_alb_vap_samples_total 0\n",
+            "vdmm_alb_loop_rounds_total 0\n",
+            "vdmm_alb_loop_idle_total 0\n",
+            "vdmm_alb_loop_errors_total 0\n",
             "vdmm_alb_moves_total{reason=\"revert\"} 2\n",
             "vdmm_alb_moves_total{reason=\"balance\"} 0\n",
             "vdmm_alb_reverted_moves_total 2\n",

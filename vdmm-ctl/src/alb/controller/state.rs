@@ -61,6 +61,11 @@ pub struct Counters {
     pub moves_failed: u64,
     /// Serving vAPs read from the AP hosts' data planes (`collect`, `rebalance --apply`).
     pub vap_samples: u64,
+    /// `alb run`: rounds run (enabled), intervals that only read the data planes
+    /// (disabled), intervals that failed (nothing changed).
+    pub loop_rounds: u64,
+    pub loop_idle: u64,
+    pub loop_errors: u64,
 }
 
 /// The whole state (the JSON of the state file).
