@@ -13,7 +13,10 @@
 //!   maps and vdmm's routes are compared before and after;
 //! - entries written behind the agent's back (an extra EAMT entry, a removed one, a
 //!   changed MTU, an extra pool) are undone by a reconcile request and by a restart after
-//!   SIGKILL.
+//!   SIGKILL;
+//! - a `[natpt]` section in the configuration is taken at start (beside what was
+//!   adopted) and translates; a declaration that conflicts with the stored state stops
+//!   the start with the rule's message.
 
 use std::{net::IpAddr, process::Command};
 
@@ -29,12 +32,17 @@ const POOL: &str = "192.0.2.64/29";
 const ALLOCATED: &str = "192.0.2.65";
 
 fn build() -> (XlatLab, AgentProcess) {
+    build_with("")
+}
+
+/// The lab and an agent on the translator whose configuration ends with `extra`.
+fn build_with(extra: &str) -> (XlatLab, AgentProcess) {
     if let Err(e) = require_root() {
         panic!("{e}");
     }
     let lab = XlatLab::build(Translator::Vdmm(XlatPrefix::Conformance))
         .unwrap_or_else(|e| panic!("building the translation lab: {e:#}"));
-    let extra = format!("[interfaces]\nattach = [\"{XL6_IF}\", \"{XL4_IF}\"]\n");
+    let extra = format!("[interfaces]\nattach = [\"{XL6_IF}\", \"{XL4_IF}\"]\n{extra}");
     let mut a = AgentProcess::configure(&lab.ctl, lab.xlat.name(), &lab.pin, &extra)
         .expect("configure the agent");
     a.start().expect("start the agent");
@@ -371,4 +379,55 @@ fn entries_written_behind_the_agents_back_are_undone() {
         pings(&lab, ALLOCATED),
         "no ping to {ALLOCATED} after the repair"
     );
+}
+
+#[test]
+fn the_configured_natpt_section_is_taken_at_start() {
+    let (lab, mut a) = build_with(&format!(
+        "[natpt]\nlowest_ipv6_mtu = 1400\npools = [\"{POOL}\"]\n\
+         eam = [[\"{HOST6}/128\", \"{ALLOCATED}/32\"]]\n"
+    ));
+    // Adopted (the lab's prefix and EAMT) and declared (MTU, pool, mapping) together.
+    let m = maps(&a);
+    assert_eq!(m["prefix"], "2001:db8:100::/40", "{m}");
+    assert_eq!(m["lowest_ipv6_mtu"], 1400, "{m}");
+    assert_eq!(m["pools"][0]["prefix"], POOL, "{m}");
+    assert_eq!(m["pools"][0]["allocated"], 1, "{m}");
+    assert_eq!(m["eamt"].as_array().unwrap().len(), 3, "{m}");
+    assert!(
+        pings(&lab, ALLOCATED),
+        "no ping to the declared mapping {ALLOCATED}"
+    );
+    // Removed through the API, the declared mapping comes back at the next start.
+    assert_eq!(
+        a.ctl(&["natpt", "pool", "release", ALLOCATED]).unwrap(),
+        format!("released {ALLOCATED} (was {HOST6})\n")
+    );
+    a.stop().unwrap();
+    a.start().unwrap();
+    assert_eq!(maps(&a)["pools"][0]["allocated"], 1, "{}", a.log_tail());
+    // A declaration that conflicts with the stored state: the start is refused.
+    a.stop().unwrap();
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    std::fs::write(
+        &a.config,
+        text.replace(
+            &format!("[[\"{HOST6}/128\", \"{ALLOCATED}/32\"]]"),
+            &format!(
+                "[[\"{HOST6}/128\", \"{ALLOCATED}/32\"], [\"2001:db8:9::/120\", \"10.0.0.0/24\"]]"
+            ),
+        ),
+    )
+    .unwrap();
+    let (status, log) = a.start_expecting_failure().unwrap();
+    assert!(!status.success());
+    assert!(
+        log.contains(
+            "the configuration's [natpt] section does not fit the stored desired state: change 2 \
+             of 2: 10.0.0.0/24 already has an EAMT entry (2001:db8:2::/120 <-> 10.0.0.0/24)"
+        ),
+        "{log}"
+    );
+    // ... and the maps are as they were.
+    assert_eq!(maps(&a)["eamt"].as_array().unwrap().len(), 3);
 }

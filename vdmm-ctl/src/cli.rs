@@ -42,8 +42,9 @@ pub struct Cli {
 
     /// The control socket of the agent (`vdmm-ctl daemon`).
     ///
-    /// When an agent listens there, the commands that change endpoints, peers, bindings
-    /// and tunnel settings (and `apply`) go through it: it checks them as one batch,
+    /// When an agent listens there, the commands that change endpoints, peers, bindings,
+    /// tunnel settings and the translation configuration (`natpt`, except `natpt
+    /// route`), and `apply`, go through it: it checks them as one batch,
     /// records them in its store and programs the maps. When none listens (no socket
     /// file, or nobody accepting), they work on the pinned maps directly.
     #[arg(long, global = true, env = "VDMM_AGENT_SOCKET", default_value = crate::agent::config::DEFAULT_SOCKET, value_name = "PATH")]
@@ -162,7 +163,9 @@ pub enum Command {
     /// RFC 6052 prefix, the longest prefix wins among them. Source addresses map the same
     /// way; ICMP errors from unmapped sources get the RFC 6791 address. Changes apply to the
     /// next packet. Everything lives in pinned maps (VDMM_XLAT_CFG, VDMM_EAMT4/6,
-    /// VDMM_POOL4, VDMM_SEGMENTS) and survives vdmm-ctl and reloads.
+    /// VDMM_POOL4, VDMM_SEGMENTS) and survives vdmm-ctl and reloads. With an agent
+    /// running (--agent-socket), the changes go through it: it keeps them in its desired
+    /// state and repairs the maps when they drift.
     ///
     /// Typical set-up of a NAT64-style translator and a pool:
     ///

@@ -6,7 +6,9 @@
 //!
 //! [`Config::from_toml`] refuses unknown fields and invalid values with one line that
 //! names the field and the value. The desired state itself (bindings, peers, ...) is not
-//! configuration: it lives in the store and changes through the control API.
+//! configuration: it lives in the store and changes through the control API; only a
+//! transition gateway's translation configuration may also be declared here (`[natpt]`,
+//! [`super::natpt_config`]).
 
 use std::{
     net::SocketAddr,
@@ -16,6 +18,7 @@ use std::{
 
 use serde::Deserialize;
 
+use super::natpt_config::NatptSection;
 use crate::{
     error::{Error, Result},
     etcd::{ClusterError, EtcdSettings},
@@ -48,6 +51,14 @@ pub const FIELDS: &[&str] = &[
     "metrics.enabled",
     "metrics.listen",
     "adopt.import_on_first_start",
+    "natpt.prefix",
+    "natpt.rfc6791",
+    "natpt.lowest_ipv6_mtu",
+    "natpt.udp_zero_checksum",
+    "natpt.traffic_class",
+    "natpt.eam",
+    "natpt.pools",
+    "natpt.segments",
     "etcd.endpoints",
     "etcd.prefix",
     "etcd.ca_file",
@@ -203,6 +214,8 @@ pub struct Config {
     pub api: Api,
     pub metrics: Metrics,
     pub adopt: Adopt,
+    /// A transition gateway's declared translation configuration.
+    pub natpt: NatptSection,
     /// The `[etcd]` section (with `store = "etcd"`).
     pub etcd: Option<EtcdSettings>,
 }
@@ -221,6 +234,7 @@ impl Default for Config {
             api: Api::default(),
             metrics: Metrics::default(),
             adopt: Adopt::default(),
+            natpt: NatptSection::default(),
             etcd: None,
         }
     }
@@ -313,6 +327,7 @@ impl Config {
                 "name at least one of \"ipv4\", \"ipv6\"",
             ));
         }
+        self.natpt.ops()?;
         if self.reconcile_interval_secs > 86_400 {
             return Err(invalid(
                 "reconcile_interval_secs",
@@ -559,6 +574,7 @@ mod tests {
         for text in [
             include_str!("../../../examples/anchor-gateway.toml"),
             include_str!("../../../examples/cluster-ap-host.toml"),
+            include_str!("../../../examples/transition-gateway.toml"),
         ] {
             let full: toml::Table = toml::from_str(text).unwrap();
             for (k, v) in &full {

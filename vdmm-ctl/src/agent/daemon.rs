@@ -169,6 +169,7 @@ impl Agent {
         {
             agent.import()?;
         }
+        agent.declare_natpt()?;
         agent.reconcile(Trigger::Start);
         agent.update_gauges();
         agent.store.hold_liveness(&agent.state);
@@ -193,6 +194,34 @@ impl Agent {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("not importing what the maps hold: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Makes the desired state hold what the configuration's `[natpt]` section declares
+    /// (the maps follow in the reconcile after it); a conflict stops the start.
+    fn declare_natpt(&mut self) -> Result<()> {
+        let ops: Vec<Op> = self
+            .cfg
+            .natpt
+            .ops_for(self.state.natpt())?
+            .into_iter()
+            .map(Op::Natpt)
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (deltas, _, _) = self.commit(&ops, false).map_err(|e| {
+            Error::Conflict(format!(
+                "the configuration's [natpt] section does not fit the stored desired state: \
+                 {e}"
+            ))
+        })?;
+        if !deltas.is_empty() {
+            tracing::info!(
+                changes = deltas.len(),
+                "took the translation configuration declared in [natpt]"
+            );
         }
         Ok(())
     }
@@ -230,6 +259,7 @@ impl Agent {
             self.state.peers().count(),
             self.revision,
         );
+        self.metrics.natpt.set(self.state.natpt());
     }
 
     /// A full reconcile; errors are logged and counted, and retried next time.

@@ -15,6 +15,8 @@
 //! | `vdmm_agent_last_reconcile_timestamp_seconds` | gauge | |
 //! | `vdmm_agent_info` | gauge (1) | `version`, `store` |
 //!
+//! plus the translation configuration's gauges ([`super::natpt_metrics`]).
+//!
 //! Every counter is created at zero for each label value, so a rate is defined from the
 //! first scrape.
 
@@ -24,7 +26,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::reconcile::Report;
+use super::{natpt_metrics::NatptMetrics, reconcile::Report};
 use crate::{
     error::{Error, Result},
     metrics::text_format,
@@ -181,6 +183,8 @@ pub struct AgentMetrics {
     peers: Gauge,
     revision: Gauge,
     last_reconcile: Gauge,
+    /// The translation configuration's gauges.
+    pub natpt: NatptMetrics,
 }
 
 impl AgentMetrics {
@@ -276,6 +280,7 @@ impl AgentMetrics {
             "Unix time of the last full reconcile",
             last_reconcile.clone(),
         );
+        let natpt = NatptMetrics::register(&mut registry);
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -300,6 +305,7 @@ impl AgentMetrics {
             peers,
             revision,
             last_reconcile,
+            natpt,
         }
     }
 

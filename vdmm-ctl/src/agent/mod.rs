@@ -5,7 +5,10 @@
 //! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings), the
 //!   operations clients ask for and the deltas a store records;
 //! - [`store`]: the [`store::Store`] trait and the embedded [`store::FileStore`];
-//! - [`reconcile`]: the maps and kernel routes brought in step with the desired state;
+//! - [`natpt_state`]: the transition gateway's translation configuration in the desired
+//!   state (its ops, keys and rules);
+//! - [`reconcile`]: the maps and kernel routes brought in step with the desired state
+//!   ([`natpt_reconcile`]: the translator's maps);
 //! - [`netlink`]: interface addresses, batches of routes, link and address events;
 //! - [`api`]: the control socket's requests and the client `vdmm-ctl` uses;
 //! - [`metrics`]: the agent's Prometheus metrics (served with the data plane's);
@@ -15,6 +18,8 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod natpt_config;
+pub mod natpt_metrics;
 pub mod natpt_reconcile;
 pub mod natpt_state;
 pub mod netlink;

@@ -985,6 +985,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_batch_is_valid() {
+        let ops = crate::commands::agent::parse_batch(
+            include_str!("../../../examples/transition-gateway.ops.json"),
+            "transition-gateway.ops.json",
+        )
+        .unwrap();
+        let mut s = DesiredState::default();
+        planned(&mut s, &ops).unwrap();
+        assert_eq!(s.natpt().settings().lowest_mtu(), 1400);
+        assert_eq!(s.natpt().eamt().len(), 1);
+        assert_eq!(s.natpt().pool_prefixes(), vec![p("192.0.2.0/25")]);
+        assert_eq!(s.natpt().segments().len(), 1);
+    }
+
+    #[test]
     fn settings_and_the_map_value_convert_both_ways() {
         let s = gateway();
         let cfg = s.natpt().settings().to_config(7);

@@ -1,6 +1,7 @@
 //! The agent's desired state: what the data plane of this node should hold (local tunnel
-//! endpoints, peers, bindings, the tunnel-wide settings), as one value that is validated
-//! as a whole, and the changes to it.
+//! endpoints, peers, bindings, the tunnel-wide settings, and the translation
+//! configuration of [`super::natpt_state`]), as one value that is validated as a whole,
+//! and the changes to it.
 //!
 //! Two kinds of change exist:
 //!

@@ -5,9 +5,9 @@
 //! hint. Each node resolves the source for itself: the hint when it is one of its own
 //! endpoints of the locator's family, else its lowest such endpoint; a node without one
 //! leaves the binding out (logged, counted in [`EtcdStore::unresolved`]). What is a
-//! node's own (its endpoints, peers, tunnel settings) lives under
-//! `PREFIX/nodes/NAME/` with the agent's key paths (`endpoints/ADDR`, `peers/ADDR`,
-//! `tunnel`).
+//! node's own (its endpoints, peers, tunnel settings, translation configuration) lives
+//! under `PREFIX/nodes/NAME/` with the agent's key paths (`endpoints/ADDR`, `peers/ADDR`,
+//! `tunnel`, `natpt/...`).
 //!
 //! A commit is one transaction that checks that none of the keys it writes changed
 //! since the revision the batch was planned at (else [`Error::StoreConflict`]). While
@@ -414,5 +414,53 @@ impl StoreWatcher for EtcdWatcher {
         self.rx
             .recv()
             .map_err(|_| Error::Agent("the etcd watch stopped".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_translation_configuration_is_its_own() {
+        let entry = |json: &str| -> Vec<u8> { json.as_bytes().to_vec() };
+        let put = |node: &str, path: &str, json: &str| Change::Put {
+            kind: Kind::Node,
+            id: format!("{node}/{path}"),
+            value: entry(json),
+        };
+        let mut v = NodeView::new("gw1", Arc::new(AtomicU64::new(0)));
+        let deltas = v.update(&Update {
+            revision: 3,
+            resync: true,
+            changes: vec![
+                put(
+                    "gw1",
+                    "natpt/eamt/10.0.0.0/24",
+                    r#"{"kind":"natpt","natpt":"eam","ipv6":"2001:db8::/120","ipv4":"10.0.0.0/24"}"#,
+                ),
+                put(
+                    "gw1",
+                    "natpt/pools/192.0.2.0/25",
+                    r#"{"kind":"natpt","natpt":"pool","prefix":"192.0.2.0/25"}"#,
+                ),
+                put(
+                    "gw2",
+                    "natpt/pools/198.51.100.0/24",
+                    r#"{"kind":"natpt","natpt":"pool","prefix":"198.51.100.0/24"}"#,
+                ),
+            ],
+        });
+        assert_eq!(deltas.len(), 2, "{deltas:?}");
+        assert_eq!(v.state.natpt().eamt().len(), 1);
+        assert_eq!(
+            v.state.natpt().pool_prefixes(),
+            vec!["192.0.2.0/25".parse::<Prefix>().unwrap()]
+        );
+        // The etcd keys are the node's: PREFIX/nodes/NAME/natpt/....
+        let key = Key::Natpt(crate::agent::natpt_state::NatptKey::Pool(
+            "192.0.2.0/25".parse().unwrap(),
+        ));
+        assert_eq!(key.path(), "natpt/pools/192.0.2.0/25");
     }
 }
