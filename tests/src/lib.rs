@@ -12,4 +12,5 @@ pub mod pinned;
 pub use vdmm_ctl::plot;
 pub mod testrun;
 pub mod transition_lab;
+pub mod vap_lab;
 pub mod xlat_lab;

@@ -43,10 +43,11 @@ pub struct Cli {
     /// The control socket of the agent (`vdmm-ctl daemon`).
     ///
     /// When an agent listens there, the commands that change endpoints, peers, bindings,
-    /// tunnel settings and the translation configuration (`natpt`, except `natpt
-    /// route`), and `apply`, go through it: it checks them as one batch,
-    /// records them in its store and programs the maps. When none listens (no socket
-    /// file, or nobody accepting), they work on the pinned maps directly.
+    /// tunnel settings, vAPs and the translation configuration (`natpt`, except `natpt
+    /// route`), and `apply`, go through it: it checks them as one batch, records them in
+    /// its store and programs the maps; `vap list` and `vap show` ask it too. When none
+    /// listens (no socket file, or nobody accepting), they work on the pinned maps
+    /// directly.
     #[arg(long, global = true, env = "VDMM_AGENT_SOCKET", default_value = crate::agent::config::DEFAULT_SOCKET, value_name = "PATH")]
     pub agent_socket: PathBuf,
 
@@ -210,6 +211,10 @@ pub enum Command {
     ///   vdmm-ctl endpoint add 192.0.2.11
     ///   vdmm-ctl peer add 192.0.2.1
     ///   vdmm-ctl vap create 00:16:3e:00:00:01 --ipv4 10.1.0.5 --anchor 192.0.2.1
+    ///
+    /// With an agent running (--agent-socket), create, delete, forward, list and show go
+    /// through it: it stores the vAPs and keeps them in the maps (a vAP changed behind its
+    /// back is put back by its next reconcile).
     #[command(subcommand, verbatim_doc_comment)]
     Vap(VapCommand),
 

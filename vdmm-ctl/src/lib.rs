@@ -10,7 +10,8 @@
 //! - [`natpt`]: the transition gateway's tables (SIIT translator settings, RFC 7757 EAMT,
 //!   IPv4 address pool, IPv6 prefixes of IPv4 segments) with their rules;
 //! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
-//!   reports of unknown clients);
+//!   reports of unknown clients); [`vap_record`]: a vAP as the agent keeps it;
+//!   [`vap_sync`]: records written into the vAP maps as they are (the agent's reconciler);
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink);
 //! - [`addr`]: address and prefix parsing;
@@ -43,6 +44,8 @@ pub mod plot;
 pub mod routes;
 pub mod table;
 pub mod vap;
+pub mod vap_record;
+pub mod vap_sync;
 pub mod verifier;
 
 #[cfg(test)]

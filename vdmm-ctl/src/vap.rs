@@ -42,6 +42,7 @@ use crate::{
     loader::if_index,
     maps::{Dataplane, errno, resolve_source},
     pin::PinDir,
+    vap_record::VapRecord,
 };
 
 const BPF_NOEXIST: u64 = 1;
@@ -255,18 +256,41 @@ pub fn client_iface(pins: &PinDir, named: Option<&str>) -> Result<String> {
     }
 }
 
+/// What [`check_spec`] and [`pick_vap_mac`] need to know of a vAP that exists: a vAP
+/// read from the maps ([`VapEntry`]) or one of the agent's desired state
+/// ([`crate::vap_record::VapRecord`]).
+pub trait VapIdentity {
+    fn client(&self) -> Mac;
+    fn vap_mac(&self) -> Mac;
+    fn addrs(&self) -> Vec<IpAddr>;
+}
+
+impl VapIdentity for VapEntry {
+    fn client(&self) -> Mac {
+        self.client
+    }
+
+    fn vap_mac(&self) -> Mac {
+        self.vap_mac
+    }
+
+    fn addrs(&self) -> Vec<IpAddr> {
+        VapEntry::addrs(self)
+    }
+}
+
 /// Checks a spec against the vAPs that exist (pure, so unit tested): at least one
 /// address, unicast addresses, an anchor unless breakout, a unicast vAP MAC that differs
 /// from the client's, nothing another vAP already has.
-pub fn check_spec(spec: &VapSpec, existing: &[VapEntry]) -> Result<()> {
+pub fn check_spec(spec: &VapSpec, existing: &[impl VapIdentity]) -> Result<()> {
     if spec.client.is_group() || spec.client.0 == [0; 6] {
         return Err(Error::Conflict(format!(
             "client MAC {} is not a unicast MAC",
             spec.client
         )));
     }
-    if let Some(e) = existing.iter().find(|e| e.client == spec.client) {
-        return Err(Error::VapExists(spec.client, e.vap_mac));
+    if let Some(e) = existing.iter().find(|e| e.client() == spec.client) {
+        return Err(Error::VapExists(spec.client, e.vap_mac()));
     }
     if spec.ipv4.is_none() && spec.ipv6.is_none() {
         return Err(Error::Conflict(
@@ -300,11 +324,14 @@ pub fn check_spec(spec: &VapSpec, existing: &[VapEntry]) -> Result<()> {
                 "vAP MAC {m} must be a unicast MAC other than the client's"
             )));
         }
-        if let Some(e) = existing.iter().find(|e| e.vap_mac == m) {
+        if let Some(e) = existing
+            .iter()
+            .find(|e| e.vap_mac() == m || e.client() == m)
+        {
             return Err(Error::VapTaken {
                 what: "vAP MAC",
                 value: m.to_string(),
-                owner: e.client,
+                owner: e.client(),
             });
         }
     }
@@ -318,7 +345,7 @@ pub fn check_spec(spec: &VapSpec, existing: &[VapEntry]) -> Result<()> {
             return Err(Error::VapTaken {
                 what: "address",
                 value: a.to_string(),
-                owner: e.client,
+                owner: e.client(),
             });
         }
     }
@@ -326,14 +353,14 @@ pub fn check_spec(spec: &VapSpec, existing: &[VapEntry]) -> Result<()> {
 }
 
 /// The vAP MAC for a new vAP: the one asked for, or the first derived one no vAP has.
-pub fn pick_vap_mac(spec: &VapSpec, existing: &[VapEntry]) -> Mac {
+pub fn pick_vap_mac(spec: &VapSpec, existing: &[impl VapIdentity]) -> Mac {
     if let Some(m) = spec.vap_mac {
         return m;
     }
     let taken = |m: MacKey| {
         existing
             .iter()
-            .any(|e| e.vap_mac.key() == m || e.client.key() == m)
+            .any(|e| e.vap_mac().key() == m || e.client().key() == m)
     };
     let mut salt = 0;
     loop {
@@ -361,7 +388,41 @@ pub fn free_slot(existing: &[VapEntry]) -> Option<u32> {
     (next < names::MAX_VAPS).then_some(next)
 }
 
-fn entry_of(v: &Vap) -> VapEntry {
+/// The map value of `r` on interface `ifindex` (MAC `host_mac`) with counter slot `slot`.
+pub(crate) fn vap_value(r: &VapRecord, ifindex: u32, host_mac: Mac, slot: u32) -> Vap {
+    let binding = |b: Option<(IpAddr, IpAddr)>| {
+        b.map_or_else(Binding::default, |(l, s)| {
+            Binding::new(IpAddrKey::from(l), IpAddrKey::from(s))
+        })
+    };
+    let mut flags = 0;
+    if r.ipv4.is_some() {
+        flags |= VAP_HAS_V4;
+    }
+    if r.ipv6.is_some() {
+        flags |= VAP_HAS_V6;
+    }
+    if r.breakout {
+        flags |= VAP_BREAKOUT;
+    }
+    if r.forwarding().is_some() {
+        flags |= VAP_FORWARD;
+    }
+    Vap {
+        client_mac: r.client.key(),
+        vap_mac: r.vap_mac.key(),
+        host_mac: host_mac.key(),
+        ifindex,
+        flags,
+        ipv4: r.ipv4.map(|a| a.octets()).unwrap_or_default(),
+        slot,
+        ipv6: r.ipv6.map(|a| a.octets()).unwrap_or_default(),
+        anchor: binding(r.uplink()),
+        forward: binding(r.forwarding()),
+    }
+}
+
+pub(crate) fn entry_of(v: &Vap) -> VapEntry {
     let binding = |b: &Binding| {
         (!b.locator.is_unset()).then(|| (IpAddr::from(b.locator), IpAddr::from(b.source)))
     };
@@ -384,7 +445,7 @@ fn entry_of(v: &Vap) -> VapEntry {
     }
 }
 
-fn update_err(what: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+pub(crate) fn update_err(what: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |e| Error::ebpf(format!("cannot update {what}"), e)
 }
 
@@ -423,46 +484,29 @@ impl Dataplane {
         let iface = client_iface(&self.pins, spec.iface.as_deref())?;
         let ifindex = if_index(&iface)?;
         let host_mac = if_mac(&iface)?;
-        let anchor = match spec.anchor {
-            Some(locator) => {
-                let source = resolve_source(&self.endpoints()?, locator, spec.source)?;
-                Binding::new(IpAddrKey::from(locator), IpAddrKey::from(source))
-            }
-            None => Binding::default(),
+        let source = match spec.anchor {
+            Some(locator) => Some(resolve_source(&self.endpoints()?, locator, spec.source)?),
+            None => None,
         };
         let slot = free_slot(&existing).ok_or(Error::Full {
             what: "the vAP table",
             max: names::MAX_VAPS,
         })?;
         let vap_mac = pick_vap_mac(spec, &existing);
-        let mut flags = 0;
-        if spec.ipv4.is_some() {
-            flags |= VAP_HAS_V4;
-        }
-        if spec.ipv6.is_some() {
-            flags |= VAP_HAS_V6;
-        }
-        if spec.breakout {
-            flags |= VAP_BREAKOUT;
-        }
-        let value = Vap {
-            client_mac: spec.client.key(),
-            vap_mac: vap_mac.key(),
-            host_mac: host_mac.key(),
-            ifindex,
-            flags,
-            ipv4: spec.ipv4.map(|a| a.octets()).unwrap_or_default(),
-            slot,
-            ipv6: spec.ipv6.map(|a| a.octets()).unwrap_or_default(),
-            anchor,
-            forward: Binding::default(),
+        let record = VapRecord {
+            client: spec.client,
+            vap_mac,
+            ipv4: spec.ipv4,
+            ipv6: spec.ipv6,
+            anchor: spec.anchor,
+            source,
+            breakout: spec.breakout,
+            iface: iface.parse()?,
+            forward: None,
+            forward_source: None,
         };
-        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| Error::io("cannot count the CPUs", e))?;
-        let zero = PerCpuValues::try_from(vec![VapCounters::default(); ncpu])
-            .map_err(|e| Error::io("cannot build the vAP counters", e))?;
-        self.vap_stats
-            .set(slot, zero, 0)
-            .map_err(update_err("the vAP counters"))?;
+        let value = vap_value(&record, ifindex, host_mac, slot);
+        self.zero_vap_counters(slot)?;
         self.vaps
             .insert(spec.client.key(), value, BPF_NOEXIST)
             .map_err(|e| match errno(&e) {
@@ -473,12 +517,7 @@ impl Dataplane {
                 },
                 _ => update_err("the vAPs")(e),
             })?;
-        let addrs: Vec<IpAddr> = spec
-            .ipv4
-            .map(IpAddr::V4)
-            .into_iter()
-            .chain(spec.ipv6.map(IpAddr::V6))
-            .collect();
+        let addrs = record.addrs();
         let owner = VapAddr {
             client_mac: spec.client.key(),
         };
@@ -503,11 +542,26 @@ impl Dataplane {
         Ok(entry_of(&value))
     }
 
+    /// Zeroes the counters in `slot` (for a new vAP).
+    pub(crate) fn zero_vap_counters(&mut self, slot: u32) -> Result<()> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| Error::io("cannot count the CPUs", e))?;
+        let zero = PerCpuValues::try_from(vec![VapCounters::default(); ncpu])
+            .map_err(|e| Error::io("cannot build the vAP counters", e))?;
+        self.vap_stats
+            .set(slot, zero, 0)
+            .map_err(update_err("the vAP counters"))
+    }
+
     /// Deletes the vAP of `client` (its addresses first, so nothing is delivered to a
     /// vAP that is going away).
     pub fn del_vap(&mut self, client: Mac) -> Result<VapEntry> {
         let entry = self.vap(client)?;
         for a in entry.addrs() {
+            // An address another vAP took over (an agent's batch) stays with it.
+            match self.vap_addrs.get(&IpAddrKey::from(a), 0) {
+                Ok(owner) if owner.client_mac != client.key() => continue,
+                _ => {}
+            }
             match self.vap_addrs.remove(&IpAddrKey::from(a)) {
                 Ok(()) => {}
                 Err(e) if errno(&e) == Some(libc::ENOENT) => {}
@@ -716,7 +770,7 @@ mod tests {
     #[test]
     fn vap_macs_and_slots_are_unique() {
         let s = spec("00:00:00:00:00:02");
-        let first = pick_vap_mac(&s, &[]);
+        let first = pick_vap_mac(&s, &[] as &[VapEntry]);
         assert!(is_local_unicast(first.key()));
         let existing = [entry(
             "00:00:00:00:00:01",

@@ -9,7 +9,7 @@ use vdmm_common::{IpAddrKey, vap::VapAddr};
 
 use crate::{
     cli::VapCommand,
-    commands::{lifecycle, vap::run},
+    commands::{lifecycle, vap},
     error::Error,
     kernel_tests::{SERIAL, ip},
     loader::{self, Mode},
@@ -18,6 +18,15 @@ use crate::{
     pin::PinDir,
     vap::VapEntry,
 };
+
+/// `vdmm-ctl vap ...` with no agent listening: straight on the maps.
+fn run(pins: &PinDir, cmd: VapCommand) -> crate::error::Result<String> {
+    vap::run(
+        pins,
+        std::path::Path::new("/nonexistent/vdmm-no-agent.sock"),
+        cmd,
+    )
+}
 
 /// A namespace with a veth pair (`vk0` uplink 192.0.2.11, `vk1` client-facing) and a
 /// pin directory, removed on drop.

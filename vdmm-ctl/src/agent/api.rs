@@ -20,8 +20,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::state::Op;
-use crate::error::{Error, Result};
+use super::{state::Op, vap_state::VapCreate};
+use crate::{
+    error::{Error, Result},
+    vap::Mac,
+};
 
 /// A request to the agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,14 +43,44 @@ pub enum Request {
     Status,
     /// Compares everything with the desired state now and repairs what differs.
     Reconcile,
+    /// Creates a vAP (the op `vap_create` alone) and answers with it as the maps hold it
+    /// (`vdmm-ctl vap show --json`), under `vap`.
+    VapCreate {
+        vap: VapCreate,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_dir: Option<PathBuf>,
+    },
+    /// Deletes the vAP of `client` and answers with the record it had, under `vap`.
+    VapDelete {
+        client: Mac,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_dir: Option<PathBuf>,
+    },
+    /// The vAPs as the maps hold them (`vdmm-ctl vap list --json`).
+    VapList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_dir: Option<PathBuf>,
+    },
+    /// One vAP with its counters (`vdmm-ctl vap show --json`).
+    VapShow {
+        client: Mac,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_dir: Option<PathBuf>,
+    },
 }
 
 impl Request {
     /// True for requests only root (or the agent's own user) may make.
     pub fn changes_state(&self) -> bool {
         match self {
-            Request::Apply { .. } | Request::Reconcile => true,
-            Request::State | Request::Status => false,
+            Request::Apply { .. }
+            | Request::Reconcile
+            | Request::VapCreate { .. }
+            | Request::VapDelete { .. } => true,
+            Request::State
+            | Request::Status
+            | Request::VapList { .. }
+            | Request::VapShow { .. } => false,
         }
     }
 
@@ -58,6 +91,10 @@ impl Request {
             Request::State => "state",
             Request::Status => "status",
             Request::Reconcile => "reconcile",
+            Request::VapCreate { .. } => "vap_create",
+            Request::VapDelete { .. } => "vap_delete",
+            Request::VapList { .. } => "vap_list",
+            Request::VapShow { .. } => "vap_show",
         }
     }
 }
@@ -232,6 +269,20 @@ mod tests {
             r#"{"request":"status"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"request":"explode"}"#).is_err());
+        let r = parse_request(
+            r#"{"request":"vap_create","vap":{"client":"00:16:3e:00:00:01","ipv4":"10.1.0.5","breakout":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.name(), "vap_create");
+        let e = parse_request(
+            r#"{"request":"vap_create","vap":{"client":"00:16:3e:00:00:01","ipv4":"10.1.0.300"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("invalid address `10.1.0.300`"),
+            "{e}"
+        );
+        assert!(parse_request(r#"{"request":"vap_show","client":"00:16:3e:00:00"}"#).is_err());
         assert!(
             serde_json::from_str::<Request>(
                 r#"{"request":"apply","ops":[{"op":"peer_add","addr":"300.1.2.3"}]}"#
@@ -281,6 +332,23 @@ mod tests {
         assert!(allowed(&apply, 1000, 1000));
         assert!(allowed(&Request::Status, 65534, 0));
         assert!(!allowed(&Request::Reconcile, 65534, 0));
+        let client: Mac = "00:16:3e:00:00:01".parse().unwrap();
+        assert!(!allowed(
+            &Request::VapDelete {
+                client,
+                pin_dir: None
+            },
+            65534,
+            0
+        ));
+        assert!(allowed(
+            &Request::VapShow {
+                client,
+                pin_dir: None
+            },
+            65534,
+            0
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::{
     os::unix::fs::PermissionsExt,
-    path::Path,
+    path::{Path, PathBuf},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     addr::Family,
-    commands::binding::describe_route,
+    commands::{binding::describe_route, vap::show_json},
     device,
     error::{Error, Result},
     etcd::store::EtcdStore,
@@ -164,6 +164,7 @@ impl Agent {
             && agent.state.binding_count() == 0
             && agent.state.peers().count() == 0
             && agent.state.endpoints().count() == 0
+            && agent.state.vap_count() == 0
             && agent.state.natpt().is_empty()
             && agent.cfg.adopt.import_on_first_start
         {
@@ -257,6 +258,7 @@ impl Agent {
             v6,
             self.state.effective_endpoints().len(),
             self.state.peers().count(),
+            self.state.vap_count(),
             self.revision,
         );
         self.metrics.natpt.set(self.state.natpt());
@@ -303,7 +305,8 @@ impl Agent {
         write_maps: bool,
     ) -> Result<(Vec<Delta>, Report, Vec<String>)> {
         let t0 = Instant::now();
-        let deltas = self.state.plan(ops)?;
+        let ops = self.rec.name_vap_ifaces(ops)?;
+        let deltas = self.state.plan(&ops)?;
         let planned = t0.elapsed();
         if deltas.is_empty() {
             return Ok((deltas, Report::default(), Vec::new()));
@@ -373,6 +376,7 @@ impl Agent {
             "discovered_endpoints": self.state.discovered().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "peers": self.state.peers().count(),
             "bindings": {"ipv4": v4, "ipv6": v6},
+            "vaps": self.state.vap_count(),
             "store_health": self.store.health().map(|h| h.status()),
             "interfaces": self.pins.linked_interfaces().unwrap_or_default(),
             "last_reconcile": self.last_reconcile.as_ref().map(|(t, r, s)| serde_json::json!({
@@ -381,45 +385,83 @@ impl Agent {
         })
     }
 
+    /// Refuses a request meant for another data plane than this agent's.
+    fn check_pins(&self, pin_dir: Option<PathBuf>) -> Result<()> {
+        match pin_dir {
+            Some(p) if p != self.pins.path() => Err(Error::Agent(format!(
+                "this agent manages the data plane pinned at {}, not {}; pass the socket of \
+                 that data plane's agent (--agent-socket)",
+                self.pins.path().display(),
+                p.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The vAP of `client` as the maps hold it, with its counters (`vap show --json`).
+    fn vap_shown(&self, client: crate::vap::Mac) -> Result<serde_json::Value> {
+        let dp = self.rec.dataplane();
+        Ok(show_json(&dp.vap(client)?, &dp.vap_counters(client)?))
+    }
+
     /// Answers one request.
     pub fn handle(&mut self, request: Request) -> Response {
         let name = request.name();
         let result = match request {
-            Request::Apply { ops, pin_dir } => {
-                if let Some(p) = pin_dir
-                    && p != self.pins.path()
-                {
-                    Err(Error::Agent(format!(
-                        "this agent manages the data plane pinned at {}, not {}; pass the \
-                         socket of that data plane's agent (--agent-socket)",
-                        self.pins.path().display(),
-                        p.display()
-                    )))
-                } else {
-                    let natpt_before = ops
-                        .iter()
-                        .any(|o| matches!(o, Op::Natpt(_)))
-                        .then(|| self.state.natpt().clone());
-                    self.commit_ops(&ops).map(|(deltas, report, messages)| {
-                        let mut v = serde_json::json!({
-                            "revision": self.revision,
-                            "changes": deltas.len(),
-                            "messages": messages,
-                            "errors": report.errors,
-                        });
-                        if let Some(before) = natpt_before {
-                            v["natpt"] = natpt_state::allocation_outcome(&deltas, &before);
-                        }
-                        v
-                    })
-                }
-            }
+            Request::Apply { ops, pin_dir } => self.check_pins(pin_dir).and_then(|()| {
+                let natpt_before = ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Natpt(_)))
+                    .then(|| self.state.natpt().clone());
+                self.commit_ops(&ops).map(|(deltas, report, messages)| {
+                    let mut v = serde_json::json!({
+                        "revision": self.revision,
+                        "changes": deltas.len(),
+                        "messages": messages,
+                        "errors": report.errors,
+                    });
+                    if let Some(before) = natpt_before {
+                        v["natpt"] = natpt_state::allocation_outcome(&deltas, &before);
+                    }
+                    v
+                })
+            }),
             Request::State => Ok(self.state.to_json()),
             Request::Status => Ok(self.status()),
             Request::Reconcile => {
                 let r = self.reconcile(Trigger::Request);
                 Ok(serde_json::to_value(&r).expect("a report serializes"))
             }
+            Request::VapCreate { vap, pin_dir } => self.check_pins(pin_dir).and_then(|()| {
+                let client = vap.client;
+                let (_, report, _) = self.commit_ops(&[Op::VapCreate(vap)])?;
+                // Stored even when the maps refused it (the next reconcile retries).
+                Ok(serde_json::json!({
+                    "revision": self.revision,
+                    "errors": report.errors,
+                    "vap": self.vap_shown(client).ok(),
+                }))
+            }),
+            Request::VapDelete { client, pin_dir } => self.check_pins(pin_dir).and_then(|()| {
+                let record = self.state.vap(&client).copied();
+                let (_, report, _) = self.commit_ops(&[Op::VapDelete { client }])?;
+                Ok(serde_json::json!({
+                    "revision": self.revision,
+                    "errors": report.errors,
+                    "vap": record,
+                }))
+            }),
+            Request::VapList { pin_dir } => self.check_pins(pin_dir).and_then(|()| {
+                let vaps = self.rec.dataplane().vaps()?;
+                Ok(serde_json::Value::from(
+                    vaps.iter()
+                        .map(crate::commands::vap::entry_json)
+                        .collect::<Vec<_>>(),
+                ))
+            }),
+            Request::VapShow { client, pin_dir } => self
+                .check_pins(pin_dir)
+                .and_then(|()| self.vap_shown(client)),
         };
         match result {
             Ok(v) => {

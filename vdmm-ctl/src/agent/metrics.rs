@@ -138,7 +138,17 @@ impl Outcome {
     }
 }
 
-const REQUESTS: [&str; 5] = ["apply", "state", "status", "reconcile", "unknown"];
+const REQUESTS: [&str; 9] = [
+    "apply",
+    "state",
+    "status",
+    "reconcile",
+    "vap_create",
+    "vap_delete",
+    "vap_list",
+    "vap_show",
+    "unknown",
+];
 const TRIGGERS: [Trigger; 5] = [
     Trigger::Start,
     Trigger::Interval,
@@ -181,6 +191,7 @@ pub struct AgentMetrics {
     bindings: Family<FamilyLabel, Gauge>,
     endpoints: Gauge,
     peers: Gauge,
+    vaps: Gauge,
     revision: Gauge,
     last_reconcile: Gauge,
     /// The translation configuration's gauges.
@@ -268,6 +279,12 @@ impl AgentMetrics {
             "Tunnel peers in the desired state",
             peers.clone(),
         );
+        let vaps = Gauge::default();
+        registry.register(
+            "vdmm_agent_desired_vaps",
+            "vAPs in the desired state (`vdmm_vaps` counts those in the maps)",
+            vaps.clone(),
+        );
         let revision = Gauge::default();
         registry.register(
             "vdmm_agent_store_revision",
@@ -303,6 +320,7 @@ impl AgentMetrics {
             bindings,
             endpoints,
             peers,
+            vaps,
             revision,
             last_reconcile,
             natpt,
@@ -374,6 +392,7 @@ impl AgentMetrics {
         bindings_v6: usize,
         endpoints: usize,
         peers: usize,
+        vaps: usize,
         revision: u64,
     ) {
         self.bindings
@@ -384,6 +403,7 @@ impl AgentMetrics {
             .set(bindings_v6 as i64);
         self.endpoints.set(endpoints as i64);
         self.peers.set(peers as i64);
+        self.vaps.set(vaps as i64);
         self.revision.set(revision as i64);
     }
 
@@ -422,7 +442,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        m.desired(5, 1, 2, 3, 7);
+        m.desired(5, 1, 2, 3, 4, 7);
         let t = m.encode().unwrap();
         for line in [
             "vdmm_agent_requests_total{request=\"apply\",result=\"ok\"} 1",
@@ -432,6 +452,7 @@ mod tests {
             "vdmm_agent_errors_total{stage=\"reconcile\"} 1",
             "vdmm_agent_desired_bindings{family=\"ipv4\"} 5",
             "vdmm_agent_store_revision 7",
+            "vdmm_agent_desired_vaps 4",
             &format!(
                 "vdmm_agent_info{{version=\"{}\",store=\"file /x/state.jsonl\"}} 1",
                 env!("CARGO_PKG_VERSION")

@@ -2,8 +2,9 @@
 //! desired state.
 //!
 //! - [`config`]: the TOML configuration file;
-//! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings), the
-//!   operations clients ask for and the deltas a store records;
+//! - [`state`]: the desired state (endpoints, peers, bindings, tunnel settings, vAPs),
+//!   the operations clients ask for and the deltas a store records;
+//! - [`vap_state`]: the vAP operations' rules, resolved into vAP records;
 //! - [`store`]: the [`store::Store`] trait and the embedded [`store::FileStore`];
 //! - [`natpt_state`]: the transition gateway's translation configuration in the desired
 //!   state (its ops, keys and rules);
@@ -26,3 +27,4 @@ pub mod netlink;
 pub mod reconcile;
 pub mod state;
 pub mod store;
+pub mod vap_state;

@@ -1,7 +1,8 @@
 //! Keeps the pinned maps and vdmm's kernel routes in step with the desired state.
 //!
 //! - [`Reconciler::full`] compares everything (endpoints, peers, bindings, tunnel
-//!   settings, the bindings' slow-path routes into `vdmm0`) and changes only what differs:
+//!   settings, the bindings' slow-path routes into `vdmm0`, the vAPs and their addresses)
+//!   and changes only what differs:
 //!   missing entries are added, stale ones removed, different ones overwritten in place.
 //!   Equal entries are not touched, so a restarted agent adopts what is pinned without a
 //!   gap in forwarding; nothing is detached or reloaded.
@@ -10,8 +11,9 @@
 //!   the batch is committed, so a binding whose locator has no route is refused, as
 //!   `vdmm-ctl binding add` refuses it.
 //!
-//! Map writes use the same layouts as [`crate::maps`], opened from the same pins; only
-//! the agent's own routes (protocol 118, into `vdmm0`) are ever removed.
+//! Map writes use the same layouts as [`crate::maps`], opened from the same pins (vAPs
+//! through [`crate::vap_sync`]); only the agent's own routes (protocol 118, into `vdmm0`)
+//! are ever removed.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -26,15 +28,19 @@ use super::{
     natpt_reconcile::NatptMaps,
     netlink::RouteBatch,
     state::{BindingSpec, Delta, DesiredState, Entry, Key, Op, TunnelSettings},
+    vap_state::VapCreate,
 };
 use crate::{
     addr::{Family, Prefix},
     binding_table::BindingTable,
     device::DEVICE,
     error::{Error, Result},
-    maps::{errno, open_map},
+    maps::{Dataplane, errno, open_map},
     pin::PinDir,
     routes::{Netlink, SlowPathRoute},
+    vap::{Mac, client_iface},
+    vap_record::VapRecord,
+    vap_sync::{Interfaces, matches},
 };
 
 /// What a reconcile or an apply changed.
@@ -64,6 +70,8 @@ pub struct Reconciler {
     peers: BpfHashMap<MapData, IpAddrKey, AddressFlags>,
     bindings: BindingTable,
     config: Array<MapData, TunnelConfig>,
+    /// The vAP maps (and the pins, for the default client-facing interface).
+    dp: Dataplane,
     nl: Netlink,
     batch: RouteBatch,
     /// Route MTU and egress interface per locator, until the next link change.
@@ -110,6 +118,7 @@ impl Reconciler {
             peers: open_map(pins, names::PEERS)?,
             bindings: BindingTable::open(pins)?,
             config: open_map(pins, names::CONFIG)?,
+            dp: Dataplane::open(pins)?,
             nl: Netlink::open()?,
             batch: RouteBatch::open()?,
             paths: HashMap::new(),
@@ -189,8 +198,58 @@ impl Reconciler {
             icmp_sources: sources,
             clear_icmp_sources: clear,
         });
+        // vAPs whose interface is gone are left out (the reconcile removes them).
+        for v in self.dp.vaps()?.iter().filter_map(VapRecord::of_entry) {
+            ops.push(Op::VapCreate(VapCreate {
+                client: v.client,
+                ipv4: v.ipv4.map(IpAddr::V4),
+                ipv6: v.ipv6.map(IpAddr::V6),
+                anchor: v.anchor,
+                source: v.source,
+                vap_mac: Some(v.vap_mac),
+                iface: Some(v.iface.to_string()),
+                breakout: v.breakout,
+            }));
+            if let Some((to, source)) = v.forwarding() {
+                ops.push(Op::VapForward {
+                    client: v.client,
+                    to: Some(to),
+                    source: Some(source),
+                });
+            }
+        }
         ops.extend(self.natpt.import_ops()?.into_iter().map(Op::Natpt));
         Ok(ops)
+    }
+
+    /// `ops` with the client-facing interface of every vAP create named: the one given
+    /// (which must exist), or else the one interface `vdmm_vap` is attached to. Borrowed
+    /// unchanged when there is no vAP create. An error names the op (1-based) like
+    /// [`DesiredState::plan`]'s.
+    pub fn name_vap_ifaces<'a>(&self, ops: &'a [Op]) -> Result<std::borrow::Cow<'a, [Op]>> {
+        if !ops.iter().any(|op| matches!(op, Op::VapCreate(_))) {
+            return Ok(std::borrow::Cow::Borrowed(ops));
+        }
+        let mut out = ops.to_vec();
+        let n = out.len();
+        for (i, op) in out.iter_mut().enumerate() {
+            if let Op::VapCreate(c) = op {
+                let iface = client_iface(&self.dp.pins, c.iface.as_deref()).map_err(|e| {
+                    if n > 1 {
+                        Error::Conflict(format!("change {} of {n}: {e}", i + 1))
+                    } else {
+                        e
+                    }
+                })?;
+                c.iface = Some(iface);
+            }
+        }
+        Ok(std::borrow::Cow::Owned(out))
+    }
+
+    /// The data plane's maps (for reading vAPs and their counters).
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dp
     }
 
     fn slow_path_index(&mut self) -> Result<u32> {
@@ -316,21 +375,35 @@ impl Reconciler {
             Delta::Put {
                 entry: Entry::Binding(_),
             } => 3,
+            // A vAP deleted before the batch's vAPs are written (they may take its
+            // addresses); those are written after this loop.
+            Delta::Delete { key: Key::Vap(_) } => 4,
+            Delta::Put {
+                entry: Entry::Vap(_),
+            } => 5,
             Delta::Delete {
                 key: Key::Binding(_),
-            } => 4,
-            Delta::Delete { key: Key::Peer(_) } => 5,
-            Delta::Delete { .. } => 6,
+            } => 6,
+            Delta::Delete { key: Key::Peer(_) } => 7,
+            Delta::Delete { .. } => 8,
             // The translator's maps are written by [`NatptMaps::apply`].
             Delta::Put {
                 entry: Entry::Natpt(_),
-            } => 7,
+            } => 9,
         };
         let mut ordered: Vec<&Delta> = deltas.iter().collect();
         ordered.sort_by_key(|d| phase(d));
         let mut unrouted = Vec::new();
+        let mut vaps = Vec::new();
         self.natpt.apply(&ordered, &mut report);
         for d in ordered {
+            if let Delta::Put {
+                entry: Entry::Vap(v),
+            } = d
+            {
+                vaps.push(*v);
+                continue;
+            }
             let r = match d {
                 Delta::Put {
                     entry: Entry::Natpt(_),
@@ -347,6 +420,7 @@ impl Reconciler {
                         }
                         self.put_binding(b)
                     }
+                    Entry::Vap(_) => unreachable!("vAPs are written after the loop"),
                 },
                 Delta::Delete { key } => match key {
                     Key::Binding(home) => {
@@ -358,6 +432,7 @@ impl Reconciler {
                     Key::Endpoint(a) if after.discovered().contains(a) => Ok(()),
                     Key::Endpoint(a) => self.del_addr(false, *a),
                     Key::Tunnel => self.write_tunnel(&TunnelSettings::default()).map(drop),
+                    Key::Vap(client) => self.del_vap(*client),
                     Key::Natpt(_) => unreachable!("skipped above"),
                 },
             };
@@ -368,6 +443,9 @@ impl Reconciler {
                 },
                 Err(e) => report.errors.push(format!("{}: {e}", d.key())),
             }
+        }
+        if !vaps.is_empty() {
+            self.put_vaps(&vaps, &mut report.added, &mut report.errors);
         }
         if !routes.is_empty() {
             match self.batch.install(routes) {
@@ -456,9 +534,115 @@ impl Reconciler {
             }
         }
         self.full_routes(desired, &mut report, &mut errors);
+        self.full_vaps(desired, &mut report, &mut errors);
         self.natpt.full(desired.natpt(), &mut report, &mut errors);
         report.errors = errors;
         Ok(report)
+    }
+
+    fn del_vap(&mut self, client: Mac) -> Result<()> {
+        match self.dp.del_vap(client) {
+            Err(Error::NoSuchVap(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Writes `vaps`, counting each written one in `counter`.
+    fn put_vaps(&mut self, vaps: &[VapRecord], counter: &mut u64, errors: &mut Vec<String>) {
+        let existing = match self.dp.vaps() {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!("vaps: {e}"));
+                return;
+            }
+        };
+        let results = self
+            .dp
+            .put_vaps(vaps, &existing, &mut Interfaces::default());
+        for (v, r) in vaps.iter().zip(results) {
+            count(r, counter, errors, &Key::Vap(v.client));
+        }
+    }
+
+    /// The vAPs part of [`Reconciler::full`]: stale vAPs removed first (they may hold
+    /// addresses desired ones need), then missing ones added and differing ones
+    /// rewritten in place, then the address table made to match.
+    fn full_vaps(&mut self, desired: &DesiredState, report: &mut Report, errors: &mut Vec<String>) {
+        let actual = match self.dp.vaps() {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(format!("vaps: {e}"));
+                return;
+            }
+        };
+        for e in actual.iter().filter(|e| desired.vap(&e.client).is_none()) {
+            count(
+                self.del_vap(e.client),
+                &mut report.removed,
+                errors,
+                &Key::Vap(e.client),
+            );
+        }
+        let mut ifaces = Interfaces::default();
+        let mut missing = Vec::new();
+        let mut differing = Vec::new();
+        let mut unplaced = Vec::new();
+        for v in desired.vaps() {
+            let iface = match ifaces.get(v.iface.as_str()) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", Key::Vap(v.client)));
+                    unplaced.push(v.client);
+                    continue;
+                }
+            };
+            match actual.iter().find(|e| e.client == v.client) {
+                None => missing.push(*v),
+                Some(e) if !matches(v, e, iface) => differing.push(*v),
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            self.put_vaps(&missing, &mut report.added, errors);
+        }
+        if !differing.is_empty() {
+            self.put_vaps(&differing, &mut report.updated, errors);
+        }
+        let owners = match self.dp.vap_addr_owners() {
+            Ok(o) => o,
+            Err(e) => {
+                errors.push(format!("vap addresses: {e}"));
+                return;
+            }
+        };
+        let want: BTreeMap<IpAddr, Mac> = desired
+            .vaps()
+            .filter(|v| !unplaced.contains(&v.client))
+            .flat_map(|v| v.addrs().into_iter().map(|a| (a, v.client)))
+            .collect();
+        for (a, client) in &want {
+            match owners.get(a) {
+                Some(o) if o == client => {}
+                have => count(
+                    self.dp.set_vap_addr(*a, *client),
+                    if have.is_some() {
+                        &mut report.updated
+                    } else {
+                        &mut report.added
+                    },
+                    errors,
+                    &format!("vap address {a}"),
+                ),
+            }
+        }
+        for a in owners.keys().filter(|a| !want.contains_key(a)) {
+            count(
+                self.dp.del_vap_addr(*a),
+                &mut report.removed,
+                errors,
+                &format!("vap address {a}"),
+            );
+        }
     }
 
     /// The routes part of [`Reconciler::full`].

@@ -1,7 +1,7 @@
 //! The agent's desired state: what the data plane of this node should hold (local tunnel
-//! endpoints, peers, bindings, the tunnel-wide settings, and the translation
-//! configuration of [`super::natpt_state`]), as one value that is validated as a whole,
-//! and the changes to it.
+//! endpoints, peers, bindings, the tunnel-wide settings, the vAPs of an AP host, and the
+//! translation configuration of [`super::natpt_state`]), as one value that is validated
+//! as a whole, and the changes to it. The vAP ops' own rules are in [`super::vap_state`].
 //!
 //! Two kinds of change exist:
 //!
@@ -22,13 +22,16 @@ use std::{
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use vdmm_common::maps::{MAX_BINDINGS, MAX_ENDPOINTS, MAX_PEERS};
+use vdmm_common::maps::{MAX_BINDINGS, MAX_ENDPOINTS, MAX_PEERS, MAX_VAPS};
 
 use super::natpt_state::{NatptDesired, NatptEntry, NatptImage, NatptKey, NatptOp};
+use super::vap_state::{self, VapCreate};
 use crate::{
     addr::{Family, Prefix, check_tunnel_addr, parse_addr},
     error::{Error, Result},
     maps::resolve_source,
+    vap::Mac,
+    vap_record::VapRecord,
 };
 
 /// Serde for [`Prefix`] as its text (`10.1.0.0/16`), parsed with vdmm's one-line errors.
@@ -140,19 +143,23 @@ pub enum Key {
     Peer(IpAddr),
     Binding(Prefix),
     Tunnel,
+    /// The vAP of a client (by its MAC).
+    Vap(Mac),
     /// The translation configuration (`natpt/...`).
     Natpt(NatptKey),
 }
 
 impl Key {
     /// A path-like name for key-value stores: `endpoints/192.0.2.1`, `peers/...`,
-    /// `bindings/10.1.0.0/16`, `tunnel`. [`Key::from_path`] reads it back.
+    /// `bindings/10.1.0.0/16`, `tunnel`, `vaps/00:16:3e:00:00:01`. [`Key::from_path`]
+    /// reads it back.
     pub fn path(&self) -> String {
         match self {
             Key::Endpoint(a) => format!("endpoints/{a}"),
             Key::Peer(a) => format!("peers/{a}"),
             Key::Binding(p) => format!("bindings/{p}"),
             Key::Tunnel => "tunnel".to_string(),
+            Key::Vap(m) => format!("vaps/{m}"),
             Key::Natpt(k) => format!("natpt/{}", k.path()),
         }
     }
@@ -168,6 +175,7 @@ impl Key {
             "endpoints" => Ok(Key::Endpoint(parse_addr(rest)?)),
             "peers" => Ok(Key::Peer(parse_addr(rest)?)),
             "bindings" => Ok(Key::Binding(rest.parse()?)),
+            "vaps" => Ok(Key::Vap(rest.parse()?)),
             "natpt" => Ok(Key::Natpt(NatptKey::from_path(rest).map_err(|e| bad(&e))?)),
             _ => Err(bad("unknown table")),
         }
@@ -207,6 +215,7 @@ pub enum Entry {
     },
     Binding(BindingSpec),
     Tunnel(TunnelSettings),
+    Vap(VapRecord),
     /// `{"kind":"natpt","natpt":"eam",...}`.
     Natpt(NatptEntry),
 }
@@ -218,6 +227,7 @@ impl Entry {
             Entry::Peer { addr } => Key::Peer(*addr),
             Entry::Binding(b) => Key::Binding(b.home),
             Entry::Tunnel(_) => Key::Tunnel,
+            Entry::Vap(v) => Key::Vap(v.client),
             Entry::Natpt(e) => Key::Natpt(e.key()),
         }
     }
@@ -294,6 +304,22 @@ pub enum Op {
         #[serde(default)]
         clear_icmp_sources: Vec<FamilyName>,
     },
+    /// `vap create`: see [`VapCreate`] for the defaults.
+    VapCreate(VapCreate),
+    /// `vap delete`.
+    VapDelete {
+        client: Mac,
+    },
+    /// `vap forward`: packets for the client are tunnelled to `to` (a handover's grace
+    /// period), from `source` (default: the lowest local endpoint of its family); without
+    /// `to`, delivered locally again.
+    VapForward {
+        client: Mac,
+        #[serde(default, with = "addr_text::option")]
+        to: Option<IpAddr>,
+        #[serde(default, with = "addr_text::option")]
+        source: Option<IpAddr>,
+    },
     /// A `natpt` change: `{"op":"natpt","natpt":"eam_add",...}` (see [`NatptOp`]).
     Natpt(NatptOp),
 }
@@ -322,6 +348,7 @@ pub struct DesiredState {
     peers: BTreeSet<IpAddr>,
     bindings: BTreeMap<Prefix, BindingSpec>,
     tunnel: TunnelSettings,
+    vaps: BTreeMap<Mac, VapRecord>,
     /// How many bindings use each source (derived; for `endpoint del`).
     source_uses: HashMap<IpAddr, usize>,
     /// Bindings per home family (derived; for the table limits).
@@ -340,6 +367,9 @@ struct StateImage {
     peers: Vec<Entry>,
     bindings: Vec<BindingSpec>,
     tunnel: TunnelSettings,
+    /// Absent in states written before the agent kept vAPs.
+    #[serde(default)]
+    vaps: Vec<VapRecord>,
     /// Left out while empty (so nodes without translation keep their old format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     natpt: Option<NatptImage>,
@@ -399,6 +429,19 @@ impl DesiredState {
         &self.tunnel
     }
 
+    /// The vAPs, by client MAC.
+    pub fn vaps(&self) -> impl Iterator<Item = &VapRecord> {
+        self.vaps.values()
+    }
+
+    pub fn vap(&self, client: &Mac) -> Option<&VapRecord> {
+        self.vaps.get(client)
+    }
+
+    pub fn vap_count(&self) -> usize {
+        self.vaps.len()
+    }
+
     /// The translation configuration.
     pub fn natpt(&self) -> &NatptDesired {
         &self.natpt
@@ -414,6 +457,7 @@ impl DesiredState {
             Key::Peer(a) => self.peers.contains(a).then_some(Entry::Peer { addr: *a }),
             Key::Binding(p) => self.bindings.get(p).map(|b| Entry::Binding(*b)),
             Key::Tunnel => Some(Entry::Tunnel(self.tunnel)),
+            Key::Vap(m) => self.vaps.get(m).map(|v| Entry::Vap(*v)),
             Key::Natpt(k) => self.natpt.get(k).map(Entry::Natpt),
         }
     }
@@ -426,6 +470,7 @@ impl DesiredState {
             .chain(self.peers.iter().map(|a| Entry::Peer { addr: *a }))
             .chain(self.bindings.values().map(|b| Entry::Binding(*b)))
             .chain(std::iter::once(Entry::Tunnel(self.tunnel)))
+            .chain(self.vaps.values().map(|v| Entry::Vap(*v)))
             .chain(self.natpt.entries().map(Entry::Natpt))
     }
 
@@ -456,6 +501,9 @@ impl DesiredState {
                 self.bindings_per_family[family_index(b.home.family())] += 1;
             }
             Entry::Tunnel(t) => self.tunnel = t,
+            Entry::Vap(v) => {
+                self.vaps.insert(v.client, v);
+            }
             Entry::Natpt(e) => self.natpt.put(e),
         }
     }
@@ -474,6 +522,9 @@ impl DesiredState {
                 }
             }
             Key::Tunnel => self.tunnel = TunnelSettings::default(),
+            Key::Vap(m) => {
+                self.vaps.remove(&m);
+            }
             Key::Natpt(k) => self.natpt.delete(k),
         }
     }
@@ -490,7 +541,8 @@ impl DesiredState {
 
     /// Checks the whole state (a loaded snapshot, a store's contents): every address
     /// usable, every binding's source a local endpoint of its locator's family, the
-    /// ICMP sources unicast, the tables within their limits.
+    /// ICMP sources unicast, every vAP valid and none sharing a MAC or an address with
+    /// another, the tables within their limits.
     pub fn validate(&self) -> Result<()> {
         for a in &self.endpoints {
             check_tunnel_addr("endpoint", *a)?;
@@ -508,10 +560,16 @@ impl DesiredState {
                 check_tunnel_addr("ICMP source", a)?;
             }
         }
+        let mut seen: Vec<VapRecord> = Vec::with_capacity(self.vaps.len());
+        for v in self.vaps.values() {
+            v.check(&seen)?;
+            seen.push(*v);
+        }
         check_limits(
             self.endpoints.len(),
             self.peers.len(),
             self.bindings_per_family,
+            self.vaps.len(),
         )?;
         self.natpt.validate()
     }
@@ -553,6 +611,7 @@ impl DesiredState {
                 .collect(),
             bindings: self.bindings.values().copied().collect(),
             tunnel: self.tunnel,
+            vaps: self.vaps.values().copied().collect(),
             natpt: (!self.natpt.is_empty()).then(|| self.natpt.image()),
         }
     }
@@ -575,6 +634,9 @@ impl<'de> Deserialize<'de> for DesiredState {
             s.put(Entry::Binding(b));
         }
         s.tunnel = image.tunnel;
+        for v in image.vaps {
+            s.put(Entry::Vap(v));
+        }
         s.natpt = Box::new(
             image
                 .natpt
@@ -585,7 +647,13 @@ impl<'de> Deserialize<'de> for DesiredState {
     }
 }
 
-fn check_limits(endpoints: usize, peers: usize, bindings: [usize; 2]) -> Result<()> {
+fn check_limits(endpoints: usize, peers: usize, bindings: [usize; 2], vaps: usize) -> Result<()> {
+    if vaps > MAX_VAPS as usize {
+        return Err(Error::Full {
+            what: "the vAP table",
+            max: MAX_VAPS,
+        });
+    }
     if endpoints > MAX_ENDPOINTS as usize {
         return Err(Error::Full {
             what: "the endpoint table",
@@ -614,6 +682,9 @@ struct Overlay<'a> {
     endpoints: isize,
     peers: isize,
     bindings: [isize; 2],
+    vaps: isize,
+    /// The vAPs as they are now in the batch, once a vAP op needs them (until a delete).
+    vaps_now: Option<Vec<VapRecord>>,
     /// Change of the number of bindings that use a source.
     source_uses: HashMap<IpAddr, isize>,
     /// [`Overlay::endpoints`], until an op changes an endpoint (a batch of bindings
@@ -632,6 +703,8 @@ impl<'a> Overlay<'a> {
             endpoints: 0,
             peers: 0,
             bindings: [0; 2],
+            vaps: 0,
+            vaps_now: None,
             source_uses: HashMap::new(),
             endpoints_now: None,
             natpt: None,
@@ -699,6 +772,8 @@ impl<'a> Overlay<'a> {
             (Some(Entry::Peer { .. }), None) => self.peers -= 1,
             (None, Some(Entry::Endpoint { .. })) => self.endpoints += 1,
             (None, Some(Entry::Peer { .. })) => self.peers += 1,
+            (Some(Entry::Vap(_)), None) => self.vaps -= 1,
+            (None, Some(Entry::Vap(_))) => self.vaps += 1,
             _ => {}
         }
         if let Some(Entry::Binding(b)) = &value {
@@ -824,12 +899,55 @@ impl<'a> Overlay<'a> {
                 }
                 self.set(Key::Tunnel, Some(Entry::Tunnel(t)));
             }
+            Op::VapCreate(create) => {
+                let eps = self.endpoints();
+                let record = create.resolve(self.vaps_now(), &eps)?;
+                self.set(Key::Vap(record.client), Some(Entry::Vap(record)));
+                if let Some(now) = &mut self.vaps_now {
+                    now.push(record);
+                }
+            }
+            Op::VapDelete { client } => {
+                if self.get(&Key::Vap(*client)).is_none() {
+                    return Err(Error::NoSuchVap(*client));
+                }
+                self.set(Key::Vap(*client), None);
+                self.vaps_now = None;
+            }
+            Op::VapForward { client, to, source } => {
+                let Some(Entry::Vap(old)) = self.get(&Key::Vap(*client)) else {
+                    return Err(Error::NoSuchVap(*client));
+                };
+                let eps = self.endpoints();
+                let new = vap_state::forwarding(&old, *to, *source, &eps)?;
+                self.set(Key::Vap(*client), Some(Entry::Vap(new)));
+                self.vaps_now = None;
+            }
             Op::Natpt(n) => self
                 .natpt
                 .get_or_insert_with(|| (*self.base.natpt).clone())
                 .change(n)?,
         }
         Ok(())
+    }
+
+    /// The vAPs as they are now in the batch.
+    fn vaps_now(&mut self) -> &[VapRecord] {
+        if self.vaps_now.is_none() {
+            let mut v: Vec<VapRecord> = self
+                .base
+                .vaps
+                .values()
+                .filter(|r| !self.changed.contains_key(&Key::Vap(r.client)))
+                .copied()
+                .collect();
+            v.extend(self.changed.values().filter_map(|e| match e {
+                Some(Entry::Vap(r)) => Some(*r),
+                _ => None,
+            }));
+            self.vaps_now = Some(v);
+        }
+        self.vaps_now.as_deref().unwrap_or_default()
     }
 
     /// Checks what only the whole batch decides (an endpoint removed while a binding still
@@ -877,6 +995,7 @@ impl<'a> Overlay<'a> {
                 n(self.base.bindings_per_family[0], self.bindings[0]),
                 n(self.base.bindings_per_family[1], self.bindings[1]),
             ],
+            n(self.base.vaps.len(), self.vaps),
         )?;
         let natpt = self
             .natpt
@@ -1099,6 +1218,144 @@ mod tests {
         assert!(matches!(e, Error::Conflict(_)));
     }
 
+    fn vap(client: &str, v4: &str) -> Op {
+        Op::VapCreate(VapCreate {
+            client: client.parse().unwrap(),
+            ipv4: Some(ip(v4)),
+            anchor: Some(ip("198.51.100.1")),
+            iface: Some("ap1c".into()),
+            ..VapCreate::default()
+        })
+    }
+
+    fn with_endpoint() -> DesiredState {
+        let mut s = DesiredState::default();
+        planned(
+            &mut s,
+            &[Op::EndpointAdd {
+                addr: ip("192.0.2.1"),
+            }],
+        )
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn vaps_in_a_batch_are_checked_as_a_whole() {
+        let mut s = with_endpoint();
+        let d = planned(
+            &mut s,
+            &[
+                vap("00:16:3e:00:00:01", "10.1.0.1"),
+                vap("00:16:3e:00:00:02", "10.1.0.2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(d.len(), 2);
+        let one = *s.vap(&"00:16:3e:00:00:01".parse().unwrap()).unwrap();
+        assert_eq!(one.source, Some(ip("192.0.2.1")));
+        let before = s.clone();
+        // The third takes the first's address: the batch is refused, the second of it
+        // (valid alone) with it.
+        let e = s
+            .plan(&[
+                vap("00:16:3e:00:00:03", "10.1.0.3"),
+                vap("00:16:3e:00:00:04", "10.1.0.1"),
+            ])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "change 2 of 2: address 10.1.0.1 already belongs to the vAP of client 00:16:3e:00:00:01"
+        );
+        // Two creates of one batch meet each other too.
+        let e = s
+            .plan(&[
+                vap("00:16:3e:00:00:03", "10.1.0.3"),
+                vap("00:16:3e:00:00:03", "10.1.0.4"),
+            ])
+            .unwrap_err();
+        assert!(e.to_string().contains("already has a vAP"), "{e}");
+        let e = s
+            .plan(&[Op::VapDelete {
+                client: "00:16:3e:00:00:09".parse().unwrap(),
+            }])
+            .unwrap_err();
+        assert_eq!(e.to_string(), "no vAP for client 00:16:3e:00:00:09");
+        assert_eq!(s, before);
+        // A delete frees the address for a create later in the same batch.
+        planned(
+            &mut s,
+            &[
+                Op::VapDelete { client: one.client },
+                vap("00:16:3e:00:00:05", "10.1.0.1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.vap_count(), 2);
+        // Forwarding on and off.
+        let five: Mac = "00:16:3e:00:00:05".parse().unwrap();
+        planned(
+            &mut s,
+            &[Op::VapForward {
+                client: five,
+                to: Some(ip("192.0.2.12")),
+                source: None,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            s.vap(&five).unwrap().forwarding(),
+            Some((ip("192.0.2.12"), ip("192.0.2.1")))
+        );
+        let e = s
+            .plan(&[Op::VapForward {
+                client: five,
+                to: Some(ip("2001:db8::12")),
+                source: None,
+            }])
+            .unwrap_err();
+        assert!(matches!(e, Error::NoEndpointOfFamily { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_vap_table_limit_holds() {
+        let mut s = with_endpoint();
+        let full: Vec<Delta> = (0..MAX_VAPS)
+            .map(|i| {
+                let mut v = match vap("00:16:3e:00:00:00", "10.0.0.0") {
+                    Op::VapCreate(c) => c,
+                    _ => unreachable!(),
+                };
+                v.client = Mac([0, 0x16, 0x3e, 0, (i >> 8) as u8, i as u8]);
+                v.ipv4 = Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
+                v.vap_mac = Some(Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]));
+                Delta::Put {
+                    entry: Entry::Vap(v.resolve(&[], &[ip("192.0.2.1")]).unwrap()),
+                }
+            })
+            .collect();
+        s.apply(&full);
+        s.validate().unwrap();
+        let e = s
+            .plan(&[vap("00:16:3e:10:00:01", "10.99.0.1")])
+            .unwrap_err();
+        assert!(matches!(e, Error::Full { max: MAX_VAPS, .. }), "{e}");
+        // A state file holding two vAPs with one address is refused when loaded.
+        let mut bad = with_endpoint();
+        let mut dup = match full[1] {
+            Delta::Put {
+                entry: Entry::Vap(v),
+            } => v,
+            _ => unreachable!(),
+        };
+        bad.apply(&full[..1]);
+        dup.ipv4 = Some(Ipv4Addr::from(0x0a00_0000));
+        bad.apply(&[Delta::Put {
+            entry: Entry::Vap(dup),
+        }]);
+        assert!(matches!(bad.validate(), Err(Error::VapTaken { .. })));
+    }
+
     #[test]
     fn ops_and_state_round_trip_through_json() {
         let ops: Vec<Op> = serde_json::from_str(
@@ -1109,9 +1366,29 @@ mod tests {
         assert_eq!(ops[1], bind("10.1.0.0/16", "198.51.100.1"));
         let mut s = DesiredState::default();
         planned(&mut s, &ops).unwrap();
+        let vap_op: Op = serde_json::from_str(
+            r#"{"op":"vap_create","client":"00:16:3e:00:00:01","ipv4":"10.1.0.5",
+                "anchor":"198.51.100.1","iface":"ap1c"}"#,
+        )
+        .unwrap();
+        assert_eq!(vap_op, vap("00:16:3e:00:00:01", "10.1.0.5"));
+        planned(&mut s, &[vap_op]).unwrap();
         let text = serde_json::to_string(&s).unwrap();
         let back: DesiredState = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);
+        assert_eq!(back.vap_count(), 1);
+        // A state written before vAPs were kept still loads.
+        let old: DesiredState = serde_json::from_str(
+            r#"{"endpoints":[],"peers":[],"bindings":[],"tunnel":{"outer_hop_limit":0,"icmp_source_v4":null,"icmp_source_v6":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.vap_count(), 0);
+        assert!(
+            serde_json::from_str::<Op>(
+                r#"{"op":"vap_create","client":"00:16:3e:00:00:01","ipv4":"10.1.0.5","x":1}"#
+            )
+            .is_err()
+        );
         for e in s.entries() {
             assert_eq!(Key::from_path(&e.key().path()).unwrap(), e.key());
         }

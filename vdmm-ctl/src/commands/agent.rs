@@ -1,6 +1,6 @@
 //! The commands' side of the agent: the changing commands (`endpoint|peer add|del`,
 //! `binding add|del`, `config set`) become [`Op`]s sent to the agent when one listens on
-//! the socket; `apply` sends a whole batch (or, without an agent, checks and applies it on
+//! the socket (the `vap` commands send their own requests, [`call_agent`]); `apply` sends a whole batch (or, without an agent, checks and applies it on
 //! the maps directly); `agent status|state|reconcile` ask the agent.
 
 use std::{io::Read, path::Path};
@@ -79,6 +79,16 @@ pub fn ops_for(command: &Command) -> Result<Option<Vec<Op>>> {
     }
 }
 
+/// Sends `request` to the agent at `socket` and returns its result; None when no agent
+/// listens there (the command then works on the pinned maps). This is where every
+/// command decides between the agent and the maps.
+pub fn call_agent(socket: &Path, request: &Request) -> Result<Option<serde_json::Value>> {
+    let Some(mut client) = Client::connect(socket)? else {
+        return Ok(None);
+    };
+    client.call(request)?.into_result().map(Some)
+}
+
 /// Sends `ops` to the agent at `socket`; None when no agent listens there.
 pub fn through_agent(socket: &Path, pins: &PinDir, ops: Vec<Op>) -> Result<Option<String>> {
     Ok(apply_through_agent(socket, pins, ops)?.map(|r| apply_output(&r)))
@@ -91,16 +101,11 @@ pub fn apply_through_agent(
     pins: &PinDir,
     ops: Vec<Op>,
 ) -> Result<Option<serde_json::Value>> {
-    let Some(mut client) = Client::connect(socket)? else {
-        return Ok(None);
+    let request = Request::Apply {
+        ops,
+        pin_dir: Some(pins.path().to_path_buf()),
     };
-    let result = client
-        .call(&Request::Apply {
-            ops,
-            pin_dir: Some(pins.path().to_path_buf()),
-        })?
-        .into_result()?;
-    Ok(Some(result))
+    call_agent(socket, &request)
 }
 
 /// What a command prints after the agent applied it: the agent's messages, and its
@@ -220,6 +225,7 @@ pub fn apply_directly(pins: &PinDir, ops: Vec<Op>) -> Result<String> {
         ))
     })?;
     state.apply(&import);
+    let ops = rec.name_vap_ifaces(&ops)?;
     let deltas = state.plan(&ops)?;
     let routes = rec.plan_routes(&deltas)?;
     state.apply(&deltas);

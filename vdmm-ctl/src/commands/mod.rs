@@ -63,7 +63,7 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Natpt(c) => natpt::run_or_ask_agent(&cli.agent_socket, &pins, c),
         Command::Stats { json } => stats::run(&pins, json),
         Command::Metrics(c) => metrics::run(&pins, c),
-        Command::Vap(c) => vap::run(&pins, c),
+        Command::Vap(c) => vap::run(&pins, &cli.agent_socket, c),
         Command::Daemon { config } => crate::agent::daemon::run(&config),
         Command::Watchdog { config } => watchdog::run(&config),
         Command::Apply { file } => agent::apply(&cli.agent_socket, &pins, &file),

@@ -1,24 +1,34 @@
 //! `vdmm-ctl vap create|delete|list|show|forward|events`: the vAPs of an AP host.
+//!
+//! When an agent listens on the control socket, `create`, `delete`, `list`, `show` and
+//! `forward` go through it (so it stores the vAPs and keeps them in the maps), as the
+//! binding commands do ([`super::agent::call_agent`]); without one they work on the
+//! pinned maps. The output is the same either way.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
     time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vdmm_common::vap::VapCounters;
 
+use super::agent::call_agent;
 use crate::{
     addr::parse_addr,
+    agent::{api::Request, state::Op, vap_state::VapCreate},
     cli::VapCommand,
     error::{Error, Result},
     maps::Dataplane,
     pin::PinDir,
     table::{Align, render},
-    vap::{self, Mac, VapEntry, VapReport, VapSpec},
+    vap::{self, Mac, VapEntry, VapReport},
 };
 
-pub fn run(pins: &PinDir, cmd: VapCommand) -> Result<String> {
+pub fn run(pins: &PinDir, socket: &Path, cmd: VapCommand) -> Result<String> {
+    let pin_dir = || Some(pins.path().to_path_buf());
     match cmd {
         VapCommand::Move {
             client,
@@ -38,31 +48,85 @@ pub fn run(pins: &PinDir, cmd: VapCommand) -> Result<String> {
             breakout,
         } => {
             // Parse everything before opening the maps: bad input changes nothing.
-            let spec = VapSpec {
+            let create = VapCreate {
                 client: client.parse()?,
-                ipv4: ipv4.as_deref().map(parse_v4).transpose()?,
-                ipv6: ipv6.as_deref().map(parse_v6).transpose()?,
+                ipv4: ipv4.as_deref().map(parse_addr).transpose()?,
+                ipv6: ipv6.as_deref().map(parse_addr).transpose()?,
                 anchor: anchor.as_deref().map(parse_addr).transpose()?,
                 source: source.as_deref().map(parse_addr).transpose()?,
                 vap_mac: vap_mac.as_deref().map(str::parse).transpose()?,
                 iface,
                 breakout,
             };
+            let spec = create.spec()?;
+            let request = Request::VapCreate {
+                vap: create,
+                pin_dir: pin_dir(),
+            };
+            if let Some(v) = call_agent(socket, &request)? {
+                let mut out = match &v["vap"] {
+                    Value::Null => String::new(),
+                    shown => {
+                        let (entry, counters) = show_of_json(shown)?;
+                        format_show(&entry, &counters, false)
+                    }
+                };
+                out.push_str(&agent_warnings(&v));
+                return Ok(out);
+            }
             let mut dp = Dataplane::open(pins)?;
             let entry = dp.add_vap(&spec)?;
             Ok(format_show(&entry, &VapCounters::default(), false))
         }
         VapCommand::Delete { client } => {
             let client: Mac = client.parse()?;
-            let entry = Dataplane::open(pins)?.del_vap(client)?;
+            let request = Request::VapDelete {
+                client,
+                pin_dir: pin_dir(),
+            };
+            let (client, vap_mac, warnings) = match call_agent(socket, &request)? {
+                Some(v) => (
+                    client,
+                    v["vap"]["vap_mac"].as_str().unwrap_or("?").to_string(),
+                    agent_warnings(&v),
+                ),
+                None => {
+                    let e = Dataplane::open(pins)?.del_vap(client)?;
+                    (e.client, e.vap_mac.to_string(), String::new())
+                }
+            };
             Ok(format!(
-                "deleted the vAP of {} (vAP MAC {})\n",
-                entry.client, entry.vap_mac
+                "deleted the vAP of {client} (vAP MAC {vap_mac})\n{warnings}"
             ))
         }
-        VapCommand::List { json } => Ok(format_list(&Dataplane::open(pins)?.vaps()?, json)),
+        VapCommand::List { json } => {
+            if let Some(v) = call_agent(socket, &Request::VapList { pin_dir: pin_dir() })? {
+                if json {
+                    return Ok(format!("{v}\n"));
+                }
+                let entries = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(entry_of_json)
+                    .collect::<Result<Vec<_>>>()?;
+                return Ok(format_list(&entries, false));
+            }
+            Ok(format_list(&Dataplane::open(pins)?.vaps()?, json))
+        }
         VapCommand::Show { client, json } => {
             let client: Mac = client.parse()?;
+            let request = Request::VapShow {
+                client,
+                pin_dir: pin_dir(),
+            };
+            if let Some(v) = call_agent(socket, &request)? {
+                if json {
+                    return Ok(format!("{v}\n"));
+                }
+                let (entry, counters) = show_of_json(&v)?;
+                return Ok(format_show(&entry, &counters, false));
+            }
             let dp = Dataplane::open(pins)?;
             let entry = dp.vap(client)?;
             let counters = dp.vap_counters(client)?;
@@ -82,14 +146,35 @@ pub fn run(pins: &PinDir, cmd: VapCommand) -> Result<String> {
                 )),
                 _ => None,
             };
-            let entry = Dataplane::open(pins)?.set_forward(client, target)?;
-            Ok(match entry.forward {
+            let op = Op::VapForward {
+                client,
+                to: target.map(|(t, _)| t),
+                source: target.and_then(|(_, s)| s),
+            };
+            let (entry, warnings) = match super::agent::through_agent(socket, pins, vec![op])? {
+                Some(warnings) => {
+                    let request = Request::VapShow {
+                        client,
+                        pin_dir: pin_dir(),
+                    };
+                    let v = call_agent(socket, &request)?.ok_or_else(|| {
+                        Error::Agent("the agent went away after the change".into())
+                    })?;
+                    (show_of_json(&v)?.0, warnings)
+                }
+                None => (
+                    Dataplane::open(pins)?.set_forward(client, target)?,
+                    String::new(),
+                ),
+            };
+            let said = match entry.forward {
                 Some((to, from)) => format!(
                     "the vAP of {} forwards to {to} (from {from})\n",
                     entry.client
                 ),
                 None => format!("the vAP of {} delivers locally\n", entry.client),
-            })
+            };
+            Ok(said + &warnings)
         }
         VapCommand::Events { wait, json } => {
             let deadline = Instant::now() + Duration::from_secs(wait);
@@ -103,22 +188,19 @@ pub fn run(pins: &PinDir, cmd: VapCommand) -> Result<String> {
     }
 }
 
-fn parse_v4(s: &str) -> Result<Ipv4Addr> {
-    match parse_addr(s)? {
-        IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => Err(Error::Conflict(format!(
-            "--ipv4 {s} is not an IPv4 address"
-        ))),
-    }
-}
-
-fn parse_v6(s: &str) -> Result<Ipv6Addr> {
-    match parse_addr(s)? {
-        IpAddr::V6(a) => Ok(a),
-        IpAddr::V4(_) => Err(Error::Conflict(format!(
-            "--ipv6 {s} is not an IPv6 address"
-        ))),
-    }
+/// The agent's warnings about map writes it retries (`errors` of its answer).
+fn agent_warnings(v: &Value) -> String {
+    v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "warning: {} (the agent retries it)\n",
+                e.as_str().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -148,21 +230,83 @@ fn mode_text(e: &VapEntry) -> String {
     }
 }
 
-fn entry_json(e: &VapEntry) -> Value {
-    json!({
-        "client": e.client.to_string(),
-        "vap_mac": e.vap_mac.to_string(),
-        "ipv4": e.ipv4.map(|a| a.to_string()),
-        "ipv6": e.ipv6.map(|a| a.to_string()),
-        "anchor": e.anchor.map(|(a, _)| a.to_string()),
-        "source": e.anchor.map(|(_, s)| s.to_string()),
-        "breakout": e.breakout,
-        "mode": e.mode(),
-        "forward_to": e.forward.map(|(a, _)| a.to_string()),
-        "iface": e.iface,
-        "ifindex": e.ifindex,
-        "host_mac": e.host_mac.to_string(),
+/// A vAP as `list --json` prints it (and the agent's vAP requests answer): every field of
+/// [`VapEntry`], the anchor and forwarding target split in locator and source, and the
+/// mode (`local` or `forward`).
+#[derive(Serialize, Deserialize)]
+struct VapView {
+    client: Mac,
+    vap_mac: Mac,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+    anchor: Option<IpAddr>,
+    source: Option<IpAddr>,
+    breakout: bool,
+    mode: String,
+    forward_to: Option<IpAddr>,
+    forward_source: Option<IpAddr>,
+    iface: Option<String>,
+    ifindex: u32,
+    host_mac: Mac,
+    slot: u32,
+}
+
+pub fn entry_json(e: &VapEntry) -> Value {
+    serde_json::to_value(VapView {
+        client: e.client,
+        vap_mac: e.vap_mac,
+        ipv4: e.ipv4,
+        ipv6: e.ipv6,
+        anchor: e.anchor.map(|(a, _)| a),
+        source: e.anchor.map(|(_, s)| s),
+        breakout: e.breakout,
+        mode: e.mode().to_string(),
+        forward_to: e.forward.map(|(a, _)| a),
+        forward_source: e.forward.map(|(_, s)| s),
+        iface: e.iface.clone(),
+        ifindex: e.ifindex,
+        host_mac: e.host_mac,
+        slot: e.slot,
     })
+    .expect("a vAP serializes")
+}
+
+/// The [`VapEntry`] of [`entry_json`]'s value (an agent's answer).
+fn entry_of_json(v: &Value) -> Result<VapEntry> {
+    let v = VapView::deserialize(v)
+        .map_err(|e| Error::Agent(format!("cannot read the agent's vAP: {e}")))?;
+    Ok(VapEntry {
+        client: v.client,
+        vap_mac: v.vap_mac,
+        ipv4: v.ipv4,
+        ipv6: v.ipv6,
+        anchor: v.anchor.zip(v.source),
+        breakout: v.breakout,
+        forward: v.forward_to.zip(v.forward_source),
+        ifindex: v.ifindex,
+        iface: v.iface,
+        host_mac: v.host_mac,
+        slot: v.slot,
+    })
+}
+
+/// The vAP and counters of [`show_json`]'s value.
+fn show_of_json(v: &Value) -> Result<(VapEntry, VapCounters)> {
+    let entry = entry_of_json(v)?;
+    let mut c = VapCounters::default();
+    for (name, field) in [
+        ("from_client", &mut c.from_client),
+        ("uplink", &mut c.uplink),
+        ("spoofed", &mut c.spoofed),
+        ("replies", &mut c.replies),
+        ("delivered", &mut c.delivered),
+        ("forwarded", &mut c.forwarded),
+    ] {
+        let n = &v["counters"][name];
+        field.packets = n["packets"].as_u64().unwrap_or_default();
+        field.bytes = n["bytes"].as_u64().unwrap_or_default();
+    }
+    Ok((entry, c))
 }
 
 /// A table CLIENT VAP_MAC IPV4 IPV6 UPLINK MODE IFACE, or a JSON array.
@@ -211,17 +355,22 @@ fn counter_fields(c: &VapCounters) -> [(&'static str, u64, u64); 6] {
     ]
 }
 
+/// The JSON of `show --json`: [`entry_json`] and `counters: {name: {packets, bytes}}`.
+pub fn show_json(e: &VapEntry, c: &VapCounters) -> Value {
+    let mut v = entry_json(e);
+    let counters: serde_json::Map<String, Value> = counter_fields(c)
+        .iter()
+        .map(|(n, p, b)| (n.to_string(), json!({"packets": p, "bytes": b})))
+        .collect();
+    v["counters"] = Value::Object(counters);
+    v
+}
+
 /// One vAP with its counters: `key: value` lines, or a JSON object (the list's fields
 /// and `counters: {name: {packets, bytes}}`).
 pub fn format_show(e: &VapEntry, c: &VapCounters, json: bool) -> String {
     if json {
-        let mut v = entry_json(e);
-        let counters: serde_json::Map<String, Value> = counter_fields(c)
-            .iter()
-            .map(|(n, p, b)| (n.to_string(), json!({"packets": p, "bytes": b})))
-            .collect();
-        v["counters"] = Value::Object(counters);
-        return format!("{v}\n");
+        return format!("{}\n", show_json(e, c));
     }
     let mut out = format!(
         "client:    {}\nvap mac:   {}\nipv4:      {}\nipv6:      {}\nuplink:    {}\nmode:      {}\niface:     {} (mac {})\n",
@@ -345,5 +494,11 @@ mod tests {
         let j: Value = serde_json::from_str(&format_show(&entry(), &c, true)).unwrap();
         assert_eq!(j["counters"]["spoofed"]["packets"], 3);
         assert_eq!(j["counters"]["delivered"]["bytes"], 0);
+        // What an agent answers reads back to the same vAP and counters.
+        let mut fwd = entry();
+        fwd.forward = Some(("192.0.2.12".parse().unwrap(), "192.0.2.11".parse().unwrap()));
+        let (e, back) = show_of_json(&show_json(&fwd, &c)).unwrap();
+        assert_eq!((e, back), (fwd, c));
+        assert!(entry_of_json(&json!({"client": "x"})).is_err());
     }
 }

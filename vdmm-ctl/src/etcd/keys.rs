@@ -10,6 +10,8 @@
 //! PREFIX/prefixes/IPV4_SEGMENT         IPv6 prefix of an IPv4 segment (RFC 6052)
 //! PREFIX/hosts/NAME                    AP host or gateway: locator, state (up / down)
 //! PREFIX/alive/NAME                    liveness: exists while the node's lease lives
+//! PREFIX/nodes/NAME/PATH               a node's own state: endpoints/ADDR, peers/ADDR,
+//!                                      tunnel, vaps/CLIENT_MAC (the agent's key paths)
 //! ```
 
 use std::fmt;

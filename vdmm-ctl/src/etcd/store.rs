@@ -5,9 +5,9 @@
 //! hint. Each node resolves the source for itself: the hint when it is one of its own
 //! endpoints of the locator's family, else its lowest such endpoint; a node without one
 //! leaves the binding out (logged, counted in [`EtcdStore::unresolved`]). What is a
-//! node's own (its endpoints, peers, tunnel settings, translation configuration) lives
-//! under `PREFIX/nodes/NAME/` with the agent's key paths (`endpoints/ADDR`, `peers/ADDR`,
-//! `tunnel`, `natpt/...`).
+//! node's own (its endpoints, peers, tunnel settings, vAPs, translation configuration)
+//! lives under `PREFIX/nodes/NAME/` with the agent's key paths (`endpoints/ADDR`,
+//! `peers/ADDR`, `tunnel`, `vaps/CLIENT_MAC`, `natpt/...`).
 //!
 //! A commit is one transaction that checks that none of the keys it writes changed
 //! since the revision the batch was planned at (else [`Error::StoreConflict`]). While
