@@ -99,6 +99,7 @@ fn a_vap_created_through_the_agent_is_stored_in_the_maps_and_forwards() {
         created.starts_with(&format!("client:    {}\n", client())),
         "{created}"
     );
+    eprintln!("vap create through the agent printed:\n{created}");
 
     // In the desired state, resolved: source, interface, vAP MAC.
     let state = agent.ok(r#"{"request":"state"}"#).unwrap();
@@ -166,6 +167,10 @@ fn a_vap_created_through_the_agent_is_stored_in_the_maps_and_forwards() {
     assert!(
         api["counters"]["uplink"]["packets"].as_u64().unwrap() >= 5,
         "{api}"
+    );
+    eprintln!(
+        "vap list through the agent:\n{}",
+        agent.ctl(&["vap", "list"]).unwrap()
     );
     let status = agent.ok(r#"{"request":"status"}"#).unwrap();
     assert_eq!(status["vaps"], 1, "{status}");

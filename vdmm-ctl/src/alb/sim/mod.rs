@@ -182,4 +182,84 @@ mod tests {
         );
         assert_eq!(o.targets.len(), 4);
     }
+
+    /// ALB's figures against strongest- and least-loaded-first on seeds 1-10: (jain,
+    /// dRSSI, ping-pong %, handovers < least-loaded's).
+    fn seeds(params: &[&str]) -> Vec<(f64, f64, f64, bool)> {
+        (1..=10)
+            .map(|seed| {
+                let mut s = hotspot();
+                s.seed = seed;
+                for a in params {
+                    s.alb = s.alb.with(a).unwrap();
+                }
+                let o = simulate(&s, false);
+                let by = |n: &str| o.figures.iter().find(|f| f.policy == n).unwrap();
+                let (alb, ssf, llf) = (by("alb"), by("strongest"), by("least-loaded"));
+                assert!(llf.jain >= TARGET_JAIN, "seed {seed}: {llf:?}");
+                (
+                    alb.jain,
+                    alb.rssi_mean_dbm - ssf.rssi_mean_dbm,
+                    alb.ping_pong_pct(),
+                    alb.handovers < llf.handovers,
+                )
+            })
+            .collect()
+    }
+
+    /// Issue 6's targets on the shipped hotspot, seeds 1-10, as far as ALB meets them
+    /// (docs/alb.md): Jain's index and ping-pong on every seed, fewer handovers than
+    /// least-loaded-first on 7 of 10. The signal target (within 3 dB of
+    /// strongest-signal-first) is missed: this holds ALB to what it reaches today, so
+    /// that it cannot get worse unnoticed.
+    #[test]
+    fn hotspot_targets_over_ten_seeds() {
+        let r = seeds(&[]);
+        for (i, (jain, drssi, pp, _)) in r.iter().enumerate() {
+            assert!(*jain >= TARGET_JAIN, "seed {}: jain {jain}", i + 1);
+            assert!(*pp < 1.0, "seed {}: ping-pong {pp}%", i + 1);
+            assert!(*drssi >= -6.0, "seed {}: {drssi:+.2} dB", i + 1);
+        }
+        assert!(r.iter().filter(|x| x.3).count() >= 7, "{r:?}");
+        let mean = r.iter().map(|x| x.1).sum::<f64>() / 10.0;
+        assert!(mean >= -5.4, "mean dRSSI {mean:+.2} dB");
+    }
+
+    /// Priced balancing on the same seeds: the targets on fairness and ping-pong, and
+    /// 1 dB or more of signal over the default (still short of the 3 dB target).
+    #[test]
+    fn priced_balancing_on_the_hotspot_over_ten_seeds() {
+        let r = seeds(&["target_fairness=0.9", "price_margin_db=4"]);
+        for (i, (jain, drssi, pp, _)) in r.iter().enumerate() {
+            assert!(*jain >= TARGET_JAIN, "seed {}: jain {jain}", i + 1);
+            assert!(*pp < 1.0, "seed {}: ping-pong {pp}%", i + 1);
+            assert!(*drssi >= -4.8, "seed {}: {drssi:+.2} dB", i + 1);
+        }
+        let mean = r.iter().map(|x| x.1).sum::<f64>() / 10.0;
+        assert!(mean >= -4.3, "mean dRSSI {mean:+.2} dB");
+    }
+
+    /// The signal target is not out of reach by geometry: on seed 7, a placement with
+    /// Jain's index >= 0.9 at every tick (and none above high_util) exists within 3 dB of
+    /// what strongest-signal-first gets, and the bound is above it.
+    #[test]
+    fn a_placement_within_the_signal_target_exists() {
+        let s = hotspot();
+        let o = simulate(&s, true);
+        let b = o.bound.clone().unwrap();
+        let ssf = o.figures.iter().find(|f| f.policy == "strongest").unwrap();
+        assert!(
+            b.upper_dbm >= b.greedy_dbm && b.greedy_dbm >= b.greedy_capped_dbm,
+            "{b:?}"
+        );
+        assert!(b.strongest_dbm >= b.upper_dbm, "{b:?}");
+        assert!(
+            b.greedy_capped_dbm >= ssf.rssi_mean_dbm - 3.0,
+            "{b:?} {ssf:?}"
+        );
+        assert!(
+            b.upper_dbm - b.greedy_dbm < 0.5,
+            "the bound is loose: {b:?}"
+        );
+    }
 }
