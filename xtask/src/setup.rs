@@ -25,6 +25,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "dnsmasq-base",      // DHCP servers of the handover lab's break-before-make baseline
     "udhcpc",            // the baseline client's DHCP client
     "protobuf-compiler", // protoc: the etcd-client crate compiles etcd's .proto files
+    "libprotobuf-dev",   // google/protobuf/*.proto, which etcd's .proto files import
     "etcd-server",       // etcd members started by the cluster tests and benchmark
     "etcd-client",       // etcdctl, to inspect a cluster's keys
 ];
