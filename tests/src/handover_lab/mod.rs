@@ -423,6 +423,15 @@ impl HandoverLab {
         PathBuf::from("/run/vdmm").join(ns.name())
     }
 
+    /// The locator of anchor `ns` (gw1 or gw2).
+    pub fn anchor_locator(&self, ns: &Netns) -> Ipv4Addr {
+        if ns.name() == self.gw2.name() {
+            GW2_UL
+        } else {
+            GW1_UL
+        }
+    }
+
     /// The anchors and AP hosts with their names in the cluster file.
     pub fn nodes(&self) -> Vec<(String, &Netns)> {
         let mut v = vec![
