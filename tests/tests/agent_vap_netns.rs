@@ -2,6 +2,8 @@
 //! (`vdmm_tests::vap_lab`: correspondent, anchor, AP host, client) without a vAP, and an
 //! agent (`vdmm-ctl daemon`) on the AP host.
 //!
+//! - `vdmm-ctl vap events` with the agent running reports the client while it has no
+//!   vAP (the ring buffer is read directly; the agent does not consume it);
 //! - `vdmm-ctl vap create` with the agent running goes through it: the vAP is in the
 //!   agent's state and store, in the maps with exactly the values asked for (read behind
 //!   the agent's back), and the client reaches the correspondent through it; `vap list`,
@@ -82,6 +84,23 @@ fn create_args(client: &str, v4: &str) -> Vec<String> {
 #[test]
 fn a_vap_created_through_the_agent_is_stored_in_the_maps_and_forwards() {
     let (lab, agent) = lab_and_agent("avc");
+    // Before its vAP exists the client is an unknown client: `vap events` reads the
+    // data plane's reports from the pinned ring buffer also while the agent runs (the
+    // agent does not consume them).
+    let _ = lab::ping(&lab.client, CORR4.into(), 1, None);
+    let events: serde_json::Value = serde_json::from_str(
+        &agent
+            .ctl(&["vap", "events", "--wait", "5", "--json"])
+            .unwrap(),
+    )
+    .unwrap();
+    let reported = events.as_array().unwrap();
+    assert!(
+        reported
+            .iter()
+            .any(|e| e["client"] == client() && e["kind"] == "unknown_client"),
+        "{events}"
+    );
     let created = agent
         .ctl(&[
             "vap",

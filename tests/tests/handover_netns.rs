@@ -3,16 +3,24 @@
 //! transfer run from the correspondent, the client walks ap1 -> ap2 -> ap3 and the VM
 //! migrates ap1 -> ap3, every move through `vdmm-ctl vap move --cluster FILE`.
 //!
+//! Every anchor and AP host runs its agent (embedded store), and the moves go through
+//! the agents' APIs (the cluster file names their sockets).
+//!
 //! Asserted per handover: no datagram lost, longest gap <= 5 ms (issue #5's target), no
 //! TCP retransmission timeout, the anchor switched; afterwards the vAPs live only on
-//! their last AP host, the handover counters reach `vdmm-ctl metrics`, moves that must
-//! be refused are (already there, unknown AP host), and a move whose anchor fails
-//! half-way is rolled back with the client still reachable where it was.
+//! their last AP host, and `vdmm-ctl agent reconcile` on every node changes nothing (a
+//! move written to the maps behind the agents' backs would be undone here: the vAPs
+//! put back on ap1, the bindings pointed at ap1) and leaves both mobile nodes reachable;
+//! the handover counters reach `vdmm-ctl metrics`, moves that must be refused are
+//! (already there, unknown AP host), and a move whose anchor's agent is unreachable is
+//! rolled back with the client still reachable where it was.
 
 use std::process::Command;
 
+use vdmm_ctl::{maps::Dataplane, pin::PinDir};
 use vdmm_tests::handover_lab::{
-    CLIENT_HOME, CLIENT_MAC, CORR, HandoverLab, Mobility, mac_text,
+    CLIENT_HOME, CLIENT_MAC, CORR, CORR2, HandoverLab, Mobility, VM_HOME, VM_MAC, ap_locator,
+    mac_text,
     report::MAX_VAP_GAP_MS,
     scenario::{WalkOptions, walk},
 };
@@ -77,7 +85,39 @@ fn vap_walk_under_traffic_loses_nothing() {
     let client = mac_text(CLIENT_MAC);
     assert!(vaps_on(&lab, 2).contains(&client));
     assert!(!vaps_on(&lab, 0).contains(&client) && !vaps_on(&lab, 1).contains(&client));
-    assert!(vaps_on(&lab, 2).contains(&mac_text(vdmm_tests::handover_lab::VM_MAC)));
+    assert!(vaps_on(&lab, 2).contains(&mac_text(VM_MAC)));
+
+    // Every agent holds the moves in its desired state: a reconcile finds nothing to
+    // repair, the vAPs stay on ap3, the anchors keep pointing there.
+    let mut nodes = vec![&lab.gw1, &lab.gw2];
+    nodes.extend(lab.aps.iter());
+    assert_eq!(lab.agents.len(), nodes.len(), "an agent on every node");
+    for ns in nodes {
+        let out = lab.ctl(ns, &["agent", "reconcile"]).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for field in ["added", "updated", "removed"] {
+            assert_eq!(
+                r[field],
+                0,
+                "{}: reconcile repaired something: {r}",
+                ns.name()
+            );
+        }
+        assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    }
+    assert!(vaps_on(&lab, 2).contains(&client) && vaps_on(&lab, 2).contains(&mac_text(VM_MAC)));
+    assert!(vaps_on(&lab, 0).is_empty() && vaps_on(&lab, 1).is_empty());
+    for (gw, home) in [(&lab.gw1, CLIENT_HOME), (&lab.gw2, VM_HOME)] {
+        let dp = Dataplane::open(&PinDir::new(HandoverLab::pin_dir(gw))).unwrap();
+        let b = dp.binding(&format!("{home}/32").parse().unwrap()).unwrap();
+        assert_eq!(b.map(|b| b.locator), Some(ap_locator(2).into()), "{home}");
+    }
+    lab.reach(&lab.corr, CLIENT_HOME)
+        .expect("client reachable after the reconciles");
+    lab.reach(&lab.client, CORR)
+        .expect("client reaches out after the reconciles");
+    lab.reach(&lab.vm, CORR2)
+        .expect("VM reaches out after the reconciles");
 
     // Refused moves change nothing and say why.
     let cluster = lab.cluster_file();
@@ -93,17 +133,29 @@ fn vap_walk_under_traffic_loses_nothing() {
         "error: no AP host `ap7` in the cluster (known: ap1, ap2, ap3)"
     );
 
-    // The anchor failing half-way (its namespace is gone from the cluster file): the
-    // target's vAP is removed again and the client stays reachable on ap3.
+    // The anchor failing half-way (its agent does not answer: the socket in the cluster
+    // file is dead): the target's vAP, installed through ap1's agent, is removed again
+    // and the client stays reachable on ap3.
     let broken = lab.dir().join("broken.toml");
     let text = std::fs::read_to_string(&cluster).unwrap();
-    let gw1 = format!("netns = \"{}\"", lab.gw1.name());
-    assert!(text.contains(&gw1));
-    std::fs::write(&broken, text.replace(&gw1, "netns = \"vdmmt-no-such-ns\"")).unwrap();
+    let gw1 = format!(
+        "agent_socket = \"{}\"",
+        lab.agent(&lab.gw1).unwrap().socket.display()
+    );
+    assert!(text.contains(&gw1), "{text}");
+    let dead = lab.dir().join("dead.sock");
+    std::fs::write(
+        &broken,
+        text.replace(&gw1, &format!("agent_socket = \"{}\"", dead.display())),
+    )
+    .unwrap();
     let out = vap_move(&lab, &broken, "ap1");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("failed in switch_anchor"), "{err}");
+    assert!(
+        err.contains("failed in prepare_target (gw1: no agent answers"),
+        "{err}"
+    );
     assert!(
         err.contains("rolled back: the client stays on ap3"),
         "{err}"
@@ -127,7 +179,7 @@ fn vap_walk_under_traffic_loses_nothing() {
         "{m}"
     );
     assert_eq!(
-        sample(&m, "vdmm_handovers_failed_total{phase=\"switch_anchor\"}"),
+        sample(&m, "vdmm_handovers_failed_total{phase=\"prepare_target\"}"),
         Some(1.0),
         "{m}"
     );

@@ -214,7 +214,8 @@ pub enum Command {
     ///
     /// With an agent running (--agent-socket), create, delete, forward, list and show go
     /// through it: it stores the vAPs and keeps them in the maps (a vAP changed behind its
-    /// back is put back by its next reconcile).
+    /// back is put back by its next reconcile); `move` goes through the agents the
+    /// cluster file names; `events` reads the data plane's reports directly.
     #[command(subcommand, verbatim_doc_comment)]
     Vap(VapCommand),
 
@@ -396,12 +397,16 @@ pub enum VapCommand {
     ///
     /// A frame from a MAC without a vAP on a client-facing interface is reported at most
     /// once a second per MAC, with the sender's address when the frame has one (ARP
-    /// sender, IPv4 or IPv6 source).
+    /// sender, IPv4 or IPv6 source). The reports are read from the pinned ring buffer
+    /// directly, also while an agent runs (the agent does not read them); each report
+    /// goes to one reader, so two commands at once share them.
     /// Move the client's vAP to another AP host: a make-before-break handover.
     ///
     /// Reads the cluster file (TOML: every AP host and anchor with its name, locator, pin
-    /// directory and network namespace; see docs/handover.md), then installs the vAP on
-    /// the target (same vAP MAC, same addresses), binds the client's home addresses to
+    /// directory, network namespace and, when an agent manages it, its agent's socket;
+    /// see docs/handover.md), then installs the vAP on the target (same vAP MAC, same
+    /// addresses), resolves the neighbour entries of the new paths (anchor and source
+    /// toward the target, target toward the anchor), binds the client's home addresses to
     /// the target's locator on the client's anchor, makes the source forward what still
     /// arrives for the client to the target for the grace period, and removes the
     /// source's vAP. A failure before the removal rolls every step back: the client stays
@@ -409,7 +414,9 @@ pub enum VapCommand {
     /// the target or the client is unknown, or another move of the client runs. Every
     /// outcome is counted in the handover state file ($VDMM_HANDOVER_STATS, default
     /// /run/vdmm/handover-stats.json), which `vdmm-ctl metrics` exports. The global
-    /// --pin-dir and --netns do not apply: the cluster file names each node's.
+    /// --pin-dir, --netns and --agent-socket do not apply: the cluster file names each
+    /// node's. A node with an agent is changed through the agent's API (so the agent's
+    /// reconciles keep the move); one without, on its maps.
     Move {
         /// The client's MAC address.
         #[arg(value_name = "CLIENT_MAC")]

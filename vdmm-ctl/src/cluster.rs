@@ -14,9 +14,13 @@
 //! locator = "192.0.2.1"
 //! pin_dir = "/run/vdmm/gw1"
 //! netns = "gw1"
+//! agent_socket = "/run/vdmm/gw1.sock"  # optional: the node's agent
 //! ```
 //!
-//! Errors name the file and the field (unknown fields are errors too).
+//! A node with `agent_socket` runs an agent (`vdmm-ctl daemon`): a move changes that
+//! node through the agent's API, so the change is in the agent's desired state and its
+//! reconciles keep it (see [`crate::handover::agent_nodes`]). Errors name the file and
+//! the field (unknown fields are errors too).
 
 use std::{
     collections::HashSet,
@@ -40,6 +44,9 @@ pub struct Node {
     /// The node's network namespace (`ip netns` name or a path); none = the caller's.
     #[serde(default)]
     pub netns: Option<String>,
+    /// The control socket of the node's agent, when one manages its data plane.
+    #[serde(default)]
+    pub agent_socket: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -90,6 +97,15 @@ impl Cluster {
             }
             if n.pin_dir.as_os_str().is_empty() {
                 return Err(format!("{kind} `{}`: pin_dir is empty", n.name));
+            }
+            if let Some(s) = &n.agent_socket
+                && !s.is_absolute()
+            {
+                return Err(format!(
+                    "{kind} `{}`: agent_socket {:?} is not an absolute path",
+                    n.name,
+                    s.display().to_string()
+                ));
             }
         }
         Ok(c)
@@ -149,6 +165,16 @@ pin_dir = "/run/vdmm/gw1"
         assert_eq!(c.ap_host("ap1").unwrap().netns.as_deref(), Some("ap1"));
         assert_eq!(c.ap_host("ap2").unwrap().netns, None);
         assert_eq!(c.anchors[0].locator, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.anchors[0].agent_socket, None);
+        let c = Cluster::parse(&GOOD.replace(
+            "pin_dir = \"/run/vdmm/gw1\"",
+            "pin_dir = \"/run/vdmm/gw1\"\nagent_socket = \"/run/vdmm/gw1.sock\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.anchors[0].agent_socket.as_deref(),
+            Some(Path::new("/run/vdmm/gw1.sock"))
+        );
     }
 
     #[test]
@@ -166,6 +192,15 @@ pin_dir = "/run/vdmm/gw1"
         assert_eq!(e, "ap_host `ap1`: the name is used twice");
         let e = Cluster::parse(&GOOD.replace("2001:db8::12", "192.0.2.1")).unwrap_err();
         assert_eq!(e, "anchor `gw1`: locator 192.0.2.1 is used twice");
+        let e = Cluster::parse(&GOOD.replace(
+            "pin_dir = \"/run/vdmm/gw1\"",
+            "pin_dir = \"/run/vdmm/gw1\"\nagent_socket = \"gw1.sock\"",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "anchor `gw1`: agent_socket \"gw1.sock\" is not an absolute path"
+        );
         let e = Cluster::parse("").unwrap_err();
         assert!(e.starts_with("no [[ap_host]]"), "{e}");
         let e = Cluster::parse("[[ap_host]]\nname = \"x\"\n").unwrap_err();

@@ -14,7 +14,8 @@
 //!   [`vap_sync`]: records written into the vAP maps as they are (the agent's reconciler);
 //! - [`vap_cache`]: invalidation of the data plane's vAP caches after a change;
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
-//! - [`routes`]: the kernel routes of the slow path (rtnetlink);
+//! - [`routes`]: the kernel routes of the slow path (rtnetlink); [`neigh`]: neighbour
+//!   entries resolved ahead of traffic (a handover's anchor);
 //! - [`addr`]: address and prefix parsing;
 //! - [`etcd`]: cluster mode, the state shared through etcd;
 //! - [`cli`] and [`commands`]: the command line;
@@ -39,6 +40,7 @@ pub mod loader;
 pub mod maps;
 pub mod metrics;
 pub mod natpt;
+pub mod neigh;
 pub mod netns;
 pub mod pin;
 pub mod plot;

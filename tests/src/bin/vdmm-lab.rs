@@ -370,6 +370,15 @@ fn handover_up(ctl: Option<PathBuf>, baseline: bool) -> Result<Outcome> {
         lab.client.name(),
         lab.vm.name()
     );
+    for a in &lab.agents {
+        println!(
+            "  agent of {}: vdmm-ctl --netns {} --pin-dir {} --agent-socket {} ...",
+            a.netns,
+            a.netns,
+            a.pin_dir.display(),
+            a.socket.display()
+        );
+    }
     println!(
         "cluster file {}; vdmm-ctl --netns NS --pin-dir /run/vdmm/NS ...; Ctrl-C removes it",
         lab.cluster_file().display()

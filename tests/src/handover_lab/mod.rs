@@ -12,6 +12,13 @@
 //! host the node is on, and every AP host accepts tunnels from both anchors and from the
 //! other AP hosts (a handover's forwarding). The radio is the [`air`] namespace.
 //!
+//! In the vAP lab every anchor and AP host runs its agent (`vdmm-ctl daemon`, embedded
+//! store; [`crate::agent::AgentProcess`]), started right after the data plane is loaded:
+//! everything after that (endpoints, peers, bindings, vAPs) goes through the agents, and
+//! the cluster file names each node's agent socket, so `vap move` changes the nodes
+//! through their agents too. The baseline lab runs none: its binding updates are the
+//! signalling the lab plays, written to the maps directly.
+//!
 //! Two kinds of mobility, one lab each ([`Mobility`]):
 //!
 //! - [`Mobility::Vap`]: the AP hosts run `vdmm_vap` on their radio ports; the client
@@ -54,6 +61,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    agent::AgentProcess,
     lab::{attach_pass_program, default_ctl_path, ping_once},
     netns::{Netns, addr, ethtool, mount_pin_dir, require_root, sysctl, unmount_pin_dir, veth},
 };
@@ -140,6 +148,8 @@ pub struct HandoverLab {
     pub ctl: PathBuf,
     /// Scratch directory: cluster file, handover counters, dnsmasq leases and logs.
     pub dir: PathBuf,
+    /// The agents of the anchors and AP hosts (vAP lab only), stopped first on drop.
+    pub agents: Vec<AgentProcess>,
     pins: Vec<PathBuf>,
     keepers: Vec<aya::Ebpf>,
     keeper_pins: Vec<PathBuf>,
@@ -209,6 +219,7 @@ impl HandoverLab {
             mobility,
             ctl,
             dir: PathBuf::new(),
+            agents: vec![],
             pins: vec![],
             keepers: vec![],
             keeper_pins: vec![],
@@ -412,13 +423,30 @@ impl HandoverLab {
         PathBuf::from("/run/vdmm").join(ns.name())
     }
 
-    /// Runs `vdmm-ctl --netns NS --pin-dir PIN args...`; returns stdout.
+    /// The agent of the node in `ns`, if it runs one.
+    pub fn agent(&self, ns: &Netns) -> Option<&AgentProcess> {
+        self.agents.iter().find(|a| a.netns == ns.name())
+    }
+
+    /// The control socket `vdmm-ctl` uses for the node in `ns`: its agent's, or one
+    /// nobody listens on (the command then works on the maps).
+    pub fn agent_socket(&self, ns: &Netns) -> PathBuf {
+        match self.agent(ns) {
+            Some(a) => a.socket.clone(),
+            None => self.dir.join("no-agent.sock"),
+        }
+    }
+
+    /// Runs `vdmm-ctl --netns NS --pin-dir PIN --agent-socket SOCK args...` (the node's
+    /// agent, if it runs one); returns stdout.
     pub fn ctl(&self, ns: &Netns, args: &[&str]) -> Result<String> {
         let out = Command::new(&self.ctl)
             .arg("--netns")
             .arg(ns.name())
             .arg("--pin-dir")
             .arg(Self::pin_dir(ns))
+            .arg("--agent-socket")
+            .arg(self.agent_socket(ns))
             .args(args)
             .env(vdmm_ctl::handover::stats::STATE_FILE_ENV, self.stats_file())
             .output()
@@ -447,6 +475,27 @@ impl HandoverLab {
         Ok(())
     }
 
+    /// Starts the agent of node `r` (vAP lab only) on what is loaded: its data plane
+    /// attached to `attach`, an empty embedded store.
+    fn start_agent(&mut self, r: NodeRef, attach: &[&str]) -> Result<()> {
+        if self.mobility != Mobility::Vap {
+            return Ok(());
+        }
+        let ns = self.node(r);
+        let list: Vec<String> = attach.iter().map(|i| format!("\"{i}\"")).collect();
+        let mut agent = AgentProcess::configure(
+            &self.ctl,
+            ns.name(),
+            &Self::pin_dir(ns),
+            &format!("[interfaces]\nattach = [{}]\n", list.join(", ")),
+        )?;
+        agent
+            .start()
+            .with_context(|| format!("starting the agent of {}", ns.name()))?;
+        self.agents.push(agent);
+        Ok(())
+    }
+
     fn node(&self, r: NodeRef) -> &Netns {
         match r {
             NodeRef::Gw1 => &self.gw1,
@@ -462,6 +511,7 @@ impl HandoverLab {
         ] {
             self.load(g, &["--iface", GW_CORR_IF])?;
             self.load(g, &["--iface", GW_UL_IF])?;
+            self.start_agent(g, &[GW_CORR_IF, GW_UL_IF])?;
             let ns = self.node(g);
             self.ctl(ns, &["endpoint", "add", &me.to_string()])?;
             for i in 0..3 {
@@ -488,8 +538,17 @@ impl HandoverLab {
         Ok(())
     }
 
-    fn program_ap_common(&mut self, i: usize) -> Result<()> {
+    /// Loads AP host `i`'s data plane on its uplink and `radio` (`--iface` for the
+    /// baseline, `--client-facing` for vAPs), starts its agent (vAP lab), and makes it a
+    /// tunnel endpoint that accepts the anchors and the other AP hosts.
+    fn program_ap_common(&mut self, i: usize, radio: &str) -> Result<()> {
         self.load(NodeRef::Ap(i), &["--iface", AP_UL_IF])?;
+        self.load(NodeRef::Ap(i), &[radio, AP_RADIO_IF])?;
+        let attach: &[&str] = match radio {
+            "--iface" => &[AP_UL_IF, AP_RADIO_IF],
+            _ => &[AP_UL_IF],
+        };
+        self.start_agent(NodeRef::Ap(i), attach)?;
         let ns = &self.aps[i];
         self.ctl(ns, &["endpoint", "add", &ap_locator(i).to_string()])?;
         let mut peers = vec![GW1_UL, GW2_UL];
@@ -502,8 +561,7 @@ impl HandoverLab {
 
     fn program_vap_hosts(&mut self) -> Result<()> {
         for i in 0..3 {
-            self.program_ap_common(i)?;
-            self.load(NodeRef::Ap(i), &["--client-facing", AP_RADIO_IF])?;
+            self.program_ap_common(i, "--client-facing")?;
         }
         let mut stations = vec![(CLIENT_MAC, CLIENT_HOME, GW1_UL), (VM_MAC, VM_HOME, GW2_UL)];
         stations.extend(self.extra.iter().map(|e| (e.mac, e.home, GW1_UL)));
@@ -526,8 +584,7 @@ impl HandoverLab {
 
     fn program_baseline_hosts(&mut self) -> Result<()> {
         for i in 0..3 {
-            self.program_ap_common(i)?;
-            self.load(NodeRef::Ap(i), &["--iface", AP_RADIO_IF])?;
+            self.program_ap_common(i, "--iface")?;
             // The client's traffic to the correspondent goes back through its anchor
             // (reverse tunnelling), as Mobile IP and DMM do.
             self.ctl(
@@ -565,6 +622,9 @@ impl HandoverLab {
                 Self::pin_dir(ns).display(),
                 ns.name()
             );
+            if let Some(a) = self.agent(ns) {
+                let _ = writeln!(s, "agent_socket = \"{}\"", a.socket.display());
+            }
         };
         for (i, ap) in self.aps.iter().enumerate() {
             node(&mut s, "ap_host", &ap_name(i), ap_locator(i), ap);
@@ -594,6 +654,8 @@ enum NodeRef {
 
 impl Drop for HandoverLab {
     fn drop(&mut self) {
+        // The agents first: they hold the pins open and would react to the teardown.
+        self.agents.clear();
         for c in &mut self.dhcp_servers {
             let _ = c.kill();
             let _ = c.wait();

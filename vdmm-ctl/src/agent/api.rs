@@ -13,6 +13,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
+    net::IpAddr,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::Duration,
@@ -20,7 +21,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{state::Op, vap_state::VapCreate};
+use super::{
+    state::{Op, addr_text},
+    vap_state::VapCreate,
+};
 use crate::{
     error::{Error, Result},
     vap::Mac,
@@ -67,6 +71,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pin_dir: Option<PathBuf>,
     },
+    /// Resolves the node's neighbour entry for the next hop toward `addr`, waiting up to
+    /// `timeout_ms` (default 2000) until it is usable ([`crate::neigh::resolve`]); answers
+    /// `{next_hop, dev, state, elapsed_ms}`. A handover prepares the paths to its target
+    /// with it. The desired state does not change.
+    NeighResolve {
+        #[serde(with = "addr_text")]
+        addr: IpAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 impl Request {
@@ -76,7 +90,8 @@ impl Request {
             Request::Apply { .. }
             | Request::Reconcile
             | Request::VapCreate { .. }
-            | Request::VapDelete { .. } => true,
+            | Request::VapDelete { .. }
+            | Request::NeighResolve { .. } => true,
             Request::State
             | Request::Status
             | Request::VapList { .. }
@@ -95,6 +110,7 @@ impl Request {
             Request::VapDelete { .. } => "vap_delete",
             Request::VapList { .. } => "vap_list",
             Request::VapShow { .. } => "vap_show",
+            Request::NeighResolve { .. } => "neigh_resolve",
         }
     }
 }
@@ -283,6 +299,16 @@ mod tests {
             "{e}"
         );
         assert!(parse_request(r#"{"request":"vap_show","client":"00:16:3e:00:00"}"#).is_err());
+        let r = parse_request(r#"{"request":"neigh_resolve","addr":"192.0.2.12"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::NeighResolve {
+                addr: "192.0.2.12".parse().unwrap(),
+                timeout_ms: None
+            }
+        );
+        assert!(r.changes_state(), "it sends packets: root only");
+        assert!(parse_request(r#"{"request":"neigh_resolve","addr":"192.0.2.300"}"#).is_err());
         assert!(
             serde_json::from_str::<Request>(
                 r#"{"request":"apply","ops":[{"op":"peer_add","addr":"300.1.2.3"}]}"#

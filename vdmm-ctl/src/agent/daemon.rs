@@ -462,6 +462,20 @@ impl Agent {
             Request::VapShow { client, pin_dir } => self
                 .check_pins(pin_dir)
                 .and_then(|()| self.vap_shown(client)),
+            Request::NeighResolve { addr, timeout_ms } => {
+                let timeout = timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(crate::neigh::DEFAULT_TIMEOUT)
+                    .min(Duration::from_secs(10));
+                crate::neigh::resolve(addr, timeout).map(|r| {
+                    serde_json::json!({
+                        "next_hop": r.next_hop.to_string(),
+                        "dev": r.dev,
+                        "state": r.state,
+                        "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
+                    })
+                })
+            }
         };
         match result {
             Ok(v) => {

@@ -3,7 +3,9 @@
 //! When an agent listens on the control socket, `create`, `delete`, `list`, `show` and
 //! `forward` go through it (so it stores the vAPs and keeps them in the maps), as the
 //! binding commands do ([`super::agent::call_agent`]); without one they work on the
-//! pinned maps. The output is the same either way.
+//! pinned maps. The output is the same either way. `events` reads the data plane's ring
+//! buffer directly either way (the agent does not consume it), and `move` changes each
+//! node of the cluster file through its agent when the file names one.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

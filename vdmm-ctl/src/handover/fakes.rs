@@ -39,6 +39,7 @@ pub enum Op {
     Forward,
     Serve,
     Remove,
+    Resolve,
 }
 
 pub struct FakeHost {
@@ -143,6 +144,11 @@ impl ApHost for FakeHost {
         self.log(format!("remove {client}"));
         Ok(())
     }
+    fn resolve_neighbour(&self, addr: IpAddr) -> NodeResult<()> {
+        self.failing(Op::Resolve)?;
+        self.log(format!("resolve {addr}"));
+        Ok(())
+    }
 }
 
 pub struct FakeAnchor {
@@ -151,6 +157,8 @@ pub struct FakeAnchor {
     pub bindings: Mutex<HashMap<Prefix, IpAddr>>,
     /// `bind` fails for this home (after the ones before it succeeded).
     pub fail_home: Mutex<Option<Prefix>>,
+    /// `resolve_neighbour` fails (the target's locator is unreachable from the anchor).
+    pub fail_resolve: Mutex<bool>,
     pub journal: Journal,
 }
 
@@ -161,6 +169,7 @@ impl FakeAnchor {
             locator: locator.parse().unwrap(),
             bindings: Mutex::default(),
             fail_home: Mutex::default(),
+            fail_resolve: Mutex::default(),
             journal: Arc::clone(journal),
         }
     }
@@ -197,6 +206,21 @@ impl Anchor for FakeAnchor {
             .lock()
             .unwrap()
             .push(format!("{} bind {home} -> {locator}", self.name));
+        Ok(())
+    }
+    fn resolve_neighbour(&self, locator: IpAddr) -> NodeResult<()> {
+        let line = if *self.fail_resolve.lock().unwrap() {
+            format!("{} resolve {locator} FAILED", self.name)
+        } else {
+            format!("{} resolve {locator}", self.name)
+        };
+        self.journal.lock().unwrap().push(line.clone());
+        if line.ends_with("FAILED") {
+            return Err(NodeError::new(
+                &self.name,
+                format!("neighbour {locator}: the resolution failed"),
+            ));
+        }
         Ok(())
     }
 }

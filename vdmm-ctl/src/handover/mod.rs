@@ -10,10 +10,13 @@
 //! The machine talks to AP hosts and anchors only through the traits of [`nodes`] and
 //! reads time through [`clock::Clock`], so it is tested with fakes; [`netns_nodes`] holds
 //! the real implementations over the pinned maps of nodes that share this machine (one
-//! network namespace and pin directory each, as described by [`crate::cluster`]).
+//! network namespace and pin directory each, as described by [`crate::cluster`]), and
+//! [`agent_nodes`] those of nodes whose agent manages their maps (changes go through its
+//! API, so its reconciles keep a move).
 //! [`inflight`] refuses a second move of a client whose move runs; [`stats`] counts the
 //! outcomes and persists them for the Prometheus exporter.
 
+pub mod agent_nodes;
 pub mod clock;
 pub mod inflight;
 pub mod mover;

@@ -1,7 +1,8 @@
 //! The handover state machine (make-before-break):
 //!
 //! 1. **prepare_target**: install the client's vAP (same vAP MAC, same addresses, same
-//!    anchor) on the target AP host, serving;
+//!    anchor) on the target AP host, serving; resolve the neighbour entries of the new
+//!    paths (anchor and source toward the target's locator, target toward the anchor);
 //! 2. **switch_anchor**: bind each of the client's home addresses to the target's locator
 //!    on the client's anchor (the previous locators are remembered);
 //! 3. **forward_source**: the source's vAP forwards what still arrives for the client to
@@ -240,13 +241,20 @@ impl Mover {
             now
         };
 
-        // 1. prepare the target.
-        if let Err(e) = target.install(&vap) {
+        // 1. prepare the target, and the paths to it: the anchor's and the source's
+        //    neighbour entries toward the target's locator, the target's toward the
+        //    anchor (the client's uplink), so no first packet waits for a resolution.
+        let tloc = target.locator();
+        let prepared = target
+            .install(&vap)
+            .and_then(|()| anchor.resolve_neighbour(tloc))
+            .and_then(|()| source.resolve_neighbour(tloc))
+            .and_then(|()| target.resolve_neighbour(vap.anchor));
+        if let Err(e) = prepared {
             return Err(run.fail(Phase::Prepare, e));
         }
         lap(Phase::Prepare, self.clock.as_ref());
         // 2. switch the anchor.
-        let tloc = target.locator();
         for h in &homes {
             if let Err(e) = anchor.bind(*h, tloc) {
                 return Err(run.fail(Phase::SwitchAnchor, e));

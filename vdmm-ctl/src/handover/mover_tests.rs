@@ -103,6 +103,9 @@ fn move_prepares_target_switches_anchor_forwards_then_removes_source() {
         w.journal(),
         [
             "ap2 install 02:00:00:00:00:10",
+            "gw1 resolve 192.0.2.12",
+            "ap1 resolve 192.0.2.12",
+            "ap2 resolve 192.0.2.1",
             "gw1 bind 10.20.0.10/32 -> 192.0.2.12",
             "gw1 bind fd20::10/128 -> 192.0.2.12",
             "ap1 mode 02:00:00:00:00:10 Forward(192.0.2.12)",
@@ -236,6 +239,44 @@ fn target_failing_half_way_through_install_rolls_back_to_the_source() {
 }
 
 #[test]
+fn anchor_unable_to_resolve_the_target_rolls_back_before_any_switch() {
+    let w = world(|_| {});
+    *w.anchor.fail_resolve.lock().unwrap() = true;
+    let m = w.mover();
+    let e = m.move_client(C, "ap2", GRACE).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "move of 02:00:00:00:00:10 to ap2 failed in prepare_target (gw1: neighbour \
+         192.0.2.12: the resolution failed); rolled back: the client stays on ap1"
+    );
+    assert_eq!(
+        w.journal(),
+        [
+            "ap2 install 02:00:00:00:00:10",
+            "gw1 resolve 192.0.2.12 FAILED",
+            "ap2 remove 02:00:00:00:00:10",
+        ]
+    );
+    w.assert_on_ap1();
+    assert_eq!(m.stats().failed.get("prepare_target"), Some(&1));
+}
+
+#[test]
+fn source_unable_to_resolve_the_target_rolls_back() {
+    let w = world(|_| {});
+    *w.ap[0].fail.lock().unwrap() = Some(Op::Resolve);
+    let m = w.mover();
+    let e = m.move_client(C, "ap2", GRACE).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("failed in prepare_target (ap1: Resolve refused)"),
+        "{e}"
+    );
+    assert!(!w.journal().iter().any(|l| l.contains("bind")));
+    w.assert_on_ap1();
+}
+
+#[test]
 fn anchor_failing_after_one_home_restores_that_binding() {
     let w = world(|_| {});
     *w.anchor.fail_home.lock().unwrap() = Some("fd20::10/128".parse().unwrap());
@@ -251,6 +292,9 @@ fn anchor_failing_after_one_home_restores_that_binding() {
         w.journal(),
         [
             "ap2 install 02:00:00:00:00:10",
+            "gw1 resolve 192.0.2.12",
+            "ap1 resolve 192.0.2.12",
+            "ap2 resolve 192.0.2.1",
             "gw1 bind 10.20.0.10/32 -> 192.0.2.12",
             "gw1 bind fd20::10/128 FAILED",
             "gw1 bind 10.20.0.10/32 -> 192.0.2.11",

@@ -6,7 +6,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use super::{
-    ClientMac, VapMode, VapRecord,
+    ClientMac, VapMode, VapRecord, agent_nodes,
     nodes::{Anchor, ApHost, NodeError, NodeResult},
 };
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     cluster::{Cluster, Node},
     error::{Error, Result},
     maps::Dataplane,
+    neigh,
     pin::PinDir,
     routes,
     vap::{Mac, VapEntry, VapSpec},
@@ -130,6 +131,18 @@ impl ApHost for NetnsApHost {
             Err(e) => Err(node_err(&self.node)(e)),
         }
     }
+
+    fn resolve_neighbour(&self, addr: IpAddr) -> NodeResult<()> {
+        resolve_in(&self.node, addr)
+    }
+}
+
+/// Resolves `node`'s neighbour entry toward `addr` in its namespace.
+pub(crate) fn resolve_in(node: &Node, addr: IpAddr) -> NodeResult<()> {
+    in_node(node, move || {
+        neigh::resolve(addr, neigh::DEFAULT_TIMEOUT).map(drop)
+    })
+    .map_err(node_err(node))
 }
 
 /// An anchor of the cluster.
@@ -167,23 +180,20 @@ impl Anchor for NetnsAnchor {
         })
         .map_err(node_err(&self.node))
     }
+
+    fn resolve_neighbour(&self, locator: IpAddr) -> NodeResult<()> {
+        resolve_in(&self.node, locator)
+    }
 }
 
 /// The AP hosts and anchors of a cluster, as [`super::mover::Mover::new`] takes them.
 pub type ClusterNodes = (Vec<Arc<dyn ApHost>>, Vec<Arc<dyn Anchor>>);
 
-/// The AP hosts and anchors of `cluster`.
+/// The AP hosts and anchors of `cluster`: through their agents where the cluster file
+/// names one ([`super::agent_nodes`]), on their pinned maps otherwise.
 pub fn nodes(cluster: &Cluster) -> ClusterNodes {
     (
-        cluster
-            .ap_hosts
-            .iter()
-            .map(|n| Arc::new(NetnsApHost { node: n.clone() }) as Arc<dyn ApHost>)
-            .collect(),
-        cluster
-            .anchors
-            .iter()
-            .map(|n| Arc::new(NetnsAnchor { node: n.clone() }) as Arc<dyn Anchor>)
-            .collect(),
+        cluster.ap_hosts.iter().map(agent_nodes::ap_host).collect(),
+        cluster.anchors.iter().map(agent_nodes::anchor).collect(),
     )
 }

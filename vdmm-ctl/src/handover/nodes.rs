@@ -40,6 +40,9 @@ pub trait ApHost: Send + Sync {
     fn set_mode(&self, client: ClientMac, mode: VapMode) -> NodeResult<()>;
     /// Removes the client's vAP; removing one that is not there is not an error.
     fn remove(&self, client: ClientMac) -> NodeResult<()>;
+    /// Resolves the host's neighbour entry for the next hop toward `addr` (waiting until
+    /// it is usable), so its first packets there take the data plane's fast path.
+    fn resolve_neighbour(&self, addr: IpAddr) -> NodeResult<()>;
 }
 
 /// A mobility anchor: owns home prefixes, binds home addresses to locators.
@@ -51,4 +54,8 @@ pub trait Anchor: Send + Sync {
     fn binding(&self, home: Prefix) -> NodeResult<Option<IpAddr>>;
     /// Binds `home` to `locator`, replacing the binding it had.
     fn bind(&self, home: Prefix, locator: IpAddr) -> NodeResult<()>;
+    /// Resolves the anchor's neighbour entry for the next hop toward `locator` (waiting
+    /// until it is usable): a cold entry would hold the first packets after a switch in
+    /// the kernel's slow path while ARP / neighbour discovery runs.
+    fn resolve_neighbour(&self, locator: IpAddr) -> NodeResult<()>;
 }
