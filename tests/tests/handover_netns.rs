@@ -4,7 +4,9 @@
 //! migrates ap1 -> ap3, every move through `vdmm-ctl vap move --cluster FILE`.
 //!
 //! Every anchor and AP host runs its agent (embedded store), and the moves go through
-//! the agents' APIs (the cluster file names their sockets).
+//! the agents' APIs (the cluster file names their sockets). Before each move the
+//! neighbour entries of the paths it opens are deleted, so the mover's resolution of
+//! them (`neigh_resolve` through the agents) is exercised on cold entries.
 //!
 //! Asserted per handover: no datagram lost, longest gap <= 5 ms (issue #5's target), no
 //! TCP retransmission timeout, the anchor switched; afterwards the vAPs live only on
@@ -63,7 +65,13 @@ fn vap_walk_under_traffic_loses_nothing() {
         panic!("{e}");
     }
     let lab = HandoverLab::build(Mobility::Vap, None).unwrap_or_else(|e| panic!("{e:#}"));
-    let w = walk(&lab, &WalkOptions::default()).unwrap_or_else(|e| panic!("walk: {e:#}"));
+    // Each move opens its paths cold (their neighbour entries deleted, as the kernel's
+    // garbage collector may leave them): the mover resolves them before the switch.
+    let opts = WalkOptions {
+        cold_paths: true,
+        ..WalkOptions::default()
+    };
+    let w = walk(&lab, &opts).unwrap_or_else(|e| panic!("walk: {e:#}"));
     let table = vdmm_tests::handover_lab::report::table(&[&w]);
     eprintln!("{table}");
     assert_eq!(w.handovers.len(), 3, "{table}");

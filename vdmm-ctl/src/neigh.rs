@@ -34,6 +34,9 @@ pub struct Resolved {
     pub next_hop: IpAddr,
     /// The interface toward it.
     pub dev: String,
+    /// The entry's state before (`none` when there was no entry): what a packet sent
+    /// then would have met.
+    pub before: String,
     /// The entry's state when it became usable (`reachable`, `stale`, ...).
     pub state: String,
     /// How long it took.
@@ -86,6 +89,8 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolved> {
     let next_hop = path.gateway.unwrap_or(addr);
     let (dev, _) = nl.link(path.oif)?;
     let failed = |what: String| Error::Conflict(format!("neighbour {next_hop} on {dev}: {what}"));
+    let before = state_of(&mut nl, path.oif, next_hop)
+        .map_err(|e| failed(format!("cannot read it: {e}")))?;
     let mut use_it = message(path.oif, next_hop);
     use_it.header.flags = NeighbourFlags::Use;
     nl.request(
@@ -94,23 +99,17 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolved> {
     )?
     .map_err(|e| failed(format!("cannot start its resolution: {e}")))?;
     loop {
-        let state = match nl.request(
-            RouteNetlinkMessage::GetNeighbour(message(path.oif, next_hop)),
-            0,
-        )? {
-            Ok(replies) => replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewNeighbour(n) => Some(n.header.state),
-                _ => None,
-            }),
-            // Not there (yet, or removed again): keep asking until the time runs out.
-            Err(e) if e.errno == libc::ENOENT => None,
-            Err(e) => return Err(failed(format!("cannot read it: {e}"))),
-        };
+        // Not there (yet, or removed again): keep asking until the time runs out.
+        let state = state_of(&mut nl, path.oif, next_hop)
+            .map_err(|e| failed(format!("cannot read it: {e}")))?;
         match state {
             Some(s) if usable(s) => {
                 return Ok(Resolved {
                     next_hop,
                     dev,
+                    before: before
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "none".into()),
                     state: s.to_string(),
                     elapsed: t0.elapsed(),
                 });
@@ -128,6 +127,18 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolved> {
             )));
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// The state of the entry for `addr` on interface `ifindex`; None when there is none.
+fn state_of(nl: &mut Netlink, ifindex: u32, addr: IpAddr) -> Result<Option<NeighbourState>> {
+    match nl.request(RouteNetlinkMessage::GetNeighbour(message(ifindex, addr)), 0)? {
+        Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n.header.state),
+            _ => None,
+        })),
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(Error::Conflict(e.to_string())),
     }
 }
 

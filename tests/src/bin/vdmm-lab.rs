@@ -187,6 +187,10 @@ struct HandoverArgs {
     /// No VM migration.
     #[arg(long)]
     no_vm: bool,
+    /// Delete the neighbour entries of the paths each vAP move opens just before it (as
+    /// the kernel's garbage collector may have): the mover must resolve them.
+    #[arg(long)]
+    cold_paths: bool,
     /// Where to write the SVG chart (default: handover-demo.svg in the target directory).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -225,6 +229,7 @@ fn handover(ctl: Option<PathBuf>, a: &HandoverArgs) -> Result<bool> {
         dwell: Duration::from_millis(a.dwell_ms),
         grace_ms: a.grace_ms,
         vm: !a.no_vm,
+        cold_paths: a.cold_paths,
     };
     demo::run(ctl, which, &opts, &plot)
 }

@@ -29,11 +29,28 @@ pub fn run_walk(
     let lab = HandoverLab::build(mobility, ctl)
         .with_context(|| format!("building the {} lab", lab_name(mobility)))?;
     println!(
-        "   {} lab built in {:.1}s (correspondent, anchors gw1 gw2, AP hosts ap1-3, air, client, vm)",
+        "   {} lab built in {:.1}s (correspondent, anchors gw1 gw2, AP hosts ap1-3{}, air, client, vm)",
         lab_name(mobility),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        if lab.agents.is_empty() {
+            ""
+        } else {
+            ", each running its agent with the embedded store"
+        }
     );
     let w = walk(&lab, opts).with_context(|| format!("the {} walk", lab_name(mobility)))?;
+    if !lab.agents.is_empty() {
+        // The moves went through the agents: their reconciles find nothing to undo.
+        let r = lab.reconcile_agents().context("reconciling the agents")?;
+        let text: Vec<String> = r
+            .iter()
+            .map(|(n, repaired, rev)| format!("{n} {repaired} (store revision {rev})"))
+            .collect();
+        println!(
+            "   after the walk, `vdmm-ctl agent reconcile` repaired: {}",
+            text.join(", ")
+        );
+    }
     if mobility == Mobility::Vap
         && let Ok(m) = lab.ctl(&lab.gw1, &["metrics", "dump"])
     {

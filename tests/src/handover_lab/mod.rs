@@ -423,6 +423,49 @@ impl HandoverLab {
         PathBuf::from("/run/vdmm").join(ns.name())
     }
 
+    /// The locator of anchor `ns` (gw1 or gw2).
+    pub fn anchor_locator(&self, ns: &Netns) -> Ipv4Addr {
+        if ns.name() == self.gw2.name() {
+            GW2_UL
+        } else {
+            GW1_UL
+        }
+    }
+
+    /// The anchors and AP hosts with their names in the cluster file.
+    pub fn nodes(&self) -> Vec<(String, &Netns)> {
+        let mut v = vec![
+            ("gw1".to_string(), &self.gw1),
+            ("gw2".to_string(), &self.gw2),
+        ];
+        v.extend(self.aps.iter().enumerate().map(|(i, a)| (ap_name(i), a)));
+        v
+    }
+
+    /// `vdmm-ctl agent reconcile` on every node with an agent: `(name, entries the
+    /// reconcile repaired (added, updated, removed), the agent's store revision)`.
+    pub fn reconcile_agents(&self) -> Result<Vec<(String, u64, u64)>> {
+        let mut out = Vec::new();
+        for (name, ns) in self.nodes() {
+            if self.agent(ns).is_none() {
+                continue;
+            }
+            let r: serde_json::Value =
+                serde_json::from_str(&self.ctl(ns, &["agent", "reconcile"])?)?;
+            if let Some(e) = r["errors"].as_array().filter(|e| !e.is_empty()) {
+                bail!("{name}: the reconcile failed: {e:?}");
+            }
+            let repaired = ["added", "updated", "removed"]
+                .iter()
+                .map(|f| r[f].as_u64().unwrap_or(0))
+                .sum();
+            let status: serde_json::Value =
+                serde_json::from_str(&self.ctl(ns, &["agent", "status"])?)?;
+            out.push((name, repaired, status["revision"].as_u64().unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     /// The agent of the node in `ns`, if it runs one.
     pub fn agent(&self, ns: &Netns) -> Option<&AgentProcess> {
         self.agents.iter().find(|a| a.netns == ns.name())

@@ -24,7 +24,8 @@ use anyhow::{Context, Result, bail};
 use vdmm_ctl::{addr::Prefix, maps::Dataplane, pin::PinDir};
 
 use super::{
-    AIR_CLIENT, AIR_VM, CLIENT_HOME, CLIENT_MAC, HandoverLab, Mobility, VM_HOME, VM_MAC,
+    AIR_CLIENT, AIR_VM, AP_UL_IF, CLIENT_HOME, CLIENT_MAC, GW_UL_IF, HandoverLab, Mobility,
+    VM_HOME, VM_MAC,
     air::{Air, Station},
     air_ap_port,
     analysis::{self, Sent, WindowStats},
@@ -44,6 +45,11 @@ pub struct WalkOptions {
     pub grace_ms: u64,
     /// Also migrate the VM (vAP lab only).
     pub vm: bool,
+    /// Before each vAP move, delete the neighbour entries of the paths the move opens
+    /// (the anchor's and the source's for the target's locator, the target's for the
+    /// anchor), as the kernel's garbage collector may have: the move must resolve them
+    /// before it switches, or the first packets wait in the slow path.
+    pub cold_paths: bool,
 }
 
 impl Default for WalkOptions {
@@ -53,6 +59,7 @@ impl Default for WalkOptions {
             dwell: Duration::from_millis(1500),
             grace_ms: 200,
             vm: true,
+            cold_paths: false,
         }
     }
 }
@@ -209,19 +216,11 @@ pub fn walk(lab: &HandoverLab, opts: &WalkOptions) -> Result<WalkResult> {
                 CLIENT_HOME,
                 f,
                 t,
-                opts.grace_ms,
+                opts,
             ),
-            (Mobility::Vap, Hop::Vm(f, t)) => vap_move(
-                lab,
-                &mut air,
-                AIR_VM,
-                VM_MAC,
-                &lab.gw2,
-                VM_HOME,
-                f,
-                t,
-                opts.grace_ms,
-            ),
+            (Mobility::Vap, Hop::Vm(f, t)) => {
+                vap_move(lab, &mut air, AIR_VM, VM_MAC, &lab.gw2, VM_HOME, f, t, opts)
+            }
             (Mobility::Baseline, Hop::Client(f, t)) => baseline::attach(lab, &mut air, Some(f), t)
                 .map(|b| Timing {
                     command: b.detached,
@@ -377,9 +376,22 @@ fn vap_move(
     home: std::net::Ipv4Addr,
     from: usize,
     to: usize,
-    grace_ms: u64,
+    opts: &WalkOptions,
 ) -> Result<Timing> {
+    let grace_ms = opts.grace_ms;
     air.enter_range(station, &air_ap_port(to))?;
+    if opts.cold_paths {
+        let target = ap_locator(to).to_string();
+        let anchor_locator = lab.anchor_locator(anchor).to_string();
+        for (ns, addr, dev) in [
+            (anchor, &target, GW_UL_IF),
+            (&lab.aps[from], &target, AP_UL_IF),
+            (&lab.aps[to], &anchor_locator, AP_UL_IF),
+        ] {
+            // Gone already is fine.
+            let _ = ns.ip(&["neigh", "del", addr, "dev", dev]);
+        }
+    }
     let anchor_pins = PinDir::new(HandoverLab::pin_dir(anchor));
     let home: Prefix = format!("{home}/32").parse()?;
     let target: IpAddr = ap_locator(to).into();

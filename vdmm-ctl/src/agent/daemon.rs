@@ -468,11 +468,22 @@ impl Agent {
                     .unwrap_or(crate::neigh::DEFAULT_TIMEOUT)
                     .min(Duration::from_secs(10));
                 crate::neigh::resolve(addr, timeout).map(|r| {
+                    let elapsed_ms = r.elapsed.as_secs_f64() * 1e3;
+                    tracing::info!(
+                        %addr,
+                        next_hop = %r.next_hop,
+                        dev = %r.dev,
+                        before = %r.before,
+                        state = %r.state,
+                        elapsed_ms,
+                        "resolved a neighbour"
+                    );
                     serde_json::json!({
                         "next_hop": r.next_hop.to_string(),
                         "dev": r.dev,
+                        "before": r.before,
                         "state": r.state,
-                        "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
+                        "elapsed_ms": elapsed_ms,
                     })
                 })
             }
