@@ -234,3 +234,145 @@ impl Anchor for AgentAnchor {
         resolve(&self.maps.node, &self.socket, locator)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        os::unix::net::UnixListener,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    /// An agent that records each request line and answers from `answers` in turn.
+    struct FakeAgent {
+        socket: PathBuf,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeAgent {
+        fn start(name: &str, answers: Vec<&'static str>) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("vdmm-agent-nodes-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let socket = dir.join("agent.sock");
+            let listener = UnixListener::bind(&socket).unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut answers = answers.into_iter();
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { return };
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        log.lock().unwrap().push(line.trim().to_string());
+                        let Some(a) = answers.next() else { return };
+                        (&conn).write_all(format!("{a}\n").as_bytes()).unwrap();
+                        line.clear();
+                    }
+                }
+            });
+            Self { socket, seen }
+        }
+
+        fn seen(&self) -> Vec<serde_json::Value> {
+            self.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    impl Drop for FakeAgent {
+        fn drop(&mut self) {
+            if let Some(dir) = self.socket.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn node(socket: &Path) -> Node {
+        Node {
+            name: "ap2".into(),
+            locator: "192.0.2.12".parse().unwrap(),
+            pin_dir: "/run/vdmm/ap2".into(),
+            netns: None,
+            agent_socket: Some(socket.to_path_buf()),
+        }
+    }
+
+    const C: ClientMac = ClientMac([2, 0, 0, 0, 0x20, 0x10]);
+    const APPLIED: &str = r#"{"ok":true,"result":{"revision":2,"changes":1,"errors":[]}}"#;
+
+    #[test]
+    fn steps_become_agent_requests_for_the_nodes_pin_dir() {
+        let agent = FakeAgent::start(
+            "steps",
+            vec![
+                APPLIED,
+                APPLIED,
+                r#"{"ok":true,"result":{"next_hop":"192.0.2.1","dev":"ap-u","before":"none","state":"reachable","elapsed_ms":0.3}}"#,
+            ],
+        );
+        let host = ap_host(&node(&agent.socket));
+        host.set_mode(C, VapMode::Forward("192.0.2.13".parse().unwrap()))
+            .unwrap();
+        host.set_mode(C, VapMode::Serve).unwrap();
+        host.resolve_neighbour("192.0.2.1".parse().unwrap())
+            .unwrap();
+        let seen = agent.seen();
+        assert_eq!(seen[0]["request"], "apply");
+        assert_eq!(seen[0]["pin_dir"], "/run/vdmm/ap2");
+        assert_eq!(
+            seen[0]["ops"],
+            serde_json::json!([{"op":"vap_forward","client":"02:00:00:00:20:10","to":"192.0.2.13","source":null}])
+        );
+        assert_eq!(seen[1]["ops"][0]["to"], serde_json::Value::Null);
+        assert_eq!(
+            seen[2],
+            serde_json::json!({"request":"neigh_resolve","addr":"192.0.2.1","timeout_ms":2000})
+        );
+    }
+
+    #[test]
+    fn refusals_and_unwritten_maps_are_the_nodes_errors_but_a_missing_vap_is_removed() {
+        let agent = FakeAgent::start(
+            "errors",
+            vec![
+                r#"{"ok":false,"error":"no vAP for client 02:00:00:00:20:10"}"#,
+                r#"{"ok":false,"error":"the vAP table is full (at most 4096)"}"#,
+                r#"{"ok":true,"result":{"revision":3,"errors":["vap 02:00:00:00:20:10: cannot write"]}}"#,
+            ],
+        );
+        let host = ap_host(&node(&agent.socket));
+        host.remove(C).expect("not there: nothing to remove");
+        let e = host.set_mode(C, VapMode::Serve).unwrap_err();
+        assert_eq!(e.to_string(), "ap2: the vAP table is full (at most 4096)");
+        let e = host.set_mode(C, VapMode::Serve).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ap2: the agent stored the change but could not write its maps: \
+             vap 02:00:00:00:20:10: cannot write"
+        );
+    }
+
+    #[test]
+    fn a_node_whose_agent_does_not_answer_is_an_error_not_a_direct_write() {
+        let dead = std::env::temp_dir().join(format!("vdmm-no-agent-{}.sock", std::process::id()));
+        let host = ap_host(&node(&dead));
+        let e = host.set_mode(C, VapMode::Serve).unwrap_err();
+        assert!(
+            e.to_string().starts_with("ap2: no agent answers on "),
+            "{e}"
+        );
+        let e = anchor(&node(&dead))
+            .resolve_neighbour("192.0.2.12".parse().unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("no agent answers"), "{e}");
+    }
+}
