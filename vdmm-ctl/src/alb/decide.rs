@@ -16,6 +16,10 @@
 //! 5. exchange (off unless `exchange_gain_db` > 0): a client kept off its strongest AP
 //!    by that AP's load goes there while one of its clients, cheaper to move, makes room.
 //!
+//! Two alternatives to 3 and 4, off by default: priced balancing (`target_fairness`),
+//! and target placement (`placement_fairness`): each round, the placement that loses the
+//! least signal within load limits ([`super::placement`]), and moves toward it.
+//!
 //! Reverts and balancing moves together are limited to `max_moves_per_round`. The
 //! ping-pong guard holds back roaming and balancing, the dwell time balancing only (a
 //! client that walks away from its new AP must be able to follow its signal); neither
@@ -30,6 +34,7 @@ use super::{
     load::{client_load, jain, mean, utilisation},
     model::{ApId, ClientId, Snapshot},
     params::Params,
+    placement::{self, Choice, Limits},
     prices::{self, Options},
 };
 
@@ -475,6 +480,149 @@ impl<'a> Work<'a> {
     }
 }
 
+impl<'a> Work<'a> {
+    /// The load limits of the target placement: the sum of squared utilisations of Jain's index `placement_fairness`, and `high_util`
+    /// (or the mean, when every AP is above it); moves that lower the cost may not take
+    /// the load past the stricter entry limits (the cap less `hysteresis`, Jain's index
+    /// halfway from the target to 1).
+    fn limits(&self) -> Limits {
+        let p = self.p;
+        let n = self.util.len() as f64;
+        let total: f64 = self.util.values().sum();
+        let sum_sq = |jain: f64| total * total / (n * jain);
+        let cap = p.high_util.max(total / n);
+        Limits {
+            sum_sq: sum_sq(p.placement_fairness),
+            cap,
+            entry_sum_sq: sum_sq((1.0 + p.placement_fairness) / 2.0),
+            entry_cap: cap - p.hysteresis,
+        }
+    }
+
+    /// Target placement: the placement that loses the least signal within the load
+    /// limits ([`placement`]), from each client's options: its AP, and the APs that hear
+    /// it at `min_rssi_dbm` or better, cost it at most `max_signal_drop_db`, are not the
+    /// AP it left within the ping-pong window and, while it dwells, hear it
+    /// `roam_margin_db` better. A client's cost on an AP is the signal it loses there
+    /// against its strongest AP, plus `switch_cost_db` on any AP but its own. Then the
+    /// moves toward it: while a limit is exceeded, the one that lowers the imbalance most
+    /// per dB lost, else the largest signal gain; each only if its AP stays within the
+    /// cap (or less loaded than the client's) and the imbalance within its limit (or
+    /// lower). A move to an AP `roam_margin_db` stronger follows the client and is not
+    /// counted against `max_moves_per_round`; the others are.
+    fn targeted(&mut self) {
+        let (s, p) = (self.s, self.p);
+        if s.aps.is_empty() {
+            return;
+        }
+        let names: Vec<&'a str> = s.aps.keys().map(String::as_str).collect();
+        let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let mut ids: Vec<&'a str> = Vec::new();
+        let mut problem: Vec<Vec<Choice>> = Vec::new();
+        for (id, c) in &s.clients {
+            let cur = self.ap_of[id.as_str()];
+            let Some(&at) = index.get(cur) else {
+                continue; // its AP is gone and nobody could take it: it counts nowhere
+            };
+            let share = self.share(id, cur);
+            let Some(r_cur) = c.rssi_of(cur) else {
+                problem.push(vec![Choice {
+                    ap: at,
+                    cost_db: 0.0,
+                    share,
+                }]);
+                ids.push(id);
+                continue;
+            };
+            let audible = self.audible(id);
+            let best = audible.first().map_or(r_cur, |x| x.1).max(r_cur);
+            let mut choices = vec![Choice {
+                ap: at,
+                cost_db: best - r_cur,
+                share,
+            }];
+            let dwell = self.h.in_dwell(id, s.now, p);
+            if !self.moved.contains(id.as_str()) {
+                for (to, r) in audible {
+                    if to == cur
+                        || r_cur - r > p.max_signal_drop_db
+                        || self.h.is_ping_pong(id, to, s.now, p)
+                        || (dwell && r < r_cur + p.roam_margin_db)
+                    {
+                        continue;
+                    }
+                    choices.push(Choice {
+                        ap: index[to],
+                        cost_db: best - r + p.switch_cost_db,
+                        share: self.share(id, to),
+                    });
+                }
+            }
+            ids.push(id);
+            problem.push(choices);
+        }
+        let limits = self.limits();
+        let target = placement::place(&problem, names.len(), &limits);
+        let mut pending: Vec<(&'a str, &'a str)> = ids
+            .iter()
+            .zip(&problem)
+            .zip(target)
+            .map(|((id, c), k)| (*id, names[c[k].ap]))
+            .filter(|(id, to)| self.ap_of[id] != *to)
+            .collect();
+        let mut made = self.limited();
+        loop {
+            let sq: f64 = self.util.values().map(|u| u * u).sum();
+            let over =
+                sq > limits.sum_sq + EPS || self.util.values().any(|&u| u > limits.cap + EPS);
+            let mut best: Option<(f64, usize, bool)> = None;
+            for (k, &(id, to)) in pending.iter().enumerate() {
+                let from = self.ap_of[id];
+                let c = &s.clients[id];
+                let (Some(r_from), Some(r_to)) = (c.rssi_of(from), c.rssi_of(to)) else {
+                    continue;
+                };
+                let follows = r_to >= r_from + p.roam_margin_db;
+                if !follows && made >= p.max_moves_per_round {
+                    continue;
+                }
+                let (ua, sa) = (self.util[from], self.share(id, from));
+                let (ub, sb) = (self.util[to], self.share(id, to));
+                let ub2 = ub + sb;
+                let sq2 = sq - ua * ua - ub * ub + (ua - sa).powi(2) + ub2 * ub2;
+                if (ub2 > limits.cap + EPS && ub2 > ua + EPS)
+                    || (sq2 > limits.sum_sq + EPS && sq2 > sq + EPS)
+                {
+                    continue;
+                }
+                let priority = if over {
+                    (sq - sq2) / ((r_from - r_to).max(0.0) + 0.01)
+                } else {
+                    r_to - r_from
+                };
+                if best.is_none_or(|b| priority > b.0) {
+                    best = Some((priority, k, follows));
+                }
+            }
+            let Some((_, k, follows)) = best else { return };
+            let (id, to) = pending.swap_remove(k);
+            made += usize::from(!follows);
+            let from = self.ap_of[id];
+            let c = &s.clients[id];
+            let better = c.rssi_of(to) > c.rssi_of(from);
+            self.apply(
+                id,
+                to,
+                if better {
+                    MoveReason::Roam
+                } else {
+                    MoveReason::Balance
+                },
+            );
+        }
+    }
+}
+
 /// The moves of one round.
 pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decision {
     let util = utilisation(snapshot, params);
@@ -500,12 +648,12 @@ pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decisi
     let mut stranded = Vec::new();
     w.rescues(&mut stranded);
     w.reverts();
-    if params.target_fairness <= 0.0 {
-        w.roams();
-    }
     if params.target_fairness > 0.0 {
         w.priced();
+    } else if params.placement_fairness > 0.0 {
+        w.targeted();
     } else {
+        w.roams();
         w.balance();
     }
     if params.exchange_gain_db > 0.0 {

@@ -366,3 +366,195 @@ fn priced_balancing_leaves_clients_indifferent_at_the_prices_alone() {
     let d = decide(&s, &History::default(), &p);
     assert_eq!(moves(&d), [mv("c1", "ap1", "ap2", MoveReason::Balance)]);
 }
+
+/// Target placement at Jain's index 0.9 (the other parameters at their defaults).
+fn targeted() -> Params {
+    Params::default().with("placement_fairness=0.9").unwrap()
+}
+
+fn run_targeted(s: &Snapshot, h: &History) -> Decision {
+    decide(s, h, &targeted())
+}
+
+#[test]
+fn target_placement_spreads_the_hotspot_cheapest_signal_first() {
+    // ap1 at 2.0, ap2 and ap3 at 0.2: the target takes ap1 down to high_util (0.8), six
+    // clients off, three to each of ap2 and ap3; c1 (1 dB) goes first, four per round.
+    let s = hotspot();
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(d.moves.len(), Params::default().max_moves_per_round);
+    assert_eq!(
+        (d.moves[0].client.as_str(), d.moves[0].to.as_str()),
+        ("c1", "ap2")
+    );
+    for m in &d.moves {
+        assert_eq!((m.from.as_str(), m.reason), ("ap1", MoveReason::Balance));
+    }
+    assert!((d.utilisation_after["ap1"] - 1.2).abs() < 1e-9, "{d:?}");
+    let mut h = History::default();
+    h.record(&d.moves, s.now);
+    let mut s2 = s.clone();
+    for m in &d.moves {
+        s2.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
+    }
+    s2.now += 5.0;
+    let d2 = run_targeted(&s2, &h);
+    assert_eq!(d2.moves.len(), 2, "{:?}", moves(&d2));
+    for m in &d2.moves {
+        assert!(!h.last.contains_key(&m.client), "{} moved twice", m.client);
+    }
+    for u in d2.utilisation_after.values() {
+        assert!((u - 0.8).abs() < 1e-9, "{d2:?}");
+    }
+    // Placed: the next round moves nobody.
+    let mut s3 = s2.clone();
+    for m in &d2.moves {
+        s3.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
+    }
+    h.record(&d2.moves, s2.now);
+    s3.now += 5.0;
+    assert!(run_targeted(&s3, &h).moves.is_empty());
+}
+
+#[test]
+fn target_placement_leaves_an_ap_just_below_the_threshold_alone() {
+    let mut s = net(&["ap1", "ap2"]);
+    let both = [("ap1", -50.0), ("ap2", -52.0)];
+    client(&mut s, "c1", "ap1", 7.8, &both);
+    client(&mut s, "c2", "ap2", 7.0, &both);
+    let d = run_targeted(&s, &History::default());
+    assert!(d.moves.is_empty(), "{d:?}");
+    let mut s = net(&["ap1", "ap2"]);
+    client(&mut s, "c1", "ap1", 7.2, &both);
+    client(&mut s, "c2", "ap1", 1.0, &both);
+    client(&mut s, "c3", "ap2", 5.0, &both);
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(moves(&d), [mv("c2", "ap1", "ap2", MoveReason::Balance)]);
+}
+
+#[test]
+fn target_placement_keeps_a_client_heard_by_one_ap() {
+    let mut s = net(&["ap1", "ap2"]);
+    client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
+    client(
+        &mut s,
+        "faint",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -80.0)],
+    );
+    client(
+        &mut s,
+        "both",
+        "ap1",
+        3.0,
+        &[("ap1", -50.0), ("ap2", -55.0)],
+    );
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
+}
+
+#[test]
+fn target_placement_moves_nobody_at_equal_loads() {
+    let mut s = net(&["ap1", "ap2", "ap3"]);
+    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
+        .iter()
+        .enumerate()
+    {
+        // Everyone hears every AP equally, or better elsewhere by less than the switch cost.
+        let rssi = [("ap1", -50.0), ("ap2", -50.0 + i as f64), ("ap3", -50.0)];
+        client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
+    }
+    let d = run_targeted(&s, &History::default());
+    assert!(d.moves.is_empty(), "{d:?}");
+}
+
+#[test]
+fn target_placement_after_an_ap_disappears() {
+    // The rescues come first, as without a target; c3 stays stranded.
+    let mut s = net(&["ap1", "ap2"]);
+    client(
+        &mut s,
+        "c1",
+        "ap9",
+        2.0,
+        &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
+    );
+    client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
+    client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(
+        moves(&d),
+        [
+            mv("c1", "ap9", "ap2", MoveReason::Rescue),
+            mv("c2", "ap9", "ap1", MoveReason::Rescue),
+        ]
+    );
+    assert_eq!(d.stranded, ["c3"]);
+}
+
+#[test]
+fn target_placement_trades_a_displaced_client_back_when_it_gains_more_than_the_switch_cost() {
+    // x hears ap1 9 dB better than its ap2; e1 on ap1 would lose 1 dB on ap2. Jain's
+    // index 0.9 does not allow x on ap1 unless e1 leaves. The trade gains 9 - 1 = 8 dB
+    // for two moves: made at a switch cost of 2 dB (8 > 2 x 2), not at 8 dB.
+    let mut s = net(&["ap1", "ap2"]);
+    for i in 1..=2 {
+        client(
+            &mut s,
+            &format!("c{i}"),
+            "ap1",
+            2.0,
+            &[("ap1", -50.0), ("ap2", -70.0)],
+        );
+    }
+    client(&mut s, "e1", "ap1", 2.0, &[("ap1", -50.0), ("ap2", -51.0)]);
+    client(&mut s, "x", "ap2", 2.0, &[("ap1", -50.0), ("ap2", -59.0)]);
+    client(&mut s, "y", "ap2", 2.0, &[("ap2", -45.0)]);
+    assert!(run_targeted(&s, &History::default()).moves.is_empty());
+    let p = targeted().with("switch_cost_db=2").unwrap();
+    let d = decide(&s, &History::default(), &p);
+    assert_eq!(
+        moves(&d),
+        [
+            mv("e1", "ap1", "ap2", MoveReason::Balance),
+            mv("x", "ap2", "ap1", MoveReason::Roam)
+        ]
+    );
+    assert!(d.fairness_after >= 0.9, "{d:?}");
+}
+
+#[test]
+fn target_placement_respects_dwell_and_ping_pong_and_follows_walkers() {
+    let mut s = net(&["ap1", "ap2"]);
+    let both = [("ap1", -50.0), ("ap2", -52.0)];
+    client(&mut s, "c1", "ap1", 3.0, &both);
+    client(&mut s, "c2", "ap1", 6.0, &both);
+    client(&mut s, "c3", "ap2", 1.0, &both);
+    let mut h = History::default();
+    let rec = |from: &str| super::history::MoveRecord {
+        from: from.into(),
+        to: "ap1".into(),
+        at: 90.0,
+        reason: MoveReason::Roam,
+    };
+    h.last.insert("c1".into(), rec("ap2"));
+    h.last.insert("c2".into(), rec("ap2"));
+    assert!(run_targeted(&s, &h).moves.is_empty());
+    s.now = 90.0 + Params::default().min_dwell_s + 1.0;
+    assert!(run_targeted(&s, &h).moves.is_empty());
+    h.last.insert("c1".into(), rec("ap3"));
+    assert_eq!(
+        moves(&run_targeted(&s, &h)),
+        [mv("c1", "ap1", "ap2", MoveReason::Balance)]
+    );
+
+    let mut s = net(&["ap1", "ap2", "ap3"]);
+    let walker = [("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)];
+    client(&mut s, "walker", "ap1", 1.0, &walker);
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
+    client(&mut s, "big", "ap2", 9.0, &[("ap2", -50.0)]);
+    let d = run_targeted(&s, &History::default());
+    assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
+}

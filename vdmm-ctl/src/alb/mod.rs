@@ -13,6 +13,7 @@ pub mod history;
 pub mod load;
 pub mod model;
 pub mod params;
+pub mod placement;
 pub mod prices;
 pub mod rssi;
 pub mod sim;

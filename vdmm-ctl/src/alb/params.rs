@@ -52,6 +52,14 @@ pub struct Params {
     pub target_fairness: f64,
     /// Priced balancing: a move must gain at least this much priced signal (dB).
     pub price_margin_db: f64,
+    /// Target placement (0 turns it off): instead of roaming and balancing against
+    /// `imbalance_gap`, compute each round the placement that loses the least signal with
+    /// Jain's index at least this and no AP above `high_util`, and move clients toward it
+    /// (see docs/alb.md).
+    pub placement_fairness: f64,
+    /// Target placement: what a move costs in the placement's objective (dB), so that
+    /// the target changes only for a gain larger than that.
+    pub switch_cost_db: f64,
     /// Load an associated client puts on its AP besides its traffic (Mb/s): management
     /// frames, contention, a quiet client's share of airtime.
     pub client_base_mbps: f64,
@@ -82,6 +90,8 @@ impl Default for Params {
             exchange_gain_db: 0.0,
             target_fairness: 0.0,
             price_margin_db: 2.0,
+            placement_fairness: 0.0,
+            switch_cost_db: 8.0,
             client_base_mbps: 0.5,
             rssi_alpha: 0.1,
             rssi_max_age_s: 30.0,
@@ -132,13 +142,19 @@ impl Params {
 
     /// Checks the ranges; the error names the first parameter out of range.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, bool, &str); 15] = [
+        let checks: [(&str, bool, &str); 17] = [
             (
                 "target_fairness",
                 (0.0..1.0).contains(&self.target_fairness),
                 "in [0, 1)",
             ),
             ("price_margin_db", self.price_margin_db >= 0.0, ">= 0"),
+            (
+                "placement_fairness",
+                (0.0..=1.0).contains(&self.placement_fairness),
+                "in [0, 1]",
+            ),
+            ("switch_cost_db", self.switch_cost_db >= 0.0, ">= 0"),
             ("high_util", self.high_util > 0.0, "> 0"),
             ("imbalance_gap", self.imbalance_gap >= 0.0, ">= 0"),
             (
@@ -190,7 +206,7 @@ mod tests {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/alb.md"))
             .unwrap();
         let names = Params::names();
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 21);
         for name in names {
             assert!(
                 doc.contains(&format!("`{name}`")),

@@ -239,6 +239,23 @@ mod tests {
         assert!(mean >= -4.3, "mean dRSSI {mean:+.2} dB");
     }
 
+    /// Target placement (`placement_fairness=0.9`, with APs allowed to full capacity) on
+    /// the same seeds: fairness and ping-pong on every seed, 1.4 dB more signal than the
+    /// default on average, and fewer handovers than least-loaded-first on 6 of 10
+    /// (docs/alb.md). The signal target is still missed (-3.5 to -4.2 dB).
+    #[test]
+    fn target_placement_on_the_hotspot_over_ten_seeds() {
+        let r = seeds(&["placement_fairness=0.9", "high_util=1"]);
+        for (i, (jain, drssi, pp, _)) in r.iter().enumerate() {
+            assert!(*jain >= TARGET_JAIN, "seed {}: jain {jain}", i + 1);
+            assert!(*pp < 1.0, "seed {}: ping-pong {pp}%", i + 1);
+            assert!(*drssi >= -4.3, "seed {}: {drssi:+.2} dB", i + 1);
+        }
+        assert!(r.iter().filter(|x| x.3).count() >= 6, "{r:?}");
+        let mean = r.iter().map(|x| x.1).sum::<f64>() / 10.0;
+        assert!(mean >= -3.95, "mean dRSSI {mean:+.2} dB");
+    }
+
     /// The signal target is not out of reach by geometry: on seed 7, a placement with
     /// Jain's index >= 0.9 at every tick (and none above high_util) exists within 3 dB of
     /// what strongest-signal-first gets, and the bound is above it.
