@@ -14,6 +14,9 @@
 //!   another (`vap create` on the new AP host) is in the new AP host's maps, leaves the
 //!   old one's after its grace period of forwarding, and the anchor's binding points at
 //!   the new AP host's locator, within [`BOUND`];
+//! - a run of vAP moves through the agents on a three-member etcd with one member
+//!   killed, then all: the moves complete and reach every data plane; without etcd the
+//!   data planes forward and moves are refused; after the restart all converge;
 //! - liveness: the watchdog's moves after an agent's SIGKILL reach the neighbour's maps
 //!   and the anchor; the restarted agent removes the vAPs that moved away.
 
@@ -351,6 +354,11 @@ fn wait_for(
 /// endpoint of each added through its agent) on a one-member etcd; `etcd_extra` goes into
 /// every agent's `[etcd]` section.
 fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
+    start_cluster_on(1, etcd_extra)
+}
+
+/// [`start_cluster`] on an etcd of `members` members (every agent lists them all).
+fn start_cluster_on(members: usize, etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
     require_root()?;
     require_etcd()?;
     let ctl = default_ctl_path()?;
@@ -359,7 +367,7 @@ fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
         namespaces.push(node_netns(i)?);
     }
     let extra: Vec<IpAddr> = (0..3).map(|i| IpAddr::V4(etcd_side(i))).collect();
-    let etcd = EtcdCluster::start_listening("etns", 1, &extra)?;
+    let etcd = EtcdCluster::start_listening("etns", members, &extra)?;
     let mut nodes = Vec::new();
     for (i, ns) in namespaces.into_iter().enumerate() {
         let pins = PinMount(PathBuf::from("/run/vdmm").join(ns.name()));
@@ -371,13 +379,19 @@ fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
             .map(|e| format!("\"{e}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        // 1 s unless the test says otherwise.
+        let timeout = if etcd_extra.contains("request_timeout_ms") {
+            ""
+        } else {
+            "request_timeout_ms = 1000\n"
+        };
         let mut agent = AgentProcess::configure_with(
             &ctl,
             ns.name(),
             &pins.0,
             &format!("store = \"etcd\"\nnode_name = \"et{i}\""),
             &format!(
-                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\nrequest_timeout_ms = 1000\n{etcd_extra}"
+                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\n{timeout}{etcd_extra}"
             ),
         )?;
         agent.start()?;
@@ -686,6 +700,196 @@ fn a_vap_moved_through_one_agent_reaches_all_three_data_planes() -> Result<()> {
     })?;
     println!("vAP deleted through et2: anchor's binding gone {t:?} later");
     ensure!(record(&etcd, "vaps", client)?.is_null());
+    Ok(())
+}
+
+/// Sends `vap create` of `client` (address `addr`, anchored at et0, `vap_mac`) through
+/// node's agent, planning it again while the agent says its store moved on (its view was
+/// behind); returns how many times it had to.
+fn move_vap(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<usize> {
+    let anchor = endpoint(0).to_string();
+    for again in 0..5 {
+        let out = n.agent.ctl_raw(&[
+            "vap",
+            "create",
+            client,
+            "--ipv4",
+            addr,
+            "--anchor",
+            &anchor,
+            "--vap-mac",
+            vap_mac,
+        ])?;
+        if out.status.success() {
+            return Ok(again);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("plan the change again") {
+            bail!("vap create through {}: {}", n.ns.name(), err.trim());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "vap create through {}: the store kept moving on",
+        n.ns.name()
+    )
+}
+
+/// Waits until `client` is served by node `to` only (the other AP host removed it after
+/// its grace period) and the anchor et0 binds `home` to `to`'s locator; returns when the
+/// anchor's binding was seen switched and when everything was.
+fn moved(
+    nodes: &[Node],
+    client: &str,
+    home: &str,
+    to: usize,
+    within: Duration,
+) -> Result<(Duration, Duration)> {
+    let t0 = Instant::now();
+    let want = Some((endpoint(to).to_string(), endpoint(0).to_string()));
+    let anchor = wait_for("the anchor's binding follows the move", within, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok((b != want).then(|| format!("{b:?}")))
+    })?;
+    wait_for("the vAP on its new AP host only", within + GRACE, || {
+        for (i, n) in nodes.iter().enumerate() {
+            let v = vaps(n)?.remove(client);
+            let ok = if i == to {
+                v.as_ref().is_some_and(|v| v.mode == "local")
+            } else {
+                v.is_none()
+            };
+            if !ok {
+                return Ok(Some(format!("et{i}: {v:?}")));
+            }
+        }
+        Ok(None)
+    })?;
+    Ok((anchor, t0.elapsed()))
+}
+
+/// A three-member etcd under a run of vAP moves through the agents (`vap create` on the
+/// other AP host, et1 and et2 in turn, anchored at et0), one member killed during the
+/// run: every move completes and reaches the three data planes within [`BOUND`]. With
+/// all members down the data planes keep forwarding and a move is refused; after the
+/// members restart a move is accepted again and every data plane converges.
+#[test]
+fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
+    // The default request deadline (2 s): a commit may wait for a new leader.
+    let (mut etcd, nodes) = start_cluster_on(
+        3,
+        &format!(
+            "vap_grace_ms = {}\nrequest_timeout_ms = 2000\n",
+            GRACE.as_millis()
+        ),
+    )?;
+    wait_locators(&etcd, 3)?;
+    nodes[0].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    let (client, addr, home) = ("a2:00:00:00:02:01", "10.77.7.5", "10.77.7.5/32");
+    let vap_mac = "02:56:44:00:02:01";
+    move_vap(&nodes[1], client, addr, vap_mac)?;
+    moved(&nodes, client, home, 1, BOUND)?;
+
+    const MOVES: usize = 12;
+    const KILL_AFTER: usize = 4;
+    let mut switch = Vec::new();
+    let mut replans = 0;
+    for k in 0..MOVES {
+        if k == KILL_AFTER {
+            etcd.kill(0)?;
+            println!("etcd member 0 killed after {k} moves");
+        }
+        let to = if k % 2 == 0 { 2 } else { 1 };
+        let t0 = Instant::now();
+        replans += move_vap(&nodes[to], client, addr, vap_mac)?;
+        let cmd = t0.elapsed();
+        let (anchor, all) = moved(&nodes, client, home, to, BOUND)
+            .with_context(|| format!("move {} to et{to}", k + 1))?;
+        switch.push(cmd + anchor);
+        println!(
+            "move {:2} to et{to}: command {cmd:?}, anchor switched {anchor:?} later, old AP \
+             host's vAP removed {all:?} later",
+            k + 1
+        );
+    }
+    switch.sort();
+    println!(
+        "{MOVES} moves ({} with a member killed), {replans} planned again: command to anchor \
+         switch p50 {:?}, max {:?}",
+        MOVES - KILL_AFTER,
+        switch[switch.len() / 2],
+        switch[switch.len() - 1]
+    );
+
+    // All members down: forwarding continues, moves are refused, nothing changes.
+    for i in 0..3 {
+        etcd.kill(i)?;
+    }
+    wait_health(&nodes, "etcd unreachable", Duration::from_secs(15), |h| {
+        h["reachable"] == false
+    })?;
+    let before: Vec<_> = nodes.iter().map(vaps).collect::<Result<_>>()?;
+    let anchor_before = binding_of(&nodes[0], home)?;
+    for n in &nodes {
+        forwards(n)?;
+    }
+    let last = if MOVES % 2 == 0 { 1 } else { 2 };
+    let target = 3 - last;
+    let out = nodes[target].agent.ctl_raw(&[
+        "vap",
+        "create",
+        client,
+        "--ipv4",
+        addr,
+        "--anchor",
+        &endpoint(0).to_string(),
+        "--vap-mac",
+        vap_mac,
+    ])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("etcd is unreachable")
+            && err.contains("changes are refused"),
+        "a move without etcd: {err}"
+    );
+    println!("a move with all members down: {}", err.trim());
+    let after: Vec<_> = nodes.iter().map(vaps).collect::<Result<_>>()?;
+    ensure!(after == before, "the maps changed without etcd");
+    ensure!(binding_of(&nodes[0], home)? == anchor_before);
+
+    // The members restart: a move is accepted again and all three converge.
+    for i in 0..3 {
+        etcd.restart(i)?;
+    }
+    for i in 0..3 {
+        etcd.wait_healthy(i, Duration::from_secs(20))?;
+    }
+    let t0 = Instant::now();
+    loop {
+        match move_vap(&nodes[target], client, addr, vap_mac) {
+            Ok(_) => break,
+            Err(e) if t0.elapsed() > Duration::from_secs(15) => {
+                return Err(e.context("moves still refused 15 s after etcd came back"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    let accepted = t0.elapsed();
+    let (anchor, all) = moved(&nodes, client, home, target, BOUND)?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    println!(
+        "members restarted: a move accepted {accepted:?} after they were healthy; anchor \
+         switched {anchor:?} later, all three data planes converged {all:?} later"
+    );
     Ok(())
 }
 
