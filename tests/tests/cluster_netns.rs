@@ -807,7 +807,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
             etcd.kill(0)?;
             println!("etcd member 0 killed after {k} moves");
         }
-        let to = if k % 2 == 0 { 2 } else { 1 };
+        let to = if k.is_multiple_of(2) { 2 } else { 1 };
         let t0 = Instant::now();
         replans += move_vap(&nodes[to], client, addr, vap_mac)?;
         let cmd = t0.elapsed();
@@ -841,7 +841,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
     for n in &nodes {
         forwards(n)?;
     }
-    let last = if MOVES % 2 == 0 { 1 } else { 2 };
+    let last = if MOVES.is_multiple_of(2) { 1 } else { 2 };
     let target = 3 - last;
     let out = nodes[target].agent.ctl_raw(&[
         "vap",
