@@ -186,10 +186,23 @@ impl fmt::Display for Prefix {
     }
 }
 
+impl Prefix {
+    /// What [`Ord`] compares, as integers: the agent's state keeps a million bindings
+    /// in ordered maps, so this runs some twenty times per binding it changes.
+    #[inline]
+    fn order_key(&self) -> (bool, u128, u8) {
+        match self.addr {
+            IpAddr::V4(a) => (false, u128::from(a.to_bits()), self.len),
+            IpAddr::V6(a) => (true, a.to_bits(), self.len),
+        }
+    }
+}
+
 impl Ord for Prefix {
     /// IPv4 before IPv6, then by address, then shorter prefixes first.
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.family(), self.addr, self.len).cmp(&(other.family(), other.addr, other.len))
+        self.order_key().cmp(&other.order_key())
     }
 }
 
@@ -200,6 +213,75 @@ impl PartialOrd for Prefix {
 }
 
 /// `addr` with every bit after `len` cleared.
+/// An address or a prefix as text, the same as `Display` writes it, on the stack and
+/// without `fmt` for IPv4 (the agent's store writes a million of them in a batch).
+pub struct AddrText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AddrText {
+    pub fn addr(a: IpAddr) -> Self {
+        let mut t = AddrText {
+            buf: [0; 64],
+            len: 0,
+        };
+        match a {
+            IpAddr::V4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    t.number(o.into());
+                }
+            }
+            // IPv6's zero compression is std's to get right.
+            IpAddr::V6(a) => fmt::Write::write_fmt(&mut t, format_args!("{a}"))
+                .expect("an IPv6 address fits in 64 bytes"),
+        }
+        t
+    }
+
+    pub fn prefix(p: &Prefix) -> Self {
+        let mut t = Self::addr(p.addr);
+        t.push(b'/');
+        t.number(p.len.into());
+        t
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII only")
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// A number below 1000 in decimal.
+    fn number(&mut self, n: u16) {
+        if n >= 100 {
+            self.push(b'0' + (n / 100) as u8);
+        }
+        if n >= 10 {
+            self.push(b'0' + (n / 10 % 10) as u8);
+        }
+        self.push(b'0' + (n % 10) as u8);
+    }
+}
+
+impl fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
@@ -308,6 +390,35 @@ mod tests {
             s,
             ["9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"]
         );
+    }
+
+    #[test]
+    fn addr_text_is_what_display_writes() {
+        for s in [
+            "0.0.0.0/0",
+            "9.0.0.0/8",
+            "10.0.0.1/32",
+            "100.64.10.0/24",
+            "192.168.255.254/31",
+            "255.255.255.255/32",
+            "::/0",
+            "2001:db8::/32",
+            "2001:db8:0:1::7/128",
+            "::ffff:192.0.2.1/128",
+            "fe80::1:2:3:4/128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+        ] {
+            let prefix = p(s).unwrap();
+            assert_eq!(AddrText::prefix(&prefix).as_str(), prefix.to_string());
+            assert_eq!(
+                AddrText::addr(prefix.addr()).as_str(),
+                prefix.addr().to_string()
+            );
+        }
+        for i in 0..=255u8 {
+            let a = IpAddr::V4(Ipv4Addr::new(i, 255 - i, i / 3, 10));
+            assert_eq!(AddrText::addr(a).as_str(), a.to_string());
+        }
     }
 
     #[test]

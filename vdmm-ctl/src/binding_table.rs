@@ -3,7 +3,10 @@
 //! the data plane's `binding.rs`: the hash is tried first). [`crate::maps::Dataplane`]
 //! and the agent's reconciler both read and write bindings through this one type.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    os::fd::{AsFd, AsRawFd},
+};
 
 use aya::maps::{
     HashMap, MapData, MapError,
@@ -20,6 +23,8 @@ use crate::{
 
 pub struct BindingTable {
     hosts: HashMap<MapData, IpAddrKey, Binding>,
+    /// The host hash once more, for `BPF_MAP_UPDATE_BATCH` (aya has no batch calls).
+    hosts_raw: MapData,
     prefixes4: LpmTrie<MapData, [u8; 4], Binding>,
     prefixes6: LpmTrie<MapData, [u8; 16], Binding>,
 }
@@ -33,6 +38,8 @@ impl BindingTable {
     pub fn open(pins: &PinDir) -> Result<Self> {
         Ok(Self {
             hosts: open_map(pins, names::HOST_BINDINGS)?,
+            hosts_raw: MapData::from_pin(pins.map(names::HOST_BINDINGS))
+                .map_err(|e| Error::ebpf("cannot open the host bindings", e))?,
             prefixes4: open_map(pins, names::BINDINGS_V4)?,
             prefixes6: open_map(pins, names::BINDINGS_V6)?,
         })
@@ -81,6 +88,37 @@ impl BindingTable {
         }
     }
 
+    /// Stores many bindings (`BPF_ANY`), one result per item, in order. Host bindings go
+    /// in `BPF_MAP_UPDATE_BATCH` calls (one syscall per few thousand instead of one
+    /// each); when the kernel refuses a batch, the rest of it is written one by one, so
+    /// every failure is reported against its own binding.
+    pub fn insert_many(
+        &mut self,
+        items: &[(Prefix, Binding)],
+    ) -> Vec<std::result::Result<(), MapError>> {
+        let mut results: Vec<_> = items.iter().map(|_| Ok(())).collect();
+        let mut hosts = Vec::new();
+        for (i, (home, value)) in items.iter().enumerate() {
+            if is_host(home) {
+                hosts.push(i);
+            } else {
+                results[i] = self.insert(home, *value, 0);
+            }
+        }
+        for chunk in hosts.chunks(UPDATE_BATCH) {
+            let keys: Vec<IpAddrKey> = chunk
+                .iter()
+                .map(|&i| IpAddrKey::from(items[i].0.addr()))
+                .collect();
+            let values: Vec<Binding> = chunk.iter().map(|&i| items[i].1).collect();
+            let done = update_batch(&self.hosts_raw, &keys, &values).unwrap_or_else(|n| n);
+            for &i in &chunk[done..] {
+                results[i] = self.insert(&items[i].0, items[i].1, 0);
+            }
+        }
+        results
+    }
+
     /// Removes the binding of exactly `home` (ENOENT when there is none).
     pub fn remove(&mut self, home: &Prefix) -> std::result::Result<(), MapError> {
         if is_host(home) {
@@ -96,4 +134,39 @@ impl BindingTable {
             IpAddr::V6(a) => self.prefixes6.remove(&Key::new(len, a.octets())),
         }
     }
+}
+
+/// Host bindings per `BPF_MAP_UPDATE_BATCH` call.
+const UPDATE_BATCH: usize = 4096;
+
+/// `BPF_MAP_UPDATE_BATCH` of `keys` -> `values` into `map`; `Err(n)` when the kernel
+/// stopped after `n` elements (an old kernel, a full map, ...).
+fn update_batch(
+    map: &MapData,
+    keys: &[IpAddrKey],
+    values: &[Binding],
+) -> std::result::Result<usize, usize> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
+    assert_eq!(keys.len(), values.len());
+    // SAFETY: bpf_attr is plain integers; all-zero is its "unset" value.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.batch.keys = keys.as_ptr() as u64;
+    attr.batch.values = values.as_ptr() as u64;
+    attr.batch.count = keys.len() as u32;
+    attr.batch.map_fd = map.fd().as_fd().as_raw_fd() as u32;
+    // SAFETY: the kernel reads `count` keys and values (repr(C), the map's key and value
+    // sizes) from buffers that outlive the call and writes the count done back to attr.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_MAP_UPDATE_BATCH as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>() as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(keys.len());
+    }
+    // SAFETY: reading the integer the kernel wrote into the same member.
+    Err((unsafe { attr.batch.count } as usize).min(keys.len()))
 }

@@ -402,6 +402,51 @@ fn tables(dp: &mut Dataplane) {
     dp.del_binding("2001:db8:5::/48".parse().unwrap()).unwrap();
 }
 
+/// Many bindings written at once: host bindings through `BPF_MAP_UPDATE_BATCH` (more
+/// than one batch), prefixes one by one, every one readable afterwards; then removed.
+fn binding_batches(pins: &PinDir) {
+    let mut table = crate::binding_table::BindingTable::open(pins).unwrap();
+    let loc = |i: u32| vdmm_common::IpAddrKey::from(a(&format!("192.0.2.{}", 1 + i % 200)));
+    let src = vdmm_common::IpAddrKey::from(a("192.0.2.1"));
+    let mut items: Vec<(Prefix, vdmm_common::Binding)> = (0..10_000u32)
+        .map(|i| {
+            let home = IpAddr::from(std::net::Ipv4Addr::from(0x0a10_0000 + i));
+            (
+                Prefix::new(home, 32).unwrap(),
+                vdmm_common::Binding::new(loc(i), src),
+            )
+        })
+        .collect();
+    items.push((p("10.200.0.0/16"), vdmm_common::Binding::new(loc(7), src)));
+    items.push((
+        p("2001:db8:77::/48"),
+        vdmm_common::Binding::new(loc(8), src),
+    ));
+    items.push((p("2001:db8:78::1"), vdmm_common::Binding::new(loc(9), src)));
+    let results = table.insert_many(&items);
+    assert_eq!(results.len(), items.len());
+    assert!(results.iter().all(|r| r.is_ok()));
+    let stored: std::collections::HashMap<Prefix, vdmm_common::Binding> =
+        table.entries().unwrap().into_iter().collect();
+    assert_eq!(stored.len(), items.len());
+    for (home, b) in &items {
+        assert_eq!(stored.get(home), Some(b), "{home}");
+    }
+    // Written again with other locators: replaced in place.
+    for (i, (_, b)) in items.iter_mut().enumerate() {
+        b.locator = loc(i as u32 + 1);
+    }
+    assert!(table.insert_many(&items).iter().all(|r| r.is_ok()));
+    let stored: std::collections::HashMap<Prefix, vdmm_common::Binding> =
+        table.entries().unwrap().into_iter().collect();
+    assert_eq!(stored.len(), items.len());
+    for (home, b) in &items {
+        assert_eq!(stored.get(home), Some(b), "{home}");
+        table.remove(home).unwrap();
+    }
+    assert!(table.entries().unwrap().is_empty());
+}
+
 type Snapshot = (
     Vec<IpAddr>,
     Vec<IpAddr>,
@@ -551,6 +596,7 @@ fn load_program_unload_reset_in_a_namespace() {
             load_and_slow_path(&scratch, &pins);
             let mut dp = Dataplane::open(&pins).unwrap();
             tables(&mut dp);
+            binding_batches(&pins);
             bindings_with_routes(&mut dp);
 
             // Unloading every interface keeps the slow path (the routes lead into it).

@@ -32,7 +32,7 @@ use super::{
     metrics::{AgentMetrics, Outcome, Stage, Trigger},
     natpt_state,
     netlink::{self, Event, Events},
-    reconcile::{Reconciler, Report},
+    reconcile::{Reconciler, Report, unrouted},
     state::{Delta, DesiredState, Op},
     store::{FileStore, Revision, Store, StoreEvent, StoreHealth},
 };
@@ -316,13 +316,8 @@ impl Agent {
         } else {
             Vec::new()
         };
-        let undo: Vec<Delta> = deltas
-            .iter()
-            .map(|d| match self.state.get(&d.key()) {
-                Some(entry) => Delta::Put { entry },
-                None => Delta::Delete { key: d.key() },
-            })
-            .collect();
+        let undo = self.state.undo(&deltas);
+        let unrouted = unrouted(&deltas, &undo);
         self.state.apply(&deltas);
         let t1 = Instant::now();
         match self.store.commit(self.revision, &deltas, &self.state) {
@@ -336,7 +331,7 @@ impl Agent {
         self.metrics.deltas(deltas.len());
         let t2 = Instant::now();
         let report = if write_maps {
-            self.rec.apply(&deltas, &self.state, &routes)
+            self.rec.apply(&deltas, &self.state, &routes, &unrouted)
         } else {
             Report::default()
         };
@@ -539,6 +534,7 @@ impl Agent {
                     self.update_gauges();
                     return;
                 }
+                let unrouted = unrouted(&deltas, &self.state.undo(&deltas));
                 self.state.apply(&deltas);
                 let routes = match self.rec.plan_routes(&deltas) {
                     Ok(r) => r,
@@ -548,7 +544,7 @@ impl Agent {
                         Vec::new()
                     }
                 };
-                let report = self.rec.apply(&deltas, &self.state, &routes);
+                let report = self.rec.apply(&deltas, &self.state, &routes, &unrouted);
                 self.metrics.deltas(deltas.len());
                 self.metrics.changes(&report, Stage::Apply);
             }

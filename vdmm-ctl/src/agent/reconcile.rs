@@ -302,12 +302,6 @@ impl Reconciler {
         Ok(out)
     }
 
-    fn put_binding(&mut self, b: &BindingSpec) -> Result<()> {
-        self.bindings
-            .insert(&b.home, value(b), 0)
-            .map_err(|e| map_error("the binding table", e))
-    }
-
     fn del_binding(&mut self, home: &Prefix) -> Result<()> {
         match self.bindings.remove(home) {
             Err(e) if errno(&e) != Some(libc::ENOENT) => Err(map_error("the binding table", e)),
@@ -353,13 +347,15 @@ impl Reconciler {
     }
 
     /// Writes a committed batch: `deltas` took the state to `after`; `routes` are the
-    /// routes [`Reconciler::plan_routes`] made for it. Additions go first (endpoints
-    /// before the bindings that use them), removals last.
+    /// routes [`Reconciler::plan_routes`] made for it and `unrouted` the homes whose route
+    /// goes ([`unrouted`]). Additions go first (endpoints before the bindings that use
+    /// them), removals last.
     pub fn apply(
         &mut self,
         deltas: &[Delta],
         after: &DesiredState,
         routes: &[SlowPathRoute],
+        unrouted: &[Prefix],
     ) -> Report {
         let mut report = Report::default();
         let phase = |d: &Delta| match d {
@@ -393,10 +389,13 @@ impl Reconciler {
         };
         let mut ordered: Vec<&Delta> = deltas.iter().collect();
         ordered.sort_by_key(|d| phase(d));
-        let mut unrouted = Vec::new();
         let mut vaps = Vec::new();
+        // The results of the binding puts, written together when the first one comes up
+        // (they are contiguous in `ordered`).
+        let mut binding_puts: Option<std::vec::IntoIter<_>> = None;
         self.natpt.apply(&ordered, &mut report);
-        for d in ordered {
+        for (i, d) in ordered.iter().enumerate() {
+            let d = *d;
             if let Delta::Put {
                 entry: Entry::Vap(v),
             } = d
@@ -414,19 +413,26 @@ impl Reconciler {
                     Entry::Peer { addr } => self.put_addr(true, *addr),
                     Entry::Tunnel(t) => self.write_tunnel(t).map(drop),
                     Entry::Natpt(_) => unreachable!("skipped above"),
-                    Entry::Binding(b) => {
-                        if !b.route {
-                            unrouted.push(b.home);
-                        }
-                        self.put_binding(b)
-                    }
+                    Entry::Binding(_) => binding_puts
+                        .get_or_insert_with(|| {
+                            let items: Vec<(Prefix, Binding)> = ordered[i..]
+                                .iter()
+                                .map_while(|d| match d {
+                                    Delta::Put {
+                                        entry: Entry::Binding(b),
+                                    } => Some((b.home, value(b))),
+                                    _ => None,
+                                })
+                                .collect();
+                            self.bindings.insert_many(&items).into_iter()
+                        })
+                        .next()
+                        .expect("one result per binding put")
+                        .map_err(|e| map_error("the binding table", e)),
                     Entry::Vap(_) => unreachable!("vAPs are written after the loop"),
                 },
                 Delta::Delete { key } => match key {
-                    Key::Binding(home) => {
-                        unrouted.push(*home);
-                        self.del_binding(home)
-                    }
+                    Key::Binding(home) => self.del_binding(home),
                     Key::Peer(a) => self.del_addr(true, *a),
                     // An endpoint also found on an interface stays.
                     Key::Endpoint(a) if after.discovered().contains(a) => Ok(()),
@@ -455,7 +461,7 @@ impl Reconciler {
         }
         if !unrouted.is_empty() {
             match self.slow_path_index() {
-                Ok(oif) => match self.batch.remove(&unrouted, oif) {
+                Ok(oif) => match self.batch.remove(unrouted, oif) {
                     Ok(0) => {}
                     Ok(n) => report
                         .errors
@@ -494,17 +500,26 @@ impl Reconciler {
             Ok(false) => {}
             Err(e) => errors.push(format!("tunnel: {e}")),
         }
-        for b in desired.bindings() {
-            match actual.bindings.get(&b.home) {
-                Some((l, s)) if *l == b.locator && *s == b.source => {}
-                Some(_) => count(
-                    self.put_binding(b),
-                    &mut report.updated,
-                    &mut errors,
-                    &b.home,
-                ),
-                None => count(self.put_binding(b), &mut report.added, &mut errors, &b.home),
-            }
+        // (binding, whether it replaces a different one)
+        let puts: Vec<(&BindingSpec, bool)> = desired
+            .bindings()
+            .filter_map(|b| match actual.bindings.get(&b.home) {
+                Some((l, s)) if *l == b.locator && *s == b.source => None,
+                have => Some((b, have.is_some())),
+            })
+            .collect();
+        let items: Vec<(Prefix, Binding)> = puts.iter().map(|(b, _)| (b.home, value(b))).collect();
+        for ((b, update), r) in puts.iter().zip(self.bindings.insert_many(&items)) {
+            count(
+                r.map_err(|e| map_error("the binding table", e)),
+                if *update {
+                    &mut report.updated
+                } else {
+                    &mut report.added
+                },
+                &mut errors,
+                &b.home,
+            );
         }
         // Removals: bindings, peers, endpoints.
         for home in actual.bindings.keys() {
@@ -704,6 +719,28 @@ impl Reconciler {
     }
 }
 
+/// The homes whose slow-path route `deltas` take away: bindings that had a route before
+/// (`undo`, from [`DesiredState::undo`]) and are deleted or put without one. A binding
+/// that never had a route costs no netlink request (a batch of unrouted adds would
+/// otherwise send a delete each).
+pub fn unrouted(deltas: &[Delta], undo: &[Delta]) -> Vec<Prefix> {
+    deltas
+        .iter()
+        .zip(undo)
+        .filter_map(|(d, before)| {
+            // `before` has the key of `d`: a binding was there, `d` puts or deletes it.
+            let Delta::Put {
+                entry: Entry::Binding(had),
+            } = before
+            else {
+                return None;
+            };
+            let keeps = matches!(d, Delta::Put { entry: Entry::Binding(b) } if b.route);
+            (had.route && !keeps).then_some(had.home)
+        })
+        .collect()
+}
+
 fn count(r: Result<()>, counter: &mut u64, errors: &mut Vec<String>, what: &dyn std::fmt::Display) {
     match r {
         Ok(()) => *counter += 1,
@@ -714,6 +751,61 @@ fn count(r: Result<()>, counter: &mut u64, errors: &mut Vec<String>, what: &dyn 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn add(home: &str, route: bool) -> Op {
+        Op::BindingAdd {
+            home: home.parse().unwrap(),
+            locator: "192.0.2.1".parse().unwrap(),
+            source: None,
+            replace: true,
+            route,
+        }
+    }
+
+    #[test]
+    fn only_bindings_that_had_a_route_lose_it() {
+        let mut before = DesiredState::default();
+        let d = before
+            .plan(&[
+                Op::EndpointAdd {
+                    addr: "192.0.2.9".parse().unwrap(),
+                },
+                add("10.0.0.1", true),
+                add("10.0.0.2", false),
+            ])
+            .unwrap();
+        before.apply(&d);
+        let deltas = before
+            .plan(&[
+                // Had a route, put without one: the route goes.
+                add("10.0.0.1", false),
+                // Never had one: no netlink request.
+                add("10.0.0.2", false),
+                // New and unrouted: nothing to remove either.
+                add("10.0.0.3", false),
+            ])
+            .unwrap();
+        let homes: Vec<String> = unrouted(&deltas, &before.undo(&deltas))
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(homes, ["10.0.0.1/32"]);
+        let deltas = before
+            .plan(&[
+                Op::BindingDel {
+                    home: "10.0.0.1".parse().unwrap(),
+                },
+                Op::BindingDel {
+                    home: "10.0.0.2".parse().unwrap(),
+                },
+            ])
+            .unwrap();
+        let homes: Vec<String> = unrouted(&deltas, &before.undo(&deltas))
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(homes, ["10.0.0.1/32"]);
+    }
 
     #[test]
     fn tunnel_settings_become_the_config_entry() {

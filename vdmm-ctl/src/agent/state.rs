@@ -27,7 +27,7 @@ use vdmm_common::maps::{MAX_BINDINGS, MAX_ENDPOINTS, MAX_PEERS, MAX_VAPS};
 use super::natpt_state::{NatptDesired, NatptEntry, NatptImage, NatptKey, NatptOp};
 use super::vap_state::{self, VapCreate};
 use crate::{
-    addr::{Family, Prefix, check_tunnel_addr, parse_addr},
+    addr::{AddrText, Family, Prefix, check_tunnel_addr, parse_addr},
     error::{Error, Result},
     maps::resolve_source,
     vap::Mac,
@@ -37,7 +37,7 @@ use crate::{
 /// Serde for [`Prefix`] as its text (`10.1.0.0/16`), parsed with vdmm's one-line errors.
 impl Serialize for Prefix {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(AddrText::prefix(self).as_str())
     }
 }
 
@@ -53,7 +53,7 @@ pub mod addr_text {
     use super::*;
 
     pub fn serialize<S: Serializer>(a: &IpAddr, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(a)
+        s.serialize_str(AddrText::addr(*a).as_str())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<IpAddr, D::Error> {
@@ -70,7 +70,7 @@ pub mod addr_text {
             s: S,
         ) -> std::result::Result<S::Ok, S::Error> {
             match a {
-                Some(a) => s.collect_str(a),
+                Some(a) => s.serialize_str(AddrText::addr(*a).as_str()),
                 None => s.serialize_none(),
             }
         }
@@ -476,6 +476,18 @@ impl DesiredState {
 
     /// Applies resolved deltas (from [`DesiredState::plan`] or a store) without checking
     /// them.
+    /// The deltas that take the state back from `deltas` to now, one per delta: what
+    /// each key holds now (a put), or its deletion.
+    pub fn undo(&self, deltas: &[Delta]) -> Vec<Delta> {
+        deltas
+            .iter()
+            .map(|d| match self.get(&d.key()) {
+                Some(entry) => Delta::Put { entry },
+                None => Delta::Delete { key: d.key() },
+            })
+            .collect()
+    }
+
     pub fn apply(&mut self, deltas: &[Delta]) {
         for d in deltas {
             match *d {

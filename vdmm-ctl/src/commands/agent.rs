@@ -9,7 +9,7 @@ use crate::{
     addr::{Prefix, parse_addr},
     agent::{
         api::{Client, Request},
-        reconcile::Reconciler,
+        reconcile::{self, Reconciler},
         state::{DesiredState, FamilyName, Op},
     },
     cli::{AddrCommand, AgentCommand, BindingCommand, Command, ConfigCommand},
@@ -228,8 +228,9 @@ pub fn apply_directly(pins: &PinDir, ops: Vec<Op>) -> Result<String> {
     let ops = rec.name_vap_ifaces(&ops)?;
     let deltas = state.plan(&ops)?;
     let routes = rec.plan_routes(&deltas)?;
+    let unrouted = reconcile::unrouted(&deltas, &state.undo(&deltas));
     state.apply(&deltas);
-    let report = rec.apply(&deltas, &state, &routes);
+    let report = rec.apply(&deltas, &state, &routes, &unrouted);
     let mut out = format!("applied {} changes to the maps\n", ops.len());
     for e in &report.errors {
         out.push_str(&format!("warning: {e}\n"));
