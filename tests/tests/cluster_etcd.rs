@@ -587,6 +587,7 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
                 ipv4: Some(Ipv4Addr::new(198, 18, 0, i as u8)),
                 ipv6: None,
                 anchor: None,
+                breakout: false,
                 rehomed: 0,
             };
             ctl.put(
