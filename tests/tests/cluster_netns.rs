@@ -406,15 +406,7 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
     let (mut etcd, nodes) = start_cluster("")?;
     // A binding added through node 0 reaches all three data planes.
     let t0 = Instant::now();
-    nodes[0].agent.ctl(&[
-        "binding",
-        "add",
-        HOME,
-        "--locator",
-        &LOCATOR.to_string(),
-        "--no-route",
-    ])?;
-    let t = converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    let t = bind_home(&nodes)?;
     println!(
         "binding added on node 0: in all three data planes {:?} after the command returned ({:?} after it started)",
         t,
@@ -703,23 +695,43 @@ fn a_vap_moved_through_one_agent_reaches_all_three_data_planes() -> Result<()> {
     Ok(())
 }
 
+/// Binds [`HOME`] to [`LOCATOR`] through node 0 and waits until every node has it;
+/// returns how long that took after the command returned.
+fn bind_home(nodes: &[Node]) -> Result<Duration> {
+    nodes[0].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    converge(nodes, &[(HOME, LOCATOR)], BOUND)
+}
+
+/// `vap create` of `client` (address `addr`, anchored at et0, `vap_mac`) through node's
+/// agent, as it ends.
+fn create_raw(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<std::process::Output> {
+    let anchor = endpoint(0).to_string();
+    n.agent.ctl_raw(&[
+        "vap",
+        "create",
+        client,
+        "--ipv4",
+        addr,
+        "--anchor",
+        &anchor,
+        "--vap-mac",
+        vap_mac,
+    ])
+}
+
 /// Sends `vap create` of `client` (address `addr`, anchored at et0, `vap_mac`) through
 /// node's agent, planning it again while the agent says its store moved on (its view was
 /// behind); returns how many times it had to.
 fn move_vap(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<usize> {
-    let anchor = endpoint(0).to_string();
     for again in 0..5 {
-        let out = n.agent.ctl_raw(&[
-            "vap",
-            "create",
-            client,
-            "--ipv4",
-            addr,
-            "--anchor",
-            &anchor,
-            "--vap-mac",
-            vap_mac,
-        ])?;
+        let out = create_raw(n, client, addr, vap_mac)?;
         if out.status.success() {
             return Ok(again);
         }
@@ -784,15 +796,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
         ),
     )?;
     wait_locators(&etcd, 3)?;
-    nodes[0].agent.ctl(&[
-        "binding",
-        "add",
-        HOME,
-        "--locator",
-        &LOCATOR.to_string(),
-        "--no-route",
-    ])?;
-    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    bind_home(&nodes)?;
     let (client, addr, home) = ("a2:00:00:00:02:01", "10.77.7.5", "10.77.7.5/32");
     let vap_mac = "02:56:44:00:02:01";
     move_vap(&nodes[1], client, addr, vap_mac)?;
@@ -843,17 +847,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
     }
     let last = if MOVES.is_multiple_of(2) { 1 } else { 2 };
     let target = 3 - last;
-    let out = nodes[target].agent.ctl_raw(&[
-        "vap",
-        "create",
-        client,
-        "--ipv4",
-        addr,
-        "--anchor",
-        &endpoint(0).to_string(),
-        "--vap-mac",
-        vap_mac,
-    ])?;
+    let out = create_raw(&nodes[target], client, addr, vap_mac)?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success()
@@ -1060,15 +1054,7 @@ fn a_killed_agent_is_marked_down_and_its_clients_go_to_the_others() -> Result<()
     println!(
         "8 vAP locations written into etcd: in their AP hosts' maps and bound on the anchor {t:?} later"
     );
-    nodes[0].agent.ctl(&[
-        "binding",
-        "add",
-        HOME,
-        "--locator",
-        &LOCATOR.to_string(),
-        "--no-route",
-    ])?;
-    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    bind_home(&nodes)?;
     let mut dog = WatchdogProcess(Some(
         std::process::Command::new(&nodes[0].agent.ctl)
             .args(["watchdog", "--config"])
