@@ -726,23 +726,57 @@ fn create_raw(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<std::
     ])
 }
 
+/// What [`move_vap`] had to do again.
+#[derive(Default)]
+struct Retries {
+    /// Planned again: the agent's view was behind (`plan the change again`).
+    replanned: usize,
+    /// Sent again after the agent's commit failed without an answer from etcd (e.g.
+    /// `Timeout expired` right after a member was killed): the caller cannot know whether
+    /// it was applied, as a handover mover would not.
+    unanswered: usize,
+}
+
 /// Sends `vap create` of `client` (address `addr`, anchored at et0, `vap_mac`) through
-/// node's agent, planning it again while the agent says its store moved on (its view was
-/// behind); returns how many times it had to.
-fn move_vap(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<usize> {
-    for again in 0..5 {
+/// node's agent, as a mover would: planning it again while the agent says its store
+/// moved on, and after a commit etcd did not answer, first looking whether it was
+/// applied after all (the vAP in the node's maps) and else sending it again.
+fn move_vap(
+    n: &Node,
+    client: &str,
+    addr: &str,
+    vap_mac: &str,
+    retries: &mut Retries,
+) -> Result<()> {
+    for _ in 0..6 {
         let out = create_raw(n, client, addr, vap_mac)?;
         if out.status.success() {
-            return Ok(again);
+            return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        if !err.contains("plan the change again") {
+        if err.contains("plan the change again") {
+            retries.replanned += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        } else if err.contains("etcd request failed (commit)") {
+            retries.unanswered += 1;
+            println!(
+                "vap create through {}: {} (trying again)",
+                n.ns.name(),
+                err.trim()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            if vaps(n)?
+                .get(client)
+                .is_some_and(|v| v.mode == "local" && v.vap_mac == vap_mac)
+            {
+                return Ok(());
+            }
+        } else {
             bail!("vap create through {}: {}", n.ns.name(), err.trim());
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     bail!(
-        "vap create through {}: the store kept moving on",
+        "vap create through {}: not through after 6 attempts",
         n.ns.name()
     )
 }
@@ -799,13 +833,13 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
     bind_home(&nodes)?;
     let (client, addr, home) = ("a2:00:00:00:02:01", "10.77.7.5", "10.77.7.5/32");
     let vap_mac = "02:56:44:00:02:01";
-    move_vap(&nodes[1], client, addr, vap_mac)?;
+    let mut retries = Retries::default();
+    move_vap(&nodes[1], client, addr, vap_mac, &mut retries)?;
     moved(&nodes, client, home, 1, BOUND)?;
 
     const MOVES: usize = 12;
     const KILL_AFTER: usize = 4;
     let mut switch = Vec::new();
-    let mut replans = 0;
     for k in 0..MOVES {
         if k == KILL_AFTER {
             etcd.kill(0)?;
@@ -813,7 +847,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
         }
         let to = if k.is_multiple_of(2) { 2 } else { 1 };
         let t0 = Instant::now();
-        replans += move_vap(&nodes[to], client, addr, vap_mac)?;
+        move_vap(&nodes[to], client, addr, vap_mac, &mut retries)?;
         let cmd = t0.elapsed();
         let (anchor, all) = moved(&nodes, client, home, to, BOUND)
             .with_context(|| format!("move {} to et{to}", k + 1))?;
@@ -826,9 +860,11 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
     }
     switch.sort();
     println!(
-        "{MOVES} moves ({} with a member killed), {replans} planned again: command to anchor \
-         switch p50 {:?}, max {:?}",
+        "{MOVES} moves ({} with a member killed), {} planned again, {} sent again after a \
+         commit etcd did not answer: command to anchor switch p50 {:?}, max {:?}",
         MOVES - KILL_AFTER,
+        retries.replanned,
+        retries.unanswered,
         switch[switch.len() / 2],
         switch[switch.len() - 1]
     );
@@ -869,7 +905,7 @@ fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
     }
     let t0 = Instant::now();
     loop {
-        match move_vap(&nodes[target], client, addr, vap_mac) {
+        match move_vap(&nodes[target], client, addr, vap_mac, &mut retries) {
             Ok(_) => break,
             Err(e) if t0.elapsed() > Duration::from_secs(15) => {
                 return Err(e.context("moves still refused 15 s after etcd came back"));
