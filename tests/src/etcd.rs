@@ -17,11 +17,15 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use crate::etcd_tls::EtcdTls;
+
 /// One member: its ports, its directory, its process while it runs.
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Where `/health` is served over plain HTTP (the client port without TLS).
+    health_port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -35,6 +39,10 @@ pub struct EtcdCluster {
     /// More addresses the members listen on for clients (besides 127.0.0.1), e.g. the
     /// root-namespace end of veths that agents in namespaces reach etcd through.
     extra_listen: Vec<IpAddr>,
+    /// Clients over TLS with client certificates (`https://` endpoints).
+    tls: Option<EtcdTls>,
+    /// The user `etcdctl` runs as once authentication is enabled (`user:password`).
+    admin: Option<String>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -63,6 +71,16 @@ impl EtcdCluster {
     /// [`Self::start`], the members also listening for clients on `extra` (addresses that
     /// exist in this namespace); see [`Self::endpoints_at`].
     pub fn start_listening(tag: &str, n: usize, extra: &[IpAddr]) -> Result<Self> {
+        Self::start_with(tag, n, extra, None)
+    }
+
+    /// [`Self::start`] with clients over TLS: the members present `tls`'s server
+    /// certificate and require a client certificate signed by its CA.
+    pub fn start_tls(tag: &str, n: usize, tls: EtcdTls) -> Result<Self> {
+        Self::start_with(tag, n, &[], Some(tls))
+    }
+
+    fn start_with(tag: &str, n: usize, extra: &[IpAddr], tls: Option<EtcdTls>) -> Result<Self> {
         require_etcd()?;
         let base = if PathBuf::from("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
@@ -78,10 +96,16 @@ impl EtcdCluster {
         fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
         let mut members = Vec::new();
         for i in 0..n {
+            let client_port = free_port()?;
             members.push(Member {
                 name: format!("{tag}{i}"),
-                client_port: free_port()?,
+                client_port,
                 peer_port: free_port()?,
+                health_port: if tls.is_some() {
+                    free_port()?
+                } else {
+                    client_port
+                },
                 dir: root.join(format!("{tag}{i}")),
                 child: None,
             });
@@ -97,6 +121,8 @@ impl EtcdCluster {
             token,
             root,
             extra_listen: extra.to_vec(),
+            tls,
+            admin: None,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -114,17 +140,32 @@ impl EtcdCluster {
             .create(true)
             .append(true)
             .open(m.dir.with_extension("log"))?;
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let scheme = self.scheme();
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
         let listen = std::iter::once(client.clone())
             .chain(
                 self.extra_listen
                     .iter()
-                    .map(|a| format!("http://{a}:{}", m.client_port)),
+                    .map(|a| format!("{scheme}://{a}:{}", m.client_port)),
             )
             .collect::<Vec<_>>()
             .join(",");
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth")
+                .arg(format!(
+                    "--listen-metrics-urls=http://127.0.0.1:{}",
+                    m.health_port
+                ));
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.dir)
@@ -158,7 +199,7 @@ impl EtcdCluster {
     /// Waits until member `i` answers `/health` with `"health":"true"` (it has a leader).
     pub fn wait_healthy(&mut self, i: usize, within: Duration) -> Result<()> {
         let start = Instant::now();
-        let port = self.members[i].client_port;
+        let port = self.members[i].health_port;
         loop {
             if let Some(child) = self.members[i].child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -184,12 +225,22 @@ impl EtcdCluster {
         }
     }
 
-    /// Client URLs of every member (running or not), e.g. `http://127.0.0.1:40123`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Client URLs of every member (running or not), e.g. `http://127.0.0.1:40123`
+    /// (`https://` with TLS).
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client_port))
             .collect()
+    }
+
+    /// From now on `etcdctl` authenticates as `user` (once `auth enable`d).
+    pub fn set_admin(&mut self, user: &str, password: &str) {
+        self.admin = Some(format!("{user}:{password}"));
     }
 
     /// Client URLs of every member at `addr` (one of the `extra` addresses).
@@ -227,9 +278,21 @@ impl EtcdCluster {
 
     /// Runs `etcdctl` against every member with `args` and returns its stdout.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints().join(",")))
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")));
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        if let Some(a) = &self.admin {
+            cmd.arg(format!("--user={a}"));
+        }
+        let out = cmd
             .args(args)
             .output()
             .context("run etcdctl (Debian package etcd-client)")?;

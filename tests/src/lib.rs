@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod etcd;
+pub mod etcd_tls;
 pub mod handover_lab;
 pub mod lab;
 pub mod netns;

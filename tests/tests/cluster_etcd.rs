@@ -587,6 +587,7 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
                 ipv4: Some(Ipv4Addr::new(198, 18, 0, i as u8)),
                 ipv6: None,
                 anchor: None,
+                breakout: false,
                 rehomed: 0,
             };
             ctl.put(
@@ -673,4 +674,145 @@ fn a_host_whose_lease_expires_is_marked_down_and_its_clients_go_to_neighbours() 
         }
         Ok(())
     })
+}
+
+/// Removes a directory when dropped (also when the test fails).
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// TLS and authentication: etcd with client certificates required (certificates made
+/// by the test with openssl) and `auth enable` with a user whose role may only touch its
+/// prefix. An agent's store with the CA, its client certificate and the user's password
+/// loads, commits and reads back; with the wrong CA, the wrong password, or no client
+/// certificate it fails with an error that says so.
+#[test]
+fn an_agent_connects_over_tls_with_a_password_and_wrong_credentials_are_named() -> Result<()> {
+    use vdmm_ctl::{
+        agent::{
+            state::{Delta, DesiredState, Entry},
+            store::Store,
+        },
+        etcd::store::EtcdStore,
+    };
+    use vdmm_tests::etcd_tls::EtcdTls;
+    vdmm_tests::etcd::require_etcd()?;
+    let dir = TempDir(std::env::temp_dir().join(format!("vdmm-etcd-tls-{}", std::process::id())));
+    let tls = EtcdTls::generate(&dir.0)?;
+    let mut cluster = EtcdCluster::start_tls("etls", 1, tls.clone())?;
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "vdmm:s3cret"],
+        &["role", "add", "vdmm-node"],
+        &[
+            "role",
+            "grant-permission",
+            "vdmm-node",
+            "--prefix=true",
+            "readwrite",
+            "/tls/",
+        ],
+        &["user", "grant-role", "vdmm", "vdmm-node"],
+        &["auth", "enable"],
+    ] {
+        cluster.etcdctl(args)?;
+    }
+    cluster.set_admin("root", "rootpw");
+    let password = dir.0.join("password");
+    std::fs::write(&password, "s3cret\n")?;
+    let wrong_password = dir.0.join("wrong-password");
+    std::fs::write(&wrong_password, "guess\n")?;
+    let mut settings = EtcdSettings::new(cluster.endpoints(), "/tls");
+    settings.ca_file = Some(tls.ca.clone());
+    settings.cert_file = Some(tls.client_cert.clone());
+    settings.key_file = Some(tls.client_key.clone());
+    settings.username = Some("vdmm".into());
+    settings.password_file = Some(password.clone());
+    settings.request_timeout_ms = 2000;
+
+    // The right ones: the store loads, commits, and etcd holds the change.
+    let mut store = EtcdStore::open(&settings, "n1")?;
+    let loaded = store.load()?;
+    store.commit(
+        loaded.revision,
+        &[Delta::Put {
+            entry: Entry::Endpoint {
+                addr: "192.0.2.1".parse()?,
+            },
+        }],
+        &DesiredState::default(),
+    )?;
+    let again = store.load()?;
+    ensure!(
+        again.state.endpoints().count() == 1,
+        "{}",
+        again.state.to_json()
+    );
+    let held = cluster.etcdctl(&["get", "--prefix", "/tls/nodes/n1/", "--keys-only"])?;
+    ensure!(held.contains("/tls/nodes/n1/endpoints/192.0.2.1"), "{held}");
+    println!(
+        "over TLS as user vdmm: loaded, committed, read back at revision {}",
+        again.revision
+    );
+
+    // Each wrong credential fails at open or at the first request, with an error that
+    // names it.
+    let attempt = |s: &EtcdSettings| -> String {
+        match EtcdStore::open(s, "n2").and_then(|mut st| st.load().map(drop)) {
+            Ok(()) => "connected".into(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let mut wrong_ca = settings.clone();
+    wrong_ca.ca_file = Some(tls.other_ca.clone());
+    let mut wrong_pw = settings.clone();
+    wrong_pw.password_file = Some(wrong_password);
+    let mut no_cert = settings.clone();
+    no_cert.cert_file = None;
+    no_cert.key_file = None;
+    let mut outside = settings.clone();
+    outside.prefix = "/elsewhere".into();
+    for (what, s, says) in [
+        (
+            "wrong CA",
+            &wrong_ca,
+            &["not signed by the CA of ca_file", "UnknownIssuer"][..],
+        ),
+        (
+            "wrong password",
+            &wrong_pw,
+            &[
+                "refused user `vdmm`",
+                "password_file",
+                "authentication failed",
+            ],
+        ),
+        (
+            "no client certificate",
+            &no_cert,
+            &["may require a client certificate"],
+        ),
+        (
+            "a prefix the user may not read",
+            &outside,
+            &[
+                "may not use the keys under prefix /elsewhere",
+                "permission denied",
+            ],
+        ),
+    ] {
+        let e = attempt(s);
+        println!("{what}: {e}");
+        ensure!(
+            says.iter()
+                .all(|w| e.to_lowercase().contains(&w.to_lowercase())),
+            "{what}: the error should say {says:?}: {e}"
+        );
+    }
+    Ok(())
 }

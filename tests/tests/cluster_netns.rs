@@ -9,11 +9,21 @@
 //!   (a packet to the bound home is encapsulated and sent back out, `BPF_PROG_TEST_RUN`
 //!   on the pinned program), `vdmm-ctl status` and `agent status` report etcd
 //!   unreachable, and a change is refused with the clear error and changes nothing;
-//! - after etcd restarts, changes are accepted again and all three converge.
+//! - after etcd restarts, changes are accepted again and all three converge;
+//! - vAPs follow their location keys: a vAP created through one agent and moved through
+//!   another (`vap create` on the new AP host) is in the new AP host's maps, leaves the
+//!   old one's after its grace period of forwarding, and the anchor's binding points at
+//!   the new AP host's locator, within [`BOUND`];
+//! - a run of vAP moves through the agents on a three-member etcd with one member
+//!   killed, then all: the moves complete and reach every data plane; without etcd the
+//!   data planes forward and moves are refused; after the restart all converge;
+//! - liveness: the watchdog's moves after an agent's SIGKILL reach the neighbour's maps
+//!   and the anchor; the restarted agent removes the vAPs that moved away.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -40,6 +50,10 @@ const HOME: &str = "10.77.0.0/16";
 const PREFIX: &str = "/etns";
 const UL0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
+/// A socket nobody listens on: `vdmm-ctl` with it works on the maps directly.
+const NO_AGENT: &str = "/run/vdmm/etns-no-agent.sock";
+/// How long an AP host forwards a vAP that moved away (`vap_grace_ms` of the vAP tests).
+const GRACE: Duration = Duration::from_millis(1000);
 
 fn mac(m: [u8; 6]) -> String {
     m.iter()
@@ -114,6 +128,10 @@ fn node_netns(i: usize) -> Result<Netns> {
     sh("link set ul0 up".into())?;
     sh("link set ul0p up".into())?;
     sh(format!("addr add {}/24 dev ul0", endpoint(i)))?;
+    // The client-facing port of the node as an AP host (vdmm_vap is attached to it).
+    sh("link add cf0 type veth peer name cf0p".into())?;
+    sh("link set cf0 up".into())?;
+    sh("link set cf0p up".into())?;
     for l in [LOCATOR, LOCATOR2] {
         sh(format!(
             "neigh add {l} lladdr {} dev ul0 nud permanent",
@@ -146,14 +164,24 @@ fn want(i: usize, homes: &[(&str, Ipv4Addr)]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Waits until every node's maps hold exactly `homes`; returns how long it took.
+/// The bindings of node's maps that are not a client's host binding (`/32`, `/128`: an
+/// anchor derives those from the vAP locations; checked on their own).
+fn shared_bindings(n: &Node) -> Result<Vec<(String, String, String)>> {
+    Ok(bindings(n)?
+        .into_iter()
+        .filter(|(h, _, _)| !h.ends_with("/32") && !h.ends_with("/128"))
+        .collect())
+}
+
+/// Waits until every node's maps hold exactly `homes` (besides clients' host bindings);
+/// returns how long it took.
 fn converge(nodes: &[Node], homes: &[(&str, Ipv4Addr)], within: Duration) -> Result<Duration> {
     let t0 = Instant::now();
     let mut pending: Vec<usize> = (0..nodes.len()).collect();
     loop {
         let mut still = Vec::new();
         for &i in &pending {
-            if bindings(&nodes[i])? != want(i, homes) {
+            if shared_bindings(&nodes[i])? != want(i, homes) {
                 still.push(i);
             }
         }
@@ -164,7 +192,7 @@ fn converge(nodes: &[Node], homes: &[(&str, Ipv4Addr)], within: Duration) -> Res
         if t0.elapsed() > within {
             let got: Vec<String> = pending
                 .iter()
-                .map(|&i| format!("node {i}: {:?}", bindings(&nodes[i])))
+                .map(|&i| format!("node {i}: {:?}", shared_bindings(&nodes[i])))
                 .collect();
             bail!(
                 "not converged on {homes:?} within {within:?}: {}",
@@ -239,10 +267,98 @@ fn wait_health(
     }
 }
 
+/// Runs `vdmm-ctl` on a node's pinned maps directly, not through its agent; returns
+/// stdout.
+fn on_maps_of(ctl: &Path, ns: &Netns, pins: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(ctl)
+        .args([
+            "--agent-socket",
+            NO_AGENT,
+            "--netns",
+            ns.name(),
+            "--pin-dir",
+        ])
+        .arg(pins)
+        .args(args)
+        .output()
+        .with_context(|| format!("spawn {}", ctl.display()))?;
+    ensure!(
+        out.status.success(),
+        "{}: vdmm-ctl {} failed: {}",
+        ns.name(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A vAP as a node's maps hold it: vAP MAC, mode (`local` or `forward`), forwarding
+/// target (empty when local), source toward the anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MapVap {
+    vap_mac: String,
+    mode: String,
+    forward_to: String,
+    source: String,
+}
+
+/// The vAPs in node's pinned maps (read without its agent, which may be dead), by client.
+fn vaps(n: &Node) -> Result<BTreeMap<String, MapVap>> {
+    let out = on_maps_of(&n.agent.ctl, &n.ns, &n.pins.0, &["vap", "list", "--json"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("vap list --json")?;
+    Ok(v.as_array()
+        .context("a list")?
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (
+                s("client"),
+                MapVap {
+                    vap_mac: s("vap_mac"),
+                    mode: s("mode"),
+                    forward_to: s("forward_to"),
+                    source: s("source"),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The binding of `home` in node's maps: (locator, source).
+fn binding_of(n: &Node, home: &str) -> Result<Option<(String, String)>> {
+    Ok(bindings(n)?
+        .into_iter()
+        .find(|(h, _, _)| h == home)
+        .map(|(_, l, s)| (l, s)))
+}
+
+/// Polls `check` until it returns Ok(true); how long it took, or what it last saw.
+fn wait_for(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Result<Option<String>>,
+) -> Result<Duration> {
+    let t0 = Instant::now();
+    loop {
+        match check()? {
+            None => return Ok(t0.elapsed()),
+            Some(seen) if t0.elapsed() > within => {
+                bail!("{what}: not within {within:?}; last seen: {seen}")
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 /// Three namespaces with an agent each (`store = "etcd"`, node names `et0..2`, the
 /// endpoint of each added through its agent) on a one-member etcd; `etcd_extra` goes into
 /// every agent's `[etcd]` section.
 fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
+    start_cluster_on(1, etcd_extra)
+}
+
+/// [`start_cluster`] on an etcd of `members` members (every agent lists them all).
+fn start_cluster_on(members: usize, etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
     require_root()?;
     require_etcd()?;
     let ctl = default_ctl_path()?;
@@ -251,24 +367,31 @@ fn start_cluster(etcd_extra: &str) -> Result<(EtcdCluster, Vec<Node>)> {
         namespaces.push(node_netns(i)?);
     }
     let extra: Vec<IpAddr> = (0..3).map(|i| IpAddr::V4(etcd_side(i))).collect();
-    let etcd = EtcdCluster::start_listening("etns", 1, &extra)?;
+    let etcd = EtcdCluster::start_listening("etns", members, &extra)?;
     let mut nodes = Vec::new();
     for (i, ns) in namespaces.into_iter().enumerate() {
         let pins = PinMount(PathBuf::from("/run/vdmm").join(ns.name()));
         mount_pin_dir(&pins.0)?;
+        on_maps_of(&ctl, &ns, &pins.0, &["load", "--client-facing", "cf0"])?;
         let endpoints = etcd
             .endpoints_at(extra[i])
             .iter()
             .map(|e| format!("\"{e}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        // 1 s unless the test says otherwise.
+        let timeout = if etcd_extra.contains("request_timeout_ms") {
+            ""
+        } else {
+            "request_timeout_ms = 1000\n"
+        };
         let mut agent = AgentProcess::configure_with(
             &ctl,
             ns.name(),
             &pins.0,
             &format!("store = \"etcd\"\nnode_name = \"et{i}\""),
             &format!(
-                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\nrequest_timeout_ms = 1000\n{etcd_extra}"
+                "[etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\n{timeout}{etcd_extra}"
             ),
         )?;
         agent.start()?;
@@ -426,6 +549,350 @@ fn three_agents_share_bindings_through_etcd_and_ride_out_its_loss() -> Result<()
     Ok(())
 }
 
+/// The value of `PREFIX/KIND/ID` in etcd, as JSON (Null when absent).
+fn record(etcd: &EtcdCluster, kind: &str, id: &str) -> Result<serde_json::Value> {
+    let out = etcd.etcdctl(&[
+        "get",
+        &format!("{PREFIX}/{kind}/{id}"),
+        "--print-value-only",
+    ])?;
+    Ok(serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null))
+}
+
+/// Waits until every node's host record lists its endpoint as a locator (written when
+/// the endpoint was added through its agent).
+fn wait_locators(etcd: &EtcdCluster, n: usize) -> Result<Duration> {
+    wait_for("every node registered with its locator", BOUND, || {
+        for i in 0..n {
+            let h = record(etcd, "hosts", &format!("et{i}"))?;
+            if !h["locators"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|a| a == &endpoint(i).to_string()))
+            {
+                return Ok(Some(format!("et{i}: {h}")));
+            }
+        }
+        Ok(None)
+    })
+}
+
+/// vAPs follow their location keys (`PREFIX/vaps/CLIENT_MAC`) into every data plane: a
+/// vAP created through et1's agent is in et1's maps and bound on its anchor et0 to et1's
+/// locator; created again through et2's agent with the same vAP MAC and address (the
+/// move: one transaction rewrites its location), it is in et2's maps, et0's binding
+/// points at et2's locator, and et1 forwards to et2 for the grace period, then removes it.
+#[test]
+fn a_vap_moved_through_one_agent_reaches_all_three_data_planes() -> Result<()> {
+    let (etcd, nodes) = start_cluster(&format!("vap_grace_ms = {}\n", GRACE.as_millis()))?;
+    wait_locators(&etcd, 3)?;
+    let client = "a2:00:00:00:01:01";
+    let home = "10.77.9.5/32";
+    let anchor = endpoint(0).to_string();
+    let create = |n: &Node, vap_mac: Option<&str>| -> Result<String> {
+        let mut args = vec![
+            "vap",
+            "create",
+            client,
+            "--ipv4",
+            "10.77.9.5",
+            "--anchor",
+            &anchor,
+        ];
+        if let Some(m) = vap_mac {
+            args.extend(["--vap-mac", m]);
+        }
+        n.agent.ctl(&args)
+    };
+    let bound_to = |i: usize| Some((endpoint(i).to_string(), anchor.clone()));
+
+    // Created through et1: in et1's maps when the command returns, on the anchor soon after.
+    create(&nodes[1], None)?;
+    let on1 = vaps(&nodes[1])?
+        .remove(client)
+        .context("not in et1's maps after vap create through its agent")?;
+    ensure!(
+        on1.mode == "local" && on1.source == endpoint(1).to_string(),
+        "{on1:?}"
+    );
+    let vap_mac = on1.vap_mac.clone();
+    let t = wait_for("the anchor binds the client to et1", BOUND, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok((b != bound_to(1)).then(|| format!("{b:?}")))
+    })?;
+    println!("vAP created through et1: anchor et0 binds {home} to et1's locator {t:?} later");
+    let loc = record(&etcd, "vaps", client)?;
+    ensure!(
+        loc["ap_host"] == "et1" && loc["vap_mac"] == vap_mac.as_str(),
+        "location: {loc}"
+    );
+    for i in [0, 2] {
+        ensure!(vaps(&nodes[i])?.is_empty(), "a vAP in et{i}'s maps");
+    }
+
+    // Moved: created through et2 with the same vAP MAC and address.
+    let t0 = Instant::now();
+    create(&nodes[2], Some(&vap_mac))?;
+    let t_cmd = t0.elapsed();
+    let on2 = vaps(&nodes[2])?
+        .remove(client)
+        .context("not in et2's maps after vap create through its agent")?;
+    ensure!(
+        on2.vap_mac == vap_mac && on2.mode == "local" && on2.source == endpoint(2).to_string(),
+        "{on2:?}"
+    );
+    let t_anchor = wait_for("the anchor's binding follows to et2", BOUND, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok((b != bound_to(2)).then(|| format!("{b:?}")))
+    })
+    .map(|_| t0.elapsed())?;
+    let t_fwd = wait_for("et1 forwards to et2", BOUND, || {
+        let v = vaps(&nodes[1])?.remove(client);
+        let ok = v.as_ref().is_some_and(|v| {
+            v.mode == "forward" && v.forward_to == endpoint(2).to_string() && v.vap_mac == vap_mac
+        });
+        Ok((!ok).then(|| format!("{v:?}")))
+    })
+    .map(|_| t0.elapsed())?;
+    let t_gone = wait_for(
+        "et1 removes it after the grace period",
+        BOUND + GRACE,
+        || {
+            let v = vaps(&nodes[1])?.remove(client);
+            Ok(v.map(|v| format!("{v:?}")))
+        },
+    )
+    .map(|_| t0.elapsed())?;
+    println!(
+        "vAP moved through et2's agent: in et2's maps when the command returned ({:?}), \
+         anchor et0 bound to et2 after {t_anchor:?}, et1 forwarding to et2 after {t_fwd:?}, \
+         removed from et1 after {t_gone:?} (grace {GRACE:?})",
+        t_cmd
+    );
+    ensure!(
+        t_gone >= GRACE - Duration::from_millis(50),
+        "removed from et1 {t_gone:?} after the move, before the grace period of {GRACE:?} ended"
+    );
+    ensure!(vaps(&nodes[0])?.is_empty(), "a vAP in et0's maps");
+    ensure!(record(&etcd, "vaps", client)?["ap_host"] == "et2");
+
+    // The anchor's binding follows the location: pointing it elsewhere is refused.
+    let out = nodes[0].agent.ctl_raw(&[
+        "binding",
+        "add",
+        home,
+        "--locator",
+        &endpoint(1).to_string(),
+        "--replace",
+    ])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("follows the vAP location"),
+        "binding add on a client's home: {err}"
+    );
+    ensure!(binding_of(&nodes[0], home)? == bound_to(2));
+
+    // Deleted through et2: gone from its maps and from the anchor.
+    nodes[2].agent.ctl(&["vap", "delete", client])?;
+    ensure!(vaps(&nodes[2])?.is_empty());
+    let t = wait_for("the anchor drops the client's binding", BOUND, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok(b.map(|b| format!("{b:?}")))
+    })?;
+    println!("vAP deleted through et2: anchor's binding gone {t:?} later");
+    ensure!(record(&etcd, "vaps", client)?.is_null());
+    Ok(())
+}
+
+/// Sends `vap create` of `client` (address `addr`, anchored at et0, `vap_mac`) through
+/// node's agent, planning it again while the agent says its store moved on (its view was
+/// behind); returns how many times it had to.
+fn move_vap(n: &Node, client: &str, addr: &str, vap_mac: &str) -> Result<usize> {
+    let anchor = endpoint(0).to_string();
+    for again in 0..5 {
+        let out = n.agent.ctl_raw(&[
+            "vap",
+            "create",
+            client,
+            "--ipv4",
+            addr,
+            "--anchor",
+            &anchor,
+            "--vap-mac",
+            vap_mac,
+        ])?;
+        if out.status.success() {
+            return Ok(again);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("plan the change again") {
+            bail!("vap create through {}: {}", n.ns.name(), err.trim());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "vap create through {}: the store kept moving on",
+        n.ns.name()
+    )
+}
+
+/// Waits until `client` is served by node `to` only (the other AP host removed it after
+/// its grace period) and the anchor et0 binds `home` to `to`'s locator; returns when the
+/// anchor's binding was seen switched and when everything was.
+fn moved(
+    nodes: &[Node],
+    client: &str,
+    home: &str,
+    to: usize,
+    within: Duration,
+) -> Result<(Duration, Duration)> {
+    let t0 = Instant::now();
+    let want = Some((endpoint(to).to_string(), endpoint(0).to_string()));
+    let anchor = wait_for("the anchor's binding follows the move", within, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok((b != want).then(|| format!("{b:?}")))
+    })?;
+    wait_for("the vAP on its new AP host only", within + GRACE, || {
+        for (i, n) in nodes.iter().enumerate() {
+            let v = vaps(n)?.remove(client);
+            let ok = if i == to {
+                v.as_ref().is_some_and(|v| v.mode == "local")
+            } else {
+                v.is_none()
+            };
+            if !ok {
+                return Ok(Some(format!("et{i}: {v:?}")));
+            }
+        }
+        Ok(None)
+    })?;
+    Ok((anchor, t0.elapsed()))
+}
+
+/// A three-member etcd under a run of vAP moves through the agents (`vap create` on the
+/// other AP host, et1 and et2 in turn, anchored at et0), one member killed during the
+/// run: every move completes and reaches the three data planes within [`BOUND`]. With
+/// all members down the data planes keep forwarding and a move is refused; after the
+/// members restart a move is accepted again and every data plane converges.
+#[test]
+fn vap_moves_ride_out_a_killed_member_and_the_loss_of_all() -> Result<()> {
+    // The default request deadline (2 s): a commit may wait for a new leader.
+    let (mut etcd, nodes) = start_cluster_on(
+        3,
+        &format!(
+            "vap_grace_ms = {}\nrequest_timeout_ms = 2000\n",
+            GRACE.as_millis()
+        ),
+    )?;
+    wait_locators(&etcd, 3)?;
+    nodes[0].agent.ctl(&[
+        "binding",
+        "add",
+        HOME,
+        "--locator",
+        &LOCATOR.to_string(),
+        "--no-route",
+    ])?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    let (client, addr, home) = ("a2:00:00:00:02:01", "10.77.7.5", "10.77.7.5/32");
+    let vap_mac = "02:56:44:00:02:01";
+    move_vap(&nodes[1], client, addr, vap_mac)?;
+    moved(&nodes, client, home, 1, BOUND)?;
+
+    const MOVES: usize = 12;
+    const KILL_AFTER: usize = 4;
+    let mut switch = Vec::new();
+    let mut replans = 0;
+    for k in 0..MOVES {
+        if k == KILL_AFTER {
+            etcd.kill(0)?;
+            println!("etcd member 0 killed after {k} moves");
+        }
+        let to = if k.is_multiple_of(2) { 2 } else { 1 };
+        let t0 = Instant::now();
+        replans += move_vap(&nodes[to], client, addr, vap_mac)?;
+        let cmd = t0.elapsed();
+        let (anchor, all) = moved(&nodes, client, home, to, BOUND)
+            .with_context(|| format!("move {} to et{to}", k + 1))?;
+        switch.push(cmd + anchor);
+        println!(
+            "move {:2} to et{to}: command {cmd:?}, anchor switched {anchor:?} later, old AP \
+             host's vAP removed {all:?} later",
+            k + 1
+        );
+    }
+    switch.sort();
+    println!(
+        "{MOVES} moves ({} with a member killed), {replans} planned again: command to anchor \
+         switch p50 {:?}, max {:?}",
+        MOVES - KILL_AFTER,
+        switch[switch.len() / 2],
+        switch[switch.len() - 1]
+    );
+
+    // All members down: forwarding continues, moves are refused, nothing changes.
+    for i in 0..3 {
+        etcd.kill(i)?;
+    }
+    wait_health(&nodes, "etcd unreachable", Duration::from_secs(15), |h| {
+        h["reachable"] == false
+    })?;
+    let before: Vec<_> = nodes.iter().map(vaps).collect::<Result<_>>()?;
+    let anchor_before = binding_of(&nodes[0], home)?;
+    for n in &nodes {
+        forwards(n)?;
+    }
+    let last = if MOVES.is_multiple_of(2) { 1 } else { 2 };
+    let target = 3 - last;
+    let out = nodes[target].agent.ctl_raw(&[
+        "vap",
+        "create",
+        client,
+        "--ipv4",
+        addr,
+        "--anchor",
+        &endpoint(0).to_string(),
+        "--vap-mac",
+        vap_mac,
+    ])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("etcd is unreachable")
+            && err.contains("changes are refused"),
+        "a move without etcd: {err}"
+    );
+    println!("a move with all members down: {}", err.trim());
+    let after: Vec<_> = nodes.iter().map(vaps).collect::<Result<_>>()?;
+    ensure!(after == before, "the maps changed without etcd");
+    ensure!(binding_of(&nodes[0], home)? == anchor_before);
+
+    // The members restart: a move is accepted again and all three converge.
+    for i in 0..3 {
+        etcd.restart(i)?;
+    }
+    for i in 0..3 {
+        etcd.wait_healthy(i, Duration::from_secs(20))?;
+    }
+    let t0 = Instant::now();
+    loop {
+        match move_vap(&nodes[target], client, addr, vap_mac) {
+            Ok(_) => break,
+            Err(e) if t0.elapsed() > Duration::from_secs(15) => {
+                return Err(e.context("moves still refused 15 s after etcd came back"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    let accepted = t0.elapsed();
+    let (anchor, all) = moved(&nodes, client, home, target, BOUND)?;
+    converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
+    println!(
+        "members restarted: a move accepted {accepted:?} after they were healthy; anchor \
+         switched {anchor:?} later, all three data planes converged {all:?} later"
+    );
+    Ok(())
+}
+
 /// Kills the watchdog process when dropped (also when the test fails).
 struct WatchdogProcess(Option<std::process::Child>);
 
@@ -533,6 +1000,32 @@ fn wait_placement(
     }
 }
 
+/// The watchdog test's client `i` and its home.
+fn dog_client(i: usize) -> String {
+    format!("a2:00:00:00:00:{i:02x}")
+}
+
+fn dog_home(i: usize) -> String {
+    format!("10.77.8.{i}/32")
+}
+
+/// None when each of the watchdog test's 8 clients is served by node `on(i)` and bound
+/// to its locator on the anchor et0; else what differs.
+fn placed(nodes: &[Node], on: &dyn Fn(usize) -> usize) -> Result<Option<String>> {
+    for i in 0..8 {
+        let n = on(i);
+        let v = vaps(&nodes[n])?.remove(&dog_client(i));
+        if v.as_ref().is_none_or(|v| v.mode != "local") {
+            return Ok(Some(format!("{} on et{n}: {v:?}", dog_client(i))));
+        }
+        let b = binding_of(&nodes[0], &dog_home(i))?;
+        if b != Some((endpoint(n).to_string(), endpoint(0).to_string())) {
+            return Ok(Some(format!("et0's binding of {}: {b:?}", dog_home(i))));
+        }
+    }
+    Ok(None)
+}
+
 /// Liveness with real agents: each holds a lease (TTL 2 s); `vdmm-ctl watchdog` marks
 /// the node whose agent was killed (SIGKILL) down once its lease expired and moves the
 /// vAP locations on it to the other two; the killed node's data plane keeps forwarding;
@@ -543,15 +1036,30 @@ fn a_killed_agent_is_marked_down_and_its_clients_go_to_the_others() -> Result<()
     wait_placement(&etcd, "three nodes up", |(h, a, _)| {
         a.len() == 3 && h.values().filter(|s| *s == "up").count() == 3
     })?;
-    // Six clients on et2, two on et0.
+    wait_locators(&etcd, 3)?;
+    // The operator names et1 et2's neighbour (the registration keeps it).
+    let mut h2 = record(&etcd, "hosts", "et2")?;
+    h2["neighbours"] = serde_json::json!(["et1"]);
+    etcd.etcdctl(&["put", &format!("{PREFIX}/hosts/et2"), &h2.to_string()])?;
+    // Six clients on et2, two on et1, all anchored at et0.
     for i in 0..8 {
-        let host = if i < 6 { "et2" } else { "et0" };
+        let host = if i < 6 { "et2" } else { "et1" };
         etcd.etcdctl(&[
             "put",
-            &format!("{PREFIX}/vaps/a2:00:00:00:00:{i:02x}"),
-            &format!(r#"{{"ap_host":"{host}","vap_mac":"02:56:44:00:00:{i:02x}"}}"#),
+            &format!("{PREFIX}/vaps/{}", dog_client(i)),
+            &format!(
+                r#"{{"ap_host":"{host}","vap_mac":"02:56:44:00:00:{i:02x}","ipv4":"10.77.8.{i}","anchor":"{}"}}"#,
+                endpoint(0)
+            ),
         ])?;
     }
+    // Served by their AP hosts, bound on the anchor.
+    let t = wait_for("the vAPs in their AP hosts' maps", BOUND, || {
+        placed(&nodes, &|i| if i < 6 { 2 } else { 1 })
+    })?;
+    println!(
+        "8 vAP locations written into etcd: in their AP hosts' maps and bound on the anchor {t:?} later"
+    );
     nodes[0].agent.ctl(&[
         "binding",
         "add",
@@ -588,15 +1096,39 @@ fn a_killed_agent_is_marked_down_and_its_clients_go_to_the_others() -> Result<()
         "marked down {t:?} after the kill"
     );
     let (_, _, v) = placement(&etcd)?;
-    let on = |h: &str| v.values().filter(|x| *x == h).count();
-    ensure!(on("et0") + on("et1") == 8 && on("et1") >= 3, "{v:?}");
+    ensure!(
+        v.values().all(|h| h == "et1"),
+        "all to et2's neighbour et1: {v:?}"
+    );
+    // The watchdog's moves reach the neighbour's maps and the anchor.
+    let t1 = Instant::now();
+    let t_maps = wait_for("the moved vAPs in et1's maps", BOUND, || {
+        placed(&nodes, &|_| 1)
+    })?;
+    println!(
+        "the watchdog's moves: all 8 vAPs in et1's maps and bound to et1 on the anchor          {t_maps:?} after the locations changed ({:?} after the kill)",
+        t0.elapsed()
+    );
+    ensure!(t1.elapsed() <= BOUND + Duration::from_millis(500));
     // Its pinned data plane forwards without its agent.
     forwards(&nodes[2])?;
 
+    ensure!(
+        vaps(&nodes[2])?.len() == 6,
+        "et2's maps kept their vAPs without the agent"
+    );
     nodes[2].agent.start()?;
     wait_placement(&etcd, "et2 registered again", |(h, a, _)| {
         h["et2"] == "up" && a.contains("et2")
     })?;
+    // Restarted, its agent removes the vAPs that live on et1 now from its maps.
+    let t = wait_for("et2's stale vAPs removed", BOUND, || {
+        let v = vaps(&nodes[2])?;
+        Ok((!v.is_empty()).then(|| format!("{v:?}")))
+    })?;
+    println!(
+        "et2 restarted: the vAPs now on et1 removed from its maps within {t:?} of registering"
+    );
     converge(&nodes, &[(HOME, LOCATOR)], BOUND)?;
     let out = dog.stop()?;
     println!("{}", out.trim());

@@ -28,6 +28,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libprotobuf-dev",   // google/protobuf/*.proto, which etcd's .proto files import
     "etcd-server",       // etcd members started by the cluster tests and benchmark
     "etcd-client",       // etcdctl, to inspect a cluster's keys
+    "openssl",           // certificates of the cluster's TLS test
 ];
 
 /// bpf-linker release that fits the toolchain (see ../shared/toolchain.md).

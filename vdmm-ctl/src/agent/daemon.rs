@@ -41,7 +41,7 @@ use crate::{
     commands::{binding::describe_route, vap::show_json},
     device,
     error::{Error, Result},
-    etcd::store::EtcdStore,
+    etcd::store::{ClientIface, EtcdStore},
     loader::{self, Mode},
     pin::PinDir,
     routes::RouteOutcome,
@@ -747,7 +747,10 @@ pub fn run(path: &Path) -> Result<String> {
     let cfg = Config::load(path)?;
     init_logging(&cfg);
     let store: Box<dyn Store> = match (cfg.store, &cfg.etcd) {
-        (StoreKind::Etcd, Some(settings)) => Box::new(EtcdStore::open(settings, &cfg.node_name())?),
+        (StoreKind::Etcd, Some(settings)) => Box::new(
+            EtcdStore::open(settings, &cfg.node_name())?
+                .with_client_iface(ClientIface::Pins(PinDir::new(&cfg.pin_dir))),
+        ),
         _ => Box::new(FileStore::open(&cfg.state_dir)?),
     };
     let agent = Agent::start(cfg.clone(), store)?;

@@ -40,8 +40,24 @@ fn client(s: &mut Snapshot, id: &str, ap: &str, load: f64, rssi: &[(&str, f64)])
     );
 }
 
+/// The defaults, and target placement at Jain's index 0.9: the cases both must pass.
+fn modes() -> [Params; 2] {
+    [Params::default(), targeted()]
+}
+
 fn run(s: &Snapshot, h: &History) -> Decision {
     decide(s, h, &Params::default())
+}
+
+/// The snapshot 5 s after `s`, with the moves of `d` made and remembered in `h`.
+fn next_round(s: &Snapshot, d: &Decision, h: &mut History) -> Snapshot {
+    h.record(&d.moves, s.now);
+    let mut next = s.clone();
+    for m in &d.moves {
+        next.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
+    }
+    next.now += 5.0;
+    next
 }
 
 fn moves(d: &Decision) -> Vec<(String, String, String, MoveReason)> {
@@ -95,12 +111,7 @@ fn hotspot_is_spread_cheapest_signal_first_within_the_limit() {
     // Next round, with the moves applied and remembered: the moved clients dwell, the
     // others continue until ap1 is within the imbalance gap of the mean.
     let mut h = History::default();
-    h.record(&d.moves, s.now);
-    let mut s2 = s.clone();
-    for m in &d.moves {
-        s2.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
-    }
-    s2.now += 5.0;
+    let s2 = next_round(&s, &d, &mut h);
     let d2 = run(&s2, &h);
     assert!(!d2.moves.is_empty(), "{d:?}\n{d2:?}");
     for m in &d2.moves {
@@ -113,185 +124,197 @@ fn hotspot_is_spread_cheapest_signal_first_within_the_limit() {
 
 #[test]
 fn ap_just_below_the_threshold_is_left_alone() {
-    let mut s = net(&["ap1", "ap2"]);
-    let both = [("ap1", -50.0), ("ap2", -52.0)];
-    // ap1 at 0.78, ap2 at 0.70: below 0.8 and within 0.15 of the mean.
-    client(&mut s, "c1", "ap1", 7.8, &both);
-    client(&mut s, "c2", "ap2", 7.0, &both);
-    let d = run(&s, &History::default());
-    assert!(d.overloaded.is_empty() && d.moves.is_empty(), "{d:?}");
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        let both = [("ap1", -50.0), ("ap2", -52.0)];
+        // ap1 at 0.78, ap2 at 0.70: below 0.8 and within 0.15 of the mean.
+        client(&mut s, "c1", "ap1", 7.8, &both);
+        client(&mut s, "c2", "ap2", 7.0, &both);
+        let d = decide(&s, &History::default(), p);
+        assert!(d.overloaded.is_empty() && d.moves.is_empty(), "{d:?}");
 
-    // Just above the threshold, with room on ap2 for a small client: that one moves.
-    let mut s = net(&["ap1", "ap2"]);
-    client(&mut s, "c1", "ap1", 7.2, &both);
-    client(&mut s, "c2", "ap1", 1.0, &both);
-    client(&mut s, "c3", "ap2", 5.0, &both);
-    let d = run(&s, &History::default());
-    assert_eq!(d.overloaded, ["ap1"]);
-    assert_eq!(moves(&d), [mv("c2", "ap1", "ap2", MoveReason::Balance)]);
+        // Just above the threshold, with room on ap2 for a small client: that one moves.
+        let mut s = net(&["ap1", "ap2"]);
+        client(&mut s, "c1", "ap1", 7.2, &both);
+        client(&mut s, "c2", "ap1", 1.0, &both);
+        client(&mut s, "c3", "ap2", 5.0, &both);
+        let d = decide(&s, &History::default(), p);
+        assert_eq!(d.overloaded, ["ap1"]);
+        assert_eq!(moves(&d), [mv("c2", "ap1", "ap2", MoveReason::Balance)]);
+    }
 }
 
 #[test]
 fn a_client_heard_by_one_ap_stays() {
-    let mut s = net(&["ap1", "ap2"]);
-    client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
-    // Heard by ap2 but below min_rssi_dbm (-75): not a candidate either.
-    client(
-        &mut s,
-        "faint",
-        "ap1",
-        3.0,
-        &[("ap1", -50.0), ("ap2", -80.0)],
-    );
-    client(
-        &mut s,
-        "both",
-        "ap1",
-        3.0,
-        &[("ap1", -50.0), ("ap2", -55.0)],
-    );
-    let d = run(&s, &History::default());
-    assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
-    assert!(d.stranded.is_empty());
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
+        // Heard by ap2 but below min_rssi_dbm (-75): not a candidate either.
+        client(
+            &mut s,
+            "faint",
+            "ap1",
+            3.0,
+            &[("ap1", -50.0), ("ap2", -80.0)],
+        );
+        client(
+            &mut s,
+            "both",
+            "ap1",
+            3.0,
+            &[("ap1", -50.0), ("ap2", -55.0)],
+        );
+        let d = decide(&s, &History::default(), p);
+        assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
+        assert!(d.stranded.is_empty());
+    }
 }
 
 #[test]
 fn equal_loads_move_nobody() {
-    let mut s = net(&["ap1", "ap2", "ap3"]);
-    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
-        .iter()
-        .enumerate()
-    {
-        let rssi = [("ap1", -50.0), ("ap2", -50.0), ("ap3", -50.0)];
-        client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2", "ap3"]);
+        for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
+            .iter()
+            .enumerate()
+        {
+            let rssi = [("ap1", -50.0), ("ap2", -50.0), ("ap3", -50.0)];
+            client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
+        }
+        let d = decide(&s, &History::default(), p);
+        assert!(d.moves.is_empty(), "{d:?}");
+        assert_eq!(d.fairness_before, 1.0);
+        assert!(
+            d.utilisation_before
+                .values()
+                .all(|u| (u - 0.9).abs() < 1e-9)
+        );
     }
-    let d = run(&s, &History::default());
-    assert!(d.moves.is_empty(), "{d:?}");
-    assert_eq!(d.fairness_before, 1.0);
-    assert!(
-        d.utilisation_before
-            .values()
-            .all(|u| (u - 0.9).abs() < 1e-9)
-    );
 }
 
 #[test]
 fn clients_of_an_ap_that_disappears_are_rescued() {
-    let mut s = net(&["ap1", "ap2"]);
-    // ap9 is gone: its clients go where they are heard best with room; its own signal
-    // reports (still fresh) are ignored.
-    client(
-        &mut s,
-        "c1",
-        "ap9",
-        2.0,
-        &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
-    );
-    client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
-    client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
-    let d = run(&s, &History::default());
-    assert_eq!(
-        moves(&d),
-        [
-            mv("c1", "ap9", "ap2", MoveReason::Rescue),
-            mv("c2", "ap9", "ap1", MoveReason::Rescue),
-        ]
-    );
-    assert_eq!(d.moves[0].rssi_from, None);
-    assert_eq!(d.stranded, ["c3"], "nobody hears c3 well enough");
-    assert!(!d.utilisation_after.contains_key("ap9"));
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        // ap9 is gone: its clients go where they are heard best with room; its own signal
+        // reports (still fresh) are ignored.
+        client(
+            &mut s,
+            "c1",
+            "ap9",
+            2.0,
+            &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
+        );
+        client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
+        client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
+        let d = decide(&s, &History::default(), p);
+        assert_eq!(
+            moves(&d),
+            [
+                mv("c1", "ap9", "ap2", MoveReason::Rescue),
+                mv("c2", "ap9", "ap1", MoveReason::Rescue),
+            ]
+        );
+        assert_eq!(d.moves[0].rssi_from, None);
+        assert_eq!(d.stranded, ["c3"], "nobody hears c3 well enough");
+        assert!(!d.utilisation_after.contains_key("ap9"));
+    }
 }
 
 #[test]
 fn a_move_whose_target_became_overloaded_is_reverted() {
-    let mut s = net(&["ap1", "ap2"]);
-    let both = [("ap1", -50.0), ("ap2", -55.0)];
-    // 20 s ago the balancer moved c1 from ap1 to ap2; since then others roamed into ap2.
-    client(&mut s, "c1", "ap2", 2.0, &both);
-    client(&mut s, "c2", "ap2", 7.0, &[("ap2", -50.0)]);
-    client(&mut s, "c3", "ap1", 2.0, &both);
-    let mut h = History::default();
-    h.last.insert(
-        "c1".into(),
-        super::history::MoveRecord {
-            from: "ap1".into(),
-            to: "ap2".into(),
-            at: 80.0,
-            reason: MoveReason::Balance,
-        },
-    );
-    let d = run(&s, &h);
-    assert_eq!(moves(&d), [mv("c1", "ap2", "ap1", MoveReason::Revert)]);
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        let both = [("ap1", -50.0), ("ap2", -55.0)];
+        // 20 s ago the balancer moved c1 from ap1 to ap2; since then others roamed into ap2.
+        client(&mut s, "c1", "ap2", 2.0, &both);
+        client(&mut s, "c2", "ap2", 7.0, &[("ap2", -50.0)]);
+        client(&mut s, "c3", "ap1", 2.0, &both);
+        let mut h = History::default();
+        h.last.insert(
+            "c1".into(),
+            super::history::MoveRecord {
+                from: "ap1".into(),
+                to: "ap2".into(),
+                at: 80.0,
+                reason: MoveReason::Balance,
+            },
+        );
+        let d = decide(&s, &h, p);
+        assert_eq!(moves(&d), [mv("c1", "ap2", "ap1", MoveReason::Revert)]);
 
-    // Out of the revert window it is an ordinary client: balancing may still move it
-    // (the dwell time is over), but nothing is reverted.
-    let mut late = s.clone();
-    late.now = 80.0 + Params::default().revert_window_s;
-    let d = run(&late, &h);
-    assert!(
-        d.moves.iter().all(|m| m.reason != MoveReason::Revert),
-        "{d:?}"
-    );
+        // Out of the revert window it is an ordinary client: balancing may still move it
+        // (the dwell time is over), but nothing is reverted.
+        let mut late = s.clone();
+        late.now = 80.0 + Params::default().revert_window_s;
+        let d = decide(&late, &h, p);
+        assert!(
+            d.moves.iter().all(|m| m.reason != MoveReason::Revert),
+            "{d:?}"
+        );
 
-    // No room on ap1 any more: no revert.
-    let mut full = s.clone();
-    client(&mut full, "c4", "ap1", 7.0, &[("ap1", -50.0)]);
-    let d = run(&full, &h);
-    assert!(d.moves.is_empty(), "{d:?}");
+        // No room on ap1 any more: no revert.
+        let mut full = s.clone();
+        client(&mut full, "c4", "ap1", 7.0, &[("ap1", -50.0)]);
+        let d = decide(&full, &h, p);
+        assert!(d.moves.is_empty(), "{d:?}");
+    }
 }
 
 #[test]
 fn dwell_and_ping_pong_hold_clients_back() {
-    let mut s = net(&["ap1", "ap2"]);
-    let both = [("ap1", -50.0), ("ap2", -52.0)];
-    client(&mut s, "c1", "ap1", 3.0, &both);
-    client(&mut s, "c2", "ap1", 6.0, &both);
-    client(&mut s, "c3", "ap2", 1.0, &both);
-    let mut h = History::default();
-    let rec = |from: &str, to: &str| super::history::MoveRecord {
-        from: from.into(),
-        to: to.into(),
-        at: 90.0,
-        reason: MoveReason::Roam,
-    };
-    // c1 moved 10 s ago (dwell), c2 came from ap2 10 s ago (dwell and ping-pong).
-    h.last.insert("c1".into(), rec("ap2", "ap1"));
-    h.last.insert("c2".into(), rec("ap2", "ap1"));
-    assert!(run(&s, &h).moves.is_empty());
-    // After the dwell time but within the ping-pong window, only c1 may go (to an AP it
-    // did not come from) -- it came from ap2 too, so nobody goes.
-    s.now = 90.0 + Params::default().min_dwell_s + 1.0;
-    assert!(run(&s, &h).moves.is_empty());
-    h.last.insert("c1".into(), rec("ap3", "ap1"));
-    assert_eq!(
-        moves(&run(&s, &h)),
-        [mv("c1", "ap1", "ap2", MoveReason::Balance)]
-    );
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        let both = [("ap1", -50.0), ("ap2", -52.0)];
+        client(&mut s, "c1", "ap1", 3.0, &both);
+        client(&mut s, "c2", "ap1", 6.0, &both);
+        client(&mut s, "c3", "ap2", 1.0, &both);
+        let mut h = History::default();
+        let rec = |from: &str, to: &str| super::history::MoveRecord {
+            from: from.into(),
+            to: to.into(),
+            at: 90.0,
+            reason: MoveReason::Roam,
+        };
+        // c1 moved 10 s ago (dwell), c2 came from ap2 10 s ago (dwell and ping-pong).
+        h.last.insert("c1".into(), rec("ap2", "ap1"));
+        h.last.insert("c2".into(), rec("ap2", "ap1"));
+        assert!(decide(&s, &h, p).moves.is_empty());
+        // After the dwell time but within the ping-pong window, only c1 may go (to an AP it
+        // did not come from) -- it came from ap2 too, so nobody goes.
+        s.now = 90.0 + Params::default().min_dwell_s + 1.0;
+        assert!(decide(&s, &h, p).moves.is_empty());
+        h.last.insert("c1".into(), rec("ap3", "ap1"));
+        assert_eq!(
+            moves(&decide(&s, &h, p)),
+            [mv("c1", "ap1", "ap2", MoveReason::Balance)]
+        );
+    }
 }
 
 #[test]
 fn roaming_follows_the_signal_where_there_is_room() {
-    let mut s = net(&["ap1", "ap2", "ap3"]);
-    client(
-        &mut s,
-        "walker",
-        "ap1",
-        1.0,
-        &[("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)],
-    );
-    let d = run(&s, &History::default());
-    assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
-    // ap2 full: the next-best AP that is roam_margin_db better (ap3) instead.
-    client(&mut s, "big", "ap2", 9.0, &[("ap2", -50.0)]);
-    let d = run(&s, &History::default());
-    assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2", "ap3"]);
+        client(
+            &mut s,
+            "walker",
+            "ap1",
+            1.0,
+            &[("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)],
+        );
+        let d = decide(&s, &History::default(), p);
+        assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
+        // ap2 full: the next-best AP that is roam_margin_db better (ap3) instead.
+        client(&mut s, "big", "ap2", 9.0, &[("ap2", -50.0)]);
+        let d = decide(&s, &History::default(), p);
+        assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
+    }
 }
 
-#[test]
-fn exchange_trades_a_displaced_client_back_when_another_makes_room() {
-    // ap1 (0.6) is not overloaded but cannot take x without becoming so (0.8 > mean 0.5
-    // + gap 0.15), so x, which hears ap1 9 dB better than its ap2, does not roam; e1 on
-    // ap1 could be on ap2 at a cost of 1 dB.
+/// ap1 carries c1, c2 and e1, ap2 x and y, 2 Mb/s each (0.6 and 0.4). x hears ap1 9 dB
+/// better than its ap2; e1 would lose 1 dB on ap2; c1 and c2 20 dB.
+fn displaced() -> Snapshot {
     let mut s = net(&["ap1", "ap2"]);
     for i in 1..=2 {
         client(
@@ -305,6 +328,15 @@ fn exchange_trades_a_displaced_client_back_when_another_makes_room() {
     client(&mut s, "e1", "ap1", 2.0, &[("ap1", -50.0), ("ap2", -51.0)]);
     client(&mut s, "x", "ap2", 2.0, &[("ap1", -50.0), ("ap2", -59.0)]);
     client(&mut s, "y", "ap2", 2.0, &[("ap2", -45.0)]);
+    s
+}
+
+#[test]
+fn exchange_trades_a_displaced_client_back_when_another_makes_room() {
+    // ap1 (0.6) is not overloaded but cannot take x without becoming so (0.8 > mean 0.5
+    // + gap 0.15), so x, which hears ap1 9 dB better than its ap2, does not roam; e1 on
+    // ap1 could be on ap2 at a cost of 1 dB.
+    let s = displaced();
     let d = run(&s, &History::default());
     assert!(d.moves.is_empty(), "{:?}", moves(&d));
     let p = Params::default().with("exchange_gain_db=4").unwrap();
@@ -392,12 +424,7 @@ fn target_placement_spreads_the_hotspot_cheapest_signal_first() {
     }
     assert!((d.utilisation_after["ap1"] - 1.2).abs() < 1e-9, "{d:?}");
     let mut h = History::default();
-    h.record(&d.moves, s.now);
-    let mut s2 = s.clone();
-    for m in &d.moves {
-        s2.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
-    }
-    s2.now += 5.0;
+    let s2 = next_round(&s, &d, &mut h);
     let d2 = run_targeted(&s2, &h);
     assert_eq!(d2.moves.len(), 2, "{:?}", moves(&d2));
     for m in &d2.moves {
@@ -407,90 +434,8 @@ fn target_placement_spreads_the_hotspot_cheapest_signal_first() {
         assert!((u - 0.8).abs() < 1e-9, "{d2:?}");
     }
     // Placed: the next round moves nobody.
-    let mut s3 = s2.clone();
-    for m in &d2.moves {
-        s3.clients.get_mut(&m.client).unwrap().ap = m.to.clone();
-    }
-    h.record(&d2.moves, s2.now);
-    s3.now += 5.0;
+    let s3 = next_round(&s2, &d2, &mut h);
     assert!(run_targeted(&s3, &h).moves.is_empty());
-}
-
-#[test]
-fn target_placement_leaves_an_ap_just_below_the_threshold_alone() {
-    let mut s = net(&["ap1", "ap2"]);
-    let both = [("ap1", -50.0), ("ap2", -52.0)];
-    client(&mut s, "c1", "ap1", 7.8, &both);
-    client(&mut s, "c2", "ap2", 7.0, &both);
-    let d = run_targeted(&s, &History::default());
-    assert!(d.moves.is_empty(), "{d:?}");
-    let mut s = net(&["ap1", "ap2"]);
-    client(&mut s, "c1", "ap1", 7.2, &both);
-    client(&mut s, "c2", "ap1", 1.0, &both);
-    client(&mut s, "c3", "ap2", 5.0, &both);
-    let d = run_targeted(&s, &History::default());
-    assert_eq!(moves(&d), [mv("c2", "ap1", "ap2", MoveReason::Balance)]);
-}
-
-#[test]
-fn target_placement_keeps_a_client_heard_by_one_ap() {
-    let mut s = net(&["ap1", "ap2"]);
-    client(&mut s, "lonely", "ap1", 6.0, &[("ap1", -50.0)]);
-    client(
-        &mut s,
-        "faint",
-        "ap1",
-        3.0,
-        &[("ap1", -50.0), ("ap2", -80.0)],
-    );
-    client(
-        &mut s,
-        "both",
-        "ap1",
-        3.0,
-        &[("ap1", -50.0), ("ap2", -55.0)],
-    );
-    let d = run_targeted(&s, &History::default());
-    assert_eq!(moves(&d), [mv("both", "ap1", "ap2", MoveReason::Balance)]);
-}
-
-#[test]
-fn target_placement_moves_nobody_at_equal_loads() {
-    let mut s = net(&["ap1", "ap2", "ap3"]);
-    for (i, ap) in ["ap1", "ap2", "ap3", "ap1", "ap2", "ap3"]
-        .iter()
-        .enumerate()
-    {
-        // Everyone hears every AP equally, or better elsewhere by less than the switch cost.
-        let rssi = [("ap1", -50.0), ("ap2", -50.0 + i as f64), ("ap3", -50.0)];
-        client(&mut s, &format!("c{i}"), ap, 4.5, &rssi);
-    }
-    let d = run_targeted(&s, &History::default());
-    assert!(d.moves.is_empty(), "{d:?}");
-}
-
-#[test]
-fn target_placement_after_an_ap_disappears() {
-    // The rescues come first, as without a target; c3 stays stranded.
-    let mut s = net(&["ap1", "ap2"]);
-    client(
-        &mut s,
-        "c1",
-        "ap9",
-        2.0,
-        &[("ap9", -40.0), ("ap1", -60.0), ("ap2", -55.0)],
-    );
-    client(&mut s, "c2", "ap9", 2.0, &[("ap9", -40.0), ("ap1", -60.0)]);
-    client(&mut s, "c3", "ap9", 2.0, &[("ap9", -40.0), ("ap2", -90.0)]);
-    let d = run_targeted(&s, &History::default());
-    assert_eq!(
-        moves(&d),
-        [
-            mv("c1", "ap9", "ap2", MoveReason::Rescue),
-            mv("c2", "ap9", "ap1", MoveReason::Rescue),
-        ]
-    );
-    assert_eq!(d.stranded, ["c3"]);
 }
 
 #[test]
@@ -498,19 +443,7 @@ fn target_placement_trades_a_displaced_client_back_when_it_gains_more_than_the_s
     // x hears ap1 9 dB better than its ap2; e1 on ap1 would lose 1 dB on ap2. Jain's
     // index 0.9 does not allow x on ap1 unless e1 leaves. The trade gains 9 - 1 = 8 dB
     // for two moves: made at a switch cost of 2 dB (8 > 2 x 2), not at 8 dB.
-    let mut s = net(&["ap1", "ap2"]);
-    for i in 1..=2 {
-        client(
-            &mut s,
-            &format!("c{i}"),
-            "ap1",
-            2.0,
-            &[("ap1", -50.0), ("ap2", -70.0)],
-        );
-    }
-    client(&mut s, "e1", "ap1", 2.0, &[("ap1", -50.0), ("ap2", -51.0)]);
-    client(&mut s, "x", "ap2", 2.0, &[("ap1", -50.0), ("ap2", -59.0)]);
-    client(&mut s, "y", "ap2", 2.0, &[("ap2", -45.0)]);
+    let s = displaced();
     assert!(run_targeted(&s, &History::default()).moves.is_empty());
     let p = targeted().with("switch_cost_db=2").unwrap();
     let d = decide(&s, &History::default(), &p);
@@ -522,39 +455,4 @@ fn target_placement_trades_a_displaced_client_back_when_it_gains_more_than_the_s
         ]
     );
     assert!(d.fairness_after >= 0.9, "{d:?}");
-}
-
-#[test]
-fn target_placement_respects_dwell_and_ping_pong_and_follows_walkers() {
-    let mut s = net(&["ap1", "ap2"]);
-    let both = [("ap1", -50.0), ("ap2", -52.0)];
-    client(&mut s, "c1", "ap1", 3.0, &both);
-    client(&mut s, "c2", "ap1", 6.0, &both);
-    client(&mut s, "c3", "ap2", 1.0, &both);
-    let mut h = History::default();
-    let rec = |from: &str| super::history::MoveRecord {
-        from: from.into(),
-        to: "ap1".into(),
-        at: 90.0,
-        reason: MoveReason::Roam,
-    };
-    h.last.insert("c1".into(), rec("ap2"));
-    h.last.insert("c2".into(), rec("ap2"));
-    assert!(run_targeted(&s, &h).moves.is_empty());
-    s.now = 90.0 + Params::default().min_dwell_s + 1.0;
-    assert!(run_targeted(&s, &h).moves.is_empty());
-    h.last.insert("c1".into(), rec("ap3"));
-    assert_eq!(
-        moves(&run_targeted(&s, &h)),
-        [mv("c1", "ap1", "ap2", MoveReason::Balance)]
-    );
-
-    let mut s = net(&["ap1", "ap2", "ap3"]);
-    let walker = [("ap1", -72.0), ("ap2", -55.0), ("ap3", -60.0)];
-    client(&mut s, "walker", "ap1", 1.0, &walker);
-    let d = run_targeted(&s, &History::default());
-    assert_eq!(moves(&d), [mv("walker", "ap1", "ap2", MoveReason::Roam)]);
-    client(&mut s, "big", "ap2", 9.0, &[("ap2", -50.0)]);
-    let d = run_targeted(&s, &History::default());
-    assert_eq!(moves(&d), [mv("walker", "ap1", "ap3", MoveReason::Roam)]);
 }

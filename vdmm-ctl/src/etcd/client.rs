@@ -39,7 +39,7 @@ impl Etcd {
         let options = connect_options(settings)?;
         let client = Client::connect(&settings.endpoints, Some(options))
             .await
-            .map_err(|e| ClusterError::etcd("connect", e))?;
+            .map_err(|e| explained(settings, ClusterError::etcd("connect", e)))?;
         Ok(Self {
             client,
             layout: settings.layout()?,
@@ -96,7 +96,7 @@ impl Etcd {
             }
         };
         let r = match tokio::time::timeout(deadline, run).await {
-            Ok(r) => r.map_err(|e| ClusterError::etcd(what, e)),
+            Ok(r) => r.map_err(|e| explained(&self.settings, ClusterError::etcd(what, e))),
             Err(_) => Err(ClusterError::Etcd {
                 what: what.to_string(),
                 detail: format!("no answer within {} ms", deadline.as_millis()),
@@ -192,6 +192,67 @@ impl Etcd {
             async move { c.txn(txn).await }
         })
         .await
+    }
+}
+
+/// What an etcd error most likely means for these settings (TLS, user), in words; None
+/// when the error says it itself.
+fn hint(s: &EtcdSettings, detail: &str) -> Option<String> {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("(none)".to_string(), |p| p.display().to_string())
+    };
+    let user = s.username.as_deref().unwrap_or("(none)");
+    if detail.contains("UnknownIssuer") || detail.contains("invalid peer certificate") {
+        return Some(format!(
+            "the members' certificate is not signed by the CA of ca_file {} (or does not \
+             name the endpoint; see server_name)",
+            path(&s.ca_file)
+        ));
+    }
+    if detail.contains("authentication failed") {
+        return Some(format!(
+            "etcd refused user `{user}`: check username and the password in password_file {}",
+            path(&s.password_file)
+        ));
+    }
+    if detail.contains("permission denied") {
+        return Some(format!(
+            "user `{user}` may not use the keys under prefix {} (grant its role readwrite \
+             on that prefix)",
+            s.prefix
+        ));
+    }
+    if s.uses_tls()
+        && s.cert_file.is_none()
+        && (detail.contains("broken pipe") || detail.contains("transport error"))
+    {
+        return Some(
+            "the members closed the TLS connection: they may require a client certificate \
+             (cert_file and key_file)"
+                .into(),
+        );
+    }
+    if !s.uses_tls()
+        && detail.contains("transport error")
+        && s.endpoints.iter().any(|e| e.starts_with("https"))
+    {
+        return Some("https:// endpoints need ca_file".into());
+    }
+    None
+}
+
+/// `e` with [`hint`]'s explanation prepended to its detail.
+fn explained(s: &EtcdSettings, e: ClusterError) -> ClusterError {
+    match e {
+        ClusterError::Etcd { what, detail } => match hint(s, &detail) {
+            Some(h) => ClusterError::Etcd {
+                what,
+                detail: format!("{h}: {detail}"),
+            },
+            None => ClusterError::Etcd { what, detail },
+        },
+        e => e,
     }
 }
 

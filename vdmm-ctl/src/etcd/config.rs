@@ -48,6 +48,11 @@ pub struct EtcdSettings {
     /// unreachable for that request.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// How long an AP host forwards a vAP that moved away (its location now names another
+    /// node) to its new AP host before removing it, milliseconds (default 1000; 0 removes
+    /// it at once).
+    #[serde(default = "default_vap_grace")]
+    pub vap_grace_ms: u64,
 }
 
 fn default_prefix() -> String {
@@ -58,6 +63,9 @@ const fn default_lease_ttl() -> u64 {
 }
 const fn default_request_timeout() -> u64 {
     2000
+}
+const fn default_vap_grace() -> u64 {
+    1000
 }
 
 impl EtcdSettings {
@@ -74,6 +82,7 @@ impl EtcdSettings {
             password_file: None,
             lease_ttl_s: default_lease_ttl(),
             request_timeout_ms: default_request_timeout(),
+            vap_grace_ms: default_vap_grace(),
         }
     }
 
@@ -140,6 +149,13 @@ impl EtcdSettings {
                 "must be between 100 and 60000",
             ));
         }
+        if self.vap_grace_ms > 60_000 {
+            return Err(bad(
+                "vap_grace_ms",
+                self.vap_grace_ms.to_string(),
+                "must be at most 60000",
+            ));
+        }
         Ok(())
     }
 
@@ -181,6 +197,10 @@ impl EtcdSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn vap_grace(&self) -> Duration {
+        Duration::from_millis(self.vap_grace_ms)
     }
 
     /// The key layout of the prefix (validated by [`Self::validate`]).
@@ -248,6 +268,7 @@ mod tests {
             ),
             ("lease_ttl_s", Box::new(|s| s.lease_ttl_s = 1)),
             ("request_timeout_ms", Box::new(|s| s.request_timeout_ms = 5)),
+            ("vap_grace_ms", Box::new(|s| s.vap_grace_ms = 60_001)),
         ];
         for (field, change) in cases {
             let mut s = ok();

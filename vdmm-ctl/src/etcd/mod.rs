@@ -9,6 +9,7 @@
 //! - [`alloc`]: pool addresses and vAP MACs allocated with transactions;
 //! - [`store`]: the agent's store on etcd;
 //! - [`records`]: the values of host registrations and vAP locations;
+//! - [`placement`]: the vAP locations as one node's vAPs and its anchored clients' bindings;
 //! - [`liveness`]: a node's lease and registration;
 //! - [`watchdog`]: the controller marking nodes down and handing their clients on.
 //!
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod liveness;
 pub mod metrics;
 pub mod mirror;
+pub mod placement;
 pub mod records;
 pub mod store;
 pub mod watchdog;

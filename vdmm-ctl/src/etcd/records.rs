@@ -47,6 +47,9 @@ pub struct VapLocation {
     /// Locator of the client's home anchor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<IpAddr>,
+    /// Local breakout instead of the tunnel to the anchor.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub breakout: bool,
     /// How many times the watchdog moved it off a node that went down.
     #[serde(default)]
     pub rehomed: u32,

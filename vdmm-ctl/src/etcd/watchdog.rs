@@ -283,6 +283,7 @@ mod tests {
             ipv4: None,
             ipv6: None,
             anchor: None,
+            breakout: false,
             rehomed: 0,
         })
         .unwrap()
