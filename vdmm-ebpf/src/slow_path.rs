@@ -15,7 +15,7 @@ use aya_ebpf::{
     bindings::TC_ACT_REDIRECT,
     bindings::{
         __sk_buff, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_FIXED_GSO, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     helpers::generated::{bpf_check_mtu, bpf_redirect_neigh},
     programs::TcContext,
@@ -99,9 +99,21 @@ fn encapsulate<const INNER_V6: bool>(skb: *mut __sk_buff, binding: *const Bindin
     } else {
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
     };
+    // A UDP GSO packet (UDP_SEGMENT) may only grow with its segment size kept: its
+    // gso_size is the size of each datagram. The kernel refuses it otherwise (ENOTSUPP),
+    // so a refused GSO packet is tried once more that way; the MTU check below then sees
+    // the segments as they will leave.
     if ctx
         .adjust_room(hdr as i32, BPF_ADJ_ROOM_MAC, flags as u64)
         .is_err()
+        && (unsafe { (*skb).gso_size } == 0
+            || ctx
+                .adjust_room(
+                    hdr as i32,
+                    BPF_ADJ_ROOM_MAC,
+                    (flags | BPF_F_ADJ_ROOM_FIXED_GSO) as u64,
+                )
+                .is_err())
     {
         return Verdict::drop(Reason::AdjustFailed, kind);
     }
