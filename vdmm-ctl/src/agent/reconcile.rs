@@ -762,6 +762,15 @@ mod tests {
         }
     }
 
+    /// The homes [`unrouted`] names for `ops` planned on `before`.
+    fn unrouted_homes(before: &DesiredState, ops: &[Op]) -> Vec<String> {
+        let deltas = before.plan(ops).unwrap();
+        unrouted(&deltas, &before.undo(&deltas))
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
     #[test]
     fn only_bindings_that_had_a_route_lose_it() {
         let mut before = DesiredState::default();
@@ -775,36 +784,19 @@ mod tests {
             ])
             .unwrap();
         before.apply(&d);
-        let deltas = before
-            .plan(&[
-                // Had a route, put without one: the route goes.
-                add("10.0.0.1", false),
-                // Never had one: no netlink request.
-                add("10.0.0.2", false),
-                // New and unrouted: nothing to remove either.
-                add("10.0.0.3", false),
-            ])
-            .unwrap();
-        let homes: Vec<String> = unrouted(&deltas, &before.undo(&deltas))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert_eq!(homes, ["10.0.0.1/32"]);
-        let deltas = before
-            .plan(&[
-                Op::BindingDel {
-                    home: "10.0.0.1".parse().unwrap(),
-                },
-                Op::BindingDel {
-                    home: "10.0.0.2".parse().unwrap(),
-                },
-            ])
-            .unwrap();
-        let homes: Vec<String> = unrouted(&deltas, &before.undo(&deltas))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert_eq!(homes, ["10.0.0.1/32"]);
+        let ops = [
+            // Had a route, put without one: the route goes.
+            add("10.0.0.1", false),
+            // Never had one: no netlink request.
+            add("10.0.0.2", false),
+            // New and unrouted: nothing to remove either.
+            add("10.0.0.3", false),
+        ];
+        assert_eq!(unrouted_homes(&before, &ops), ["10.0.0.1/32"]);
+        let ops = ["10.0.0.1", "10.0.0.2"].map(|h| Op::BindingDel {
+            home: h.parse().unwrap(),
+        });
+        assert_eq!(unrouted_homes(&before, &ops), ["10.0.0.1/32"]);
     }
 
     #[test]
