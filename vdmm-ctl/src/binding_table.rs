@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::maps::{
-    HashMap, MapData, MapError,
+    HashMap, IterableMap, MapData, MapError,
     lpm_trie::{Key, LpmTrie},
 };
 use vdmm_common::{Binding, IpAddrKey, maps as names};
@@ -23,8 +23,6 @@ use crate::{
 
 pub struct BindingTable {
     hosts: HashMap<MapData, IpAddrKey, Binding>,
-    /// The host hash once more, for `BPF_MAP_UPDATE_BATCH` (aya has no batch calls).
-    hosts_raw: MapData,
     prefixes4: LpmTrie<MapData, [u8; 4], Binding>,
     prefixes6: LpmTrie<MapData, [u8; 16], Binding>,
 }
@@ -38,8 +36,6 @@ impl BindingTable {
     pub fn open(pins: &PinDir) -> Result<Self> {
         Ok(Self {
             hosts: open_map(pins, names::HOST_BINDINGS)?,
-            hosts_raw: MapData::from_pin(pins.map(names::HOST_BINDINGS))
-                .map_err(|e| Error::ebpf("cannot open the host bindings", e))?,
             prefixes4: open_map(pins, names::BINDINGS_V4)?,
             prefixes6: open_map(pins, names::BINDINGS_V6)?,
         })
@@ -111,7 +107,9 @@ impl BindingTable {
                 .map(|&i| IpAddrKey::from(items[i].0.addr()))
                 .collect();
             let values: Vec<Binding> = chunk.iter().map(|&i| items[i].1).collect();
-            let done = update_batch(&self.hosts_raw, &keys, &values).unwrap_or_else(|n| n);
+            // aya has no batch calls: the raw syscall on the hash's own map fd.
+            let done =
+                update_batch(IterableMap::map(&self.hosts), &keys, &values).unwrap_or_else(|n| n);
             for &i in &chunk[done..] {
                 results[i] = self.insert(&items[i].0, items[i].1, 0);
             }
