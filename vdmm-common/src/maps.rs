@@ -19,7 +19,7 @@ pub const BINDINGS_V4: &str = "VDMM_BINDINGS4";
 /// LPM trie (IPv6 home prefix shorter than /128, `[u8; 16]`) -> [`crate::Binding`].
 pub const BINDINGS_V6: &str = "VDMM_BINDINGS6";
 /// Per-CPU LRU hash [`crate::tunnel::RouteKey`] -> [`crate::tunnel::CachedRoute`]: routes
-/// `bpf_fib_lookup` resolved, reused for `ROUTE_CACHE_TTL_NS`.
+/// `bpf_fib_lookup` resolved, reused for `ROUTE_CACHE_TTL_JIFFIES`.
 pub const ROUTES: &str = "VDMM_ROUTES";
 pub const MAX_CACHED_ROUTES: u32 = 16384;
 /// Per-CPU array: a direct-mapped first level in front of [`ROUTES`] (data plane

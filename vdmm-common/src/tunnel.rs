@@ -81,13 +81,13 @@ pub struct RouteKey {
     pub addr: [u8; 16],
 }
 
-/// A route `bpf_fib_lookup` resolved, kept for [`ROUTE_CACHE_TTL_NS`] so that the hot path
+/// A route `bpf_fib_lookup` resolved, kept for [`ROUTE_CACHE_TTL_JIFFIES`] so that the hot path
 /// does not pay for a FIB look-up (the most expensive step of a packet) every time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CachedRoute {
-    /// `bpf_ktime_get_coarse_ns` after which the entry is looked up again.
-    pub expires_ns: u64,
+    /// `jiffies` (`bpf_jiffies64`) from which on the entry is looked up again.
+    pub expires: u64,
     /// Source and destination MAC, low 48 bits.
     pub smac: u64,
     pub dmac: u64,
@@ -96,9 +96,11 @@ pub struct CachedRoute {
     pub mtu: u32,
 }
 
-/// How long a cached route is trusted: route and neighbour changes reach the fast path
-/// within this time.
-pub const ROUTE_CACHE_TTL_NS: u64 = 100_000_000;
+/// How long a cached route is trusted, in kernel ticks (`jiffies`): route and neighbour
+/// changes reach the fast path within this time, 10 ms at `CONFIG_HZ=1000`, 40 ms at 250,
+/// 100 ms at 100. The data plane reads `jiffies` because the verifier inlines
+/// `bpf_jiffies64` (a load), where a clock helper is a call on every packet.
+pub const ROUTE_CACHE_TTL_JIFFIES: u64 = 10;
 
 /// Value of the endpoint and peer maps (the key is the address). Reserved for flags.
 pub type AddressFlags = u32;

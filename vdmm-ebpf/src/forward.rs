@@ -10,12 +10,12 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         bpf_fib_lookup as FibParams,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
+    helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
 use vdmm_common::{
     Action, Reason, TunnelKind,
-    tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey},
+    tunnel::{CachedRoute, ROUTE_CACHE_TTL_JIFFIES, RouteKey},
 };
 
 use crate::{
@@ -44,7 +44,7 @@ pub enum Route {
 /// Looks up the route for an IPv4 (`v6` false) or IPv6 destination, as the packet of
 /// `tot_len` bytes (IP header included) would take arriving on the ingress interface.
 /// `src` and `dst` point to the addresses (4 or 16 bytes, in packet or map memory).
-/// Resolved routes are cached per CPU for `ROUTE_CACHE_TTL_NS` (keyed by ingress
+/// Resolved routes are cached per CPU for `ROUTE_CACHE_TTL_JIFFIES` (keyed by ingress
 /// interface and destination; source-based policy routing is therefore not honoured
 /// within that time).
 #[inline(always)]
@@ -60,7 +60,7 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
         // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = l1_cache::now();
     if let Some(r) = l1_cache::route(&key, now) {
         if r.mtu != 0 && tot_len as u32 > r.mtu {
             return Route::TooBig { mtu: r.mtu as u16 };
@@ -80,7 +80,7 @@ pub fn lookup(ctx: &XdpContext, v6: bool, src: *const u8, dst: *const u8, tot_le
     } = route
     {
         let cached = CachedRoute {
-            expires_ns: now + ROUTE_CACHE_TTL_NS,
+            expires: now + ROUTE_CACHE_TTL_JIFFIES,
             smac,
             dmac,
             ifindex,

@@ -8,12 +8,22 @@
 //! the slot; the LRU map still has the entry. The vAP tables have first levels of their
 //! own (`vap::cache`), valid until the control plane changes a vAP.
 
+use aya_ebpf::helpers::generated::bpf_jiffies64;
 use vdmm_common::tunnel::{CachedRoute, RouteKey};
 
 use crate::{
     maps::{ROUTES, ROUTES_L1, XLAT_LOCAL, XLAT_LOCAL_L1},
     translate::{LocalKey, LocalValue},
 };
+
+/// The clock of the route caches' expiry: `jiffies`. The verifier inlines
+/// `bpf_jiffies64` as a load, where `bpf_ktime_get_coarse_ns` was a helper call on every
+/// packet (see `vdmm_common::tunnel::ROUTE_CACHE_TTL_JIFFIES`).
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_jiffies64() }
+}
 
 /// Slots per CPU of each first-level cache (a power of two).
 pub const SLOTS: u32 = 256;
@@ -70,14 +80,14 @@ pub fn route(key: &RouteKey, now: u64) -> Option<CachedRoute> {
     if let Some(slot) = slot {
         // SAFETY: per-CPU map value, this program is its only user on this CPU.
         let slot = unsafe { &*slot };
-        if now < slot.route.expires_ns && same_route_key(&slot.key, key) {
+        if now < slot.route.expires && same_route_key(&slot.key, key) {
             return Some(slot.route);
         }
     }
     let r = ROUTES.get_ptr(key)?;
     // SAFETY: map value of a successful look-up.
     let r = unsafe { *r };
-    if now >= r.expires_ns {
+    if now >= r.expires {
         return None;
     }
     if let Some(slot) = slot {
@@ -119,7 +129,7 @@ pub fn local(key: &LocalKey, now: u64) -> Option<bool> {
     if let Some(slot) = slot {
         // SAFETY: per-CPU map value, this program is its only user on this CPU.
         let slot = unsafe { &*slot };
-        if now < slot.value.expires_ns
+        if now < slot.value.expires
             && slot.key.dst == key.dst
             && slot.key.ingress_ifindex == key.ingress_ifindex
         {
@@ -128,8 +138,8 @@ pub fn local(key: &LocalKey, now: u64) -> Option<bool> {
     }
     let v = XLAT_LOCAL.get_ptr(key)?;
     // SAFETY: map value of a successful look-up.
-    let (expires_ns, forwarded) = unsafe { ((*v).expires_ns, (*v).forwarded) };
-    if now >= expires_ns {
+    let (expires, forwarded) = unsafe { ((*v).expires, (*v).forwarded) };
+    if now >= expires {
         return None;
     }
     if let Some(slot) = slot {
@@ -137,7 +147,7 @@ pub fn local(key: &LocalKey, now: u64) -> Option<bool> {
         let slot = unsafe { &mut *slot };
         slot.key.dst = key.dst;
         slot.key.ingress_ifindex = key.ingress_ifindex;
-        slot.value.expires_ns = expires_ns;
+        slot.value.expires = expires;
         slot.value.forwarded = forwarded;
     }
     Some(forwarded != 0)
@@ -152,7 +162,7 @@ pub fn remember_local(key: &LocalKey, v: &LocalValue) {
         let slot = unsafe { &mut *slot };
         slot.key.dst = key.dst;
         slot.key.ingress_ifindex = key.ingress_ifindex;
-        slot.value.expires_ns = v.expires_ns;
+        slot.value.expires = v.expires;
         slot.value.forwarded = v.forwarded;
     }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, program
 use vdmm_common::translate::header::has_unexpired_source_route;
 
 use super::{Scratch, v6_to_v4::walk};
-use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_NS, RouteKey};
+use vdmm_common::tunnel::{CachedRoute, ROUTE_CACHE_TTL_JIFFIES, RouteKey};
 
 use crate::{
     checksum,
@@ -97,7 +97,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
             BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
             BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         },
-        helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
+        helpers::generated::bpf_fib_lookup,
     };
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.
@@ -116,7 +116,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
         // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = l1_cache::now();
     if let Some(r) = l1_cache::route(&key, now) {
         if r.mtu != 0 && len > r.mtu {
             s.mtu = r.mtu;
@@ -164,7 +164,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
             s.smac = get_mac(s.fib.smac.as_ptr());
             s.dmac = get_mac(s.fib.dmac.as_ptr());
             let cached = CachedRoute {
-                expires_ns: now + ROUTE_CACHE_TTL_NS,
+                expires: now + ROUTE_CACHE_TTL_JIFFIES,
                 smac: s.smac,
                 dmac: s.dmac,
                 ifindex: s.ifindex,
@@ -194,7 +194,7 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.
     let dst = u32::from_ne_bytes(unsafe { (*s).dst4 });
-    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+    let now = l1_cache::now();
     let key = LocalKey {
         ingress_ifindex: xdp.ingress_ifindex() as u32,
         dst,
@@ -204,7 +204,7 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
     }
     let forwarded = route(ctx, s, 0, len) != ROUTE_NOT_FORWARDED;
     let v = LocalValue {
-        expires_ns: now + ROUTE_CACHE_TTL_NS,
+        expires: now + ROUTE_CACHE_TTL_JIFFIES,
         forwarded: forwarded as u64,
     };
     l1_cache::remember_local(&key, &v);
@@ -221,6 +221,7 @@ pub struct LocalKey {
 /// Value of `VDMM_XLAT_LOCAL`.
 #[repr(C)]
 pub struct LocalValue {
-    pub expires_ns: u64,
+    /// `jiffies` from which on the answer is looked up again.
+    pub expires: u64,
     pub forwarded: u64,
 }
