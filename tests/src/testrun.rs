@@ -343,11 +343,11 @@ impl DataPlane {
     }
 
     /// Increments the vAP generation, as the control plane does after every change to the
-    /// vAP tables (see `vdmm_ctl::vap_cache`).
+    /// vAP tables (see `vdmm_ctl::cache_gen`).
     fn vaps_changed(&self) -> Result<()> {
         let gen_map = aya::maps::MapData::from_pin(self.pin_dir().join(maps::VAP_GEN))
             .context("open VDMM_VAP_GEN")?;
-        vdmm_ctl::vap_cache::invalidate(&gen_map)?;
+        vdmm_ctl::cache_gen::invalidate(&gen_map)?;
         Ok(())
     }
 

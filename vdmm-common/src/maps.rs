@@ -84,16 +84,23 @@ pub const VAP_SEEN: &str = "VDMM_VAP_SEEN";
 pub const MAX_VAP_SEEN: u32 = 4096;
 /// Array of one `u64`, mappable ([`BPF_F_MMAPABLE`]): the generation of the vAP tables
 /// ([`VAPS`], [`VAP_ADDRS`]). Whoever changes them increments it atomically afterwards
-/// (`vdmm_ctl::vap_cache::invalidate`): the data plane's first-level caches of vAPs are
+/// (`vdmm_ctl::cache_gen::invalidate`): the data plane's first-level caches of vAPs are
 /// valid only for the generation they were filled in.
 pub const VAP_GEN: &str = "VDMM_VAP_GEN";
+/// Array of one `u64`, mappable ([`BPF_F_MMAPABLE`]): the generation of the tunnel address
+/// tables ([`ENDPOINTS`], [`PEERS`]), incremented after every change to them
+/// (`vdmm_ctl::cache_gen::invalidate`), as [`VAP_GEN`] is for the vAPs.
+pub const TUNNEL_GEN: &str = "VDMM_TUNNEL_GEN";
+/// Per-CPU first-level cache of [`ENDPOINTS`] and [`PEERS`]: what an address is (data plane
+/// internal, emptied by incrementing [`TUNNEL_GEN`]).
+pub const TUNNEL_L1: &str = "VDMM_TUNNEL_L1";
 /// Per-CPU first-level caches of the vAP tables, by client MAC and by client address
 /// (data plane internal, emptied by incrementing [`VAP_GEN`]).
 pub const VAP_L1: &str = "VDMM_VAP_L1";
 pub const VAP_ADDR_L1: &str = "VDMM_VAP_ADDR_L1";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 28] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -120,6 +127,8 @@ pub const ALL: [&str; 26] = [
     VAP_GEN,
     VAP_L1,
     VAP_ADDR_L1,
+    TUNNEL_GEN,
+    TUNNEL_L1,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

@@ -19,6 +19,33 @@ pub struct Binding {
     pub _reserved: u32,
 }
 
+/// Slots per CPU of the data plane's first-level cache of tunnel addresses
+/// (`VDMM_TUNNEL_L1`, see [`crate::maps::TUNNEL_L1`]); a power of two.
+pub const TUNNEL_L1_SLOTS: u32 = 256;
+/// [`TunnelAddrSlot::flags`]: the address is a local endpoint (`VDMM_ENDPOINTS`).
+pub const ADDR_IS_ENDPOINT: u64 = 1;
+/// [`TunnelAddrSlot::flags`]: the address is a peer (`VDMM_PEERS`).
+pub const ADDR_IS_PEER: u64 = 2;
+
+/// A slot of `VDMM_TUNNEL_L1`: what one address is, as the data plane cached it on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelAddrSlot {
+    /// The [`IpAddrKey`] as four native-order words.
+    pub addr: [u32; 4],
+    /// The tunnel generation (`VDMM_TUNNEL_GEN`) + 1 when filled; 0 in a slot never filled.
+    pub stamp: u64,
+    /// [`ADDR_IS_ENDPOINT`] | [`ADDR_IS_PEER`], or 0.
+    pub flags: u64,
+}
+
+/// The `VDMM_TUNNEL_L1` slot of an address given as the four native-order words of its
+/// [`IpAddrKey`].
+#[inline(always)]
+pub const fn tunnel_addr_slot(w: [u32; 4]) -> u32 {
+    crate::vap::cache_slot(w[0] ^ w[1] ^ w[2] ^ w[3], TUNNEL_L1_SLOTS)
+}
+
 /// [`Binding::flags`]: the outer header is IPv4.
 pub const BINDING_OUTER_V4: u32 = 1;
 

@@ -12,7 +12,8 @@
 //! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
 //!   reports of unknown clients); [`vap_record`]: a vAP as the agent keeps it;
 //!   [`vap_sync`]: records written into the vAP maps as they are (the agent's reconciler);
-//! - [`vap_cache`]: invalidation of the data plane's vAP caches after a change;
+//! - [`cache_gen`]: invalidation of the data plane's first-level caches of the vAP and
+//!   tunnel address tables after a change;
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink); [`neigh`]: neighbour
 //!   entries resolved ahead of traffic (a handover's anchor);
@@ -29,6 +30,7 @@ pub mod addr;
 pub mod agent;
 pub mod alb;
 pub mod binding_table;
+pub mod cache_gen;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -47,7 +49,6 @@ pub mod plot;
 pub mod routes;
 pub mod table;
 pub mod vap;
-pub mod vap_cache;
 pub mod vap_record;
 pub mod vap_sync;
 pub mod verifier;

@@ -214,8 +214,10 @@ pub struct Dataplane {
     pub(crate) vaps: HashMap<MapData, MacKey, Vap>,
     pub(crate) vap_addrs: HashMap<MapData, IpAddrKey, VapAddr>,
     pub(crate) vap_stats: PerCpuArray<MapData, VapCounters>,
-    /// `VDMM_VAP_GEN`, incremented after every change to the vAPs (see `crate::vap_cache`).
+    /// `VDMM_VAP_GEN`, incremented after every change to the vAPs (see `crate::cache_gen`).
     pub(crate) vap_gen: MapData,
+    /// `VDMM_TUNNEL_GEN`, incremented after every change to the endpoints and peers.
+    tunnel_gen: MapData,
     pub(crate) pins: PinDir,
 }
 
@@ -266,7 +268,8 @@ impl Dataplane {
             vaps: open_map(pins, names::VAPS)?,
             vap_addrs: open_map(pins, names::VAP_ADDRS)?,
             vap_stats: open_map(pins, names::VAP_STATS)?,
-            vap_gen: crate::vap_cache::open(pins)?,
+            vap_gen: crate::cache_gen::open(pins, names::VAP_GEN)?,
+            tunnel_gen: crate::cache_gen::open(pins, names::TUNNEL_GEN)?,
             pins: pins.clone(),
         };
         Ok(dp)
@@ -310,6 +313,7 @@ impl Dataplane {
                 },
                 _ => map_err("the endpoints", e),
             })?;
+        self.tunnel_addresses_changed()?;
         if icmp_source(&cfg, family).is_none() {
             set_icmp_source(&mut cfg, family, Some(addr));
             self.write_config(&cfg)?;
@@ -333,6 +337,7 @@ impl Dataplane {
                 Some(libc::ENOENT) => Error::NoSuchEndpoint(addr),
                 _ => map_err("the endpoints", e),
             })?;
+        self.tunnel_addresses_changed()?;
         let family = Family::of(&addr);
         if icmp_source(&cfg, family) == Some(addr) {
             let next = current
@@ -371,7 +376,8 @@ impl Dataplane {
                     max: names::MAX_PEERS,
                 },
                 _ => map_err("the peers", e),
-            })
+            })?;
+        self.tunnel_addresses_changed()
     }
 
     /// Stops accepting tunnel packets from `addr`.
@@ -381,7 +387,14 @@ impl Dataplane {
             .map_err(|e| match errno(&e) {
                 Some(libc::ENOENT) => Error::NoSuchPeer(addr),
                 _ => map_err("the peers", e),
-            })
+            })?;
+        self.tunnel_addresses_changed()
+    }
+
+    /// After every change to the endpoints or peers: the data plane's first-level cache of
+    /// them (`tunnel::addresses`) must not answer from the old tables.
+    fn tunnel_addresses_changed(&self) -> Result<()> {
+        crate::cache_gen::invalidate(&self.tunnel_gen).map(|_| ())
     }
 
     // ----- bindings -----

@@ -486,7 +486,7 @@ impl Dataplane {
     /// Invalidates the data plane's vAP caches after a change to the vAP tables, whether
     /// it succeeded or not (a failed change may have been undone half-way).
     pub(crate) fn vaps_changed<T>(&mut self, r: Result<T>) -> Result<T> {
-        crate::vap_cache::invalidate(&self.vap_gen)?;
+        crate::cache_gen::invalidate(&self.vap_gen)?;
         r
     }
 

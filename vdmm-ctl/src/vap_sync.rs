@@ -68,7 +68,7 @@ impl Dataplane {
             })
             .collect();
         // The data plane's vAP caches must not keep what the batch changed.
-        match crate::vap_cache::invalidate(&self.vap_gen) {
+        match crate::cache_gen::invalidate(&self.vap_gen) {
             Ok(_) => results,
             Err(e) => results
                 .into_iter()

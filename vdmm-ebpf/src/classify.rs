@@ -10,11 +10,11 @@ use crate::{
     binding,
     counters::Verdict,
     headers::*,
-    maps::ENDPOINTS,
     packet::{Frame, key_v4, key_v6},
     translate,
     tunnel::{
         self,
+        addresses::is_endpoint,
         decap::{NOT_A_TUNNEL, REENCAP_V4, REENCAP_V6},
     },
     vap::deliver::{self, DELIVER, vap_of},
@@ -66,8 +66,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
         return Verdict::drop(Reason::Malformed, TunnelKind::None);
     };
     let protocol = ip.protocol();
-    if (protocol == IPPROTO_IPIP || protocol == IPPROTO_IPV6)
-        && ENDPOINTS.get_ptr(key_v4(ip.dst_ptr())).is_some()
+    if (protocol == IPPROTO_IPIP || protocol == IPPROTO_IPV6) && is_endpoint(&key_v4(ip.dst_ptr()))
     {
         return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
@@ -96,7 +95,7 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
             | IPPROTO_ROUTING
             | IPPROTO_FRAGMENT
     );
-    if maybe_tunnel && ENDPOINTS.get_ptr(key_v6(ip.dst_ptr())).is_some() {
+    if maybe_tunnel && is_endpoint(&key_v6(ip.dst_ptr())) {
         let v = tunnel::decap::from_ipv6(ctx.ctx);
         if v.0 != NOT_A_TUNNEL.0 {
             return reencapsulate(ctx, v);

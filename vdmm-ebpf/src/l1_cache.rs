@@ -5,10 +5,11 @@
 //! whole key and is only used when the key matches; entries keep the expiry time of the
 //! look-up that produced them, so the first level never extends what the LRU map (and
 //! the FIB behind it) said: it is the same cache, only closer. A collision overwrites
-//! the slot; the LRU map still has the entry. The vAP tables have first levels of their
-//! own (`vap::cache`), valid until the control plane changes a vAP.
+//! the slot; the LRU map still has the entry. The vAP tables and the tunnel address tables
+//! have first levels of their own (`vap::cache`, `tunnel::addresses`), valid until the
+//! control plane changes those tables: [`stamp`] is their validity check.
 
-use aya_ebpf::helpers::generated::bpf_jiffies64;
+use aya_ebpf::{helpers::generated::bpf_jiffies64, maps::Array};
 use vdmm_common::tunnel::{CachedRoute, RouteKey};
 
 use crate::{
@@ -23,6 +24,18 @@ use crate::{
 pub fn now() -> u64 {
     // SAFETY: a helper without arguments.
     unsafe { bpf_jiffies64() }
+}
+
+/// The stamp of first-level slots filled now from tables whose generation is in `generation`
+/// (`VDMM_VAP_GEN`, `VDMM_TUNNEL_GEN`): that generation + 1, read before any hash look-up
+/// of the fill (a volatile load: not moved after the look-up's helper call). A slot is used
+/// only while its stamp equals the current one, so a slot filled from a table that changed
+/// after this read carries an old generation and is never used again.
+#[inline(always)]
+pub fn stamp(generation: &Array<u64>) -> Option<u64> {
+    let g = generation.get_ptr(0)?;
+    // SAFETY: map value of a successful look-up; the control plane changes it atomically.
+    Some(unsafe { core::ptr::read_volatile(g) }.wrapping_add(1))
 }
 
 /// Slots per CPU of each first-level cache (a power of two).

@@ -10,7 +10,7 @@ use vdmm_common::{
     Binding, CounterValue, IpAddrKey, TunnelConfig,
     counters::COUNTER_ENTRIES,
     maps as names,
-    tunnel::{AddressFlags, CachedRoute, RouteKey},
+    tunnel::{AddressFlags, CachedRoute, RouteKey, TUNNEL_L1_SLOTS, TunnelAddrSlot},
     vap::{
         MacKey, VAP_ADDR_L1_SLOTS, VAP_L1_SLOTS, Vap, VapAddr, VapAddrSlot, VapCounters, VapMacSlot,
     },
@@ -27,6 +27,15 @@ pub static ENDPOINTS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::
 
 #[map(name = "VDMM_PEERS")]
 pub static PEERS: HashMap<IpAddrKey, AddressFlags> = HashMap::pinned(names::MAX_PEERS, 0);
+
+/// Generation of `VDMM_ENDPOINTS` and `VDMM_PEERS`, incremented by the control plane after
+/// every change to them (see `tunnel::addresses`); mappable, as `VDMM_VAP_GEN`.
+#[map(name = "VDMM_TUNNEL_GEN")]
+pub static TUNNEL_GEN: Array<u64> = Array::pinned(1, names::BPF_F_MMAPABLE);
+
+/// First level of `VDMM_ENDPOINTS` and `VDMM_PEERS` (see `tunnel::addresses`).
+#[map(name = "VDMM_TUNNEL_L1")]
+pub static TUNNEL_L1: PerCpuArray<TunnelAddrSlot> = PerCpuArray::pinned(TUNNEL_L1_SLOTS, 0);
 
 #[map(name = "VDMM_HOSTS")]
 pub static HOST_BINDINGS: HashMap<IpAddrKey, Binding> =

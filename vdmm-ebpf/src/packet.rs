@@ -2,10 +2,7 @@
 //! `Frame::ptr`, which checks the access against `data_end` the way the verifier wants to
 //! see it. Offsets are bounded so the verifier can track them.
 
-use aya_ebpf::{
-    bindings::xdp_md, maps::lpm_trie::Key,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_md, maps::lpm_trie::Key, programs::XdpContext};
 use vdmm_common::IpAddrKey;
 
 /// Largest offset any access uses: XDP frames are at most a page, and this bound lets the

@@ -10,14 +10,13 @@ use aya_ebpf::{
 };
 use vdmm_common::{Action, Reason, TunnelKind};
 
-use super::{Inner, ecn};
+use super::{Inner, addresses::is_peer, ecn};
 use crate::{
     binding,
     classify::{valid_ipv4, valid_ipv6},
     counters::Verdict,
     forward::{self, Route},
     headers::*,
-    maps::PEERS,
     packet::{Frame, frame_len, key_v4, key_v6},
     vap::deliver::vap_of,
 };
@@ -39,7 +38,7 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     if outer.is_fragment() {
         return Verdict::drop(Reason::OuterFragment, kind);
     }
-    if PEERS.get_ptr(key_v4(outer.src_ptr())).is_none() {
+    if !is_peer(&key_v4(outer.src_ptr())) {
         return Verdict::drop(Reason::NotPeer, kind);
     }
     let ihl = outer.ihl();
@@ -124,7 +123,7 @@ fn from_ipv6_inner(ctx: *mut xdp_md) -> Option<Verdict> {
         _ => return None,
     };
     let kind = TunnelKind::of(inner_v6, true);
-    if PEERS.get_ptr(key_v6(outer.src_ptr())).is_none() {
+    if !is_peer(&key_v6(outer.src_ptr())) {
         return Some(Verdict::drop(Reason::NotPeer, kind));
     }
     let end = ETH_HLEN + IPV6_HLEN + outer.payload_len() as usize;

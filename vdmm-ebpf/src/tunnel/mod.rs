@@ -1,7 +1,9 @@
 //! IP-in-IP tunnels of all four kinds (RFC 2003 IPv4-in-IPv4, RFC 4213 IPv6-in-IPv4,
 //! RFC 2473 IPv4-in-IPv6 and IPv6-in-IPv6): `decap` strips the outer header of packets
-//! from peers, `encap` adds one toward a binding's locator, `ecn` holds RFC 6040's rules.
+//! from peers, `encap` adds one toward a binding's locator, `ecn` holds RFC 6040's rules,
+//! `addresses` says which addresses are local endpoints and peers.
 
+pub mod addresses;
 pub mod decap;
 pub mod ecn;
 pub mod encap;

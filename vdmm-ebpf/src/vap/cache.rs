@@ -23,13 +23,10 @@ use vdmm_common::{
 
 use crate::maps::{VAP_ADDR_L1, VAP_ADDRS, VAP_GEN, VAP_L1, VAPS};
 
-/// The stamp of slots filled now: the current generation + 1, read before any hash
-/// look-up of this fill (a volatile load: not moved after the look-up's helper call).
+/// The stamp of slots filled now (see `l1_cache::stamp`).
 #[inline(always)]
 fn stamp() -> Option<u64> {
-    let g = VAP_GEN.get_ptr(0)?;
-    // SAFETY: map value of a successful look-up; the control plane changes it atomically.
-    Some(unsafe { core::ptr::read_volatile(g) }.wrapping_add(1))
+    crate::l1_cache::stamp(&VAP_GEN)
 }
 
 /// Copies a `Vap` word by word (volatile, so LLVM does not turn it into a call to the

@@ -1,31 +1,31 @@
-//! Invalidation of the data plane's first-level vAP caches (`vap::cache` in vdmm-ebpf):
-//! after every change to `VDMM_VAPS` / `VDMM_VAP_ADDRS`, the generation in
-//! `VDMM_VAP_GEN` is incremented, which makes every cached vAP on every CPU invalid at
-//! once. The increment is one atomic instruction on a shared mapping of the array
-//! (`BPF_F_MMAPABLE`), so that two control-plane processes changing vAPs at the same time
-//! cannot both write the same new value (a read-modify-write through the map syscalls
-//! could lose one of the increments and with it one invalidation).
+//! Invalidation of the data plane's first-level caches of control-plane tables: after
+//! every change to the vAPs (`VDMM_VAPS` / `VDMM_VAP_ADDRS`, cached by `vap::cache` in
+//! vdmm-ebpf) the generation in `VDMM_VAP_GEN` is incremented, after every change to the
+//! tunnel addresses (`VDMM_ENDPOINTS` / `VDMM_PEERS`, cached by `tunnel::addresses`) the
+//! one in `VDMM_TUNNEL_GEN`; that makes every cached entry of those tables on every CPU
+//! invalid at once. The increment is one atomic instruction on a shared mapping of the
+//! array (`BPF_F_MMAPABLE`), so that two control-plane processes changing the tables at
+//! the same time cannot both write the same new value (a read-modify-write through the map
+//! syscalls could lose one of the increments and with it one invalidation).
 
 use std::{
     os::fd::{AsFd, AsRawFd},
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use aya::maps::MapData;
-use vdmm_common::maps as names;
-
 use crate::{Error, Result, pin::PinDir};
+use aya::maps::MapData;
 
-/// Opens the generation map pinned under `pins`.
-pub fn open(pins: &PinDir) -> Result<MapData> {
-    let path = pins.map(names::VAP_GEN);
+/// Opens the generation map `name` (`VDMM_VAP_GEN`, `VDMM_TUNNEL_GEN`) pinned under `pins`.
+pub fn open(pins: &PinDir, name: &str) -> Result<MapData> {
+    let path = pins.map(name);
     if !path.exists() {
         return Err(Error::NotLoaded(pins.path().to_path_buf()));
     }
     MapData::from_pin(&path).map_err(|e| Error::ebpf(format!("cannot open {}", path.display()), e))
 }
 
-/// Increments the generation in `map` (an open `VDMM_VAP_GEN`); returns the new value.
+/// Increments the generation in `map` (an open generation map); returns the new value.
 pub fn invalidate(map: &MapData) -> Result<u64> {
     let fd = map.fd().as_fd().as_raw_fd();
     let len = std::mem::size_of::<u64>();
@@ -43,7 +43,7 @@ pub fn invalidate(map: &MapData) -> Result<u64> {
     };
     if p == libc::MAP_FAILED {
         return Err(Error::io(
-            "cannot map the vAP generation (VDMM_VAP_GEN) to invalidate the vAP caches",
+            "cannot map a cache generation (VDMM_VAP_GEN / VDMM_TUNNEL_GEN) to invalidate the data plane's caches",
             std::io::Error::last_os_error(),
         ));
     }
