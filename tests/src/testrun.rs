@@ -200,6 +200,31 @@ impl DataPlane {
         let mut m: HashMap<_, IpAddrKey, u32> = HashMap::try_from(self.map_mut(maps::ENDPOINTS)?)?;
         m.insert(IpAddrKey::from(addr), 0, 0)
             .with_context(|| format!("endpoint {addr}"))?;
+        self.tunnel_addresses_changed()
+    }
+
+    /// Removes a local tunnel endpoint.
+    pub fn del_endpoint(&mut self, addr: IpAddr) -> Result<()> {
+        let mut m: HashMap<_, IpAddrKey, u32> = HashMap::try_from(self.map_mut(maps::ENDPOINTS)?)?;
+        m.remove(&IpAddrKey::from(addr))
+            .with_context(|| format!("endpoint {addr}"))?;
+        self.tunnel_addresses_changed()
+    }
+
+    /// Removes a peer.
+    pub fn del_peer(&mut self, addr: IpAddr) -> Result<()> {
+        let mut m: HashMap<_, IpAddrKey, u32> = HashMap::try_from(self.map_mut(maps::PEERS)?)?;
+        m.remove(&IpAddrKey::from(addr))
+            .with_context(|| format!("peer {addr}"))?;
+        self.tunnel_addresses_changed()
+    }
+
+    /// Increments the tunnel address generation, as the control plane does after every
+    /// change to the endpoints and peers (see `vdmm_ctl::cache_gen`).
+    fn tunnel_addresses_changed(&self) -> Result<()> {
+        let gen_map = aya::maps::MapData::from_pin(self.pin_dir().join(maps::TUNNEL_GEN))
+            .context("open VDMM_TUNNEL_GEN")?;
+        vdmm_ctl::cache_gen::invalidate(&gen_map)?;
         Ok(())
     }
 
@@ -208,7 +233,7 @@ impl DataPlane {
         let mut m: HashMap<_, IpAddrKey, u32> = HashMap::try_from(self.map_mut(maps::PEERS)?)?;
         m.insert(IpAddrKey::from(addr), 0, 0)
             .with_context(|| format!("peer {addr}"))?;
-        Ok(())
+        self.tunnel_addresses_changed()
     }
 
     /// Adds (or replaces) a binding `home/len -> locator` with outer source `source`.

@@ -39,6 +39,7 @@ use std::{
 
 use vdmm_common::{
     Action, Reason, TunnelConfig, TunnelKind,
+    counters::counter_labels,
     flow_hash::{flow_label_v4, flow_label_v6},
 };
 use vdmm_tests::{
@@ -1526,6 +1527,56 @@ fn decap_ecn_rfc6040() {
         }
     }
     run_cases(&lab, "decap_ecn_rfc6040", cases);
+}
+
+/// The data plane caches which addresses are endpoints and peers (`tunnel::addresses`): a
+/// removed peer or endpoint must take effect on the next packet, and so must its return.
+#[test]
+fn decap_follows_peer_and_endpoint_changes() {
+    let mut lab = Lab::new("decchg");
+    for (inner_v6, outer_v6) in ALL_KINDS {
+        let kind = TunnelKind::of(inner_v6, outer_v6);
+        let (osrc, odst) = peer_outer(outer_v6);
+        let inner = mobile_to_corr(inner_v6, false);
+        let frame = tunnel_frame(osrc, odst, 0, &inner.bytes(), inner.tunnel_proto());
+        // The verdict of one run and the reasons of the counters it moved.
+        let reason_of = |lab: &Lab| {
+            let before = lab.dp.counters().unwrap();
+            let r = lab.dp.run(&frame, lab.ul0).unwrap();
+            let delta = counter_delta(&before, &lab.dp.counters().unwrap());
+            let reasons: Vec<Reason> = delta
+                .iter()
+                .filter_map(|d| counter_labels(d.0).map(|(reason, _, _)| reason))
+                .collect();
+            (r.action, reasons)
+        };
+        let decap = (Action::Redirect as u32, vec![Reason::Decap]);
+        assert_eq!(reason_of(&lab), decap, "{}: decapsulated", kind.name());
+        assert_eq!(
+            reason_of(&lab),
+            decap,
+            "{}: again, from the cache",
+            kind.name()
+        );
+        lab.dp.del_peer(ip(osrc)).unwrap();
+        assert_eq!(
+            reason_of(&lab),
+            (Action::Drop as u32, vec![Reason::NotPeer]),
+            "{}: peer removed",
+            kind.name()
+        );
+        lab.dp.add_peer(ip(osrc)).unwrap();
+        assert_eq!(reason_of(&lab), decap, "{}: peer back", kind.name());
+        lab.dp.del_endpoint(ip(odst)).unwrap();
+        let (action, reasons) = reason_of(&lab);
+        assert!(
+            !reasons.contains(&Reason::Decap),
+            "{}: endpoint removed, still decapsulated ({action})",
+            kind.name()
+        );
+        lab.dp.add_endpoint(ip(odst)).unwrap();
+        assert_eq!(reason_of(&lab), decap, "{}: endpoint back", kind.name());
+    }
 }
 
 #[test]
