@@ -1,8 +1,9 @@
-//! The translator's heavy steps as BPF subprograms whose results go to the scratch map
-//! (`Scratch`): a checksum sum, the IPv6 extension header walk, a route look-up. Their
-//! internal paths (loop exits, FIB outcomes) end at their return with a small status
-//! code, and the caller reads the results back from map memory, whose contents the
-//! verifier does not track: the caller's paths join again instead of multiplying.
+//! The translator's heavy steps, whose results go to the scratch map (`Scratch`): a
+//! checksum sum and the IPv6 extension header walk as BPF subprograms, a route look-up
+//! inline in its callers (a subprogram call less per packet). Their internal paths (loop
+//! exits, FIB outcomes) end with a small status code, and the caller reads the results
+//! back from map memory, whose contents the verifier does not track: the caller's paths
+//! join again instead of multiplying.
 
 use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use vdmm_common::translate::header::has_unexpired_source_route;
