@@ -21,9 +21,7 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{
-        bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
-    },
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use vdmm_common::{
@@ -43,7 +41,7 @@ use vdmm_common::{
 use super::{
     EXT_MAX, FLAG_FIRST, ICMP_VERIFY_MAX, PROCEED, Scratch,
     addr::{map_4to6, map_6to4, sum4, sum6},
-    sub,
+    resize_frame, sub,
     v6_to_v4::Walk,
 };
 use crate::{
@@ -51,7 +49,7 @@ use crate::{
     counters::Verdict,
     forward,
     headers::*,
-    packet::{Frame, frame_len, get16, get32, put16, put32},
+    packet::{Frame, get16, get32, put16, put32},
 };
 
 const ICMP_HLEN: usize = 8;
@@ -554,11 +552,9 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
         return aborted;
     }
-    let have = frame_len(ctx);
-    let want = ETH_HLEN + capped;
     // Shorter: cut to the 1280-byte limit (and any Ethernet padding); longer only when an
     // RFC 4884 extension moves back behind padding.
-    if have != want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    if !resize_frame(ctx, ETH_HLEN + capped) {
         return aborted;
     }
     if restore_extension(
@@ -911,9 +907,7 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
         return aborted;
     }
-    let have = frame_len(ctx);
-    let want = ETH_HLEN + capped;
-    if have != want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    if !resize_frame(ctx, ETH_HLEN + capped) {
         return aborted;
     }
     if restore_extension(ctx.ctx, s, ETH_HLEN + IPV4_HLEN + ICMP_HLEN + IPV4_HLEN) != 0 {

@@ -79,6 +79,18 @@ pub fn source_route(ctx: *mut xdp_md, s: *mut Scratch, ihl: u32) -> u32 {
     has_unexpired_source_route(&s.opts, n as usize) as u32
 }
 
+/// The coarse clock for the route caches, read once per packet: `s.now` is zeroed when
+/// the translator starts on a packet (`from_ipv4` / `from_ipv6`), and the first cache
+/// look-up reads the clock into it (a helper call less when both the "forwarded?" and the
+/// route cache are consulted).
+#[inline(always)]
+fn now(s: &mut Scratch) -> u64 {
+    if s.now == 0 {
+        s.now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+    }
+    s.now
+}
+
 pub const ROUTE_RESOLVED: u32 = 0;
 pub const ROUTE_NO_NEIGHBOUR: u32 = 1;
 pub const ROUTE_TOO_BIG: u32 = 2;
@@ -97,7 +109,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
             BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
             BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         },
-        helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
+        helpers::generated::bpf_fib_lookup,
     };
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.
@@ -116,7 +128,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
         // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) },
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = now(s);
     if let Some(r) = l1_cache::route(&key, now) {
         if r.mtu != 0 && len > r.mtu {
             s.mtu = r.mtu;
@@ -194,7 +206,8 @@ pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.
     let dst = u32::from_ne_bytes(unsafe { (*s).dst4 });
-    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+    // SAFETY: as above.
+    let now = now(unsafe { &mut *s });
     let key = LocalKey {
         ingress_ifindex: xdp.ingress_ifindex() as u32,
         dst,
