@@ -14,6 +14,11 @@
 //!   another (`vap create` on the new AP host) is in the new AP host's maps, leaves the
 //!   old one's after its grace period of forwarding, and the anchor's binding points at
 //!   the new AP host's locator, within [`BOUND`];
+//! - `vdmm-ctl vap move` on etcd (cluster file naming each node's agent): refused without
+//!   a change for an unknown AP host or client and a move to where the client is; the
+//!   move rewrites the location through the target's agent and returns when the target
+//!   serves, the anchor switched and the source forwarded and removed the vAP; with etcd
+//!   down it fails and nothing moved; after the restart it moves back;
 //! - a run of vAP moves through the agents on a three-member etcd with one member
 //!   killed, then all: the moves complete and reach every data plane; without etcd the
 //!   data planes forward and moves are refused; after the restart all converge;
@@ -693,6 +698,239 @@ fn a_vap_moved_through_one_agent_reaches_all_three_data_planes() -> Result<()> {
     println!("vAP deleted through et2: anchor's binding gone {t:?} later");
     ensure!(record(&etcd, "vaps", client)?.is_null());
     Ok(())
+}
+
+/// `vdmm-ctl vap move` in cluster mode: the cluster file names each node's agent (et1 and
+/// et2 AP hosts, et0 the anchor); the agents on etcd say so (`status`: `vap_grace_ms`),
+/// so the move is the location's write through et2's agent and the mover waits for the
+/// anchor and the source to follow. Refusals change nothing; with etcd down the move
+/// fails and the client stays where it was; after the restart it moves back.
+#[test]
+fn vap_move_on_etcd_rewrites_the_location_and_waits_for_every_node() -> Result<()> {
+    let (mut etcd, nodes) = start_cluster(&format!("vap_grace_ms = {}\n", GRACE.as_millis()))?;
+    wait_locators(&etcd, 3)?;
+    // Every node reaches the others' endpoints on its uplink: the mover resolves the
+    // new paths' neighbour entries (anchor and source toward the target, the target
+    // toward the anchor) before it moves the location.
+    for (i, n) in nodes.iter().enumerate() {
+        for j in (0..3).filter(|j| *j != i) {
+            n.ns.ip(&[
+                "neigh",
+                "replace",
+                &endpoint(j).to_string(),
+                "lladdr",
+                &mac(PEER_MAC),
+                "dev",
+                "ul0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("vdmm-etcd-move-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = DirCleanup(dir.clone());
+    let cluster = dir.join("cluster.toml");
+    let entry = |kind: &str, i: usize| {
+        format!(
+            "[[{kind}]]\nname = \"et{i}\"\nlocator = \"{}\"\npin_dir = \"{}\"\nnetns = \"{}\"\nagent_socket = \"{}\"\n\n",
+            endpoint(i),
+            nodes[i].pins.0.display(),
+            nodes[i].ns.name(),
+            nodes[i].agent.socket.display()
+        )
+    };
+    std::fs::write(
+        &cluster,
+        format!(
+            "{}{}{}",
+            entry("ap_host", 1),
+            entry("ap_host", 2),
+            entry("anchor", 0)
+        ),
+    )?;
+    let stats = dir.join("handover-stats.json");
+    let vap_move = |client: &str, to: &str| -> Result<std::process::Output> {
+        std::process::Command::new(&nodes[0].agent.ctl)
+            .env("VDMM_HANDOVER_STATS", &stats)
+            .args(["vap", "move", client, "--to", to, "--json", "--cluster"])
+            .arg(&cluster)
+            .output()
+            .context("spawn vdmm-ctl vap move")
+    };
+    let client = "a2:00:00:00:02:01";
+    let home = "10.77.9.6/32";
+    let anchor = endpoint(0).to_string();
+    let bound_to = |i: usize| Some((endpoint(i).to_string(), anchor.clone()));
+    nodes[1].agent.ctl(&[
+        "vap",
+        "create",
+        client,
+        "--ipv4",
+        "10.77.9.6",
+        "--anchor",
+        &anchor,
+    ])?;
+    let vap_mac = vaps(&nodes[1])?
+        .remove(client)
+        .context("not in et1's maps after vap create")?
+        .vap_mac;
+    wait_for("the anchor binds the client to et1", BOUND, || {
+        let b = binding_of(&nodes[0], home)?;
+        Ok((b != bound_to(1)).then(|| format!("{b:?}")))
+    })?;
+
+    // Refused, and nothing changes: an unknown AP host, an unknown client, the AP host
+    // the client is on.
+    let location = record(&etcd, "vaps", client)?;
+    for (who, to, says) in [
+        (
+            client,
+            "et7",
+            "no AP host `et7` in the cluster (known: et1, et2)",
+        ),
+        (
+            "a2:00:00:00:02:99",
+            "et2",
+            "no AP host serves client a2:00:00:00:02:99",
+        ),
+        (client, "et1", "client a2:00:00:00:02:01 is already on et1"),
+    ] {
+        let out = vap_move(who, to)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains(says) && err.trim().lines().count() == 1,
+            "vap move {who} --to {to}: {err}"
+        );
+        ensure!(
+            record(&etcd, "vaps", client)? == location,
+            "the location changed"
+        );
+        ensure!(binding_of(&nodes[0], home)? == bound_to(1));
+        ensure!(vaps(&nodes[2])?.is_empty(), "a vAP on et2");
+    }
+
+    // The move: when the command returns, et2 serves with the same vAP MAC, the anchor
+    // points at et2, et1 forwarded for its grace period and removed the vAP.
+    let t0 = Instant::now();
+    let out = vap_move(client, "et2")?;
+    let took = t0.elapsed();
+    ensure!(
+        out.status.success(),
+        "vap move: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).context("--json")?;
+    println!("vap move on etcd ({took:?}): {report}");
+    let on2 = vaps(&nodes[2])?.remove(client).context("not on et2")?;
+    ensure!(on2.vap_mac == vap_mac && on2.mode == "local", "{on2:?}");
+    ensure!(binding_of(&nodes[0], home)? == bound_to(2));
+    ensure!(
+        vaps(&nodes[1])?.is_empty(),
+        "still on et1: {:?}",
+        vaps(&nodes[1])?
+    );
+    ensure!(record(&etcd, "vaps", client)?["ap_host"] == "et2");
+    ensure!(
+        report["from"] == "et1"
+            && report["to"] == "et2"
+            && report["anchor"] == "et0"
+            && report["homes"][0] == home
+            && report["grace_ms"].as_f64() == Some(GRACE.as_millis() as f64),
+        "{report}"
+    );
+    let phase = |p: &str| report["phases"][p].as_f64().unwrap_or(-1.0);
+    for p in [
+        "prepare_target",
+        "switch_anchor",
+        "forward_source",
+        "remove_source",
+    ] {
+        ensure!(phase(p) >= 0.0, "phase {p} missing: {report}");
+    }
+    let switch = report["switch_over_ms"].as_f64().unwrap_or(f64::MAX);
+    ensure!(
+        switch < BOUND.as_millis() as f64,
+        "switch-over after {switch} ms"
+    );
+    ensure!(
+        report["total_ms"].as_f64() >= Some(GRACE.as_millis() as f64 - 50.0),
+        "done before the grace period: {report}"
+    );
+
+    // etcd down: the move fails at its one write and nothing moved.
+    etcd.kill(0)?;
+    wait_health(&nodes, "etcd unreachable", Duration::from_secs(15), |h| {
+        h["reachable"] == false
+    })?;
+    let out = vap_move(client, "et1")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("vap move without etcd: {}", err.trim());
+    ensure!(
+        !out.status.success()
+            && err.contains("etcd is unreachable")
+            && err.contains("the location did not move: the client stays on et2"),
+        "vap move without etcd: {err}"
+    );
+    ensure!(
+        vaps(&nodes[2])?
+            .get(client)
+            .is_some_and(|v| v.mode == "local")
+    );
+    ensure!(vaps(&nodes[1])?.is_empty(), "on et1 without etcd");
+    ensure!(binding_of(&nodes[0], home)? == bound_to(2));
+
+    // etcd back: the move back goes through (once the agents take changes again).
+    etcd.restart(0)?;
+    etcd.wait_healthy(0, Duration::from_secs(20))?;
+    wait_health(&nodes, "etcd reachable", Duration::from_secs(15), |h| {
+        h["reachable"] == true
+    })?;
+    let t0 = Instant::now();
+    let report: serde_json::Value = loop {
+        let out = vap_move(client, "et1")?;
+        if out.status.success() {
+            break serde_json::from_slice(&out.stdout).context("--json")?;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            t0.elapsed() < Duration::from_secs(15) && err.contains("the location did not move"),
+            "vap move back after the restart: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "vap move back after the restart (done {:?} after the agents saw etcd again): {report}",
+        t0.elapsed()
+    );
+    ensure!(
+        vaps(&nodes[1])?
+            .get(client)
+            .is_some_and(|v| v.mode == "local")
+    );
+    ensure!(vaps(&nodes[2])?.is_empty(), "still on et2");
+    ensure!(binding_of(&nodes[0], home)? == bound_to(1));
+
+    // Every outcome counted.
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats)?)?;
+    ensure!(
+        s["completed"] == 2
+            && s["refused"]["unknown_ap"] == 1
+            && s["refused"]["unknown_client"] == 1
+            && s["refused"]["already_there"] == 1
+            && s["failed"]["prepare_target"].as_u64() >= Some(1),
+        "handover counters: {s}"
+    );
+    Ok(())
+}
+
+/// Removes a directory when dropped.
+struct DirCleanup(PathBuf);
+
+impl Drop for DirCleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Binds [`HOME`] to [`LOCATOR`] through node 0 and waits until every node has it;

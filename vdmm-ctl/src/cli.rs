@@ -417,6 +417,15 @@ pub enum VapCommand {
     /// --pin-dir, --netns and --agent-socket do not apply: the cluster file names each
     /// node's. A node with an agent is changed through the agent's API (so the agent's
     /// reconciles keep the move); one without, on its maps.
+    ///
+    /// In cluster mode (agents with store = "etcd", see docs/cluster.md) a vAP is its
+    /// location key in etcd: the move is one write of it, made by the target's agent
+    /// (after the new paths' neighbour entries are resolved), and the anchor and the
+    /// source follow by themselves; the command waits until the target serves, the
+    /// anchor's binding points at the target, the source forwards and, after its agent's
+    /// vap_grace_ms (instead of --grace-ms), has removed the vAP, and reports the same
+    /// phases. A failure after the write moves the location back to the source. Refused
+    /// when the target's and the source's agents keep vAPs differently.
     Move {
         /// The client's MAC address.
         #[arg(value_name = "CLIENT_MAC")]
@@ -427,7 +436,8 @@ pub enum VapCommand {
         /// The cluster file.
         #[arg(long, value_name = "FILE")]
         cluster: std::path::PathBuf,
-        /// Milliseconds the source forwards to the target before its vAP is removed.
+        /// Milliseconds the source forwards to the target before its vAP is removed
+        /// (agents on etcd: their vap_grace_ms instead).
         #[arg(long, value_name = "MS", default_value_t = 200)]
         grace_ms: u64,
         /// Print the report as JSON (phases and times in milliseconds).

@@ -9,7 +9,9 @@
 //! [`resolve`] finds the next hop (`RTM_GETROUTE`, as `ip route get`), asks the kernel to
 //! use the entry (`RTM_NEWNEIGH` with `NTF_USE`, as `ip neigh replace ADDR dev DEV use`:
 //! it starts a resolution, or a reachability confirmation of a stale entry) and reads the
-//! entry (`RTM_GETNEIGH`) until it holds a link-layer address.
+//! entry (`RTM_GETNEIGH`) until it holds a link-layer address. A static entry (permanent,
+//! noarp) is left alone: it needs no resolution, and on kernel 6.18 `NTF_USE` turns a
+//! permanent entry into an incomplete one that is then never resolved.
 
 use std::{
     net::IpAddr,
@@ -91,6 +93,15 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolved> {
     let failed = |what: String| Error::Conflict(format!("neighbour {next_hop} on {dev}: {what}"));
     let before = state_of(&mut nl, path.oif, next_hop)
         .map_err(|e| failed(format!("cannot read it: {e}")))?;
+    if let Some(s) = before.filter(|s| is_static(*s)) {
+        return Ok(Resolved {
+            next_hop,
+            dev,
+            before: s.to_string(),
+            state: s.to_string(),
+            elapsed: t0.elapsed(),
+        });
+    }
     let mut use_it = message(path.oif, next_hop);
     use_it.header.flags = NeighbourFlags::Use;
     nl.request(
@@ -130,6 +141,11 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolved> {
     }
 }
 
+/// True for entries the kernel neither ages nor resolves (set by an administrator).
+fn is_static(s: NeighbourState) -> bool {
+    matches!(s, NeighbourState::Permanent | NeighbourState::Noarp)
+}
+
 /// The state of the entry for `addr` on interface `ifindex`; None when there is none.
 fn state_of(nl: &mut Netlink, ifindex: u32, addr: IpAddr) -> Result<Option<NeighbourState>> {
     match nl.request(RouteNetlinkMessage::GetNeighbour(message(ifindex, addr)), 0)? {
@@ -154,5 +170,8 @@ mod tests {
         assert!(!usable(NeighbourState::Incomplete));
         assert!(!usable(NeighbourState::Failed));
         assert!(!usable(NeighbourState::None));
+        // Static entries are usable as they are: never asked to resolve again.
+        assert!(is_static(NeighbourState::Permanent) && is_static(NeighbourState::Noarp));
+        assert!(!is_static(NeighbourState::Stale) && !is_static(NeighbourState::Reachable));
     }
 }

@@ -373,6 +373,9 @@ impl Agent {
             "bindings": {"ipv4": v4, "ipv6": v6},
             "vaps": self.state.vap_count(),
             "store_health": self.store.health().map(|h| h.status()),
+            // Set when vAPs follow their shared location (etcd): how long this node
+            // forwards a vAP that moved away. A handover mover reads it.
+            "vap_grace_ms": self.store.vap_grace().map(|g| g.as_millis() as u64),
             "interfaces": self.pins.linked_interfaces().unwrap_or_default(),
             "last_reconcile": self.last_reconcile.as_ref().map(|(t, r, s)| serde_json::json!({
                 "trigger": t.name(), "report": r, "seconds": s,

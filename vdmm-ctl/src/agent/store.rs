@@ -126,6 +126,13 @@ pub trait Store: Send {
     fn health(&self) -> Option<std::sync::Arc<dyn StoreHealth>> {
         None
     }
+
+    /// Some(grace) when the vAPs follow a shared location record (a cluster store): the
+    /// node serves the vAPs located on it and forwards one whose location moved away
+    /// for `grace`; a handover moves the location instead of changing each node.
+    fn vap_grace(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The file name of [`FileStore`]'s state in the state directory.

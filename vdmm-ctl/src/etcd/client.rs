@@ -29,6 +29,12 @@ pub struct Etcd {
 
 /// How long a write waits for the probe that tells whether etcd is back.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The first pause before a request that did not reach a member is sent again; it
+/// doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+/// The shortest wait for one attempt of a write before it is sent again.
+const MIN_WRITE_ATTEMPT: Duration = Duration::from_millis(250);
 
 impl Etcd {
     /// Validates the settings, reads the TLS and password files, and opens the channel.
@@ -67,9 +73,13 @@ impl Etcd {
     }
 
     /// Runs one request under the deadline and reports its outcome. A request that did
-    /// not reach a member (gRPC UNAVAILABLE: connection refused, member gone) is sent
-    /// again, up to once per endpoint and within the same deadline: the channel spreads
-    /// requests over the members and keeps trying a dead one for a while.
+    /// not reach a member or was refused before it was processed (gRPC UNAVAILABLE:
+    /// connection refused, member gone, `etcdserver: no leader` during an election) is
+    /// sent again after a short pause (10 ms doubling to 200 ms) for as long as the
+    /// deadline allows: the channel's balancer keeps a killed member's endpoint in its
+    /// set (its reconnect reports it ready and fails the request at once), so sending
+    /// again reaches a live member, and the survivors answer again once they have a
+    /// leader. When the deadline passes, the last such error is the answer.
     ///
     /// `f` makes the request on a clone of the client; its future owns what it needs.
     pub async fn request<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
@@ -77,31 +87,84 @@ impl Etcd {
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        self.request_within(what, self.timeout, f).await
+        self.request_within(what, self.timeout, None, f).await
     }
 
-    async fn request_within<T, F, Fut>(&self, what: &str, deadline: Duration, mut f: F) -> Result<T>
+    /// [`Self::request`] for a write (a transaction, put or delete), which is also sent
+    /// again when one attempt got no answer within a quarter of the deadline (at least
+    /// 250 ms): a write a follower forwarded to a leader that was just killed is lost
+    /// with it, and its member answers only when its own timeout (seconds) passes. Every
+    /// write here may be sent twice: transactions compare revisions (a second apply
+    /// fails its compare), puts and deletes set the same state again.
+    async fn write<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let attempts = self.settings.endpoints.len() + 1;
+        let attempt = (self.timeout / 4).max(MIN_WRITE_ATTEMPT);
+        self.request_within(what, self.timeout, Some(attempt), f)
+            .await
+    }
+
+    async fn request_within<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        attempt: Option<Duration>,
+        mut f: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        let mut unanswered = 0;
         let run = async {
-            let mut n = 1;
+            let mut pause = RETRY_FIRST;
             loop {
-                match f(self.client.clone()).await {
-                    Err(e) if n < attempts && not_delivered(&e) => n += 1,
+                let sent = f(self.client.clone());
+                let answer = match attempt {
+                    Some(a) => match tokio::time::timeout(a, sent).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            unanswered += 1;
+                            continue;
+                        }
+                    },
+                    None => sent.await,
+                };
+                match answer {
+                    Err(e) if not_delivered(&e) => {
+                        last = Some(e);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RETRY_MAX);
+                    }
                     r => return r,
                 }
             }
         };
-        let r = match tokio::time::timeout(deadline, run).await {
+        let outcome = tokio::time::timeout(deadline, run).await;
+        let r = match outcome {
             Ok(r) => r.map_err(|e| explained(&self.settings, ClusterError::etcd(what, e))),
-            Err(_) => Err(ClusterError::Etcd {
-                what: what.to_string(),
-                detail: format!("no answer within {} ms", deadline.as_millis()),
+            Err(_) => Err(match last {
+                Some(e) => explained(&self.settings, ClusterError::etcd(what, e)),
+                None => ClusterError::Etcd {
+                    what: what.to_string(),
+                    detail: format!(
+                        "no answer within {} ms (sent {} times)",
+                        deadline.as_millis(),
+                        unanswered + 1
+                    ),
+                },
             }),
         };
+        if unanswered > 0 {
+            tracing::info!(
+                what,
+                unanswered,
+                "etcd: a write got no answer and was sent again"
+            );
+        }
         self.health.track(r)
     }
 
@@ -156,7 +219,9 @@ impl Etcd {
             let options = GetOptions::new().with_keys_only().with_limit(1);
             async move { c.get(root, Some(options)).await }
         };
-        let _ = self.request_within("probe", PROBE_TIMEOUT, probe).await;
+        let _ = self
+            .request_within("probe", PROBE_TIMEOUT, None, probe)
+            .await;
         self.health.check_writable()
     }
 
@@ -164,7 +229,7 @@ impl Etcd {
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64> {
         self.ensure_writable().await?;
         let resp = self
-            .request("write", |mut c| {
+            .write("write", |mut c| {
                 let (key, value) = (key.to_string(), value.clone());
                 async move { c.put(key, value, None).await }
             })
@@ -176,7 +241,7 @@ impl Etcd {
     pub async fn delete(&self, key: &str) -> Result<bool> {
         self.ensure_writable().await?;
         let resp = self
-            .request("delete", |mut c| {
+            .write("delete", |mut c| {
                 let key = key.to_string();
                 async move { c.delete(key, None).await }
             })
@@ -187,7 +252,7 @@ impl Etcd {
     /// Runs a transaction (refused while etcd is unreachable).
     pub async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
         self.ensure_writable().await?;
-        self.request(what, |mut c| {
+        self.write(what, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
@@ -256,8 +321,9 @@ fn explained(s: &EtcdSettings, e: ClusterError) -> ClusterError {
     }
 }
 
-/// True when the request never reached a member (gRPC status 14, UNAVAILABLE), so
-/// sending it again cannot apply it twice.
+/// True when the request never reached a member or was refused before it was processed
+/// (gRPC status 14, UNAVAILABLE, which is also etcd's `no leader`), so sending it again
+/// cannot apply it twice.
 fn not_delivered(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 14)
 }

@@ -241,15 +241,10 @@ where
     loop {
         let resp = match stream.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => {
-                return Err(health
-                    .track::<()>(Err(lost("stream ended".into())))
-                    .unwrap_err());
-            }
-            Err(e) => {
-                let e = lost(super::error::one_line(&e.to_string()));
-                return Err(health.track::<()>(Err(e)).unwrap_err());
-            }
+            // A lost watch is not etcd lost: the member serving it may be gone while
+            // the others serve on. The read that follows tells (and reports it).
+            Ok(None) => return Err(lost("stream ended".into())),
+            Err(e) => return Err(lost(super::error::one_line(&e.to_string()))),
         };
         if resp.canceled() || resp.compact_revision() > 0 {
             return Err(lost(format!(

@@ -771,6 +771,10 @@ impl Store for EtcdStore {
     fn health(&self) -> Option<Arc<dyn StoreHealth>> {
         Some(self.etcd.health().clone())
     }
+
+    fn vap_grace(&self) -> Option<Duration> {
+        Some(self.etcd.settings().vap_grace())
+    }
 }
 
 struct EtcdWatcher {

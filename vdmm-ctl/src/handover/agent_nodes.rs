@@ -14,15 +14,22 @@
 //!
 //! An agent that does not answer is the node's error: the mover never writes behind the
 //! back of an agent the cluster file names (its next reconcile would undo that).
+//!
+//! An agent on etcd keeps a vAP as its shared location ([`super::follow`]): the install
+//! on the target is the same request (it moves the location), and the anchor's switch,
+//! the source's forwarding and its removal after its grace period are made by the
+//! agents themselves, so those steps wait for them in the maps instead of asking.
 
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use super::{
     ClientMac, VapMode, VapRecord,
+    follow::{FOLLOW_TIMEOUT, Following, wait_until},
     netns_nodes::{NetnsAnchor, NetnsApHost},
     nodes::{Anchor, ApHost, NodeError, NodeResult},
 };
@@ -48,6 +55,7 @@ pub fn ap_host(node: &Node) -> Arc<dyn ApHost> {
         Some(socket) => Arc::new(AgentApHost {
             maps,
             socket: socket.clone(),
+            following: Following::default(),
         }),
         None => Arc::new(maps),
     }
@@ -60,6 +68,7 @@ pub fn anchor(node: &Node) -> Arc<dyn Anchor> {
         Some(socket) => Arc::new(AgentAnchor {
             maps,
             socket: socket.clone(),
+            following: Following::default(),
         }),
         None => Arc::new(maps),
     }
@@ -67,7 +76,7 @@ pub fn anchor(node: &Node) -> Arc<dyn Anchor> {
 
 /// Sends `request` to the agent at `socket`; its refusal is an [`Error::Agent`] whose
 /// text is the agent's.
-fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, Error> {
+pub(super) fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, Error> {
     let mut client = Client::connect(socket)?.ok_or_else(|| {
         Error::Agent(format!(
             "no agent answers on {} (the cluster file names it as this node's agent)",
@@ -117,11 +126,32 @@ fn resolve(node: &Node, socket: &Path, addr: IpAddr) -> NodeResult<()> {
 pub struct AgentApHost {
     maps: NetnsApHost,
     socket: PathBuf,
+    following: Following,
 }
 
 impl AgentApHost {
     fn node(&self) -> &Node {
         &self.maps.node
+    }
+
+    /// Waits until the host's maps hold the client's vAP forwarding to `locator`.
+    fn wait_forwarding(&self, client: ClientMac, locator: IpAddr) -> NodeResult<()> {
+        let what = format!("forwarding the vAP of {client} to {locator}");
+        wait_until(self.node(), &what, FOLLOW_TIMEOUT, || {
+            Ok(match self.maps.vap(client)? {
+                Some((_, VapMode::Forward(l))) if l == locator => None,
+                Some((_, mode)) => Some(format!("{mode:?}")),
+                None => Some("no vAP".into()),
+            })
+        })
+    }
+
+    /// Waits until the host's maps hold no vAP of the client (after `grace`).
+    fn wait_removed(&self, client: ClientMac, grace: Duration) -> NodeResult<()> {
+        let what = format!("removing the vAP of {client} after its grace period");
+        wait_until(self.node(), &what, grace + FOLLOW_TIMEOUT, || {
+            Ok(self.maps.vap(client)?.map(|(_, mode)| format!("{mode:?}")))
+        })
     }
 
     /// True when the host's maps hold a vAP for `client`.
@@ -167,6 +197,19 @@ impl ApHost for AgentApHost {
     }
 
     fn set_mode(&self, client: ClientMac, mode: VapMode) -> NodeResult<()> {
+        if self.follows_location()?.is_some() {
+            return match mode {
+                VapMode::Forward(locator) => self.wait_forwarding(client, locator),
+                // Serving again is the location back here.
+                VapMode::Serve => match self.maps.vap(client)? {
+                    Some((vap, _)) => self.install(&vap),
+                    None => Err(NodeError::new(
+                        self.name(),
+                        format!("no vAP of {client} here to serve again"),
+                    )),
+                },
+            };
+        }
         let op = Op::VapForward {
             client: Mac(client.0),
             to: match mode {
@@ -179,6 +222,9 @@ impl ApHost for AgentApHost {
     }
 
     fn remove(&self, client: ClientMac) -> NodeResult<()> {
+        if let Some(grace) = self.follows_location()? {
+            return self.wait_removed(client, grace);
+        }
         let client = Mac(client.0);
         match apply(self.node(), &self.socket, vec![Op::VapDelete { client }]) {
             Ok(()) => Ok(()),
@@ -191,12 +237,17 @@ impl ApHost for AgentApHost {
     fn resolve_neighbour(&self, addr: IpAddr) -> NodeResult<()> {
         resolve(self.node(), &self.socket, addr)
     }
+
+    fn follows_location(&self) -> NodeResult<Option<Duration>> {
+        self.following.get(self.node(), &self.socket)
+    }
 }
 
 /// An anchor managed by its agent.
 pub struct AgentAnchor {
     maps: NetnsAnchor,
     socket: PathBuf,
+    following: Following,
 }
 
 impl Anchor for AgentAnchor {
@@ -214,6 +265,17 @@ impl Anchor for AgentAnchor {
 
     fn bind(&self, home: Prefix, locator: IpAddr) -> NodeResult<()> {
         let node = &self.maps.node;
+        if self.following.get(node, &self.socket)?.is_some() {
+            // The binding follows the client's location.
+            let what = format!("binding {home} to {locator}");
+            return wait_until(node, &what, FOLLOW_TIMEOUT, || {
+                Ok(match self.maps.binding(home)? {
+                    Some(l) if l == locator => None,
+                    Some(l) => Some(format!("bound to {l}")),
+                    None => Some("unbound".into()),
+                })
+            });
+        }
         // Keep the binding's outer source when the locator's family allows it.
         let source = Dataplane::open(&PinDir::new(&node.pin_dir))
             .and_then(|dp| dp.binding(&home))
@@ -308,12 +370,16 @@ mod tests {
 
     const C: ClientMac = ClientMac([2, 0, 0, 0, 0x20, 0x10]);
     const APPLIED: &str = r#"{"ok":true,"result":{"revision":2,"changes":1,"errors":[]}}"#;
+    /// `status` of an agent on the embedded store (the first request to a node's agent).
+    const EMBEDDED: &str =
+        r#"{"ok":true,"result":{"store":"file /var/lib/vdmm/state.jsonl","vap_grace_ms":null}}"#;
 
     #[test]
     fn steps_become_agent_requests_for_the_nodes_pin_dir() {
         let agent = FakeAgent::start(
             "steps",
             vec![
+                EMBEDDED,
                 APPLIED,
                 APPLIED,
                 r#"{"ok":true,"result":{"next_hop":"192.0.2.1","dev":"ap-u","before":"none","state":"reachable","elapsed_ms":0.3}}"#,
@@ -326,6 +392,9 @@ mod tests {
         host.resolve_neighbour("192.0.2.1".parse().unwrap())
             .unwrap();
         let seen = agent.seen();
+        // Asked once whether vAPs follow a shared location.
+        assert_eq!(seen[0], serde_json::json!({"request":"status"}));
+        let seen = &seen[1..];
         assert_eq!(seen[0]["request"], "apply");
         assert_eq!(seen[0]["pin_dir"], "/run/vdmm/ap2");
         assert_eq!(
@@ -344,6 +413,7 @@ mod tests {
         let agent = FakeAgent::start(
             "errors",
             vec![
+                EMBEDDED,
                 r#"{"ok":false,"error":"no vAP for client 02:00:00:00:20:10"}"#,
                 r#"{"ok":false,"error":"the vAP table is full (at most 4096)"}"#,
                 r#"{"ok":true,"result":{"revision":3,"errors":["vap 02:00:00:00:20:10: cannot write"]}}"#,
@@ -359,6 +429,24 @@ mod tests {
             "ap2: the agent stored the change but could not write its maps: \
              vap 02:00:00:00:20:10: cannot write"
         );
+    }
+
+    #[test]
+    fn an_agent_on_etcd_is_asked_once_and_its_grace_period_kept() {
+        let agent = FakeAgent::start(
+            "follows",
+            vec![
+                r#"{"ok":true,"result":{"store":"etcd http://127.0.0.1:2379 prefix /vdmm node ap2","vap_grace_ms":1000}}"#,
+            ],
+        );
+        let host = ap_host(&node(&agent.socket));
+        for _ in 0..2 {
+            assert_eq!(
+                host.follows_location().unwrap(),
+                Some(std::time::Duration::from_secs(1))
+            );
+        }
+        assert_eq!(agent.seen().len(), 1);
     }
 
     #[test]

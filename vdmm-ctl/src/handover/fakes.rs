@@ -53,6 +53,8 @@ pub struct FakeHost {
     pub gate: Mutex<Option<mpsc::Receiver<()>>>,
     /// `install` sends here when it starts waiting.
     pub waiting: Mutex<Option<mpsc::Sender<()>>>,
+    /// What [`ApHost::follows_location`] answers (an agent on etcd: `Some(grace)`).
+    pub follows: Option<Duration>,
     pub journal: Journal,
 }
 
@@ -66,6 +68,7 @@ impl FakeHost {
             half_apply: false,
             gate: Mutex::default(),
             waiting: Mutex::default(),
+            follows: None,
             journal: Arc::clone(journal),
         }
     }
@@ -148,6 +151,9 @@ impl ApHost for FakeHost {
         self.failing(Op::Resolve)?;
         self.log(format!("resolve {addr}"));
         Ok(())
+    }
+    fn follows_location(&self) -> NodeResult<Option<Duration>> {
+        Ok(self.follows)
     }
 }
 

@@ -12,12 +12,14 @@
 //! the real implementations over the pinned maps of nodes that share this machine (one
 //! network namespace and pin directory each, as described by [`crate::cluster`]), and
 //! [`agent_nodes`] those of nodes whose agent manages their maps (changes go through its
-//! API, so its reconciles keep a move).
+//! API, so its reconciles keep a move); [`follow`] the waits for nodes whose agent keeps
+//! vAPs as shared locations in etcd (a move is one write there, the nodes follow it).
 //! [`inflight`] refuses a second move of a client whose move runs; [`stats`] counts the
 //! outcomes and persists them for the Prometheus exporter.
 
 pub mod agent_nodes;
 pub mod clock;
+pub mod follow;
 pub mod inflight;
 pub mod mover;
 pub mod netns_nodes;

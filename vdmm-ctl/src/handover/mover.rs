@@ -13,7 +13,16 @@
 //! source serving again): the client stays reachable on the source. A failure in 4 leaves
 //! the client on the target and the source's state behind, and says so. Moves that cannot
 //! start (unknown AP host or client, already there, another move of the client running,
-//! no anchor) are refused before anything changes. Every outcome is counted.
+//! no anchor, source and target on different kinds of store) are refused before anything
+//! changes. Every outcome is counted.
+//!
+//! When the AP hosts' vAPs follow a shared location record (agents on etcd,
+//! [`ApHost::follows_location`]), the install on the target is the one write of the move
+//! (it rewrites the location) and steps 2-4 are the nodes following it: the mover waits
+//! for each, so the phases and the report are the same. The paths are resolved before
+//! that write, since the anchor switches as soon as it sees it; the source's grace period
+//! is its agent's. A rollback moves the location back to the source (its agent writes
+//! it), and the anchor and the target follow.
 
 use std::{
     net::IpAddr,
@@ -45,6 +54,11 @@ pub enum MoveError {
     NoAnchor { client: ClientMac, anchor: IpAddr },
     #[error("cannot read the cluster's state: {0}")]
     NodeUnreadable(NodeError),
+    #[error(
+        "{source_host} and {target} keep their vAPs differently (one follows a shared location \
+         record, as agents on etcd do, the other not): a move between them is not possible"
+    )]
+    MixedStores { source_host: String, target: String },
     #[error("move of {client} to {to} failed in {phase} ({error}); {rollback}")]
     Failed {
         client: ClientMac,
@@ -66,6 +80,7 @@ impl MoveError {
             MoveError::InProgress(_) => Refusal::InProgress,
             MoveError::NoAnchor { .. } => Refusal::NoAnchor,
             MoveError::NodeUnreadable(_) => Refusal::NodeUnreadable,
+            MoveError::MixedStores { .. } => Refusal::MixedStores,
             MoveError::Failed { .. } => return None,
         })
     }
@@ -221,16 +236,33 @@ impl Mover {
             let loc = anchor.binding(*h).map_err(MoveError::NodeUnreadable)?;
             previous.push((*h, loc));
         }
+        let follows = target
+            .follows_location()
+            .map_err(MoveError::NodeUnreadable)?;
+        let source_follows = source
+            .follows_location()
+            .map_err(MoveError::NodeUnreadable)?;
+        if follows.is_some() != source_follows.is_some() {
+            return Err(MoveError::MixedStores {
+                source_host: source.name().to_string(),
+                target: to.to_string(),
+            });
+        }
+        // On a shared store the source forwards for its own agent's grace period.
+        let grace = source_follows.unwrap_or(grace);
 
         self.record(Event::Started);
         let mut run = Run {
             client,
             to,
+            vap: &vap,
             source: source.as_ref(),
             target: target.as_ref(),
             anchor: anchor.as_ref(),
             switched: Vec::new(),
             previous,
+            follows: follows.is_some(),
+            moved: false,
         };
         let mut phases = Vec::new();
         let mut mark = t0;
@@ -244,12 +276,24 @@ impl Mover {
         // 1. prepare the target, and the paths to it: the anchor's and the source's
         //    neighbour entries toward the target's locator, the target's toward the
         //    anchor (the client's uplink), so no first packet waits for a resolution.
+        //    Following a shared location, the install is the write the other nodes
+        //    follow at once: the paths first.
         let tloc = target.locator();
-        let prepared = target
-            .install(&vap)
-            .and_then(|()| anchor.resolve_neighbour(tloc))
-            .and_then(|()| source.resolve_neighbour(tloc))
-            .and_then(|()| target.resolve_neighbour(vap.anchor));
+        let paths = || {
+            anchor
+                .resolve_neighbour(tloc)
+                .and_then(|()| source.resolve_neighbour(tloc))
+                .and_then(|()| target.resolve_neighbour(vap.anchor))
+        };
+        let prepared = if run.follows {
+            paths().and_then(|()| {
+                target.install(&vap)?;
+                run.moved = true;
+                Ok(())
+            })
+        } else {
+            target.install(&vap).and_then(|()| paths())
+        };
         if let Err(e) = prepared {
             return Err(run.fail(Phase::Prepare, e));
         }
@@ -267,7 +311,9 @@ impl Mover {
             return Err(run.fail(Phase::ForwardSource, e));
         }
         lap(Phase::ForwardSource, self.clock.as_ref());
-        self.clock.sleep(grace);
+        if !run.follows {
+            self.clock.sleep(grace);
+        }
         // 4. remove the source's state: no rollback past this point.
         if let Err(e) = source.remove(client) {
             return Err(MoveError::Failed {
@@ -302,6 +348,7 @@ impl Mover {
 struct Run<'a> {
     client: ClientMac,
     to: &'a str,
+    vap: &'a VapRecord,
     source: &'a dyn ApHost,
     target: &'a dyn ApHost,
     anchor: &'a dyn Anchor,
@@ -309,12 +356,19 @@ struct Run<'a> {
     switched: Vec<Prefix>,
     /// Each home's locator before the move.
     previous: Vec<(Prefix, Option<IpAddr>)>,
+    /// The nodes follow a shared location record.
+    follows: bool,
+    /// Following: the target's install (the location's move) went through.
+    moved: bool,
 }
 
 impl Run<'_> {
     /// Undoes phases 1-3 after `phase` failed with `error`: the source serves again, the
     /// anchor's bindings point where they did, the target's vAP is removed.
     fn fail(&self, phase: Phase, error: NodeError) -> MoveError {
+        if self.follows {
+            return self.fail_following(phase, error);
+        }
         let mut problems = Vec::new();
         if phase == Phase::ForwardSource
             && let Err(e) = self.source.set_mode(self.client, VapMode::Serve)
@@ -339,6 +393,10 @@ impl Run<'_> {
         if let Err(e) = self.target.remove(self.client) {
             problems.push(e.to_string());
         }
+        self.failed(phase, error, problems)
+    }
+
+    fn failed(&self, phase: Phase, error: NodeError, problems: Vec<String>) -> MoveError {
         let rollback = if problems.is_empty() {
             format!("rolled back: the client stays on {}", self.source.name())
         } else {
@@ -351,5 +409,45 @@ impl Run<'_> {
             error,
             rollback,
         }
+    }
+
+    /// The rollback when the nodes follow the vAP's location: when it moved (the install
+    /// went through, or the source forwards, so a failed install's write landed after
+    /// all), the source's agent writes it back to the source, and the mover waits for
+    /// the anchor's bindings to point there again; the target follows by itself
+    /// (forwarding to the source for its grace period, then removing the vAP).
+    fn fail_following(&self, phase: Phase, error: NodeError) -> MoveError {
+        let forwarding = matches!(
+            self.source.vap(self.client),
+            Ok(Some((_, VapMode::Forward(_))))
+        );
+        if !self.moved && !forwarding {
+            return MoveError::Failed {
+                client: self.client,
+                to: self.to.to_string(),
+                phase,
+                error,
+                rollback: format!(
+                    "the location did not move: the client stays on {}",
+                    self.source.name()
+                ),
+            };
+        }
+        let mut problems = Vec::new();
+        match self.source.install(self.vap) {
+            Ok(()) => {
+                for (h, before) in &self.previous {
+                    let back = before.unwrap_or_else(|| self.source.locator());
+                    if let Err(e) = self.anchor.bind(*h, back) {
+                        problems.push(e.to_string());
+                    }
+                }
+            }
+            Err(e) => problems.push(format!(
+                "the location still names {}: {e}",
+                self.target.name()
+            )),
+        }
+        self.failed(phase, error, problems)
     }
 }

@@ -350,3 +350,107 @@ fn source_failing_to_remove_leaves_the_client_on_the_target_and_says_so() {
     assert_eq!((s.started, s.completed), (1, 0));
     assert_eq!(s.failed.get("remove_source"), Some(&1));
 }
+
+/// AP hosts whose agents follow the vAP's location (etcd), with a grace period of 1 s.
+fn following_world() -> World {
+    world(|h| {
+        for h in h.iter_mut() {
+            h.follows = Some(Duration::from_secs(1));
+        }
+    })
+}
+
+#[test]
+fn following_a_location_resolves_the_paths_before_the_one_write_and_waits_for_the_rest() {
+    let w = following_world();
+    let m = w.mover();
+    let r = m.move_client(C, "ap2", GRACE).expect("move");
+    // The install (the location's write) comes after the paths are resolved: the anchor
+    // switches as soon as it sees it. The rest are the nodes following it (waits).
+    assert_eq!(
+        w.journal(),
+        [
+            "gw1 resolve 192.0.2.12",
+            "ap1 resolve 192.0.2.12",
+            "ap2 resolve 192.0.2.1",
+            "ap2 install 02:00:00:00:00:10",
+            "gw1 bind 10.20.0.10/32 -> 192.0.2.12",
+            "gw1 bind fd20::10/128 -> 192.0.2.12",
+            "ap1 mode 02:00:00:00:00:10 Forward(192.0.2.12)",
+            "ap1 remove 02:00:00:00:00:10",
+        ]
+    );
+    // The mover does not sleep: the source's agent keeps its own grace period, which the
+    // report names instead of --grace-ms.
+    assert_eq!(r.total, Duration::ZERO);
+    assert_eq!(r.grace, Duration::from_secs(1));
+    assert_eq!(r.phases.iter().map(|p| p.0).collect::<Vec<_>>(), Phase::ALL);
+    assert_eq!(m.stats().completed, 1);
+}
+
+#[test]
+fn following_a_failed_install_moved_nothing_and_rolls_nothing_back() {
+    let w = following_world();
+    *w.ap[1].fail.lock().unwrap() = Some(Op::Install);
+    let e = w.mover().move_client(C, "ap2", GRACE).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("the location did not move: the client stays on ap1"),
+        "{e}"
+    );
+    assert!(
+        !w.journal()
+            .iter()
+            .any(|l| l.contains("bind") || l.contains("mode")),
+        "{:?}",
+        w.journal()
+    );
+    w.assert_on_ap1();
+}
+
+#[test]
+fn following_an_anchor_that_does_not_follow_moves_the_location_back_to_the_source() {
+    let w = following_world();
+    *w.anchor.fail_home.lock().unwrap() = Some("fd20::10/128".parse().unwrap());
+    let e = w.mover().move_client(C, "ap2", GRACE).unwrap_err();
+    let MoveError::Failed {
+        phase, rollback, ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(*phase, Phase::SwitchAnchor);
+    // The rollback is the source's install (the location back there); the target is
+    // left to follow (it forwards for its grace period, then removes the vAP).
+    let j = w.journal();
+    let at = j
+        .iter()
+        .position(|l| l == "gw1 bind fd20::10/128 FAILED")
+        .unwrap();
+    assert_eq!(
+        j[at + 1..],
+        [
+            "ap1 install 02:00:00:00:00:10",
+            "gw1 bind 10.20.0.10/32 -> 192.0.2.11",
+            "gw1 bind fd20::10/128 FAILED",
+        ],
+        "{j:?}"
+    );
+    // The IPv6 home cannot be awaited either (the fake anchor refuses it): said so.
+    assert!(
+        rollback.starts_with("rollback incomplete: gw1: "),
+        "{rollback}"
+    );
+    assert!(!j.iter().any(|l| l.starts_with("ap2 remove")), "{j:?}");
+}
+
+#[test]
+fn a_move_between_a_following_host_and_one_that_is_not_is_refused() {
+    let w = world(|h| h[1].follows = Some(Duration::from_secs(1)));
+    let m = w.mover();
+    let e = m.move_client(C, "ap2", GRACE).unwrap_err();
+    assert!(matches!(e, MoveError::MixedStores { .. }), "{e}");
+    assert!(w.journal().is_empty(), "{:?}", w.journal());
+    let s = m.stats();
+    assert_eq!((s.started, s.refused.get("mixed_stores")), (0, Some(&1)));
+}

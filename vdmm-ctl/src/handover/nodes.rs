@@ -2,7 +2,7 @@
 //! vAPs) and anchors (which hold the bindings of the clients' home addresses). The real
 //! implementations are in [`super::netns_nodes`]; the tests use fakes.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use super::{ClientMac, VapMode, VapRecord};
 use crate::addr::Prefix;
@@ -43,6 +43,14 @@ pub trait ApHost: Send + Sync {
     /// Resolves the host's neighbour entry for the next hop toward `addr` (waiting until
     /// it is usable), so its first packets there take the data plane's fast path.
     fn resolve_neighbour(&self, addr: IpAddr) -> NodeResult<()>;
+    /// `Some(grace)` when the host's vAPs follow a shared location record (its agent
+    /// runs on etcd): [`ApHost::install`] moves the vAP's location here, and the anchor
+    /// and the host the vAP left follow by themselves (the latter forwarding for
+    /// `grace`, then removing it); [`ApHost::set_mode`] to forward, [`ApHost::remove`]
+    /// and [`Anchor::bind`] then wait until they did instead of making the change.
+    fn follows_location(&self) -> NodeResult<Option<Duration>> {
+        Ok(None)
+    }
 }
 
 /// A mobility anchor: owns home prefixes, binds home addresses to locators.

@@ -59,16 +59,18 @@ pub enum Refusal {
     InProgress,
     NoAnchor,
     NodeUnreadable,
+    MixedStores,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::UnknownAp,
         Refusal::UnknownClient,
         Refusal::AlreadyThere,
         Refusal::InProgress,
         Refusal::NoAnchor,
         Refusal::NodeUnreadable,
+        Refusal::MixedStores,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +81,7 @@ impl Refusal {
             Refusal::InProgress => "in_progress",
             Refusal::NoAnchor => "no_anchor",
             Refusal::NodeUnreadable => "node_unreadable",
+            Refusal::MixedStores => "mixed_stores",
         }
     }
 }

@@ -22,12 +22,15 @@
 //! a full checksum; an incoming error with a bad checksum is dropped.
 //!
 //! Verifier notes (why the code is shaped like this): the steps are BPF subprograms
-//! (`select`, `prepare`, `finish`, `rewrite`, and in `sub` the checksum sum, the IPv6
-//! extension header walk and the FIB look-up) that hand their results over in the
-//! scratch map, whose contents the verifier does not track, so the paths of one step do
-//! not multiply the states of the next (inline, the program exceeded 1M instructions).
-//! The ICMP error functions have the largest frames and call no further subprogram, so
-//! the call chain stays within 512 bytes of stack. Subprograms that only read the frame
+//! (`select`, `prepare`, `finish`, and in `sub` the checksum sum and the IPv6 extension
+//! header walk) that hand their results over in the scratch map, whose contents the
+//! verifier does not track, so the paths of one step do not multiply the states of the
+//! next (inline, the program exceeded 1M instructions). The ICMP error functions have
+//! the largest frames and call no further subprogram, so the call chain stays within 512
+//! bytes of stack. Each subprogram call costs time on every packet (see
+//! docs/ebpf-notes.md), so what can be inline is: the final `rewrite` (nothing follows
+//! it), the route and "forwarded?" look-ups (`sub::route`, `sub::v4_forwarded`), and
+//! the walk when there is no extension header. Subprograms that only read the frame
 //! take `data` / `data_end` with volatile loads (`sub::frame_of`): otherwise LLVM turns
 //! the context argument into packet-pointer arguments, which the verifier rejects.
 //!
@@ -69,6 +72,7 @@ pub use sub::{LocalKey, LocalValue};
 mod icmp;
 mod v4_to_v6;
 mod v6_to_v4;
+mod wire;
 
 pub use v4_to_v6::from_ipv4;
 pub use v6_to_v4::from_ipv6;
@@ -137,6 +141,19 @@ pub struct Scratch {
     /// `bpf_fib_lookup` parameters (in map memory: the stack is too small for them at the
     /// depth the translator calls the FIB).
     pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    /// IPv6 source / destination of the translated (4->6) packet. The addresses come
+    /// first, 4-byte aligned: `wire` reads them as words.
+    pub src6: [u8; 16],
+    pub dst6: [u8; 16],
+    /// IPv6 addresses of the packet inside a translated ICMPv4 error.
+    pub isrc6: [u8; 16],
+    pub idst6: [u8; 16],
+    /// IPv4 source / destination of the translated (6->4) packet.
+    pub src4: [u8; 4],
+    pub dst4: [u8; 4],
+    /// IPv4 addresses of the packet inside a translated ICMPv6 error.
+    pub isrc4: [u8; 4],
+    pub idst4: [u8; 4],
     /// Ethernet addresses to write on the translated frame (the FIB's, or the received
     /// ones when the packet goes to the kernel).
     pub dmac: u64,
@@ -198,18 +215,6 @@ pub struct Scratch {
     pub zeros: [u8; 128],
     /// IPv4 options of the received packet (RFC 7915 4.1 source route check).
     pub opts: [u8; vdmm_common::translate::header::IPV4_OPTIONS_BUF],
-    /// IPv6 source / destination of the translated (4->6) packet.
-    pub src6: [u8; 16],
-    pub dst6: [u8; 16],
-    /// IPv6 addresses of the packet inside a translated ICMPv4 error.
-    pub isrc6: [u8; 16],
-    pub idst6: [u8; 16],
-    /// IPv4 source / destination of the translated (6->4) packet.
-    pub src4: [u8; 4],
-    pub dst4: [u8; 4],
-    /// IPv4 addresses of the packet inside a translated ICMPv6 error.
-    pub isrc4: [u8; 4],
-    pub idst4: [u8; 4],
     /// Fields of an inner header (ICMP error), kept across the resize.
     pub in_tos: u8,
     pub in_ttl: u8,
@@ -230,6 +235,32 @@ pub struct Scratch {
     /// that its checksum needs no second pass over the payload (`icmp`).
     pub msg_sum: u32,
 }
+
+/// Makes the frame `want` bytes long (cuts Ethernet padding or what an ICMP error may not
+/// carry; grows only behind an RFC 4884 extension). The usual case, a frame that already
+/// has that length, is seen by a pointer comparison: no helper call. False when the
+/// kernel refuses the change.
+#[inline(always)]
+pub fn resize_frame(ctx: &aya_ebpf::programs::XdpContext, want: usize) -> bool {
+    let frame = crate::packet::Frame::new(ctx);
+    if want <= crate::packet::MAX_OFFSET && frame.start + want == frame.end {
+        return true;
+    }
+    let have = crate::packet::frame_len(ctx);
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) == 0
+    }
+}
+
+// `wire` reads and writes the addresses as aligned words.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(core::mem::align_of::<Scratch>() >= 4);
+    assert!(offset_of!(Scratch, src6) % 4 == 0 && offset_of!(Scratch, dst6) % 4 == 0);
+    assert!(offset_of!(Scratch, isrc6) % 4 == 0 && offset_of!(Scratch, idst6) % 4 == 0);
+    assert!(offset_of!(Scratch, src4) % 4 == 0 && offset_of!(Scratch, dst4) % 4 == 0);
+    assert!(offset_of!(Scratch, isrc4) % 4 == 0 && offset_of!(Scratch, idst4) % 4 == 0);
+};
 
 /// `Scratch::flags`: DF set; UDP checksum zero to compute; first fragment (or whole).
 pub const FLAG_DF: u8 = 1;

@@ -1,10 +1,6 @@
 //! RFC 7915 section 4: IPv4 -> IPv6 in XDP.
 
-use aya_ebpf::{
-    bindings::xdp_md,
-    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use vdmm_common::{
     Action, Reason, TunnelKind,
     translate::{
@@ -16,18 +12,17 @@ use vdmm_common::{
 
 use super::{
     FLAG_DF, FLAG_FIRST, FLAG_UDP_ZERO, ICMP_ERROR, PROCEED, SEND_ICMP, Scratch, UDP_SUM_MAX,
-    addr::{eam_4to6, map_4to6, pool6_4to6, sum4, sum6},
-    icmp, recorded_error, send_error, sub,
+    addr::{eam_4to6, map_4to6, pool6_4to6},
+    icmp, recorded_error, resize_frame, send_error, sub, wire,
 };
 use crate::{
-    checksum::words,
     classify::valid_ipv4,
     counters::Verdict,
     forward,
     headers::*,
     icmp_error::{self, IcmpError},
     maps::{XLAT_CONFIG, XLAT_SCRATCH, config},
-    packet::{Frame, frame_len, get16, put16, put32},
+    packet::{Frame, get16, put16, put32},
     tunnel::Inner,
 };
 
@@ -157,7 +152,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     let ihl = ip.ihl();
     // RFC 1812 5.2.2: a router verifies the header checksum (in line without options).
     let header_sum = if ihl == IPV4_HLEN {
-        words::<IPV4_HLEN>(p)
+        wire::sum::<IPV4_HLEN>(p)
     } else if sub::sum::<60>(ctx.ctx, s, ETH_HLEN as u32, ihl as u32) == 0 {
         s.sum
     } else {
@@ -344,8 +339,8 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
         _ => return drop(Reason::FibUnreachable).0,
     }
 
-    let old = sum4(u32::from_be_bytes(s.src4)) + sum4(u32::from_be_bytes(s.dst4));
-    let new = sum6(s.src6.as_ptr()) + sum6(s.dst6.as_ptr());
+    let old = wire::sum_words::<4>(s.src4.as_ptr()) + wire::sum_words::<4>(s.dst4.as_ptr());
+    let new = wire::sum_words::<16>(s.src6.as_ptr()) + wire::sum_words::<16>(s.dst6.as_ptr());
     let frame = Frame::new(xdp);
     if s.flags & FLAG_FIRST != 0 {
         match s.next {
@@ -353,7 +348,7 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                 let Some(c) = frame.ptr(l4 + 16, 2) else {
                     return drop(Reason::Malformed).0;
                 };
-                put16(c, update(get16(c), old, new));
+                wire::st16(c, update(wire::ld16(c), old, new));
             }
             IPPROTO_UDP => {
                 if s.flags & FLAG_UDP_ZERO != 0 {
@@ -370,22 +365,22 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                     let Some(c) = frame.ptr(l4 + 6, 2) else {
                         return drop(Reason::Malformed).0;
                     };
-                    put16(c, udp_mangle_zero(update(get16(c), old, new)));
+                    wire::st16(c, udp_mangle_zero(update(wire::ld16(c), old, new)));
                 }
             }
             IPPROTO_ICMP => {
                 let Some(h) = frame.ptr(l4, 4) else {
                     return drop(Reason::Malformed).0;
                 };
-                let old_tc = get16(h) as u32;
+                let old_tc = wire::ld16(h) as u32;
                 let pseudo = new + l4_len as u32 + IPPROTO_ICMPV6 as u32;
                 let c = update(
-                    get16(unsafe { h.add(2) }),
+                    wire::ld16(unsafe { h.add(2) }),
                     old_tc,
                     s.icmp_tc as u32 + pseudo,
                 );
-                put16(h, s.icmp_tc);
-                put16(unsafe { h.add(2) }, c);
+                wire::st16(h, s.icmp_tc);
+                wire::st16(unsafe { h.add(2) }, c);
             }
             _ => {}
         }
@@ -439,13 +434,13 @@ fn from_frag_path(ctx: &XdpContext, cfg: &XlatConfig) -> bool {
 }
 
 /// Resizes the frame and writes Ethernet, IPv6 (and fragment) headers from `s`.
-#[inline(never)]
+#[inline(always)]
 fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let fh = if s.frag != 0 { 8 } else { 0 };
     let want = ETH_HLEN + s.total as usize;
-    let have = frame_len(ctx);
-    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    // Ethernet padding cut (the IP packet is inside the frame: `select` checked).
+    if !resize_frame(ctx, want) {
         return aborted();
     }
     let delta = (s.old_hdr as i32 & 0xff) - (IPV6_HLEN + fh) as i32;
@@ -456,9 +451,9 @@ fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let Some(p) = frame.ptr(0, ETH_HLEN + IPV6_HLEN) else {
         return aborted();
     };
-    Ipv6(unsafe { p.add(ETH_HLEN) }).write(
+    wire::put_ipv6(
+        unsafe { p.add(ETH_HLEN) },
         s.tos,
-        0,
         (fh + s.payload as usize) as u16,
         if s.frag != 0 {
             IPPROTO_FRAGMENT
@@ -481,7 +476,7 @@ fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
         put16(unsafe { f.add(2) }, s.frag_word);
         put32(unsafe { f.add(4) }, s.id);
     }
-    Eth(p).write(s.dmac, s.smac, ETH_P_IPV6);
+    wire::put_eth(p, s.dmac, s.smac, ETH_P_IPV6);
     if s.resolved != 0 {
         forward::out(ctx, s.ifindex, Reason::Translated, KIND)
     } else {

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
 use vdmm_common::{
@@ -17,8 +17,8 @@ use vdmm_common::{
 
 use super::{
     FLAG_DF, FLAG_FIRST, ICMP_ERROR, PROCEED, SEND_ICMP, Scratch,
-    addr::{illegal_source6, map_6to4, sum4, sum6},
-    icmp, recorded_error, send_error, sub,
+    addr::{illegal_source6, map_6to4},
+    icmp, recorded_error, resize_frame, send_error, sub, wire,
 };
 use crate::{
     classify::valid_ipv6,
@@ -27,7 +27,7 @@ use crate::{
     headers::*,
     icmp_error::{self, IcmpError},
     maps::{XLAT_CONFIG, XLAT_SCRATCH, config},
-    packet::{Frame, frame_len, get16, get32, put16},
+    packet::{Frame, get16, get32},
     tunnel::Inner,
 };
 
@@ -223,12 +223,18 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         return drop(Reason::Malformed);
     };
     let ip = Ipv6(p);
-    match sub::walk_into(
-        ctx.ctx,
-        s,
-        ip.next_header() as u32,
-        (ETH_HLEN + IPV6_HLEN) as u32,
+    let nh = ip.next_header();
+    let walked = if matches!(
+        nh,
+        IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT
     ) {
+        sub::walk_into(ctx.ctx, s, nh as u32, (ETH_HLEN + IPV6_HLEN) as u32)
+    } else {
+        // No extension header (the usual case): what the walk would find, without its
+        // subprogram call.
+        sub::no_extension_headers(s, nh, (ETH_HLEN + IPV6_HLEN) as u16)
+    };
+    match walked {
         sub::WALK_OK => {}
         // RFC 7915 5.1.1 / 5.4: an extension header after the fragment header (or too
         // many of them): administratively prohibited.
@@ -363,7 +369,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
     s.payload = l4_len as u16;
     s.total4 = total4 as u16;
     s.icmp_tc = new_type_code;
-    s.sum = sum6(ip.src_ptr()) + sum6(ip.dst_ptr());
+    s.sum = wire::sum::<16>(ip.src_ptr()) + wire::sum::<16>(ip.dst_ptr());
     Verdict(PROCEED)
 }
 
@@ -401,7 +407,7 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
         _ => return drop(Reason::FibUnreachable).0,
     }
 
-    let new = sum4(u32::from_be_bytes(s.src4)) + sum4(u32::from_be_bytes(s.dst4));
+    let new = wire::sum_words::<4>(s.src4.as_ptr()) + wire::sum_words::<4>(s.dst4.as_ptr());
     let frame = Frame::new(xdp);
     if s.flags & FLAG_FIRST != 0 {
         match s.next {
@@ -409,27 +415,27 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
                 let Some(c) = frame.ptr(l4 + 16, 2) else {
                     return drop(Reason::Malformed).0;
                 };
-                put16(c, update(get16(c), old, new));
+                wire::st16(c, update(wire::ld16(c), old, new));
             }
             IPPROTO_UDP => {
                 let Some(c) = frame.ptr(l4 + 6, 2) else {
                     return drop(Reason::Malformed).0;
                 };
-                put16(c, udp_mangle_zero(update(get16(c), old, new)));
+                wire::st16(c, udp_mangle_zero(update(wire::ld16(c), old, new)));
             }
             IPPROTO_ICMPV6 => {
                 let Some(h) = frame.ptr(l4, 4) else {
                     return drop(Reason::Malformed).0;
                 };
-                let old_tc = get16(h) as u32;
+                let old_tc = wire::ld16(h) as u32;
                 let pseudo = old + l4_len as u32 + IPPROTO_ICMPV6 as u32;
                 let c = update(
-                    get16(unsafe { h.add(2) }),
+                    wire::ld16(unsafe { h.add(2) }),
                     old_tc + pseudo,
                     s.icmp_tc as u32,
                 );
-                put16(h, s.icmp_tc);
-                put16(unsafe { h.add(2) }, c);
+                wire::st16(h, s.icmp_tc);
+                wire::st16(unsafe { h.add(2) }, c);
             }
             _ => {}
         }
@@ -452,12 +458,12 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
 }
 
 /// Resizes the frame and writes Ethernet and IPv4 headers from `s`.
-#[inline(never)]
+#[inline(always)]
 fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let want = ETH_HLEN + s.total as usize;
-    let have = frame_len(ctx);
-    if have > want && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    // Ethernet padding cut (the IP packet is inside the frame: `select` checked).
+    if !resize_frame(ctx, want) {
         return aborted();
     }
     let delta = (s.old_hdr as i32 & 0xfff) - IPV4_HLEN as i32;
@@ -468,7 +474,8 @@ fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let Some(p) = frame.ptr(0, ETH_HLEN + IPV4_HLEN) else {
         return aborted();
     };
-    Ipv4(unsafe { p.add(ETH_HLEN) }).write(
+    wire::put_ipv4(
+        unsafe { p.add(ETH_HLEN) },
         s.tos,
         s.total4,
         s.id as u16,
@@ -478,7 +485,7 @@ fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
         s.src4.as_ptr(),
         s.dst4.as_ptr(),
     );
-    Eth(p).write(s.dmac, s.smac, ETH_P_IP);
+    wire::put_eth(p, s.dmac, s.smac, ETH_P_IP);
     if s.resolved != 0 {
         forward::out(ctx, s.ifindex, Reason::Translated, KIND)
     } else {
