@@ -50,7 +50,9 @@ pub enum AlbCommand {
         /// Also compute what any placement could reach, from the true signal with
         /// handovers free: the clients' mean signal on their strongest AP, an upper bound
         /// on it at Jain's index >= 0.9, and greedy placements that reach 0.9 (without and
-        /// with no AP above high_util). Every 10th tick after the warm-up; takes seconds.
+        /// with no AP above high_util). Every 10th tick after the warm-up. Also, with
+        /// handovers limited to each policy's count and the future known: an upper bound at
+        /// Jain's index >= 0.9 at every round, and placements reached. Takes seconds.
         #[arg(long)]
         bound: bool,
     },

@@ -43,6 +43,7 @@ use super::{
     addr::{map_4to6, map_6to4, sum4, sum6},
     resize_frame, sub,
     v6_to_v4::Walk,
+    wire,
 };
 use crate::{
     checksum::words,
@@ -573,9 +574,9 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         return aborted;
     }
     let icmp_len = capped - IPV6_HLEN;
-    Ipv6(unsafe { p.add(ETH_HLEN) }).write(
+    wire::put_ipv6(
+        unsafe { p.add(ETH_HLEN) },
         s.tos,
-        0,
         icmp_len as u16,
         IPPROTO_ICMPV6,
         s.hop,
@@ -583,12 +584,13 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.dst6.as_ptr(),
     );
     let icmp = unsafe { p.add(ETH_HLEN + IPV6_HLEN) };
-    put16(icmp, s.icmp_tc);
-    put16(unsafe { icmp.add(2) }, 0);
-    put32(unsafe { icmp.add(4) }, s.icmp_rest);
-    Ipv6(unsafe { icmp.add(ICMP_HLEN) }).write(
+    wire::st16(icmp, s.icmp_tc);
+    wire::st16(unsafe { icmp.add(2) }, 0);
+    wire::st16(unsafe { icmp.add(4) }, (s.icmp_rest >> 16) as u16);
+    wire::st16(unsafe { icmp.add(6) }, s.icmp_rest as u16);
+    wire::put_ipv6(
+        unsafe { icmp.add(ICMP_HLEN) },
         s.in_tos,
-        0,
         s.in_len,
         if s.in_frag != 0 {
             IPPROTO_FRAGMENT
@@ -612,7 +614,7 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     }
     let body = if s.ext_len == 0 {
         // The kept payload's sum (`finish_4to6`) and the headers just written.
-        let mut body = s.msg_sum + words::<{ ICMP_HLEN + IPV6_HLEN }>(icmp);
+        let mut body = s.msg_sum + wire::sum::<{ ICMP_HLEN + IPV6_HLEN }>(icmp);
         if s.in_frag != 0 {
             let Some(f) = frame.ptr(ETH_HLEN + IPV6_HLEN + ICMP_HLEN + IPV6_HLEN, 8) else {
                 return aborted;
@@ -634,18 +636,18 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     };
     let frame = Frame::new(ctx);
     let sum = body
-        + sum6(s.src6.as_ptr())
-        + sum6(s.dst6.as_ptr())
+        + wire::sum_words::<16>(s.src6.as_ptr())
+        + wire::sum_words::<16>(s.dst6.as_ptr())
         + icmp_len as u32
         + IPPROTO_ICMPV6 as u32;
     let Some(c) = frame.ptr(ETH_HLEN + IPV6_HLEN + 2, 2) else {
         return aborted;
     };
-    put16(c, checksum_of(sum));
+    wire::st16(c, checksum_of(sum));
     let Some(e) = frame.ptr(0, ETH_HLEN) else {
         return aborted;
     };
-    Eth(e).write(s.dmac, s.smac, ETH_P_IPV6);
+    wire::put_eth(e, s.dmac, s.smac, ETH_P_IPV6);
     if s.resolved != 0 {
         forward::out(ctx, s.ifindex, Reason::Translated, KIND).0
     } else {
@@ -921,7 +923,8 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         return aborted;
     }
     let icmp = unsafe { p.add(ETH_HLEN + IPV4_HLEN) };
-    Ipv4(unsafe { icmp.add(ICMP_HLEN) }).write(
+    wire::put_ipv4(
+        unsafe { icmp.add(ICMP_HLEN) },
         s.in_tos,
         s.in_len,
         s.in_id as u16,
@@ -931,10 +934,12 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.isrc4.as_ptr(),
         s.idst4.as_ptr(),
     );
-    put16(icmp, s.icmp_tc);
-    put16(unsafe { icmp.add(2) }, 0);
-    put32(unsafe { icmp.add(4) }, s.icmp_rest);
-    Ipv4(unsafe { p.add(ETH_HLEN) }).write(
+    wire::st16(icmp, s.icmp_tc);
+    wire::st16(unsafe { icmp.add(2) }, 0);
+    wire::st16(unsafe { icmp.add(4) }, (s.icmp_rest >> 16) as u16);
+    wire::st16(unsafe { icmp.add(6) }, s.icmp_rest as u16);
+    wire::put_ipv4(
+        unsafe { p.add(ETH_HLEN) },
         s.tos,
         capped as u16,
         s.id as u16,
@@ -946,7 +951,7 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     );
     let body = if s.ext_len == 0 {
         // The kept payload's sum (`finish_6to4`) and the headers just written.
-        s.msg_sum + words::<{ ICMP_HLEN + IPV4_HLEN }>(icmp)
+        s.msg_sum + wire::sum::<{ ICMP_HLEN + IPV4_HLEN }>(icmp)
     } else {
         if sub::sum::<ICMP4_SUM_MAX>(
             ctx.ctx,
@@ -963,11 +968,11 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     let Some(c) = frame.ptr(ETH_HLEN + IPV4_HLEN + 2, 2) else {
         return aborted;
     };
-    put16(c, checksum_of(body));
+    wire::st16(c, checksum_of(body));
     let Some(e) = frame.ptr(0, ETH_HLEN) else {
         return aborted;
     };
-    Eth(e).write(s.dmac, s.smac, ETH_P_IP);
+    wire::put_eth(e, s.dmac, s.smac, ETH_P_IP);
     if s.resolved != 0 {
         forward::out(ctx, s.ifindex, Reason::Translated, KIND).0
     } else {

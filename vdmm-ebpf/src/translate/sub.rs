@@ -1,8 +1,9 @@
-//! The translator's heavy steps as BPF subprograms whose results go to the scratch map
-//! (`Scratch`): a checksum sum, the IPv6 extension header walk, a route look-up. Their
-//! internal paths (loop exits, FIB outcomes) end at their return with a small status
-//! code, and the caller reads the results back from map memory, whose contents the
-//! verifier does not track: the caller's paths join again instead of multiplying.
+//! The translator's heavy steps, whose results go to the scratch map (`Scratch`): a
+//! checksum sum and the IPv6 extension header walk as BPF subprograms, a route look-up
+//! inline in its callers (a subprogram call less per packet). Their internal paths (loop
+//! exits, FIB outcomes) end with a small status code, and the caller reads the results
+//! back from map memory, whose contents the verifier does not track: the caller's paths
+//! join again instead of multiplying.
 
 use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use vdmm_common::translate::header::has_unexpired_source_route;
@@ -61,6 +62,19 @@ pub fn walk_into(ctx: *mut xdp_md, s: *mut Scratch, nh: u32, off: u32) -> u32 {
     }
 }
 
+/// The result of [`walk_into`] for a packet whose next header `nh` (at frame offset
+/// `upper`) is not an extension header.
+#[inline(always)]
+pub fn no_extension_headers(s: &mut Scratch, nh: u8, upper: u16) -> u32 {
+    s.w_proto = nh;
+    s.w_upper = upper;
+    s.w_has_frag = 0;
+    s.w_frag_word = 0;
+    s.w_frag_id = 0;
+    s.w_segments_left_at = 0;
+    WALK_OK
+}
+
 /// RFC 7915 4.1: 1 when the options of the received IPv4 header (`ihl` bytes) hold an
 /// unexpired loose or strict source route (`header::has_unexpired_source_route`, run
 /// over a copy in `s.opts`), else 0.
@@ -102,7 +116,7 @@ pub const ROUTE_NOT_FORWARDED: u32 = 4;
 /// is too small for them at the translator's call depth), behind the route cache the
 /// tunnel path uses too (`l1_cache`). Resolved: `s.ifindex`, `s.smac`, `s.dmac`; too big: `s.mtu`. Returns a
 /// `ROUTE_*` code.
-#[inline(never)]
+#[inline(always)]
 pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
     use aya_ebpf::{
         bindings::{
@@ -201,7 +215,7 @@ pub fn route(ctx: *mut xdp_md, s: *mut Scratch, v6: u32, len: u32) -> u32 {
 /// packet to `s.dst4` (a route exists and the address is not local), so that the
 /// translator takes it. The answer is cached per CPU for 100 ms (`VDMM_XLAT_LOCAL`):
 /// otherwise every IPv4 packet would pay a FIB look-up for this question.
-#[inline(never)]
+#[inline(always)]
 pub fn v4_forwarded(ctx: *mut xdp_md, s: *mut Scratch, len: u32) -> bool {
     let xdp = &XdpContext::new(ctx);
     // SAFETY: the per-CPU scratch value.

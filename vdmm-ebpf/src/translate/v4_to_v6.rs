@@ -435,7 +435,7 @@ fn from_frag_path(ctx: &XdpContext, cfg: &XlatConfig) -> bool {
 }
 
 /// Resizes the frame and writes Ethernet, IPv6 (and fragment) headers from `s`.
-#[inline(never)]
+#[inline(always)]
 fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let fh = if s.frag != 0 { 8 } else { 0 };

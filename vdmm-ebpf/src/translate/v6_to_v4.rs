@@ -224,12 +224,18 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
         return drop(Reason::Malformed);
     };
     let ip = Ipv6(p);
-    match sub::walk_into(
-        ctx.ctx,
-        s,
-        ip.next_header() as u32,
-        (ETH_HLEN + IPV6_HLEN) as u32,
+    let nh = ip.next_header();
+    let walked = if matches!(
+        nh,
+        IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT
     ) {
+        sub::walk_into(ctx.ctx, s, nh as u32, (ETH_HLEN + IPV6_HLEN) as u32)
+    } else {
+        // No extension header (the usual case): what the walk would find, without its
+        // subprogram call.
+        sub::no_extension_headers(s, nh, (ETH_HLEN + IPV6_HLEN) as u16)
+    };
+    match walked {
         sub::WALK_OK => {}
         // RFC 7915 5.1.1 / 5.4: an extension header after the fragment header (or too
         // many of them): administratively prohibited.
@@ -453,7 +459,7 @@ fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
 }
 
 /// Resizes the frame and writes Ethernet and IPv4 headers from `s`.
-#[inline(never)]
+#[inline(always)]
 fn rewrite(ctx: *mut xdp_md, s: &Scratch) -> Verdict {
     let ctx = &XdpContext::new(ctx);
     let want = ETH_HLEN + s.total as usize;

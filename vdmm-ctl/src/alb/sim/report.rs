@@ -8,7 +8,7 @@ use crate::{
     plot::{PALETTE, Panel, Series, stacked_charts},
 };
 
-use super::Outcome;
+use super::{Outcome, metrics::Figures};
 
 /// The table of figures and the target checks.
 pub fn table(o: &Outcome) -> String {
@@ -77,6 +77,31 @@ pub fn table(o: &Outcome) -> String {
             b.greedy_dbm,
             b.high_util,
             b.greedy_capped_dbm
+        ));
+    }
+    if !o.budgets.is_empty() {
+        out.push_str(&format!(
+            "\nWith handovers limited (true signal, future known; jain >= {} at every round \
+             after the warm-up):\n",
+            super::TARGET_JAIN
+        ));
+    }
+    for (f, b) in o.figures.iter().zip(&o.budgets) {
+        let reached = |r: &Option<Figures>| match r {
+            Some(r) => format!(
+                "{:.1} dBm with {} handovers ({} ping-pong), jain {:.3}",
+                r.rssi_mean_dbm, r.handovers, r.ping_pong, r.jain
+            ),
+            None => "none found".to_string(),
+        };
+        out.push_str(&format!(
+            "  at most {} handovers ({}'s): at most {:.1} dBm (upper bound)\n    reached: \
+             {}\n    reached with ping-pong < 1%: {}\n",
+            b.handovers,
+            f.policy,
+            b.upper_dbm,
+            reached(&b.reached),
+            reached(&b.reached_without_ping_pong)
         ));
     }
     out

@@ -23,24 +23,16 @@ fn client_name(i: usize) -> String {
     format!("c{i}")
 }
 
-/// Runs `policy` on `trace`; returns its figures and the AP loads over time.
-pub fn run(s: &Scenario, trace: &Trace, mut policy: Policy) -> (Figures, LoadSeries) {
-    let p = &s.alb;
-    let index: BTreeMap<&str, usize> = s
-        .aps
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.name.as_str(), i))
-        .collect();
-    let n = trace.clients;
+/// Each client's AP at time 0: the one that reports it strongest (or, if none hears it,
+/// the strongest signal).
+pub fn initial_placement(trace: &Trace) -> Vec<usize> {
     let first = &trace.ticks[0];
-    // Association at time 0: the strongest report (or signal, if nobody hears the client).
     let strongest = |row: &[f64]| {
         (0..row.len())
             .max_by(|&x, &y| row[x].total_cmp(&row[y]))
             .unwrap_or(0)
     };
-    let mut placement: Vec<usize> = (0..n)
+    (0..trace.clients)
         .map(|c| {
             let rep: Vec<f64> = first.reports[c]
                 .iter()
@@ -52,7 +44,20 @@ pub fn run(s: &Scenario, trace: &Trace, mut policy: Policy) -> (Figures, LoadSer
                 strongest(&first.rssi[c])
             }
         })
+        .collect()
+}
+
+/// Runs `policy` on `trace`; returns its figures and the AP loads over time.
+pub fn run(s: &Scenario, trace: &Trace, mut policy: Policy) -> (Figures, LoadSeries) {
+    let p = &s.alb;
+    let index: BTreeMap<&str, usize> = s
+        .aps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
         .collect();
+    let n = trace.clients;
+    let mut placement = initial_placement(trace);
     let mut smoothed: Vec<Vec<Option<SmoothedRssi>>> = vec![vec![None; s.aps.len()]; n];
     let mut rec = Recorder::new(n, s.ping_pong_window_s);
     let mut series = Vec::with_capacity(trace.ticks.len());
