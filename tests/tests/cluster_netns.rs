@@ -762,6 +762,18 @@ fn vap_move_on_etcd_rewrites_the_location_and_waits_for_every_node() -> Result<(
     let home = "10.77.9.6/32";
     let anchor = endpoint(0).to_string();
     let bound_to = |i: usize| Some((endpoint(i).to_string(), anchor.clone()));
+    // The client is served by et`on` (same vAP MAC), not by et`off`, and bound to et`on`.
+    let served_by = |on: usize, off: usize| -> Result<()> {
+        let v = vaps(&nodes[on])?.remove(client);
+        ensure!(
+            v.as_ref().is_some_and(|v| v.mode == "local"),
+            "et{on} does not serve it: {v:?}"
+        );
+        ensure!(vaps(&nodes[off])?.is_empty(), "a vAP left on et{off}");
+        let b = binding_of(&nodes[0], home)?;
+        ensure!(b == bound_to(on), "the anchor binds it to {b:?}");
+        Ok(())
+    };
     nodes[1].agent.ctl(&[
         "vap",
         "create",
@@ -822,14 +834,9 @@ fn vap_move_on_etcd_rewrites_the_location_and_waits_for_every_node() -> Result<(
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).context("--json")?;
     println!("vap move on etcd ({took:?}): {report}");
+    served_by(2, 1).context("when vap move returned")?;
     let on2 = vaps(&nodes[2])?.remove(client).context("not on et2")?;
-    ensure!(on2.vap_mac == vap_mac && on2.mode == "local", "{on2:?}");
-    ensure!(binding_of(&nodes[0], home)? == bound_to(2));
-    ensure!(
-        vaps(&nodes[1])?.is_empty(),
-        "still on et1: {:?}",
-        vaps(&nodes[1])?
-    );
+    ensure!(on2.vap_mac == vap_mac, "{on2:?}");
     ensure!(record(&etcd, "vaps", client)?["ap_host"] == "et2");
     ensure!(
         report["from"] == "et1"
@@ -872,13 +879,7 @@ fn vap_move_on_etcd_rewrites_the_location_and_waits_for_every_node() -> Result<(
             && err.contains("the location did not move: the client stays on et2"),
         "vap move without etcd: {err}"
     );
-    ensure!(
-        vaps(&nodes[2])?
-            .get(client)
-            .is_some_and(|v| v.mode == "local")
-    );
-    ensure!(vaps(&nodes[1])?.is_empty(), "on et1 without etcd");
-    ensure!(binding_of(&nodes[0], home)? == bound_to(2));
+    served_by(2, 1).context("after a move without etcd")?;
 
     // etcd back: the move back goes through (once the agents take changes again).
     etcd.restart(0)?;
@@ -903,13 +904,7 @@ fn vap_move_on_etcd_rewrites_the_location_and_waits_for_every_node() -> Result<(
         "vap move back after the restart (done {:?} after the agents saw etcd again): {report}",
         t0.elapsed()
     );
-    ensure!(
-        vaps(&nodes[1])?
-            .get(client)
-            .is_some_and(|v| v.mode == "local")
-    );
-    ensure!(vaps(&nodes[2])?.is_empty(), "still on et2");
-    ensure!(binding_of(&nodes[0], home)? == bound_to(1));
+    served_by(1, 2).context("after the move back")?;
 
     // Every outcome counted.
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats)?)?;

@@ -584,10 +584,7 @@ pub fn rewrite_4to6(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.dst6.as_ptr(),
     );
     let icmp = unsafe { p.add(ETH_HLEN + IPV6_HLEN) };
-    wire::st16(icmp, s.icmp_tc);
-    wire::st16(unsafe { icmp.add(2) }, 0);
-    wire::st16(unsafe { icmp.add(4) }, (s.icmp_rest >> 16) as u16);
-    wire::st16(unsafe { icmp.add(6) }, s.icmp_rest as u16);
+    wire::put_icmp(icmp, s.icmp_tc, s.icmp_rest);
     wire::put_ipv6(
         unsafe { icmp.add(ICMP_HLEN) },
         s.in_tos,
@@ -934,10 +931,7 @@ pub fn rewrite_6to4(ctx: *mut xdp_md, s: &Scratch) -> u32 {
         s.isrc4.as_ptr(),
         s.idst4.as_ptr(),
     );
-    wire::st16(icmp, s.icmp_tc);
-    wire::st16(unsafe { icmp.add(2) }, 0);
-    wire::st16(unsafe { icmp.add(4) }, (s.icmp_rest >> 16) as u16);
-    wire::st16(unsafe { icmp.add(6) }, s.icmp_rest as u16);
+    wire::put_icmp(icmp, s.icmp_tc, s.icmp_rest);
     wire::put_ipv4(
         unsafe { p.add(ETH_HLEN) },
         s.tos,

@@ -77,6 +77,16 @@ pub fn put_addr<const N: usize>(dst: *mut u8, src: *const u8) {
     }
 }
 
+/// Writes an ICMP / ICMPv6 header at the even address `p`: type << 8 | code, checksum
+/// zero (summed later), and the 4 bytes after the checksum (`rest`, big-endian value).
+#[inline(always)]
+pub fn put_icmp(p: *mut u8, type_code: u16, rest: u32) {
+    st16(p, type_code);
+    st16(unsafe { p.add(2) }, 0);
+    st16(unsafe { p.add(4) }, (rest >> 16) as u16);
+    st16(unsafe { p.add(6) }, rest as u16);
+}
+
 /// Writes an Ethernet header at the even address `p` (MACs as held by `packet::get_mac`).
 #[inline(always)]
 pub fn put_eth(p: *mut u8, dst: u64, src: u64, ethertype: u16) {
