@@ -220,12 +220,9 @@ impl DataPlane {
     }
 
     /// Increments the tunnel address generation, as the control plane does after every
-    /// change to the endpoints and peers (see `vdmm_ctl::cache_gen`).
+    /// change to the endpoints and peers.
     fn tunnel_addresses_changed(&self) -> Result<()> {
-        let gen_map = aya::maps::MapData::from_pin(self.pin_dir().join(maps::TUNNEL_GEN))
-            .context("open VDMM_TUNNEL_GEN")?;
-        vdmm_ctl::cache_gen::invalidate(&gen_map)?;
-        Ok(())
+        self.generation_changed(maps::TUNNEL_GEN)
     }
 
     /// Adds a peer allowed to send tunnel packets.
@@ -368,10 +365,15 @@ impl DataPlane {
     }
 
     /// Increments the vAP generation, as the control plane does after every change to the
-    /// vAP tables (see `vdmm_ctl::cache_gen`).
+    /// vAP tables.
     fn vaps_changed(&self) -> Result<()> {
-        let gen_map = aya::maps::MapData::from_pin(self.pin_dir().join(maps::VAP_GEN))
-            .context("open VDMM_VAP_GEN")?;
+        self.generation_changed(maps::VAP_GEN)
+    }
+
+    /// Increments the cache generation `name` (`VDMM_VAP_GEN`, `VDMM_TUNNEL_GEN`) with the
+    /// control plane's own code (`vdmm_ctl::cache_gen`).
+    fn generation_changed(&self, name: &str) -> Result<()> {
+        let gen_map = vdmm_ctl::cache_gen::open(&vdmm_ctl::pin::PinDir::new(self.pin_dir()), name)?;
         vdmm_ctl::cache_gen::invalidate(&gen_map)?;
         Ok(())
     }
