@@ -77,12 +77,14 @@ fn route_slot(key: &RouteKey) -> u32 {
 #[inline(always)]
 fn same_route_key(a: &RouteKey, b: &RouteKey) -> bool {
     let (x, y) = (addr_words(a), addr_words(b));
-    a.ingress_ifindex == b.ingress_ifindex
-        && a.family == b.family
-        && x[0] == y[0]
-        && x[1] == y[1]
-        && x[2] == y[2]
-        && x[3] == y[3]
+    a.ingress_ifindex == b.ingress_ifindex && a.family == b.family && same_words(&x, &y)
+}
+
+/// True when two 16-byte keys held as four words are equal: the key check of every first
+/// level (word compares; an array `==` may become a `bcmp` call).
+#[inline(always)]
+pub fn same_words(a: &[u32; 4], b: &[u32; 4]) -> bool {
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
 }
 
 /// The cached route for `key` that has not expired at `now`: the first level, else the

@@ -12,7 +12,7 @@ use vdmm_common::{
 };
 
 use crate::{
-    l1_cache::stamp,
+    l1_cache::{same_words, stamp},
     maps::{ENDPOINTS, PEERS, TUNNEL_GEN, TUNNEL_L1},
 };
 
@@ -47,8 +47,7 @@ fn flags_of_words(w0: u32, w1: u32, w2: u32, w3: u32) -> u64 {
     };
     // SAFETY: per-CPU map value, this program is its only user on this CPU.
     let s = unsafe { &mut *slot };
-    if s.stamp == stamp && s.addr[0] == w0 && s.addr[1] == w1 && s.addr[2] == w2 && s.addr[3] == w3
-    {
+    if s.stamp == stamp && same_words(&s.addr, &w) {
         return s.flags;
     }
     let flags = from_tables(w);

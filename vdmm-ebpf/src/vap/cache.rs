@@ -21,7 +21,10 @@ use vdmm_common::{
     vap::{Vap, addr_slot, mac_slot},
 };
 
-use crate::maps::{VAP_ADDR_L1, VAP_ADDRS, VAP_GEN, VAP_L1, VAPS};
+use crate::{
+    l1_cache::same_words,
+    maps::{VAP_ADDR_L1, VAP_ADDRS, VAP_GEN, VAP_L1, VAPS},
+};
 
 /// The stamp of slots filled now (see `l1_cache::stamp`).
 #[inline(always)]
@@ -88,12 +91,7 @@ fn by_addr_words(w0: u32, w1: u32, w2: u32, w3: u32) -> Option<*const Vap> {
     };
     // SAFETY: per-CPU map value, this program is its only user on this CPU.
     let s = unsafe { &mut *slot };
-    if s.stamp == stamp
-        && s.addr[0] == w[0]
-        && s.addr[1] == w[1]
-        && s.addr[2] == w[2]
-        && s.addr[3] == w[3]
-    {
+    if s.stamp == stamp && same_words(&s.addr, &w) {
         return if s.found != 0 { Some(&s.vap) } else { None };
     }
     s.addr = w;
