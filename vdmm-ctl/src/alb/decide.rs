@@ -20,6 +20,10 @@
 //! and target placement (`placement_fairness`): each round, the placement that loses the
 //! least signal within load limits ([`super::placement`]), and moves toward it.
 //!
+//! With `trend_gain` > 0, every signal is first read ahead along the client's trend
+//! (the snapshot's `lag_db`), so that the balancer follows walking clients without the
+//! averages' delay.
+//!
 //! Reverts and balancing moves together are limited to `max_moves_per_round`. The
 //! ping-pong guard holds back roaming and balancing, the dwell time balancing only (a
 //! client that walks away from its new AP must be able to follow its signal); neither
@@ -76,9 +80,10 @@ pub struct Move {
     pub from: ApId,
     pub to: ApId,
     pub reason: MoveReason,
-    /// The smoothed signal of the old AP (none if it no longer hears the client or is gone).
+    /// The smoothed signal of the old AP (none if it no longer hears the client or is
+    /// gone), as the balancer read it (with `trend_gain`, moved along the trend).
     pub rssi_from: Option<f64>,
-    /// The smoothed signal of the new AP.
+    /// The smoothed signal of the new AP, read likewise.
     pub rssi_to: f64,
 }
 
@@ -623,8 +628,27 @@ impl<'a> Work<'a> {
     }
 }
 
+/// The snapshot as the balancer reads it: with `trend_gain` > 0, every AP's signal moved
+/// along the client's trend by `trend_gain` times its lag, so that a client walking away
+/// from its AP is seen there weaker, and one walking toward another AP stronger, before
+/// the averages catch up.
+fn ahead(snapshot: &Snapshot, params: &Params) -> Option<Snapshot> {
+    if params.trend_gain == 0.0 {
+        return None;
+    }
+    let mut s = snapshot.clone();
+    for c in s.clients.values_mut() {
+        for (ap, r) in c.rssi.iter_mut() {
+            *r += params.trend_gain * c.lag_db.get(ap).copied().unwrap_or(0.0);
+        }
+    }
+    Some(s)
+}
+
 /// The moves of one round.
 pub fn decide(snapshot: &Snapshot, history: &History, params: &Params) -> Decision {
+    let read = ahead(snapshot, params);
+    let snapshot = read.as_ref().unwrap_or(snapshot);
     let util = utilisation(snapshot, params);
     let m = mean(util.values().copied());
     let mut w = Work {

@@ -36,6 +36,7 @@ fn client(s: &mut Snapshot, id: &str, ap: &str, load: f64, rssi: &[(&str, f64)])
             ap: ap.into(),
             traffic_mbps: load - Params::default().client_base_mbps,
             rssi: rssi.iter().map(|(a, r)| (a.to_string(), *r)).collect(),
+            lag_db: BTreeMap::new(),
         },
     );
 }
@@ -455,4 +456,29 @@ fn target_placement_trades_a_displaced_client_back_when_it_gains_more_than_the_s
         ]
     );
     assert!(d.fairness_after >= 0.9, "{d:?}");
+}
+
+#[test]
+fn the_trend_reads_a_walking_client_ahead() {
+    // A client walking from ap1 toward ap2: the averages say ap1 -60, ap2 -58 (2 dB,
+    // under the 4 dB roam margin), but ap1's average trails a falling signal by 4 dB and
+    // ap2's a rising one by 4 dB. Read ahead by the lag (trend_gain 1), ap2 is 10 dB
+    // better (more than the roam margin, and than target placement's switch cost): the
+    // client roams now, in both modes. Without the trend, or standing still (no lag), it
+    // stays.
+    for p in &modes() {
+        let mut s = net(&["ap1", "ap2"]);
+        client(&mut s, "w", "ap1", 1.0, &[("ap1", -60.0), ("ap2", -58.0)]);
+        let ahead = p.with("trend_gain=1").unwrap();
+        assert!(decide(&s, &History::default(), &ahead).moves.is_empty());
+        let c = s.clients.get_mut("w").unwrap();
+        c.lag_db = [("ap1".to_string(), -4.0), ("ap2".to_string(), 4.0)].into();
+        assert!(decide(&s, &History::default(), p).moves.is_empty());
+        let d = decide(&s, &History::default(), &ahead);
+        assert_eq!(moves(&d), [mv("w", "ap1", "ap2", MoveReason::Roam)]);
+        assert_eq!(
+            (d.moves[0].rssi_from, d.moves[0].rssi_to),
+            (Some(-64.0), -54.0)
+        );
+    }
 }

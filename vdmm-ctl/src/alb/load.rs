@@ -112,6 +112,7 @@ mod tests {
                     ap: ap.into(),
                     traffic_mbps: t,
                     rssi: BTreeMap::new(),
+                    lag_db: BTreeMap::new(),
                 },
             );
         }

@@ -29,6 +29,10 @@ pub struct Client {
     pub traffic_mbps: f64,
     /// Smoothed signal strength in dBm of every AP that hears it (recent reports only).
     pub rssi: BTreeMap<ApId, f64>,
+    /// How far each AP's smoothed signal trails the reports, dB (positive: rising; see
+    /// [`crate::alb::rssi::SmoothedRssi::lag_db`]). Missing: not known (taken as 0).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag_db: BTreeMap<ApId, f64>,
 }
 
 impl Client {

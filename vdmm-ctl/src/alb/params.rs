@@ -65,6 +65,12 @@ pub struct Params {
     pub client_base_mbps: f64,
     /// Weight of a new signal report in the moving average (0 < alpha <= 1).
     pub rssi_alpha: f64,
+    /// How far ahead the balancer reads each AP's signal along the client's trend: it
+    /// decides on the smoothed signal plus this times the trend's lag
+    /// ([`crate::alb::model::Client::lag_db`]). 0: the smoothed signal alone; 1: about
+    /// the signal now (what the average has not caught up with yet); above 1: further
+    /// ahead, in units of the average's lag.
+    pub trend_gain: f64,
     /// Signal reports older than this (seconds) are ignored: the AP no longer hears the
     /// client.
     pub rssi_max_age_s: f64,
@@ -94,6 +100,7 @@ impl Default for Params {
             switch_cost_db: 8.0,
             client_base_mbps: 0.5,
             rssi_alpha: 0.1,
+            trend_gain: 0.0,
             rssi_max_age_s: 30.0,
             round_interval_s: 5.0,
         }
@@ -142,7 +149,7 @@ impl Params {
 
     /// Checks the ranges; the error names the first parameter out of range.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, bool, &str); 17] = [
+        let checks: [(&str, bool, &str); 18] = [
             (
                 "target_fairness",
                 (0.0..1.0).contains(&self.target_fairness),
@@ -180,6 +187,11 @@ impl Params {
                 "in (0, 1]",
             ),
             ("round_interval_s", self.round_interval_s > 0.0, "> 0"),
+            (
+                "trend_gain",
+                (0.0..=10.0).contains(&self.trend_gain),
+                "in [0, 10]",
+            ),
         ];
         for (name, ok, range) in checks {
             if !ok {
@@ -206,7 +218,7 @@ mod tests {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/alb.md"))
             .unwrap();
         let names = Params::names();
-        assert_eq!(names.len(), 21);
+        assert_eq!(names.len(), 22);
         for name in names {
             assert!(
                 doc.contains(&format!("`{name}`")),

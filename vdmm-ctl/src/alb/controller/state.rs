@@ -167,15 +167,16 @@ impl State {
                 .clients
                 .iter()
                 .filter_map(|(id, c)| {
+                    let fresh = || {
+                        c.rssi
+                            .iter()
+                            .filter(|(_, s)| !s.is_stale(now, p.rssi_max_age_s))
+                    };
                     let client = Client {
                         ap: c.ap.clone()?,
                         traffic_mbps: c.traffic.mbps,
-                        rssi: c
-                            .rssi
-                            .iter()
-                            .filter(|(_, s)| !s.is_stale(now, p.rssi_max_age_s))
-                            .map(|(a, s)| (a.clone(), s.dbm()))
-                            .collect(),
+                        rssi: fresh().map(|(a, s)| (a.clone(), s.dbm())).collect(),
+                        lag_db: fresh().map(|(a, s)| (a.clone(), s.lag_db())).collect(),
                     };
                     Some((id.clone(), client))
                 })

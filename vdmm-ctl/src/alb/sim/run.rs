@@ -93,20 +93,17 @@ pub fn run(s: &Scenario, trace: &Trace, mut policy: Policy) -> (Figures, LoadSer
                 aps: aps.clone(),
                 clients: (0..n)
                     .map(|c| {
-                        let rssi = s
-                            .aps
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(a, ap)| {
-                                let sm = smoothed[c][a]?;
-                                (!sm.is_stale(t, p.rssi_max_age_s))
-                                    .then(|| (ap.name.clone(), sm.dbm()))
+                        let fresh = || {
+                            s.aps.iter().zip(&smoothed[c]).filter_map(|(ap, sm)| {
+                                let sm = (*sm)?;
+                                (!sm.is_stale(t, p.rssi_max_age_s)).then(|| (ap.name.clone(), sm))
                             })
-                            .collect();
+                        };
                         let client = Client {
                             ap: s.aps[placement[c]].name.clone(),
                             traffic_mbps: tick.demand[c],
-                            rssi,
+                            rssi: fresh().map(|(a, sm)| (a, sm.dbm())).collect(),
+                            lag_db: fresh().map(|(a, sm)| (a, sm.lag_db())).collect(),
                         };
                         (client_name(c), client)
                     })
