@@ -17,7 +17,7 @@ use crate::{
         addresses::is_endpoint,
         decap::{NOT_A_TUNNEL, REENCAP_V4, REENCAP_V6},
     },
-    vap::deliver::{self, DELIVER, vap_of},
+    vap::deliver::{self, DELIVER, vap_of, vap_of_in_line},
 };
 
 /// Classifies the frame and acts on it.
@@ -70,7 +70,7 @@ fn ipv4(ctx: &XdpContext, frame: &Frame) -> Verdict {
     {
         return reencapsulate(ctx, tunnel::decap::from_ipv4(ctx.ctx));
     }
-    if let Some(vap) = vap_of(&key_v4(ip.dst_ptr())) {
+    if let Some(vap) = vap_of_in_line(&key_v4(ip.dst_ptr())) {
         return deliver::to_client::<false>(ctx.ctx, vap, TunnelKind::None as u32);
     }
     match binding::for_v4(ip.dst_ptr()) {
@@ -101,7 +101,7 @@ fn ipv6(ctx: &XdpContext, frame: &Frame) -> Verdict {
             return reencapsulate(ctx, v);
         }
     }
-    if let Some(vap) = vap_of(&key_v6(ip.dst_ptr())) {
+    if let Some(vap) = vap_of_in_line(&key_v6(ip.dst_ptr())) {
         return deliver::to_client::<true>(ctx.ctx, vap, TunnelKind::None as u32);
     }
     match binding::for_v6(ip.dst_ptr()) {

@@ -32,6 +32,12 @@ pub fn vap_of(key: &IpAddrKey) -> Option<*const Vap> {
     super::cache::by_addr(key)
 }
 
+/// [`vap_of`] with the cache's hit path in line (see `cache::by_addr_in_line`).
+#[inline(always)]
+pub fn vap_of_in_line(key: &IpAddrKey) -> Option<*const Vap> {
+    super::cache::by_addr_in_line(key)
+}
+
 /// Delivers the packet after the Ethernet header (IPv6 when `V6`) to the vAP's client, or
 /// forwards it; `kind` is the tunnel it arrived through. A BPF subprogram per family.
 #[inline(never)]
