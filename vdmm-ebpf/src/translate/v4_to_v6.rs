@@ -40,7 +40,7 @@ fn aborted() -> Verdict {
 
 /// An IPv4 packet that no tunnel or binding claimed: translated to IPv6 when its
 /// destination maps (see the module docs of `translate`), else `pass no_match`.
-#[inline(never)]
+#[inline(always)]
 pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     let Some(cfg) = XLAT_CONFIG.get(0) else {
         return Verdict::pass(Reason::NoMatch);

@@ -130,7 +130,7 @@ pub fn walk(frame: &Frame, mut nh: u8, mut off: usize) -> Option<Result<Walk, ()
 
 /// An IPv6 packet that no tunnel or binding claimed: translated to IPv4 when its
 /// destination maps (EAMT or RFC 6052 prefix), else `pass no_match`.
-#[inline(never)]
+#[inline(always)]
 pub fn from_ipv6(ctx: *mut xdp_md) -> Verdict {
     let Some(cfg) = XLAT_CONFIG.get(0) else {
         return Verdict::pass(Reason::NoMatch);
