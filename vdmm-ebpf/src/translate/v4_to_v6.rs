@@ -52,13 +52,10 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     let s = unsafe { &mut *s };
     // Each step a subprogram: this frame stays small (the stack is 512 bytes for the
     // whole call chain).
-    let mut v = prepare(ctx, cfg, s);
+    let v = prepare(ctx, cfg, s);
     // Not taken on `vdmmx1`: the kernel would route it into `vdmmx0` again.
     if v == Verdict::pass(Reason::NoMatch).0 && from_frag_path(&XdpContext::new(ctx), cfg) {
         return drop(Reason::XlatFragPathUntranslated);
-    }
-    if v == PROCEED {
-        v = finish(ctx, s);
     }
     if v == SEND_ICMP {
         return Verdict(send_icmp(ctx, s));
@@ -137,9 +134,13 @@ fn prepare(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     if v != PROCEED {
         return v;
     }
-    let ctx = &XdpContext::new(ctx);
+    let xdp = &XdpContext::new(ctx);
     let total = s.total as usize;
-    translate(ctx, cfg, s, total).0
+    let v = translate(xdp, cfg, s, total).0;
+    if v != PROCEED {
+        return v;
+    }
+    finish(ctx, s)
 }
 
 #[inline(always)]
@@ -304,7 +305,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
 /// (RFC 7915 4.5, 4.2: the pseudo-header addresses change; ICMPv6 adds a pseudo-header
 /// ICMPv4 does not have) and the last header fields. [`PROCEED`], [`SEND_ICMP`] or a
 /// finished verdict.
-#[inline(never)]
+#[inline(always)]
 fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     let xdp = &XdpContext::new(ctx);
     let frag = s.frag != 0;

@@ -140,10 +140,7 @@ pub fn from_ipv6(ctx: *mut xdp_md) -> Verdict {
     };
     // SAFETY: per-CPU map value, this program is its only user on this CPU.
     let s = unsafe { &mut *s };
-    let mut v = prepare(ctx, cfg, s);
-    if v == PROCEED {
-        v = finish(ctx, s);
-    }
+    let v = prepare(ctx, cfg, s);
     if v == SEND_ICMP {
         return Verdict(send_icmp(ctx, s));
     }
@@ -214,9 +211,13 @@ fn prepare(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     if v != PROCEED {
         return v;
     }
-    let ctx = &XdpContext::new(ctx);
+    let xdp = &XdpContext::new(ctx);
     let total = s.total as usize;
-    translate(ctx, cfg, s, total).0
+    let v = translate(xdp, cfg, s, total).0;
+    if v != PROCEED {
+        return v;
+    }
+    finish(ctx, s)
 }
 
 #[inline(always)]
@@ -379,7 +380,7 @@ fn translate(ctx: &XdpContext, cfg: &XlatConfig, s: &mut Scratch, total: usize) 
 /// The route (RFC 7915 5.1.1), then the transport checksum update in place (RFC 7915
 /// 5.5, 5.2) and the last header fields. [`PROCEED`], [`SEND_ICMP`] or a finished
 /// verdict.
-#[inline(never)]
+#[inline(always)]
 fn finish(ctx: *mut xdp_md, s: &mut Scratch) -> u32 {
     let xdp = &XdpContext::new(ctx);
     let old = s.sum;
