@@ -22,17 +22,20 @@
 //! a full checksum; an incoming error with a bad checksum is dropped.
 //!
 //! Verifier notes (why the code is shaped like this): the steps are BPF subprograms
-//! (`select`, `prepare`, `finish`, and in `sub` the checksum sum and the IPv6 extension
-//! header walk) that hand their results over in the scratch map, whose contents the
-//! verifier does not track, so the paths of one step do not multiply the states of the
-//! next (inline, the program exceeded 1M instructions). The ICMP error functions have
-//! the largest frames and call no further subprogram, so the call chain stays within 512
-//! bytes of stack. Each subprogram call costs time on every packet (see
-//! docs/ebpf-notes.md), so what can be inline is: the final `rewrite` (nothing follows
-//! it), the route and "forwarded?" look-ups (`sub::route`, `sub::v4_forwarded`), and
-//! the walk when there is no extension header. Subprograms that only read the frame
-//! take `data` / `data_end` with volatile loads (`sub::frame_of`): otherwise LLVM turns
-//! the context argument into packet-pointer arguments, which the verifier rejects.
+//! (`prepare`, which selects, checks and decides, then looks up the route and updates the
+//! transport checksum; the ICMP error steps in `icmp`; and in `sub` the checksum sum and
+//! the IPv6 extension header walk) that hand their results over in the scratch map, whose
+//! contents the verifier does not track, so the paths of one step do not multiply the
+//! states of the next (inline, the program exceeded 1M instructions). The ICMP error
+//! functions have the largest frames and call no further subprogram, so the call chain
+//! stays within 512 bytes of stack. Each subprogram call costs time on every packet (see
+//! docs/ebpf-notes.md), so what can be inline is: `from_ipv4` / `from_ipv6` (in
+//! `vdmm_xdp`), the final `rewrite` (nothing follows it), the route and "forwarded?"
+//! look-ups (`sub::route`, `sub::v4_forwarded`), the hit paths of the first-level caches
+//! (`mapping_cache`, `l1_cache`), and the walk when there is no extension header.
+//! Subprograms that only read the frame take `data` / `data_end` with volatile loads
+//! (`sub::frame_of`): otherwise LLVM turns the context argument into packet-pointer
+//! arguments, which the verifier rejects.
 //!
 //! Exits (kind `xlat4to6` / `xlat6to4`): `translated` (tx/redirect); the FIB outcomes
 //! `fib_no_neighbour` / `fib_not_forwarded` / `fragmented_by_kernel` (6->4 without DF,

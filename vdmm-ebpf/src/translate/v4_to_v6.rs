@@ -50,8 +50,8 @@ pub fn from_ipv4(ctx: *mut xdp_md) -> Verdict {
     };
     // SAFETY: per-CPU map value, this program is its only user on this CPU.
     let s = unsafe { &mut *s };
-    // Each step a subprogram: this frame stays small (the stack is 512 bytes for the
-    // whole call chain).
+    // In line in `vdmm_xdp`, so each step is a subprogram: this frame stays small (the
+    // stack is 512 bytes for the whole call chain).
     let v = prepare(ctx, cfg, s);
     // Not taken on `vdmmx1`: the kernel would route it into `vdmmx0` again.
     if v == Verdict::pass(Reason::NoMatch).0 && from_frag_path(&XdpContext::new(ctx), cfg) {
@@ -123,11 +123,12 @@ fn send_icmp(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     .0
 }
 
-/// [`select`], then every check and decision, and the transport checksum update in
-/// place; the new header's fields go to `s`. Returns [`PROCEED`] or a finished verdict
-/// (`pass no_match` when the destination does not map). One subprogram for both steps:
-/// a call less per packet (`select` holds nothing on the stack since the EAMT answers
-/// come from `mapping_cache`).
+/// [`select`], then every check and decision, then [`finish`] (route, transport
+/// checksum update in place); the new header's fields go to `s`. Returns [`PROCEED`]
+/// (rewrite from `s`), [`SEND_ICMP`], [`ICMP_ERROR`] or a finished verdict
+/// (`pass no_match` when the destination does not map). One subprogram for the three
+/// steps: each call costs on every packet, and `select` holds nothing on the stack
+/// since the EAMT answers come from `mapping_cache`.
 #[inline(never)]
 fn prepare(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     let v = select(ctx, cfg, s);

@@ -200,11 +200,12 @@ fn send_icmp(ctx: *mut xdp_md, s: &Scratch) -> u32 {
     .0
 }
 
-/// [`select`], then every check and decision, and the transport checksum update in
-/// place; the new header's fields go to `s`. Returns [`PROCEED`], [`ICMP_ERROR`] or a finished verdict
-/// (`pass no_match` when the destination does not map). One subprogram for both steps:
-/// a call less per packet (`select` holds nothing on the stack since the EAMT answers
-/// come from `mapping_cache`).
+/// [`select`], then every check and decision, then [`finish`] (route, transport
+/// checksum update in place); the new header's fields go to `s`. Returns [`PROCEED`]
+/// (rewrite from `s`), [`SEND_ICMP`], [`ICMP_ERROR`] or a finished verdict
+/// (`pass no_match` when the destination does not map). One subprogram for the three
+/// steps: each call costs on every packet, and `select` holds nothing on the stack
+/// since the EAMT answers come from `mapping_cache`.
 #[inline(never)]
 fn prepare(ctx: *mut xdp_md, cfg: &XlatConfig, s: &mut Scratch) -> u32 {
     let v = select(ctx, cfg, s);
