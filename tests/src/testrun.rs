@@ -251,7 +251,7 @@ impl DataPlane {
                 HashMap::try_from(self.map_mut(maps::HOST_BINDINGS)?)?;
             m.insert(IpAddrKey::from(home), binding, 0)
                 .with_context(|| format!("binding {home}/{len}"))?;
-            return Ok(());
+            return self.generation_changed(maps::XLAT_GEN);
         }
         match home {
             IpAddr::V4(h) => {
@@ -266,7 +266,8 @@ impl DataPlane {
             }
         }
         .with_context(|| format!("binding {home}/{len}"))?;
-        Ok(())
+        // As the control plane does after every binding change (`mapping_cache`).
+        self.generation_changed(maps::XLAT_GEN)
     }
 
     /// Writes the tunnel configuration (entry 0 of the config array).
@@ -370,9 +371,9 @@ impl DataPlane {
         self.generation_changed(maps::VAP_GEN)
     }
 
-    /// Increments the cache generation `name` (`VDMM_VAP_GEN`, `VDMM_TUNNEL_GEN`) with the
-    /// control plane's own code (`vdmm_ctl::cache_gen`).
-    fn generation_changed(&self, name: &str) -> Result<()> {
+    /// Increments the cache generation `name` (`VDMM_VAP_GEN`, `VDMM_TUNNEL_GEN`,
+    /// `VDMM_XLAT_GEN`) with the control plane's own code (`vdmm_ctl::cache_gen`).
+    pub fn generation_changed(&self, name: &str) -> Result<()> {
         let gen_map = vdmm_ctl::cache_gen::open(&vdmm_ctl::pin::PinDir::new(self.pin_dir()), name)?;
         vdmm_ctl::cache_gen::invalidate(&gen_map)?;
         Ok(())

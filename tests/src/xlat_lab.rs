@@ -428,6 +428,9 @@ pub fn write_translator_maps(pin: &Path, prefix: XlatPrefix) -> Result<()> {
         t4.insert(&Key::new(e.v4_len as u32, e.v4), e, 0)?;
         t6.insert(&Key::new(e.v6_len as u32, e.v6), e, 0)?;
     }
+    // As `vdmm-ctl natpt` does after every change: the data plane caches EAMT answers.
+    let pins = vdmm_ctl::pin::PinDir::new(pin);
+    vdmm_ctl::cache_gen::invalidate(&vdmm_ctl::cache_gen::open(&pins, names::XLAT_GEN)?)?;
     Ok(())
 }
 

@@ -193,6 +193,9 @@ fn configure_translator(pins: &Path, cfg: &XlatConfig, eamt: &[EamEntry]) -> any
         t4.insert(&Key::new(e.v4_len as u32, e.v4), *e, 0)?;
         t6.insert(&Key::new(e.v6_len as u32, e.v6), *e, 0)?;
     }
+    // As `vdmm-ctl natpt` does after every change: the data plane caches EAMT answers.
+    let pins = vdmm_ctl::pin::PinDir::new(pins);
+    vdmm_ctl::cache_gen::invalidate(&vdmm_ctl::cache_gen::open(&pins, names::XLAT_GEN)?)?;
     Ok(())
 }
 
@@ -1376,4 +1379,137 @@ fn illegal_source_of_an_icmp4_error_is_embedded() {
         assert_eq!(&out[8..24], &want.octets(), "source {src:?}");
         assert_eq!((out[40], out[41]), (1, 4), "port unreachable");
     }
+}
+
+/// The translator's first-level cache of addresses (`mapping_cache`: binding presence and
+/// EAMT answers, per CPU) never answers from tables that changed: every change made with
+/// the control plane's own code (`vdmm_ctl::natpt::Translator`,
+/// `vdmm_ctl::binding_table::BindingTable`) applies from the next packet, on the same
+/// CPU whose cache the packets before filled.
+#[test]
+fn translation_follows_config_changes() {
+    let lab = Lab::new("xlatchg");
+    vdmm_tests::testrun::stay_on_this_cpu().unwrap();
+    let pins = vdmm_ctl::pin::PinDir::new(lab.dp.pin_dir());
+    let mut nat = vdmm_ctl::natpt::Translator::open(&pins).unwrap();
+    let mut bindings = vdmm_ctl::binding_table::BindingTable::open(&pins).unwrap();
+    let prefix = |s: &str| s.parse::<vdmm_ctl::addr::Prefix>().unwrap();
+    let eam = |p6: &str, p4: &str| vdmm_ctl::natpt::Eam::new(prefix(p6), prefix(p4)).unwrap();
+
+    // 6->4: 2001:db8:1c0:2:21:: (192.0.2.33 under the prefix) -> 198.51.100.2 under it.
+    let f6 = ethernet(
+        XL6_MAC,
+        HOST6_MAC,
+        ETH_P_IPV6,
+        &udp6(v6("2001:db8:1c6:3364:2::"), 16, false),
+    );
+    // (reason, IPv4 source, IPv4 destination) of one run.
+    let run6 = |lab: &Lab| {
+        let (_, out, delta) = run_one(lab, &f6, lab.xl6);
+        let (reason, kind, _) = only_counter(&delta, f6.len());
+        let addrs = if reason == Reason::Translated {
+            assert_eq!(kind, TunnelKind::Xlat6to4);
+            (
+                Ipv4Addr::from(<[u8; 4]>::try_from(&out[26..30]).unwrap()),
+                Ipv4Addr::from(<[u8; 4]>::try_from(&out[30..34]).unwrap()),
+            )
+        } else {
+            (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED)
+        };
+        (reason, addrs.0, addrs.1)
+    };
+    let through_prefix = (Reason::Translated, v4("192.0.2.33"), v4("198.51.100.2"));
+    assert_eq!(run6(&lab), through_prefix, "6->4 through the prefix");
+    assert_eq!(run6(&lab), through_prefix, "6->4 again, from the cache");
+    // An EAMT entry for the source wins over the prefix.
+    nat.add_eam(eam("2001:db8:1c0:2:21::/128", "10.0.0.77/32"))
+        .unwrap();
+    assert_eq!(
+        run6(&lab),
+        (Reason::Translated, v4("10.0.0.77"), v4("198.51.100.2")),
+        "6->4 after eam add"
+    );
+    nat.del_eam(eam("2001:db8:1c0:2:21::/128", "10.0.0.77/32"))
+        .unwrap();
+    assert_eq!(run6(&lab), through_prefix, "6->4 after eam del");
+    // A binding for the destination takes the packet away from the translator.
+    let home = prefix("2001:db8:1c6:3364:2::/128");
+    let binding = vdmm_common::Binding::new(
+        vdmm_common::IpAddrKey::from(std::net::IpAddr::V6(v6("2001:db8:9::2"))),
+        vdmm_common::IpAddrKey::from(std::net::IpAddr::V6(v6(GW6))),
+    );
+    bindings.insert(&home, binding, 0).unwrap();
+    let (reason, _, _) = run6(&lab);
+    assert_ne!(
+        reason,
+        Reason::Translated,
+        "6->4 with a binding for the destination"
+    );
+    bindings.remove(&home).unwrap();
+    assert_eq!(
+        run6(&lab),
+        through_prefix,
+        "6->4 after the binding is removed"
+    );
+    // Without the prefix, nothing maps.
+    let pool6 = vdmm_ctl::natpt::parse_prefix6("2001:db8:100::/40").unwrap();
+    nat.change(vdmm_ctl::natpt::XlatChange::ClearPrefix(None))
+        .unwrap();
+    assert_eq!(
+        run6(&lab).0,
+        Reason::NoMatch,
+        "6->4 after the prefix is cleared"
+    );
+    nat.change(vdmm_ctl::natpt::XlatChange::SetPrefix(pool6))
+        .unwrap();
+    assert_eq!(
+        run6(&lab),
+        through_prefix,
+        "6->4 after the prefix is set again"
+    );
+
+    // 4->6: 198.51.100.2 -> 192.0.2.33 (2001:db8:1c0:2:21:: under the prefix).
+    let f4 = ethernet(
+        XL4_MAC,
+        HOST4_MAC,
+        ETH_P_IP,
+        &udp4([192, 0, 2, 33], 64, true),
+    );
+    let run4 = |lab: &Lab| {
+        let (_, out, delta) = run_one(lab, &f4, lab.xl4);
+        let (reason, kind, _) = only_counter(&delta, f4.len());
+        let dst = if reason == Reason::Translated {
+            assert_eq!(kind, TunnelKind::Xlat4to6);
+            Ipv6Addr::from(<[u8; 16]>::try_from(&out[38..54]).unwrap())
+        } else {
+            Ipv6Addr::UNSPECIFIED
+        };
+        (reason, dst)
+    };
+    let embedded = (Reason::Translated, v6("2001:db8:1c0:2:21::"));
+    assert_eq!(run4(&lab), embedded, "4->6 through the prefix");
+    assert_eq!(run4(&lab), embedded, "4->6 again, from the cache");
+    nat.add_eam(eam("2001:db8:1c0:2:99::/128", "192.0.2.33/32"))
+        .unwrap();
+    assert_eq!(
+        run4(&lab),
+        (Reason::Translated, v6("2001:db8:1c0:2:99::")),
+        "4->6 after eam add"
+    );
+    nat.del_eam(eam("2001:db8:1c0:2:99::/128", "192.0.2.33/32"))
+        .unwrap();
+    assert_eq!(run4(&lab), embedded, "4->6 after eam del");
+    let home = prefix("192.0.2.0/24");
+    let binding = vdmm_common::Binding::new(
+        vdmm_common::IpAddrKey::from(std::net::IpAddr::V4(v4("198.51.100.9"))),
+        vdmm_common::IpAddrKey::from(std::net::IpAddr::V4(v4(GW4))),
+    );
+    bindings.insert(&home, binding, 0).unwrap();
+    assert_ne!(
+        run4(&lab).0,
+        Reason::Translated,
+        "4->6 with a binding for the destination's prefix"
+    );
+    bindings.remove(&home).unwrap();
+    assert_eq!(run4(&lab), embedded, "4->6 after the binding is removed");
 }

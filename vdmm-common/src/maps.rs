@@ -94,13 +94,23 @@ pub const TUNNEL_GEN: &str = "VDMM_TUNNEL_GEN";
 /// Per-CPU first-level cache of [`ENDPOINTS`] and [`PEERS`]: what an address is (data plane
 /// internal, emptied by incrementing [`TUNNEL_GEN`]).
 pub const TUNNEL_L1: &str = "VDMM_TUNNEL_L1";
+/// Array of one `u64`, mappable ([`BPF_F_MMAPABLE`]): the generation of everything the
+/// translator's first level caches ([`MAPPING_L1`]): the bindings ([`HOST_BINDINGS`],
+/// [`BINDINGS_V4`], [`BINDINGS_V6`]), the EAMT ([`EAMT_V4`], [`EAMT_V6`]) and the
+/// translator's settings, pools and segments; incremented after every change to them
+/// (`vdmm_ctl::cache_gen::invalidate`), as [`VAP_GEN`] is for the vAPs.
+pub const XLAT_GEN: &str = "VDMM_XLAT_GEN";
+/// Per-CPU first-level cache of what an address is to the translator: bound or not, and
+/// its EAMT mapping (see [`crate::translate::maps::MappingSlot`]; data plane internal,
+/// emptied by incrementing [`XLAT_GEN`]).
+pub const MAPPING_L1: &str = "VDMM_MAPPING_L1";
 /// Per-CPU first-level caches of the vAP tables, by client MAC and by client address
 /// (data plane internal, emptied by incrementing [`VAP_GEN`]).
 pub const VAP_L1: &str = "VDMM_VAP_L1";
 pub const VAP_ADDR_L1: &str = "VDMM_VAP_ADDR_L1";
 
 /// Every map the control plane pins, in a stable order.
-pub const ALL: [&str; 28] = [
+pub const ALL: [&str; 30] = [
     COUNTERS,
     TC_COUNTERS,
     ENDPOINTS,
@@ -129,6 +139,8 @@ pub const ALL: [&str; 28] = [
     VAP_ADDR_L1,
     TUNNEL_GEN,
     TUNNEL_L1,
+    XLAT_GEN,
+    MAPPING_L1,
 ];
 
 pub const MAX_ENDPOINTS: u32 = 64;

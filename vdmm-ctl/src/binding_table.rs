@@ -1,7 +1,9 @@
 //! The binding table as the data plane stores it: host bindings (/32, /128) in the
 //! `VDMM_HOSTS` hash map, shorter home prefixes in the `VDMM_BINDINGS4/6` LPM tries (see
 //! the data plane's `binding.rs`: the hash is tried first). [`crate::maps::Dataplane`]
-//! and the agent's reconciler both read and write bindings through this one type.
+//! and the agent's reconciler both read and write bindings through this one type, which
+//! increments `VDMM_XLAT_GEN` after every write: the data plane's first level
+//! (`mapping_cache`) remembers which addresses have no binding.
 
 use std::{
     net::IpAddr,
@@ -25,6 +27,8 @@ pub struct BindingTable {
     hosts: HashMap<MapData, IpAddrKey, Binding>,
     prefixes4: LpmTrie<MapData, [u8; 4], Binding>,
     prefixes6: LpmTrie<MapData, [u8; 16], Binding>,
+    /// `VDMM_XLAT_GEN` (see `crate::cache_gen`).
+    xlat_gen: MapData,
 }
 
 /// Whether `home` is a single address (kept in the host hash).
@@ -38,6 +42,7 @@ impl BindingTable {
             hosts: open_map(pins, names::HOST_BINDINGS)?,
             prefixes4: open_map(pins, names::BINDINGS_V4)?,
             prefixes6: open_map(pins, names::BINDINGS_V6)?,
+            xlat_gen: crate::cache_gen::open(pins, names::XLAT_GEN)?,
         })
     }
 
@@ -61,8 +66,28 @@ impl BindingTable {
         Ok(v)
     }
 
+    /// After a write, whether it succeeded or not (a failed one may have changed part):
+    /// the data plane's cached answers must not outlive the table they came from.
+    fn changed<T>(&self, r: std::result::Result<T, MapError>) -> std::result::Result<T, MapError> {
+        match crate::cache_gen::increment(&self.xlat_gen) {
+            Ok(_) => r,
+            Err(e) => r.and(Err(MapError::IoError(e))),
+        }
+    }
+
     /// Stores the binding of `home` (`flags`: `BPF_ANY`, `BPF_NOEXIST`, ...).
     pub fn insert(
+        &mut self,
+        home: &Prefix,
+        value: Binding,
+        flags: u64,
+    ) -> std::result::Result<(), MapError> {
+        let r = self.insert_one(home, value, flags);
+        self.changed(r)
+    }
+
+    /// [`Self::insert`] without the generation increment.
+    fn insert_one(
         &mut self,
         home: &Prefix,
         value: Binding,
@@ -98,7 +123,7 @@ impl BindingTable {
             if is_host(home) {
                 hosts.push(i);
             } else {
-                results[i] = self.insert(home, *value, 0);
+                results[i] = self.insert_one(home, *value, 0);
             }
         }
         for chunk in hosts.chunks(UPDATE_BATCH) {
@@ -111,7 +136,16 @@ impl BindingTable {
             let done =
                 update_batch(IterableMap::map(&self.hosts), &keys, &values).unwrap_or_else(|n| n);
             for &i in &chunk[done..] {
-                results[i] = self.insert(&items[i].0, items[i].1, 0);
+                results[i] = self.insert_one(&items[i].0, items[i].1, 0);
+            }
+        }
+        // One increment for the whole batch.
+        if let Err(e) = crate::cache_gen::increment(&self.xlat_gen) {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(MapError::IoError(std::io::Error::new(
+                    e.kind(),
+                    e.to_string(),
+                )));
             }
         }
         results
@@ -119,6 +153,11 @@ impl BindingTable {
 
     /// Removes the binding of exactly `home` (ENOENT when there is none).
     pub fn remove(&mut self, home: &Prefix) -> std::result::Result<(), MapError> {
+        let r = self.remove_one(home);
+        self.changed(r)
+    }
+
+    fn remove_one(&mut self, home: &Prefix) -> std::result::Result<(), MapError> {
         if is_host(home) {
             match self.hosts.remove(&IpAddrKey::from(home.addr())) {
                 // A host binding written into a trie by a build before the host hash.

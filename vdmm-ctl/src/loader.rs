@@ -197,7 +197,7 @@ fn prepare_or_undo(pins: &PinDir, fresh: bool) -> Result<LoadReport> {
         let (program, tc_program, vap_program) = ensure_programs(pins)?;
         // Whatever the first-level caches held was cached from the tables as they were
         // before.
-        for generation in [names::VAP_GEN, names::TUNNEL_GEN] {
+        for generation in [names::VAP_GEN, names::TUNNEL_GEN, names::XLAT_GEN] {
             crate::cache_gen::invalidate(&crate::cache_gen::open(pins, generation)?)?;
         }
         let (device, tc_link) = ensure_slow_path(pins)?;

@@ -726,13 +726,16 @@ pub struct NatptState {
     pub segments: Vec<Segment>,
 }
 
-/// The translator's pinned maps, opened from the pin directory.
+/// The translator's pinned maps, opened from the pin directory. Every write is followed by
+/// an increment of `VDMM_XLAT_GEN` (see `crate::cache_gen`): the data plane's first level
+/// (`mapping_cache`) caches EAMT answers, and every setting applies from the next packet.
 pub struct Translator {
     config: Array<MapData, XlatConfig>,
     eamt4: LpmTrie<MapData, [u8; 4], EamEntry>,
     eamt6: LpmTrie<MapData, [u8; 16], EamEntry>,
     pools: LpmTrie<MapData, [u8; 4], u32>,
     segments: LpmTrie<MapData, [u8; 4], Prefix6>,
+    xlat_gen: MapData,
 }
 
 fn key4(p: &Prefix) -> Key<[u8; 4]> {
@@ -766,6 +769,7 @@ impl Translator {
             names::EAMT_V6,
             names::POOL_V4,
             names::SEGMENTS,
+            names::XLAT_GEN,
         ] {
             if !pins.map(name).exists() {
                 return Err(Error::Conflict(format!(
@@ -782,7 +786,14 @@ impl Translator {
             eamt6: open_map(pins, names::EAMT_V6)?,
             pools: open_map(pins, names::POOL_V4)?,
             segments: open_map(pins, names::SEGMENTS)?,
+            xlat_gen: crate::cache_gen::open(pins, names::XLAT_GEN)?,
         })
+    }
+
+    /// After a write, whether it succeeded or not (a failed one may have changed part).
+    fn changed<T>(&self, r: Result<T>) -> Result<T> {
+        crate::cache_gen::invalidate(&self.xlat_gen)?;
+        r
     }
 
     // ----- settings -----
@@ -797,9 +808,11 @@ impl Translator {
     /// Applies one change (checked before anything is written); returns the new value.
     pub fn change(&mut self, change: XlatChange) -> Result<XlatConfig> {
         let new = apply_xlat_change(&self.config()?, change)?;
-        self.config
+        let r = self
+            .config
             .set(0, new, 0)
-            .map_err(|e| update_err("the translator settings", e))?;
+            .map_err(|e| update_err("the translator settings", e));
+        self.changed(r)?;
         Ok(new)
     }
 
@@ -811,9 +824,11 @@ impl Translator {
             return Ok(());
         }
         cfg.frag_ifindex = index;
-        self.config
+        let r = self
+            .config
             .set(0, cfg, 0)
-            .map_err(|e| update_err("the translator settings", e))
+            .map_err(|e| update_err("the translator settings", e));
+        self.changed(r)
     }
 
     // ----- EAMT -----
@@ -889,6 +904,11 @@ impl Translator {
 
     /// Writes `e` into both tries (neither may hold its key yet).
     pub fn insert_eam(&mut self, e: Eam) -> Result<()> {
+        let r = self.insert_eam_unannounced(e);
+        self.changed(r)
+    }
+
+    fn insert_eam_unannounced(&mut self, e: Eam) -> Result<()> {
         let value = e.entry();
         self.eamt4
             .insert(&key4(&e.v4), value, BPF_NOEXIST)
@@ -908,6 +928,11 @@ impl Translator {
 
     /// Removes the keys of `e` from both tries (absent keys are fine).
     pub fn remove_eam(&mut self, e: Eam) -> Result<()> {
+        let r = self.remove_eam_unannounced(e);
+        self.changed(r)
+    }
+
+    fn remove_eam_unannounced(&mut self, e: Eam) -> Result<()> {
         let gone = |r: std::result::Result<(), aya::maps::MapError>, what| match r {
             Ok(()) => Ok(()),
             Err(err) if errno(&err) == Some(libc::ENOENT) => Ok(()),
@@ -941,9 +966,11 @@ impl Translator {
     /// Adds an IPv4 prefix to the pool.
     pub fn add_pool(&mut self, p: Prefix) -> Result<()> {
         check_pool_add(&self.pool_prefixes()?, &p)?;
-        self.pools
+        let r = self
+            .pools
             .insert(&key4(&p), 0, BPF_NOEXIST)
-            .map_err(|e| update_err("the address pool", e))
+            .map_err(|e| update_err("the address pool", e));
+        self.changed(r)
     }
 
     /// Removes a pool prefix. With allocations in it: refused, or with `force` they are
@@ -951,12 +978,15 @@ impl Translator {
     pub fn del_pool(&mut self, p: Prefix, force: bool) -> Result<Vec<Allocation>> {
         let pools = self.pools()?;
         let pool = plan_pool_del(&pools, &p, force)?;
-        for a in &pool.allocations {
-            self.remove_eam(allocation_eam(a))?;
-        }
-        self.pools
-            .remove(&key4(&p))
-            .map_err(|e| update_err("the address pool", e))?;
+        let r = (|| {
+            for a in &pool.allocations {
+                self.remove_eam_unannounced(allocation_eam(a))?;
+            }
+            self.pools
+                .remove(&key4(&p))
+                .map_err(|e| update_err("the address pool", e))
+        })();
+        self.changed(r)?;
         Ok(pool.allocations.clone())
     }
 
@@ -980,39 +1010,47 @@ impl Translator {
 
     /// Writes the settings as they are.
     pub fn put_config(&mut self, cfg: XlatConfig) -> Result<()> {
-        self.config
+        let r = self
+            .config
             .set(0, cfg, 0)
-            .map_err(|e| update_err("the translator settings", e))
+            .map_err(|e| update_err("the translator settings", e));
+        self.changed(r)
     }
 
     /// Adds (or keeps) the pool prefix `p`.
     pub fn put_pool(&mut self, p: &Prefix) -> Result<()> {
-        self.pools
+        let r = self
+            .pools
             .insert(&key4(p), 0, 0)
-            .map_err(|e| update_err("the address pool", e))
+            .map_err(|e| update_err("the address pool", e));
+        self.changed(r)
     }
 
     /// Removes the pool prefix `p` (absent is fine).
     pub fn remove_pool(&mut self, p: &Prefix) -> Result<()> {
-        match self.pools.remove(&key4(p)) {
+        let r = match self.pools.remove(&key4(p)) {
             Err(e) if errno(&e) != Some(libc::ENOENT) => Err(update_err("the address pool", e)),
             _ => Ok(()),
-        }
+        };
+        self.changed(r)
     }
 
     /// Writes (or overwrites) the segment `s`.
     pub fn put_segment(&mut self, s: &Segment) -> Result<()> {
-        self.segments
+        let r = self
+            .segments
             .insert(&key4(&s.v4), s.prefix6, 0)
-            .map_err(|e| update_err("the segments", e))
+            .map_err(|e| update_err("the segments", e));
+        self.changed(r)
     }
 
     /// Removes the segment of exactly `v4` (absent is fine).
     pub fn remove_segment(&mut self, v4: &Prefix) -> Result<()> {
-        match self.segments.remove(&key4(v4)) {
+        let r = match self.segments.remove(&key4(v4)) {
             Err(e) if errno(&e) != Some(libc::ENOENT) => Err(update_err("the segments", e)),
             _ => Ok(()),
-        }
+        };
+        self.changed(r)
     }
 
     // ----- segments -----
@@ -1035,17 +1073,21 @@ impl Translator {
     pub fn add_segment(&mut self, s: Segment, replace: bool) -> Result<()> {
         check_segment_add(&self.segments()?, &s, replace)?;
         let flags = if replace { 0 } else { BPF_NOEXIST };
-        self.segments
+        let r = self
+            .segments
             .insert(&key4(&s.v4), s.prefix6, flags)
-            .map_err(|e| update_err("the segments", e))
+            .map_err(|e| update_err("the segments", e));
+        self.changed(r)
     }
 
     /// Removes the segment for exactly `v4`.
     pub fn del_segment(&mut self, v4: Prefix) -> Result<Segment> {
         let s = find_segment(&self.segments()?, &v4)?;
-        self.segments
+        let r = self
+            .segments
             .remove(&key4(&v4))
-            .map_err(|e| update_err("the segments", e))?;
+            .map_err(|e| update_err("the segments", e));
+        self.changed(r)?;
         Ok(s)
     }
 

@@ -13,6 +13,7 @@
 //!   clients (in `vdmm_xdp`).
 //! - `maps`, `counters`: the maps the control plane programs, and per-reason counters.
 //! - `l1_cache`: per-CPU direct-mapped first levels of the route caches.
+//! - `mapping_cache`: per-CPU first level of the binding and EAMT look-ups by address.
 #![no_std]
 #![no_main]
 
@@ -24,6 +25,7 @@ mod forward;
 mod headers;
 mod icmp_error;
 mod l1_cache;
+mod mapping_cache;
 mod maps;
 mod packet;
 mod slow_path;

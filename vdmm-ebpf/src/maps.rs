@@ -37,6 +37,16 @@ pub static TUNNEL_GEN: Array<u64> = Array::pinned(1, names::BPF_F_MMAPABLE);
 #[map(name = "VDMM_TUNNEL_L1")]
 pub static TUNNEL_L1: PerCpuArray<TunnelAddrSlot> = PerCpuArray::pinned(TUNNEL_L1_SLOTS, 0);
 
+/// Generation of the bindings, the EAMT and the translator's settings, incremented by the
+/// control plane after every change to them (see `mapping_cache`); mappable.
+#[map(name = "VDMM_XLAT_GEN")]
+pub static XLAT_GEN: Array<u64> = Array::pinned(1, names::BPF_F_MMAPABLE);
+
+/// First level of the binding and EAMT look-ups by address (see `mapping_cache`).
+#[map(name = "VDMM_MAPPING_L1")]
+pub static MAPPING_L1: PerCpuArray<vdmm_common::translate::maps::MappingSlot> =
+    PerCpuArray::pinned(vdmm_common::translate::maps::MAPPING_L1_SLOTS, 0);
+
 #[map(name = "VDMM_HOSTS")]
 pub static HOST_BINDINGS: HashMap<IpAddrKey, Binding> =
     HashMap::pinned(names::MAX_HOST_BINDINGS, names::BPF_F_NO_PREALLOC);

@@ -95,6 +95,44 @@ impl XlatConfig {
     }
 }
 
+/// Slots per CPU of `VDMM_MAPPING_L1` ([`crate::maps::MAPPING_L1`]); a power of two.
+pub const MAPPING_L1_SLOTS: u32 = 512;
+/// [`MappingSlot::flags`]: a binding (host or prefix) covers the address, so the binding
+/// tables must be asked; without it the address is certainly unbound.
+pub const MAPPING_BOUND: u32 = 1;
+/// [`MappingSlot::flags`]: an EAMT entry covers the address; [`MappingSlot::mapped`] holds
+/// its translation.
+pub const MAPPING_EAM: u32 = 2;
+/// [`MappingSlot::family`] of an IPv6 address (an IPv4 one has 4).
+pub const MAPPING_V6: u32 = 6;
+/// [`MappingSlot::family`] of an IPv4 address.
+pub const MAPPING_V4: u32 = 4;
+
+/// A slot of `VDMM_MAPPING_L1`: what one address is to the translator, as the data plane
+/// cached it on one CPU for one generation of its tables (`VDMM_XLAT_GEN`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MappingSlot {
+    /// The address as the four native-order words of its `IpAddrKey`.
+    pub addr: [u32; 4],
+    /// `VDMM_XLAT_GEN` + 1 when filled; 0 in a slot never filled.
+    pub stamp: u64,
+    /// [`MAPPING_V4`] or [`MAPPING_V6`].
+    pub family: u32,
+    /// [`MAPPING_BOUND`] | [`MAPPING_EAM`], or 0.
+    pub flags: u32,
+    /// With [`MAPPING_EAM`]: the EAMT translation, an IPv6 address (bytes in order) for an
+    /// IPv4 address; for an IPv6 address the IPv4 one as a big-endian value in word 0.
+    pub mapped: [u32; 4],
+}
+
+/// The `VDMM_MAPPING_L1` slot of an address of `family` given as the four native-order
+/// words of its `IpAddrKey`.
+#[inline(always)]
+pub const fn mapping_slot(w: [u32; 4], family: u32) -> u32 {
+    crate::vap::cache_slot(w[0] ^ w[1] ^ w[2] ^ w[3] ^ family, MAPPING_L1_SLOTS)
+}
+
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for super::XlatConfig {}

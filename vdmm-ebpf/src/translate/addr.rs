@@ -1,18 +1,57 @@
 //! Address mapping in the data plane (RFC 7915 section 6): the EAMT (RFC 7757, longest
-//! match = an LPM trie look-up) first, then the RFC 6052 prefix. Same rules as
+//! match = an LPM trie look-up, answered from the first level `mapping_cache` once asked)
+//! first, then the RFC 6052 prefix. Same rules as
 //! `vdmm_common::translate::eamt::address_4to6` / `address_6to4`.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use vdmm_common::translate::{eamt::v4_mask, maps::XlatConfig, rfc6052::translatable_v4};
-
-use crate::{
-    maps::{EAMT_V4, EAMT_V6},
-    packet::{copy, get16, get32, lpm_key_v6, put32},
+use vdmm_common::translate::{
+    eamt::v4_mask,
+    maps::{MAPPING_EAM, MAPPING_V4, MAPPING_V6, XlatConfig},
+    rfc6052::translatable_v4,
 };
 
-/// IPv4 `a` (big-endian value) through the EAMT: writes the IPv6 address to `out`.
+use crate::{
+    mapping_cache::{self, words_v4},
+    maps::{EAMT_V4, EAMT_V6},
+    packet::{copy, get16, get32, lpm_key_v6, put32, words16},
+};
+
+/// IPv4 `a` (big-endian value) through the EAMT: writes the IPv6 address to `out` (4-byte
+/// aligned: a `Scratch` address field).
 #[inline(always)]
 pub fn eam_4to6(a: u32, out: *mut u8) -> bool {
+    let Some(s) = mapping_cache::lookup(words_v4(a), MAPPING_V4) else {
+        return eam_4to6_table(a, out);
+    };
+    if s.flags & MAPPING_EAM == 0 {
+        return false;
+    }
+    let o = out as *mut u32;
+    // SAFETY: `out` is 16 bytes, 4-byte aligned (see the doc comment).
+    unsafe {
+        *o = s.mapped[0];
+        *o.add(1) = s.mapped[1];
+        *o.add(2) = s.mapped[2];
+        *o.add(3) = s.mapped[3];
+    }
+    true
+}
+
+/// The IPv6 address at `a` through the EAMT: the IPv4 address (big-endian value).
+#[inline(always)]
+fn eam_6to4(a: *const u8) -> Option<u32> {
+    let Some(s) = mapping_cache::lookup(words16(a), MAPPING_V6) else {
+        return eam_6to4_table(a);
+    };
+    if s.flags & MAPPING_EAM == 0 {
+        return None;
+    }
+    Some(s.mapped[0])
+}
+
+/// [`eam_4to6`] from the trie (`mapping_cache` fills its slots with it).
+#[inline(always)]
+pub fn eam_4to6_table(a: u32, out: *mut u8) -> bool {
     let key = Key::new(32, a.to_be_bytes());
     match EAMT_V4.get(&key) {
         Some(e) => {
@@ -67,14 +106,21 @@ pub fn map_4to6(a: u32, cfg: &XlatConfig, out: *mut u8) -> bool {
     eam_4to6(a, out) || pool6_4to6(a, cfg, out, false)
 }
 
+/// [`eam_6to4`] from the trie (`mapping_cache` fills its slots with it).
+#[inline(always)]
+pub fn eam_6to4_table(a: *const u8) -> Option<u32> {
+    let key = lpm_key_v6(a);
+    let tail = get32(unsafe { a.add(12) });
+    let e = EAMT_V6.get(&key)?;
+    let m = v4_mask(e.v4_len);
+    Some((u32::from_be_bytes(e.v4) & m) | (tail & !m))
+}
+
 /// IPv6 address at `a` (16 bytes the caller checked) to IPv4, EAMT then prefix.
 #[inline(always)]
 pub fn map_6to4(a: *const u8, cfg: &XlatConfig) -> Option<u32> {
-    let key = lpm_key_v6(a);
-    let tail = get32(unsafe { a.add(12) });
-    if let Some(e) = EAMT_V6.get(&key) {
-        let m = v4_mask(e.v4_len);
-        return Some((u32::from_be_bytes(e.v4) & m) | (tail & !m));
+    if let Some(v4) = eam_6to4(a) {
+        return Some(v4);
     }
     let len = cfg.pool6.len;
     let n = (len / 8) as usize;

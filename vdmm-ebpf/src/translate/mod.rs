@@ -66,7 +66,7 @@ use vdmm_common::Reason;
 
 use crate::icmp_error::IcmpError;
 
-mod addr;
+pub(crate) mod addr;
 mod sub;
 pub use sub::{LocalKey, LocalValue};
 mod icmp;
