@@ -20,11 +20,17 @@ pub type Options = Vec<(usize, f64, f64)>;
 fn dual(clients: &[Options], p: &[f64], q_sqrt: f64) -> (f64, Vec<f64>) {
     let mut u = vec![0.0; p.len()];
     let mut total = 0.0;
+    // A plain loop: the bounds call this thousands of times per round, and iterator
+    // adapters make debug builds (the unit tests) several times slower.
     for opts in clients {
-        let best = opts
-            .iter()
-            .map(|&(a, r, s)| (a, r - p[a] * s, s))
-            .max_by(|x, y| x.1.total_cmp(&y.1));
+        // The best priced option (the last of equals, as `max_by` picks).
+        let mut best: Option<(usize, f64, f64)> = None;
+        for &(a, r, s) in opts {
+            let v = r - p[a] * s;
+            if best.is_none_or(|b| v.total_cmp(&b.1).is_ge()) {
+                best = Some((a, v, s));
+            }
+        }
         if let Some((a, v, s)) = best {
             u[a] += s;
             total += v;

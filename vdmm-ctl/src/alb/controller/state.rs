@@ -293,6 +293,28 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_carries_each_signals_trend() {
+        // c1 walks from ap1 toward ap2, 1 dB a second each way: the snapshot's lag is
+        // negative at ap1 and positive at ap2; it goes stale with the reports. The state
+        // file keeps the trend.
+        let mut s = State::default();
+        s.add_ap("ap1", 10.0).unwrap();
+        s.add_ap("ap2", 10.0).unwrap();
+        for k in 0..30 {
+            let t = 100.0 + k as f64;
+            s.report(&report("ap1", "c1", -50.0 - k as f64, true, t), 0.0)
+                .unwrap();
+            s.report(&report("ap2", "c1", -80.0 + k as f64, false, t), 0.0)
+                .unwrap();
+        }
+        let c = &s.snapshot(130.0).clients["c1"];
+        assert!(c.lag_db["ap1"] < -3.0 && c.lag_db["ap2"] > 3.0, "{c:?}");
+        let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.snapshot(130.0), s.snapshot(130.0));
+        assert!(s.snapshot(130.0 + 40.0).clients["c1"].lag_db.is_empty());
+    }
+
+    #[test]
     fn rounds_commit_and_deleted_aps_are_rescued() {
         let mut s = State::default();
         s.add_ap("ap1", 10.0).unwrap();

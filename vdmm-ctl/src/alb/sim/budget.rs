@@ -159,36 +159,50 @@ impl Rounds {
     /// segment is unconstrained) and handover price `lambda`: the sum of the paths'
     /// values and every client's AP per segment.
     fn paths(&self, p: &[Vec<f64>], lambda: f64) -> (f64, Vec<Vec<usize>>) {
-        let segs = self.limits.len();
+        // Plain loops and two buffers: this is the bound's inner loop (every client, round
+        // and AP, for every price step), and iterator adapters make debug builds (the unit
+        // tests) several times slower.
+        let (segs, aps) = (self.limits.len(), self.aps);
         let mut total = 0.0;
         let mut at = Vec::with_capacity(self.signal.len());
-        let mut back = vec![vec![0usize; self.aps]; segs];
+        let mut back = vec![vec![0usize; aps]; segs];
+        let mut v = vec![0.0; aps];
+        let mut next = vec![0.0; aps];
         for (i, sig) in self.signal.iter().enumerate() {
-            let mut v = vec![f64::NEG_INFINITY; self.aps];
+            v.fill(f64::NEG_INFINITY);
             v[self.start[i]] = sig[0][self.start[i]];
             for r in 1..segs {
-                let (stay_best, from_best) = (0..self.aps)
-                    .map(|b| (v[b], b))
-                    .max_by(|x, y| x.0.total_cmp(&y.0))
-                    .expect("an AP");
-                let mut next = vec![0.0; self.aps];
-                for a in 0..self.aps {
+                // The best AP so far (the last of equals, as `max_by` picks).
+                let mut from_best = 0;
+                for b in 1..aps {
+                    if v[b] >= v[from_best] {
+                        from_best = b;
+                    }
+                }
+                let stay_best = v[from_best];
+                let share = self.limits[r].as_ref().map(|(share, _)| share[i]);
+                let (sig_r, p_r, back_r) = (&sig[r], &p[r], &mut back[r]);
+                for a in 0..aps {
                     let (val, from) = if v[a] >= stay_best - lambda {
                         (v[a], a)
                     } else {
                         (stay_best - lambda, from_best)
                     };
-                    let priced = self.limits[r]
-                        .as_ref()
-                        .map_or(0.0, |(share, _)| p[r][a] * share[i]);
-                    next[a] = val + sig[r][a] - priced;
-                    back[r][a] = from;
+                    let priced = match share {
+                        Some(sh) => p_r[a] * sh,
+                        None => 0.0,
+                    };
+                    next[a] = val + sig_r[a] - priced;
+                    back_r[a] = from;
                 }
-                v = next;
+                std::mem::swap(&mut v, &mut next);
             }
-            let mut a = (0..self.aps)
-                .max_by(|&x, &y| v[x].total_cmp(&v[y]))
-                .expect("an AP");
+            let mut a = 0;
+            for b in 1..aps {
+                if v[b] >= v[a] {
+                    a = b;
+                }
+            }
             total += v[a];
             let mut path = vec![0; segs];
             for r in (0..segs).rev() {
