@@ -78,6 +78,35 @@ pub fn may_be_bound(w: [u32; 4], family: u32) -> bool {
     }
 }
 
+/// The slot of the address `w` of `family` to fill, with the stamp to fill it with: read
+/// before the look-ups, so that a table changed after this read leaves an old stamp.
+#[inline(always)]
+fn to_fill(w: [u32; 4], family: u32) -> Option<(&'static mut MappingSlot, u64)> {
+    let slot = MAPPING_L1.get_ptr_mut(mapping_slot(w, family))?;
+    // SAFETY: per-CPU map value, this program is its only user on this CPU.
+    Some((unsafe { &mut *slot }, stamp(&XLAT_GEN).unwrap_or(0)))
+}
+
+/// Whether the host binding hash holds the address `w`.
+#[inline(always)]
+fn host_bound(w: [u32; 4]) -> bool {
+    let key = IpAddrKey {
+        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) },
+    };
+    // SAFETY: the value is only tested for presence.
+    unsafe { HOST_BINDINGS.get(&key) }.is_some()
+}
+
+/// Completes a slot: key and answers, the stamp last.
+#[inline(always)]
+fn store(s: &mut MappingSlot, w: [u32; 4], family: u32, bound: bool, flags: u32, stamp: u64) {
+    s.addr = w;
+    s.family = family;
+    s.flags = flags | if bound { MAPPING_BOUND } else { 0 };
+    s.stamp = stamp;
+}
+
 /// Fills the slot of the IPv4 address whose key word is `w3` from the tables (null if
 /// there is no slot). A BPF subprogram of its own, as [`fill_v6`]: the keys the look-ups
 /// need on the stack are then not in the frames of the translator's steps (512 bytes of
@@ -85,60 +114,31 @@ pub fn may_be_bound(w: [u32; 4], family: u32) -> bool {
 #[inline(never)]
 fn fill_v4(w3: u32) -> *const MappingSlot {
     let w = words_v4(u32::from_be_bytes(w3.to_ne_bytes()));
-    let Some(slot) = MAPPING_L1.get_ptr_mut(mapping_slot(w, MAPPING_V4)) else {
+    let Some((s, stamp)) = to_fill(w, MAPPING_V4) else {
         return core::ptr::null();
     };
-    // Read before the look-ups: a table changed after this read leaves an old stamp.
-    let stamp = stamp(&XLAT_GEN).unwrap_or(0);
-    // SAFETY: per-CPU map value, this program is its only user on this CPU.
-    let s = unsafe { &mut *slot };
-    let key = IpAddrKey {
-        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
-        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) },
-    };
-    // SAFETY: the values are only tested for presence.
-    let bound = unsafe { HOST_BINDINGS.get(&key) }.is_some()
-        || BINDINGS_V4.get(&Key::new(32, w3.to_ne_bytes())).is_some();
-    let mut flags = if bound { MAPPING_BOUND } else { 0 };
-    if eam_4to6_table(
-        u32::from_be_bytes(w3.to_ne_bytes()),
-        s.mapped.as_mut_ptr() as *mut u8,
-    ) {
-        flags |= MAPPING_EAM;
-    }
-    s.addr = w;
-    s.family = MAPPING_V4;
-    s.flags = flags;
-    s.stamp = stamp;
-    slot
+    let bound = host_bound(w) || BINDINGS_V4.get(&Key::new(32, w3.to_ne_bytes())).is_some();
+    let a = u32::from_be_bytes(w3.to_ne_bytes());
+    let eam = eam_4to6_table(a, s.mapped.as_mut_ptr() as *mut u8);
+    store(s, w, MAPPING_V4, bound, eam as u32 * MAPPING_EAM, stamp);
+    s
 }
 
 /// [`fill_v4`] for the IPv6 address `w0..w3`.
 #[inline(never)]
 fn fill_v6(w0: u32, w1: u32, w2: u32, w3: u32) -> *const MappingSlot {
     let w = [w0, w1, w2, w3];
-    let Some(slot) = MAPPING_L1.get_ptr_mut(mapping_slot(w, MAPPING_V6)) else {
+    let Some((s, stamp)) = to_fill(w, MAPPING_V6) else {
         return core::ptr::null();
     };
-    // Read before the look-ups, as in `fill_v4`.
-    let stamp = stamp(&XLAT_GEN).unwrap_or(0);
-    // SAFETY: per-CPU map value, this program is its only user on this CPU.
-    let s = unsafe { &mut *slot };
-    let key = IpAddrKey {
-        // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
-        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) },
-    };
-    // SAFETY: the values are only tested for presence.
-    let bound = unsafe { HOST_BINDINGS.get(&key) }.is_some()
-        || BINDINGS_V6.get(&Key::new(128, key.addr)).is_some();
-    let mut flags = if bound { MAPPING_BOUND } else { 0 };
-    if let Some(a) = eam_6to4_table(key.addr.as_ptr()) {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size; any bytes are valid.
+    let addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) };
+    let bound = host_bound(w) || BINDINGS_V6.get(&Key::new(128, addr)).is_some();
+    let mut eam = 0;
+    if let Some(a) = eam_6to4_table(addr.as_ptr()) {
         s.mapped[0] = a;
-        flags |= MAPPING_EAM;
+        eam = MAPPING_EAM;
     }
-    s.addr = w;
-    s.family = MAPPING_V6;
-    s.flags = flags;
-    s.stamp = stamp;
-    slot
+    store(s, w, MAPPING_V6, bound, eam, stamp);
+    s
 }
