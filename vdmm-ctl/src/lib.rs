@@ -12,8 +12,8 @@
 //! - [`vap`]: virtual access points of an AP host (create, delete, forward, counters,
 //!   reports of unknown clients); [`vap_record`]: a vAP as the agent keeps it;
 //!   [`vap_sync`]: records written into the vAP maps as they are (the agent's reconciler);
-//! - [`cache_gen`]: invalidation of the data plane's first-level caches of the vAP and
-//!   tunnel address tables after a change;
+//! - [`cache_gen`]: invalidation of the data plane's first-level caches of the vAP, tunnel
+//!   address, binding and translator tables after a change;
 //! - [`metrics`]: Prometheus metrics of the pinned maps;
 //! - [`routes`]: the kernel routes of the slow path (rtnetlink); [`neigh`]: neighbour
 //!   entries resolved ahead of traffic (a handover's anchor);
